@@ -1,0 +1,50 @@
+/* hinge: SentencePiece (BPE-style, "llama" in GGUF) tokenizer read from
+ * GGUF metadata: tokens, scores, token types, byte fallback, dummy prefix,
+ * special tokens. */
+#ifndef HINGE_TOKENIZER_H
+#define HINGE_TOKENIZER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gguf.h"
+#include "status.h"
+
+typedef struct tokenizer tokenizer;
+
+/* Builds the vocabulary from f's tokenizer.ggml.* keys; f is borrowed only
+ * for the call (strings are copied). Errors: HINGE_ERR_FORMAT (missing or
+ * inconsistent keys), HINGE_ERR_UNSUPPORTED (tokenizer.ggml.model is not
+ * "llama"), HINGE_ERR_NOMEM. */
+hinge_status tok_create(const gguf_file *f, tokenizer **out, char *err, size_t errlen);
+void tok_destroy(tokenizer *t); /* NULL is a no-op */
+
+int32_t tok_n_vocab(const tokenizer *t);
+int32_t tok_bos(const tokenizer *t); /* -1 when the vocabulary has none */
+int32_t tok_eos(const tokenizer *t);
+bool tok_add_bos(const tokenizer *t); /* tokenizer.ggml.add_bos_token */
+/* True for tokens that end a generation (eos, and end-of-turn markers such as
+ * gemma's <end_of_turn>). */
+bool tok_is_eog(const tokenizer *t, int32_t id);
+
+/* Tokenizes len bytes of UTF-8 text into out[0..cap). Adds BOS first when
+ * add_bos. With parse_special, the text of control tokens (e.g. "<bos>",
+ * "<start_of_turn>") becomes that token; otherwise it is ordinary text.
+ * *n is the number of tokens produced; HINGE_ERR_RANGE if more than cap
+ * were needed (*n then holds how many). Empty text gives no tokens (only BOS
+ * when asked). */
+hinge_status tok_encode(const tokenizer *t, const char *text, size_t len, bool add_bos,
+                        bool parse_special, int32_t *out, size_t cap, size_t *n);
+
+/* Writes the text of token id to buf (not NUL-terminated), returns its
+ * length in bytes (at most cap; pieces longer than cap are cut). "▁" becomes
+ * a space, byte tokens "<0xAB>" become the byte, control tokens give "".
+ * With strip_space a leading space is dropped (the first token after BOS
+ * when the vocabulary adds a dummy prefix). */
+size_t tok_piece(const tokenizer *t, int32_t id, bool strip_space, char *buf, size_t cap);
+
+/* True when the tokenizer adds SentencePiece's dummy-prefix space. */
+bool tok_adds_space_prefix(const tokenizer *t);
+
+#endif
