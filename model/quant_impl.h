@@ -1,0 +1,34 @@
+/* hinge: quant.c's kernel sets by name, for tests and benchmarks.
+ *
+ * The engine calls quant.h, which runs the best set this CPU supports. Tests
+ * and bench_quant call these to check and time every set on one machine. Each
+ * function has the contract of the quant.h function of the same stem; calling
+ * one with a set that quant_kset_supported() denies is a caller bug. */
+#ifndef HINGE_QUANT_IMPL_H
+#define HINGE_QUANT_IMPL_H
+
+#include "quant.h"
+
+typedef enum quant_kset {
+    QUANT_KSET_SCALAR = 0, /* portable C, any CPU */
+    QUANT_KSET_AVX2 = 1,   /* x86-64 with AVX2, FMA and F16C */
+    QUANT_KSET_AVX512 = 2, /* and AVX-512 F/BW/VL/DQ: 16-lane matvec and matmul, AVX2 elsewhere */
+    QUANT_KSET_COUNT
+} quant_kset;
+
+/* True if this build has set k and this CPU can run it. */
+bool quant_kset_supported(quant_kset k);
+/* The set quant.h's functions use: the fastest supported one. */
+quant_kset quant_kset_best(void);
+/* "scalar", "avx2", "avx512". */
+const char *quant_kset_name(quant_kset k);
+
+void quant_dequant_row_k(quant_kset k, qtype t, const void *row, float *dst, size_t n);
+float quant_dot_row_k(quant_kset k, qtype t, const void *row, const float *x, size_t n);
+void quant_matvec_k(quant_kset k, qtype t, const void *w, size_t n, const float *x, float *y, size_t r0,
+                    size_t r1);
+void quant_matmul_k(quant_kset k, qtype t, const void *w, size_t n, const float *x, size_t m, float *y,
+                    size_t ldy, size_t r0, size_t r1, float *scratch);
+float quant_dot_f32_k(quant_kset k, const float *a, const float *b, size_t n);
+
+#endif
