@@ -1,0 +1,48 @@
+/* hinge: the CPU reference for every non-matrix op of the forward pass.
+ * These are what the Vulkan shaders are checked against. All sizes are in
+ * elements; every op is for one position (the caller loops over positions). */
+#ifndef HINGE_OPS_H
+#define HINGE_OPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* out[i] = x[i] / sqrt(mean(x^2) + eps) * (w ? w[i] : 1). out may alias x. */
+void op_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps);
+
+/* Rotates the first rope_dim dims of each of n_heads heads of head_dim in x,
+ * for position pos: theta_i = (pos / scale) * base^(-2i/rope_dim).
+ * neox: pairs (i, i + rope_dim/2); else pairs (2i, 2i+1). */
+void op_rope(float *x, uint32_t n_heads, uint32_t head_dim, uint32_t rope_dim, bool neox,
+             uint32_t pos, float base, float scale);
+
+/* g[i] = gelu_tanh(g[i]) * u[i] (GeGLU) or silu(g[i]) * u[i] (SwiGLU). */
+void op_geglu(float *g, const float *u, size_t n);
+void op_swiglu(float *g, const float *u, size_t n);
+
+/* x[i] += y[i] */
+void op_add(float *x, const float *y, size_t n);
+
+/* x[i] *= s */
+void op_scale(float *x, float s, size_t n);
+
+/* In-place softmax of x[0..n). */
+void op_softmax(float *x, size_t n);
+
+/* Causal attention of one query position against cached keys/values at
+ * positions [lo, hi] (inclusive). q: (n_head, head_dim); kc, vc: the layer's
+ * cache, row p at kc + p*n_head_kv*head_dim (and head_dim_v for vc); query
+ * head h reads kv head h / (n_head / n_head_kv). out: (n_head, head_dim_v).
+ * scores: caller's scratch of hi - lo + 1 floats. score = scale * q.k. */
+void op_attention(float *out, const float *q, const float *kc, const float *vc, uint32_t n_head,
+                  uint32_t n_head_kv, uint32_t head_dim, uint32_t head_dim_v, uint32_t lo,
+                  uint32_t hi, float scale, float *scores);
+
+/* One head of op_attention: q (head_dim), key row p at kc + p*k_stride,
+ * value row p at vc + p*v_stride, out (head_dim_v). */
+void op_attention_head(float *out, const float *q, const float *kc, const float *vc, size_t k_stride,
+                       size_t v_stride, uint32_t head_dim, uint32_t head_dim_v, uint32_t lo, uint32_t hi,
+                       float scale, float *scores);
+
+#endif

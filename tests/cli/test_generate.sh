@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# End-to-end tests of the `hinge` command line.
+#   test_generate.sh HINGE_BINARY SHARED_DIR SOURCE_DIR
+set -uo pipefail
+hinge=$1 shared=$2 src=$3
+stories="$shared/models/stories260K.gguf"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+
+check() { # name, then a command that must succeed
+  local name=$1; shift
+  if "$@"; then pass=$((pass + 1)); echo "ok - $name"; else fail=$((fail + 1)); echo "not ok - $name"; fi
+}
+
+# stories260K, temperature 0, BOS alone, 200 positions: the oracle text,
+# byte for byte, and nothing else on stdout.
+"$hinge" generate --model "$stories" --prompt "" -n 200 --temp 0 >"$tmp/out" 2>"$tmp/err"
+check "greedy stories260K equals the oracle" cmp "$tmp/out" "$shared/oracles/stories260K-greedy-200.txt"
+check "1 thread gives the same text" bash -c "'$hinge' generate --model '$stories' --prompt '' -n 200 --temp 0 --threads 1 2>/dev/null | cmp - '$shared/oracles/stories260K-greedy-200.txt'"
+
+# --json: one object with the documented fields.
+"$hinge" generate --model "$stories" --prompt "Once upon a time" -n 20 --temp 0.8 --seed 7 --json >"$tmp/j" 2>/dev/null
+check "--json prints one summary object" python3 -c "
+import json,sys; d=json.load(open('$tmp/j'))
+for k in ('prompt_tokens','generated_tokens','text','load_ms','prefill_tokens_per_s','decode_tokens_per_s'): assert k in d, k
+assert d['generated_tokens']==20 and d['prompt_tokens']==5, d"
+
+# seeded sampling is reproducible
+a=$("$hinge" generate --model "$stories" --prompt "Lily" -n 30 --temp 1 --seed 3 2>/dev/null)
+b=$("$hinge" generate --model "$stories" --prompt "Lily" -n 30 --temp 1 --seed 3 2>/dev/null)
+c=$("$hinge" generate --model "$stories" --prompt "Lily" -n 30 --temp 1 --seed 4 2>/dev/null)
+check "same seed, same text" test "$a" = "$b"
+check "other seed, other text" test "$a" != "$c"
+
+# perplexity over the fixed passage
+"$hinge" perplexity --model "$stories" --file "$src/tests/data/passage.txt" --json >"$tmp/p" 2>/dev/null
+check "perplexity reports a finite value" python3 -c "
+import json,math; d=json.load(open('$tmp/p')); assert d['tokens']>100 and 1<d['perplexity']<1e4 and math.isfinite(d['perplexity']), d"
+
+# bad input: clear errors, non-zero exit, nothing on stdout
+"$hinge" generate --model "$tmp/missing.gguf" --prompt x >"$tmp/o1" 2>"$tmp/e1"
+check "missing model is an error" test $? -ne 0 -a ! -s "$tmp/o1"
+check "missing model names the file" grep -q "missing.gguf" "$tmp/e1"
+head -c 1000 "$stories" >"$tmp/trunc.gguf"
+"$hinge" generate --model "$tmp/trunc.gguf" --prompt x >"$tmp/o2" 2>"$tmp/e2"
+check "truncated model is an error" test $? -ne 0 -a ! -s "$tmp/o2" -a -s "$tmp/e2"
+"$hinge" generate --model "$stories" --prompt x -n abc >/dev/null 2>"$tmp/e3"
+check "bad -n is a usage error" test $? -eq 2
+"$hinge" generate --model "$stories" --prompt x --top-p 2 >/dev/null 2>&1
+check "bad --top-p is a usage error" test $? -eq 2
+"$hinge" generate --model "$stories" --prompt x -n 10 --ctx 4 >/dev/null 2>&1
+check "context too small is an error" test $? -ne 0
+"$hinge" frobnicate >/dev/null 2>&1
+check "unknown command is a usage error" test $? -eq 2
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
