@@ -743,9 +743,20 @@ AVX512_INLINE static float dot_blk32_512(qtype t, const uint8_t *row, const floa
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
-AVX512 static float dot_q4_0_512(const void *row, const float *x, size_t nb) { return dot_blk32_512(QT_Q4_0, row, x, nb); }
-AVX512 static float dot_q5_0_512(const void *row, const float *x, size_t nb) { return dot_blk32_512(QT_Q5_0, row, x, nb); }
-AVX512 static float dot_q8_0_512(const void *row, const float *x, size_t nb) { return dot_blk32_512(QT_Q8_0, row, x, nb); }
+AVX512 static float dot_q4_0_512(const void *row, const float *x, size_t nb)
+{
+    return dot_blk32_512(QT_Q4_0, row, x, nb);
+}
+
+AVX512 static float dot_q5_0_512(const void *row, const float *x, size_t nb)
+{
+    return dot_blk32_512(QT_Q5_0, row, x, nb);
+}
+
+AVX512 static float dot_q8_0_512(const void *row, const float *x, size_t nb)
+{
+    return dot_blk32_512(QT_Q8_0, row, x, nb);
+}
 
 /* As dot_q4_k_avx2: chunk c's 32 bytes give sub-blocks 2c (low nibbles) and
  * 2c+1 (high), 16 weights per vector. */
@@ -774,6 +785,12 @@ AVX512 static float dot_q4_k_512(const void *row, const float *x, const float *x
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - hsum(mins);
 }
 
+/* acc += s * sum(q x) over 16 weights. */
+AVX512_INLINE static __m512 q6_k_group_512(__m512i q, const float *x, float s, __m512 acc)
+{
+    return _mm512_fmadd_ps(_mm512_mul_ps(cvt16(q), ld16(x)), _mm512_set1_ps(s), acc);
+}
+
 /* Q6_K 16 weights at a time straight from ql/qh: for l in [L, L+16) of half
  * h, group k is weight 32k + l, with scale 8h + 2k + L/16 (see deq_q6_k). */
 AVX512 static float dot_q6_k_512(const void *row, const float *x, size_t nb)
@@ -796,10 +813,10 @@ AVX512 static float dot_q6_k_512(const void *row, const float *x, size_t nb)
                 const __m512i q3 = _mm512_or_si512(_mm512_srli_epi32(lb, 4),
                                                    _mm512_and_si512(_mm512_srli_epi32(hb, 2), m30));
                 const float *s = dsc + 8 * h + l / 16, *xl = x + 128 * h + l;
-                a0 = _mm512_fmadd_ps(_mm512_mul_ps(cvt16(_mm512_sub_epi32(q0, k32)), ld16(xl)), _mm512_set1_ps(s[0]), a0);
-                a1 = _mm512_fmadd_ps(_mm512_mul_ps(cvt16(_mm512_sub_epi32(q1, k32)), ld16(xl + 32)), _mm512_set1_ps(s[2]), a1);
-                a2 = _mm512_fmadd_ps(_mm512_mul_ps(cvt16(_mm512_sub_epi32(q2, k32)), ld16(xl + 64)), _mm512_set1_ps(s[4]), a2);
-                a3 = _mm512_fmadd_ps(_mm512_mul_ps(cvt16(_mm512_sub_epi32(q3, k32)), ld16(xl + 96)), _mm512_set1_ps(s[6]), a3);
+                a0 = q6_k_group_512(_mm512_sub_epi32(q0, k32), xl, s[0], a0);
+                a1 = q6_k_group_512(_mm512_sub_epi32(q1, k32), xl + 32, s[2], a1);
+                a2 = q6_k_group_512(_mm512_sub_epi32(q2, k32), xl + 64, s[4], a2);
+                a3 = q6_k_group_512(_mm512_sub_epi32(q3, k32), xl + 96, s[6], a3);
             }
         x += QK_K;
     }
@@ -1006,25 +1023,41 @@ void quant_matvec_k(quant_kset k, qtype t, const void *w, size_t n, const float 
         y[r] = dot_row_scalar(t, (const uint8_t *)w + r * rb, x, n);
 }
 
+/* Results gather for OUT_ROWS rows x up to OUT_M positions in a stack buffer
+ * and go to y a whole 64-byte line per position: written straight from the
+ * 8-row tiles they were half lines at ldy stride, read for ownership twice,
+ * which cost a 262144-row head 40% of its speed. */
+enum { OUT_ROWS = 2 * QUANT_MM_ROWS, OUT_M = 256 };
+
 void quant_matmul_k(quant_kset k, qtype t, const void *w, size_t n, const float *x, size_t m, float *y,
                     size_t ldy, size_t r0, size_t r1, float *scratch)
 {
     const size_t rb = quant_row_bytes(t, n);
-    for (size_t r = r0; r < r1; r += QUANT_MM_ROWS) {
-        const size_t nr = r1 - r < QUANT_MM_ROWS ? r1 - r : QUANT_MM_ROWS;
-        const float *rows = scratch;
-        if (t == QT_F32)
-            rows = (const float *)w + r * n;
-        else
-            for (size_t i = 0; i < nr; i++)
-                quant_dequant_row_k(k, t, (const uint8_t *)w + (r + i) * rb, scratch + i * n, n);
+    float out[OUT_ROWS * OUT_M];
+    for (size_t j0 = 0; j0 < m; j0 += OUT_M) {
+        const size_t mj = m - j0 < OUT_M ? m - j0 : OUT_M;
+        const float *xj = x + j0 * n;
+        for (size_t r = r0; r < r1; r += OUT_ROWS) {
+            const size_t nout = r1 - r < OUT_ROWS ? r1 - r : OUT_ROWS;
+            for (size_t g = 0; g < nout; g += QUANT_MM_ROWS) {
+                const size_t nr = nout - g < QUANT_MM_ROWS ? nout - g : QUANT_MM_ROWS;
+                const float *rows = scratch;
+                if (t == QT_F32)
+                    rows = (const float *)w + (r + g) * n;
+                else
+                    for (size_t i = 0; i < nr; i++)
+                        quant_dequant_row_k(k, t, (const uint8_t *)w + (r + g + i) * rb, scratch + i * n, n);
 #if QUANT_HAVE_X86
-        if (k != QUANT_KSET_SCALAR) {
-            tile_x86(k, rows, nr, n, x, m, y + r, ldy);
-            continue;
-        }
+                if (k != QUANT_KSET_SCALAR)
+                    tile_x86(k, rows, nr, n, xj, mj, out + g, OUT_ROWS);
+                else
 #endif
-        tile_scalar(rows, nr, n, x, m, y + r, ldy);
+                    tile_scalar(rows, nr, n, xj, mj, out + g, OUT_ROWS);
+            }
+            for (size_t j = 0; j < mj; j++)
+                for (size_t i = 0; i < nout; i++)
+                    y[(j0 + j) * ldy + r + i] = out[j * OUT_ROWS + i];
+        }
     }
 }
 

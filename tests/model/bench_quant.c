@@ -180,7 +180,8 @@ int main(int argc, char **argv)
         printf("%-6s %9zu x %-5zu %6.0f", quant_name(mv[i].t), rows, n,
                (double)(rows * quant_row_bytes(mv[i].t, n)) / 1e6);
         for (int s = 0; s < nsets; s++) {
-            const double gbs = bench_matvec(sets[s], mv[i].t, w, rows, n, x, y, s == 0 ? reps : 1);
+            const int r = sets[s] == QUANT_KSET_SCALAR ? 1 : reps; /* scalar: slow, once is enough */
+            const double gbs = bench_matvec(sets[s], mv[i].t, w, rows, n, x, y, r);
             printf("  %11.2f  %6.0f%%", gbs, 100.0 * gbs / mc);
         }
         printf("\n");
@@ -212,7 +213,7 @@ int main(int argc, char **argv)
                 printf("  %14s", "-");
                 continue;
             }
-            const int r = big || s > 0 ? 1 : reps;
+            const int r = big || sets[s] == QUANT_KSET_SCALAR ? 1 : reps;
             printf("  %14.2f", bench_matmul(sets[s], mm[i].t, mm[i].rows, mm[i].n, m, mm[i].off, r));
             fflush(stdout);
         }
