@@ -1,0 +1,68 @@
+/* Host side of shaders/attention.comp. */
+#include <stddef.h>
+
+#include "vk_ops_impl.h"
+
+/* Mirrors attention.comp's push block. */
+typedef struct at_push {
+    uint32_t n_head, n_head_kv, head_dim, head_dim_v, m, pos0, window, q_off, q_stride, o_off, o_stride;
+    float scale;
+} at_push;
+_Static_assert(sizeof(at_push) == 48, "attention.comp push block");
+_Static_assert(sizeof(at_push) <= DEV_OP_PUSH_WORDS * 4, "push words");
+
+const uint32_t dev_attn_push_bytes = sizeof(at_push);
+
+hinge_status dev_prepare_attention(dev_ops *o, const dev_attn_args *a, dev_op *op)
+{
+    const char *what = "dev_prepare_attention";
+    const dev_attn_shape *sh = &a->s;
+    hinge_status s = ops_check_attn_shape(o, sh, what);
+    if (s != HINGE_OK)
+        return s;
+    if (!a->q || !a->k_cache || !a->v_cache || !a->out)
+        return dev_fail(o->c, HINGE_ERR_INVALID, "%s: q, caches and out are required", what);
+    if (a->q_off % 4 || a->q_stride % 4)
+        return dev_fail(o->c, HINGE_ERR_INVALID, "%s: q offset %u and stride %u must be multiples of 4", what,
+                        a->q_off, a->q_stride);
+    uint32_t q_dim = sh->n_head * sh->head_dim, o_dim = sh->n_head * sh->head_dim_v;
+    uint32_t kv_dim = sh->n_head_kv * sh->head_dim, v_dim = sh->n_head_kv * sh->head_dim_v;
+    uint32_t cap = ops_capacity(a->q, a->q_off, a->q_stride, q_dim);
+    uint32_t cap_o = ops_capacity(a->out, a->o_off, a->o_stride, o_dim);
+    uint64_t rows_k = a->k_cache->size / 4 / kv_dim, rows_v = a->v_cache->size / 4 / v_dim;
+    uint64_t rows = rows_k < rows_v ? rows_k : rows_v;
+    if (cap_o < cap)
+        cap = cap_o;
+    if (cap == 0 || rows == 0)
+        return dev_fail(o->c, HINGE_ERR_INVALID, "%s: q, out or a cache cannot hold one position", what);
+    at_push pc = {
+        .n_head = sh->n_head,
+        .n_head_kv = sh->n_head_kv,
+        .head_dim = sh->head_dim,
+        .head_dim_v = sh->head_dim_v,
+        .window = a->window,
+        .q_off = a->q_off,
+        .q_stride = a->q_stride,
+        .o_off = a->o_off,
+        .o_stride = a->o_stride,
+        .scale = a->scale,
+    };
+    ops_op_init(op, DEV_OP_ATTENTION, &o->attention, &pc, sizeof pc);
+    op->at_m = offsetof(at_push, m) / 4;
+    op->at_pos0 = offsetof(at_push, pos0) / 4;
+    op->groups_x = sh->n_head;
+    op->pos_per_group = 1;
+    op->max_m = cap;
+    op->max_pos = rows > UINT32_MAX ? UINT32_MAX : (uint32_t)rows;
+    VkDescriptorBufferInfo bi[HK_AT_BINDINGS];
+    s = ops_buf_info(o, a->q, what, &bi[HK_AT_B_Q]);
+    if (s == HINGE_OK)
+        s = ops_buf_info(o, a->k_cache, what, &bi[HK_AT_B_KC]);
+    if (s == HINGE_OK)
+        s = ops_buf_info(o, a->v_cache, what, &bi[HK_AT_B_VC]);
+    if (s == HINGE_OK)
+        s = ops_buf_info(o, a->out, what, &bi[HK_AT_B_OUT]);
+    if (s == HINGE_OK)
+        s = ops_write_set(o, &o->attention, bi, &op->sets[0]);
+    return s;
+}

@@ -1,0 +1,115 @@
+/* Host side of shaders/matmul.comp and shaders/matvec.comp: y = W x. */
+#include <stddef.h>
+
+#include "vk_ops_impl.h"
+
+/* Mirrors the push block of matmul.comp and matvec.comp. The flags are the
+ * pipeline's specialization constant, not a push constant. */
+typedef struct mm_push {
+    uint32_t ncols, stride, nrows, row0, m, x_off, x_stride, y_off, y_stride;
+    float eps;
+} mm_push;
+_Static_assert(sizeof(mm_push) == 40, "matmul.comp push block");
+_Static_assert(sizeof(mm_push) <= DEV_OP_PUSH_WORDS * 4, "push words");
+
+const uint32_t dev_mm_push_bytes = sizeof(mm_push);
+
+static hinge_status check_args(dev_ops *o, const dev_mm_args *a, const char *what)
+{
+    const dev_weight *w = a->w;
+    uint32_t glu = a->flags & (HK_F_SWIGLU | HK_F_GEGLU);
+    if (!w || !a->x || !a->y)
+        return dev_fail(o->c, HINGE_ERR_INVALID, "%s: weight, x and y are required", what);
+    if (a->flags & ~(HK_F_ACC | HK_F_NORM | HK_F_SWIGLU | HK_F_GEGLU))
+        return dev_fail(o->c, HINGE_ERR_INVALID, "%s: flags 0x%x are not for matrix products", what, a->flags);
+    if (glu == (HK_F_SWIGLU | HK_F_GEGLU) || (glu && !a->w2) || (!glu && a->w2))
+        return dev_fail(o->c, HINGE_ERR_INVALID, "%s: a gated product needs exactly one activation and w2", what);
+    if (a->w2 && (a->w2->type != w->type || a->w2->rows != w->rows || a->w2->cols != w->cols ||
+                  a->w2->part_rows != w->part_rows))
+        return dev_fail(o->c, HINGE_ERR_INVALID, "%s: w2 differs from w in type or shape", what);
+    if ((a->flags & HK_F_NORM) && (!a->norm || a->norm->size < (uint64_t)w->cols * 4))
+        return dev_fail(o->c, HINGE_ERR_INVALID, "%s: the norm needs a weight of %u floats", what, w->cols);
+    if (a->x_off % 4 || a->x_stride % 4)
+        return dev_fail(o->c, HINGE_ERR_INVALID, "%s: x offset %u and stride %u must be multiples of 4", what, a->x_off,
+                        a->x_stride);
+    if (w->part_rows == 0 || ((uint64_t)w->rows + w->part_rows - 1) / w->part_rows > DEV_OP_MAX_PARTS)
+        return dev_fail(o->c, HINGE_ERR_UNSUPPORTED, "%s: %u rows need more than %d descriptor parts", what, w->rows,
+                        DEV_OP_MAX_PARTS);
+    return HINGE_OK;
+}
+
+/* The descriptor sets of every part of w (and w2). */
+static hinge_status write_parts(dev_ops *o, const dev_mm_args *a, const struct dev_kernel *k, dev_op *op,
+                                const char *what)
+{
+    VkDescriptorBufferInfo bi[HK_MM_BINDINGS];
+    hinge_status s = ops_buf_info(o, a->x, what, &bi[HK_MM_B_X]);
+    if (s == HINGE_OK)
+        s = ops_buf_info(o, a->y, what, &bi[HK_MM_B_Y]);
+    if (s == HINGE_OK)
+        s = ops_buf_info(o, a->norm ? a->norm : a->x, what, &bi[HK_MM_B_NORM]);
+    const dev_weight *w = a->w;
+    uint32_t p = 0;
+    for (uint32_t r0 = 0; s == HINGE_OK && r0 < w->rows; r0 += w->part_rows, p++) {
+        uint32_t n = w->rows - r0 < w->part_rows ? w->rows - r0 : w->part_rows;
+        VkDeviceSize off = (VkDeviceSize)r0 * w->row_bytes, bytes = (VkDeviceSize)n * w->row_bytes;
+        bi[HK_MM_B_W] = (VkDescriptorBufferInfo){.buffer = w->buf.buf, .offset = w->buf.off + off, .range = bytes};
+        const dev_weight *w2 = a->w2 ? a->w2 : w;
+        bi[HK_MM_B_W2] = (VkDescriptorBufferInfo){.buffer = w2->buf.buf, .offset = w2->buf.off + off, .range = bytes};
+        op->part_rows[p] = n;
+        s = ops_write_set(o, k, bi, &op->sets[p]);
+    }
+    op->n_parts = p;
+    return s;
+}
+
+static hinge_status prepare(dev_ops *o, const dev_mm_args *a, dev_op *op, bool decode)
+{
+    const char *what = decode ? "dev_prepare_matvec" : "dev_prepare_matmul";
+    hinge_status s = check_args(o, a, what);
+    if (s != HINGE_OK)
+        return s;
+    const dev_weight *w = a->w;
+    bool rows = !decode || o->mv == DEV_MV_ROWS;
+    struct dev_kernel *k = ops_kernel_for(o, decode ? (rows ? o->matmul1 : o->matvec) : o->matmuln, w->type, what);
+    if (!k)
+        return HINGE_ERR_UNSUPPORTED;
+    VkPipeline pipe;
+    s = ops_pipeline(o, k, a->flags, &pipe);
+    if (s != HINGE_OK)
+        return s;
+    uint32_t cap_x = ops_capacity(a->x, a->x_off, a->x_stride, w->cols);
+    uint32_t cap_y = ops_capacity(a->y, a->y_off, a->y_stride, w->rows);
+    uint32_t cap = cap_x < cap_y ? cap_x : cap_y;
+    if (cap == 0)
+        return dev_fail(o->c, HINGE_ERR_INVALID, "%s: x (%llu bytes) or y (%llu bytes) is too small for one %u x %u "
+                        "product", what, (unsigned long long)a->x->size, (unsigned long long)a->y->size, w->rows,
+                        w->cols);
+    mm_push pc = {
+        .ncols = w->cols,
+        .stride = (uint32_t)(w->row_bytes / 4),
+        .m = 1,
+        .x_off = a->x_off,
+        .x_stride = a->x_stride,
+        .y_off = a->y_off,
+        .y_stride = a->y_stride,
+        .eps = a->eps,
+    };
+    ops_op_init(op, decode ? DEV_OP_MATVEC : DEV_OP_MATMUL, k, &pc, sizeof pc);
+    op->pipe = pipe;
+    op->at_nrows = offsetof(mm_push, nrows) / 4;
+    op->at_row0 = offsetof(mm_push, row0) / 4;
+    op->rows_per_group = rows ? HK_WG : HK_WG / HK_MV_LANES;
+    if (decode) {
+        op->max_m = 1;
+    } else {
+        op->at_m = offsetof(mm_push, m) / 4;
+        op->pos_per_group = HK_MM_POS;
+        op->max_m = cap;
+    }
+    return write_parts(o, a, k, op, what);
+}
+
+hinge_status dev_prepare_matvec(dev_ops *o, const dev_mm_args *a, dev_op *op) { return prepare(o, a, op, true); }
+
+hinge_status dev_prepare_matmul(dev_ops *o, const dev_mm_args *a, dev_op *op) { return prepare(o, a, op, false); }

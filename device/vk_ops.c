@@ -1,0 +1,451 @@
+/* The kernel set: pipelines, descriptor sets, recording. See vk_ops.h; the
+ * per-kernel host code is in vk_matmul.c, vk_embed.c, vk_rmsnorm.c,
+ * vk_rope_kv.c, vk_attention.c and vk_eltwise.c. */
+#include "vk_ops_impl.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant.h"
+#include "spirv.h"
+
+enum { SETS_PER_POOL = 256 };
+
+static const uint32_t type_order[OPS_NTYPES] = {QT_F32, QT_F16, QT_Q8_0, QT_Q4_0, QT_Q5_0, QT_Q4_K, QT_Q6_K};
+static const char *const type_names[OPS_NTYPES] = {"f32", "f16", "q8_0", "q4_0", "q5_0", "q4_k", "q6_k"};
+
+int ops_type_index(uint32_t qtype)
+{
+    for (int i = 0; i < OPS_NTYPES; i++)
+        if (type_order[i] == qtype)
+            return i;
+    return -1;
+}
+
+const char *ops_type_name(uint32_t qtype)
+{
+    int i = ops_type_index(qtype);
+    return i < 0 ? "unsupported" : type_names[i];
+}
+
+/* ---- variant choice ---- */
+
+static dev_mv_variant choose_matvec(const dev_ctx *c, dev_mv_variant want)
+{
+    const dev_features *f = dev_ctx_features(c);
+    const char *e = getenv("HINGE_VK_MATVEC");
+    if (e && strcmp(e, "rows") == 0)
+        want = DEV_MV_ROWS;
+    else if (e && strcmp(e, "subgroup") == 0)
+        want = DEV_MV_SPLIT_SUBGROUP;
+    else if (e && strcmp(e, "shared") == 0)
+        want = DEV_MV_SPLIT_SHARED;
+    if (want != DEV_MV_AUTO)
+        return want;
+    /* A CPU device runs a subgroup as one SIMD register: loads every lane
+     * shares are cheap, per-lane loads are not, so one row per lane (x read
+     * by all lanes alike) wins. GPUs want neighbouring lanes on neighbouring
+     * bytes of a row. */
+    if (f->type == VK_PHYSICAL_DEVICE_TYPE_CPU)
+        return DEV_MV_ROWS;
+    if (f->subgroup_shuffle && f->subgroup_size >= HK_MV_LANES)
+        return DEV_MV_SPLIT_SUBGROUP;
+    return DEV_MV_SPLIT_SHARED;
+}
+
+static bool choose_subgroup(const dev_ctx *c, int want)
+{
+    const char *e = getenv("HINGE_VK_SUBGROUP");
+    if (e && strcmp(e, "0") == 0)
+        want = -1;
+    else if (e && strcmp(e, "1") == 0)
+        want = 1;
+    if (want != 0)
+        return want > 0;
+    return dev_ctx_features(c)->subgroup_arith;
+}
+
+/* ---- kernels ---- */
+
+static hinge_status kernel_create(dev_ops *o, const char *spv_name, uint32_t n_bind, uint32_t push_bytes,
+                                  struct dev_kernel *k)
+{
+    dev_ctx *c = o->c;
+    VkDevice d = dev_ctx_device(c);
+    snprintf(k->name, sizeof k->name, "%s", spv_name);
+    k->n_bind = n_bind;
+    k->push_bytes = push_bytes;
+    const dev_spirv *spv = dev_spirv_find(spv_name);
+    if (!spv)
+        return dev_fail(c, HINGE_ERR_UNSUPPORTED, "shader %s is not in this build", spv_name);
+    VkDescriptorSetLayoutBinding b[8];
+    for (uint32_t i = 0; i < n_bind; i++)
+        b[i] = (VkDescriptorSetLayoutBinding){
+            .binding = i,
+            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .descriptorCount = 1,
+            .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
+        };
+    VkDescriptorSetLayoutCreateInfo lci = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+        .bindingCount = n_bind,
+        .pBindings = b,
+    };
+    VkResult r = vkCreateDescriptorSetLayout(d, &lci, NULL, &k->dsl);
+    if (r != VK_SUCCESS)
+        return dev_vk_fail(c, r, "vkCreateDescriptorSetLayout", spv_name);
+    VkPushConstantRange pcr = {.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT, .offset = 0, .size = push_bytes};
+    VkPipelineLayoutCreateInfo pci = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
+        .setLayoutCount = 1,
+        .pSetLayouts = &k->dsl,
+        .pushConstantRangeCount = 1,
+        .pPushConstantRanges = &pcr,
+    };
+    r = vkCreatePipelineLayout(d, &pci, NULL, &k->layout);
+    if (r != VK_SUCCESS)
+        return dev_vk_fail(c, r, "vkCreatePipelineLayout", spv_name);
+    VkShaderModuleCreateInfo mci = {
+        .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
+        .codeSize = spv->bytes,
+        .pCode = spv->code,
+    };
+    r = vkCreateShaderModule(d, &mci, NULL, &k->module);
+    if (r != VK_SUCCESS) {
+        k->module = VK_NULL_HANDLE;
+        return dev_vk_fail(c, r, "vkCreateShaderModule", spv_name);
+    }
+    return ops_pipeline(o, k, 0, &k->pipe);
+}
+
+hinge_status ops_pipeline(dev_ops *o, struct dev_kernel *k, uint32_t flags, VkPipeline *out)
+{
+    if (flags >= OPS_FLAG_SETS)
+        return dev_fail(o->c, HINGE_ERR_INVALID, "%s: flags 0x%x out of range", k->name, flags);
+    if (k->by_flags[flags]) {
+        *out = k->by_flags[flags];
+        return HINGE_OK;
+    }
+    VkSpecializationMapEntry entry = {.constantID = 0, .offset = 0, .size = sizeof(uint32_t)};
+    VkSpecializationInfo spec = {.mapEntryCount = 1, .pMapEntries = &entry, .dataSize = sizeof flags, .pData = &flags};
+    VkComputePipelineCreateInfo cci = {
+        .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+        .stage =
+            {
+                .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+                .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+                .module = k->module,
+                .pName = "main",
+                .pSpecializationInfo = flags ? &spec : NULL,
+            },
+        .layout = k->layout,
+    };
+    VkPipeline pipe;
+    VkResult r = vkCreateComputePipelines(dev_ctx_device(o->c), VK_NULL_HANDLE, 1, &cci, NULL, &pipe);
+    if (r != VK_SUCCESS) {
+        char what[48];
+        snprintf(what, sizeof what, "%s, flags 0x%x", k->name, flags);
+        return dev_vk_fail(o->c, r, "vkCreateComputePipelines", what);
+    }
+    k->by_flags[flags] = pipe;
+    *out = pipe;
+    return HINGE_OK;
+}
+
+static void kernel_destroy(VkDevice d, struct dev_kernel *k)
+{
+    for (int i = 0; i < OPS_FLAG_SETS; i++)
+        if (k->by_flags[i])
+            vkDestroyPipeline(d, k->by_flags[i], NULL);
+    if (k->module)
+        vkDestroyShaderModule(d, k->module, NULL);
+    if (k->layout)
+        vkDestroyPipelineLayout(d, k->layout, NULL);
+    if (k->dsl)
+        vkDestroyDescriptorSetLayout(d, k->dsl, NULL);
+    memset(k, 0, sizeof *k);
+}
+
+static hinge_status create_type_kernels(dev_ops *o, int ti)
+{
+    char name[32];
+    const char *t = type_names[ti];
+    const char *mv = o->mv == DEV_MV_SPLIT_SUBGROUP ? "sg" : "sh";
+    snprintf(name, sizeof name, "matmul_%s_1", t);
+    hinge_status s = kernel_create(o, name, HK_MM_BINDINGS, dev_mm_push_bytes, &o->matmul1[ti]);
+    snprintf(name, sizeof name, "matmul_%s_n", t);
+    if (s == HINGE_OK)
+        s = kernel_create(o, name, HK_MM_BINDINGS, dev_mm_push_bytes, &o->matmuln[ti]);
+    snprintf(name, sizeof name, "matvec_%s_%s", t, mv);
+    if (s == HINGE_OK && o->mv != DEV_MV_ROWS)
+        s = kernel_create(o, name, HK_MM_BINDINGS, dev_mm_push_bytes, &o->matvec[ti]);
+    snprintf(name, sizeof name, "embed_%s", t);
+    if (s == HINGE_OK)
+        s = kernel_create(o, name, HK_EM_BINDINGS, dev_embed_push_bytes, &o->embed[ti]);
+    return s;
+}
+
+static hinge_status create_kernels(dev_ops *o)
+{
+    const char *red = o->sg ? "sg" : "sh";
+    char name[32];
+    hinge_status s = HINGE_OK;
+    for (int ti = 0; ti < OPS_NTYPES && s == HINGE_OK; ti++)
+        if (o->types & (1u << type_order[ti]))
+            s = create_type_kernels(o, ti);
+    snprintf(name, sizeof name, "rmsnorm_%s", red);
+    if (s == HINGE_OK)
+        s = kernel_create(o, name, HK_RN_BINDINGS, dev_rmsnorm_push_bytes, &o->rmsnorm);
+    snprintf(name, sizeof name, "rope_kv_%s", red);
+    if (s == HINGE_OK)
+        s = kernel_create(o, name, HK_RK_BINDINGS, dev_rope_push_bytes, &o->rope_kv);
+    snprintf(name, sizeof name, "attention_%s", red);
+    if (s == HINGE_OK)
+        s = kernel_create(o, name, HK_AT_BINDINGS, dev_attn_push_bytes, &o->attention);
+    if (s == HINGE_OK)
+        s = kernel_create(o, "glu", HK_EW_BINDINGS, dev_eltwise_push_bytes, &o->glu);
+    if (s == HINGE_OK)
+        s = kernel_create(o, "add", HK_EW_BINDINGS, dev_eltwise_push_bytes, &o->add);
+    return s;
+}
+
+static const char *mv_name(dev_mv_variant v)
+{
+    switch (v) {
+    case DEV_MV_ROWS: return "rows";
+    case DEV_MV_SPLIT_SUBGROUP: return "split-subgroup";
+    case DEV_MV_SPLIT_SHARED: return "split-shared";
+    default: return "auto";
+    }
+}
+
+hinge_status dev_ops_create(dev_ctx *c, const dev_ops_config *cfg, dev_ops **out)
+{
+    static const dev_ops_config defaults = {0};
+    if (!cfg)
+        cfg = &defaults;
+    const dev_features *f = dev_ctx_features(c);
+    dev_ops *o = calloc(1, sizeof *o);
+    if (!o)
+        return dev_fail(c, HINGE_ERR_NOMEM, "dev_ops_create: out of host memory");
+    o->c = c;
+    o->mv = choose_matvec(c, cfg->matvec);
+    o->sg = choose_subgroup(c, cfg->subgroup);
+    uint32_t all = 0;
+    for (int i = 0; i < OPS_NTYPES; i++)
+        all |= 1u << type_order[i];
+    o->types = cfg->types ? cfg->types & all : all;
+    hinge_status s = HINGE_OK;
+    if (o->mv == DEV_MV_SPLIT_SUBGROUP && !(f->subgroup_shuffle && f->subgroup_size >= HK_MV_LANES))
+        s = dev_fail(c, HINGE_ERR_UNSUPPORTED, "matvec variant split-subgroup needs subgroup shuffles in subgroups of "
+                     ">= %d (%s: size %u%s)", HK_MV_LANES, f->name, f->subgroup_size,
+                     f->subgroup_shuffle ? "" : ", no shuffle");
+    else if (o->sg && !f->subgroup_arith)
+        s = dev_fail(c, HINGE_ERR_UNSUPPORTED, "subgroup reductions need subgroup arithmetic, which %s lacks", f->name);
+    if (s == HINGE_OK)
+        s = create_kernels(o);
+    if (s != HINGE_OK) {
+        dev_ops_destroy(o);
+        return s;
+    }
+    snprintf(o->desc, sizeof o->desc, "matvec %s, reductions %s", mv_name(o->mv),
+             o->sg ? "subgroup" : "shared memory");
+    hinge_log(dev_ctx_logger(c), HINGE_LOG_INFO, "vulkan: kernels ready (%s)", o->desc);
+    *out = o;
+    return HINGE_OK;
+}
+
+void dev_ops_destroy(dev_ops *o)
+{
+    if (!o)
+        return;
+    VkDevice d = dev_ctx_device(o->c);
+    for (uint32_t i = 0; i < o->n_pools; i++)
+        vkDestroyDescriptorPool(d, o->pools[i], NULL);
+    for (int i = 0; i < OPS_NTYPES; i++) {
+        kernel_destroy(d, &o->matmul1[i]);
+        kernel_destroy(d, &o->matmuln[i]);
+        kernel_destroy(d, &o->matvec[i]);
+        kernel_destroy(d, &o->embed[i]);
+    }
+    kernel_destroy(d, &o->rmsnorm);
+    kernel_destroy(d, &o->rope_kv);
+    kernel_destroy(d, &o->attention);
+    kernel_destroy(d, &o->glu);
+    kernel_destroy(d, &o->add);
+    free(o);
+}
+
+dev_mv_variant dev_ops_matvec_variant(const dev_ops *o) { return o->mv; }
+bool dev_ops_subgroup(const dev_ops *o) { return o->sg; }
+const char *dev_ops_describe(const dev_ops *o) { return o->desc; }
+
+struct dev_kernel *ops_kernel_for(dev_ops *o, struct dev_kernel *arr, uint32_t type, const char *what)
+{
+    int ti = ops_type_index(type);
+    if (ti < 0 || !arr[ti].pipe) {
+        dev_fail(o->c, HINGE_ERR_UNSUPPORTED, "%s: no kernel for %s weights (%s)", what, quant_name(type),
+                 ti < 0 ? "the shaders do not read this type" : "not among the types the ops were built for");
+        return NULL;
+    }
+    return &arr[ti];
+}
+
+/* ---- descriptor sets (load time only) ---- */
+
+static hinge_status add_pool(dev_ops *o)
+{
+    if (o->n_pools == sizeof o->pools / sizeof o->pools[0])
+        return dev_fail(o->c, HINGE_ERR_NOMEM, "descriptor sets: more than %u prepared ops",
+                        o->n_pools * SETS_PER_POOL);
+    VkDescriptorPoolSize size = {
+        .type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+        .descriptorCount = SETS_PER_POOL * 8,
+    };
+    VkDescriptorPoolCreateInfo pci = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
+        .maxSets = SETS_PER_POOL,
+        .poolSizeCount = 1,
+        .pPoolSizes = &size,
+    };
+    VkResult r = vkCreateDescriptorPool(dev_ctx_device(o->c), &pci, NULL, &o->pools[o->n_pools]);
+    if (r != VK_SUCCESS)
+        return dev_vk_fail(o->c, r, "vkCreateDescriptorPool", "ops");
+    o->n_pools++;
+    return HINGE_OK;
+}
+
+hinge_status ops_write_set(dev_ops *o, const struct dev_kernel *k, const VkDescriptorBufferInfo *infos,
+                           VkDescriptorSet *out)
+{
+    VkDevice d = dev_ctx_device(o->c);
+    VkResult r = VK_ERROR_OUT_OF_POOL_MEMORY;
+    VkDescriptorSet set = VK_NULL_HANDLE;
+    if (o->n_pools) {
+        VkDescriptorSetAllocateInfo ai = {
+            .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+            .descriptorPool = o->pools[o->n_pools - 1],
+            .descriptorSetCount = 1,
+            .pSetLayouts = &k->dsl,
+        };
+        r = vkAllocateDescriptorSets(d, &ai, &set);
+    }
+    if (r == VK_ERROR_OUT_OF_POOL_MEMORY || r == VK_ERROR_FRAGMENTED_POOL) {
+        hinge_status s = add_pool(o);
+        if (s != HINGE_OK)
+            return s;
+        VkDescriptorSetAllocateInfo ai = {
+            .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+            .descriptorPool = o->pools[o->n_pools - 1],
+            .descriptorSetCount = 1,
+            .pSetLayouts = &k->dsl,
+        };
+        r = vkAllocateDescriptorSets(d, &ai, &set);
+    }
+    if (r != VK_SUCCESS)
+        return dev_vk_fail(o->c, r, "vkAllocateDescriptorSets", k->name);
+    VkWriteDescriptorSet w[8];
+    for (uint32_t i = 0; i < k->n_bind; i++)
+        w[i] = (VkWriteDescriptorSet){
+            .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+            .dstSet = set,
+            .dstBinding = i,
+            .descriptorCount = 1,
+            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .pBufferInfo = &infos[i],
+        };
+    vkUpdateDescriptorSets(d, k->n_bind, w, 0, NULL);
+    *out = set;
+    return HINGE_OK;
+}
+
+hinge_status ops_buf_info(dev_ops *o, const dev_buf *b, const char *what, VkDescriptorBufferInfo *out)
+{
+    const dev_features *f = dev_ctx_features(o->c);
+    if (!b || !b->buf)
+        return dev_fail(o->c, HINGE_ERR_INVALID, "%s: no buffer", what);
+    if (b->size > f->max_storage_range)
+        return dev_fail(o->c, HINGE_ERR_UNSUPPORTED, "%s: %llu bytes, more than one storage descriptor spans (%llu)",
+                        what, (unsigned long long)b->size, (unsigned long long)f->max_storage_range);
+    if (f->storage_align && b->off % f->storage_align)
+        return dev_fail(o->c, HINGE_ERR_INVALID, "%s: offset %llu is not a multiple of %llu", what,
+                        (unsigned long long)b->off, (unsigned long long)f->storage_align);
+    *out = (VkDescriptorBufferInfo){.buffer = b->buf, .offset = b->off, .range = b->size};
+    return HINGE_OK;
+}
+
+void ops_op_init(dev_op *op, dev_op_kind kind, const struct dev_kernel *k, const void *push, uint32_t push_bytes)
+{
+    memset(op, 0, sizeof *op);
+    op->kind = kind;
+    op->k = k;
+    op->pipe = k->pipe;
+    op->n_parts = 1;
+    memcpy(op->push, push, push_bytes);
+    op->push_bytes = push_bytes;
+    op->at_m = op->at_pos0 = op->at_row0 = op->at_nrows = DEV_PUSH_NONE;
+}
+
+uint64_t ops_floats_after(const dev_buf *b, uint64_t off)
+{
+    uint64_t n = b->size / 4;
+    return off < n ? n - off : 0;
+}
+
+uint32_t ops_capacity(const dev_buf *b, uint32_t off, uint32_t stride, uint32_t len)
+{
+    uint64_t avail = ops_floats_after(b, off);
+    if (avail < len)
+        return 0;
+    if (stride == 0)
+        return UINT32_MAX;
+    uint64_t m = (avail - len) / stride + 1;
+    return m > UINT32_MAX ? UINT32_MAX : (uint32_t)m;
+}
+
+/* ---- recording ---- */
+
+static uint32_t div_up(uint64_t a, uint64_t b) { return (uint32_t)((a + b - 1) / b); }
+
+hinge_status dev_op_record(VkCommandBuffer cmd, const dev_op *op, uint32_t m, uint32_t pos0)
+{
+    if (m == 0)
+        return HINGE_OK;
+    if (m > op->max_m || (op->max_pos && ((uint64_t)pos0 + m > op->max_pos)))
+        return HINGE_ERR_RANGE;
+    uint32_t push[DEV_OP_PUSH_WORDS];
+    memcpy(push, op->push, sizeof push);
+    uint32_t gx = op->groups_x;
+    if (op->at_m != DEV_PUSH_NONE)
+        push[op->at_m] = op->per_pos ? m * op->per_pos : m;
+    if (op->at_pos0 != DEV_PUSH_NONE)
+        push[op->at_pos0] = pos0;
+    if (op->per_pos) { /* element-wise: a grid-stride loop over m * per_pos */
+        uint32_t g = div_up((uint64_t)m * op->per_pos, HK_WG);
+        gx = g > 65535 ? 65535 : g;
+    }
+    uint32_t gy = op->pos_per_group ? div_up(m, op->pos_per_group) : 1;
+    vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, op->pipe);
+    uint32_t row0 = 0;
+    for (uint32_t p = 0; p < op->n_parts; p++) {
+        if (op->at_row0 != DEV_PUSH_NONE)
+            push[op->at_row0] = row0;
+        if (op->at_nrows != DEV_PUSH_NONE)
+            push[op->at_nrows] = op->part_rows[p];
+        if (op->rows_per_group)
+            gx = div_up(op->part_rows[p], op->rows_per_group);
+        vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, op->k->layout, 0, 1, &op->sets[p], 0, NULL);
+        vkCmdPushConstants(cmd, op->k->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, op->push_bytes, push);
+        vkCmdDispatch(cmd, gx, gy, 1);
+        row0 += op->part_rows[p];
+    }
+    return HINGE_OK;
+}
+
+void dev_rope_freqs(float base, uint32_t rope_dim, float *freq)
+{
+    for (uint32_t i = 0; i < rope_dim / 2; i++)
+        freq[i] = powf(base, -2.0f * (float)i / (float)rope_dim);
+}

@@ -1,0 +1,60 @@
+// hinge: definitions shared by the kernels. Included once per shader.
+#ifndef HINGE_COMMON_GLSL
+#define HINGE_COMMON_GLSL
+
+#extension GL_EXT_control_flow_attributes : require
+
+#include "kernel_abi.h"
+
+// The weight type of this variant: exactly one of T_F32, T_F16, T_Q8_0,
+// T_Q4_0, T_Q5_0, T_Q4_K, T_Q6_K is defined by the build (kernels without
+// weights define none).
+#if defined(T_Q4_K)
+#define HAS_MIN 1 // weight = scale * q + min
+#endif
+#if defined(T_F32) || defined(T_F16)
+#define HAS_TAIL 1 // rows need not be a whole number of chunks
+#endif
+
+// Four int8 in a word, low byte first, as floats.
+vec4 s8x4(uint v)
+{
+    int i = int(v);
+    return vec4(ivec4(i << 24, i << 16, i << 8, i) >> 24);
+}
+
+// Nibbles 0, 2, 4, 6 (shift 0) or 1, 3, 5, 7 (shift 4) of a word.
+vec4 nib4(uint v, uint shift)
+{
+    return vec4((uvec4(v, v >> 8, v >> 16, v >> 24) >> shift) & 0xFu);
+}
+
+// Bits b, b+1, b+2, b+3 of h, each as 0 or 16.
+vec4 hbit4(uint h, uint b)
+{
+    return vec4(((uvec4(h) >> uvec4(b, b + 1u, b + 2u, b + 3u)) & 1u) << 4);
+}
+
+// Two bits of each byte of v at shift s (0, 2, 4, 6), times 16.
+vec4 h2x4(uint v, uint s)
+{
+    return vec4(((uvec4(v, v >> 8, v >> 16, v >> 24) >> s) & 3u) << 4);
+}
+
+float silu(float x)
+{
+    return x / (1.0 + exp(-x));
+}
+
+// tanh-approximated GELU, as model/ops.c op_geglu. tanh is written through
+// exp(-2|a|) so that large |a| cannot overflow into inf/inf.
+float gelu_tanh(float x)
+{
+    const float k = 0.7978845608028654;
+    float a = k * (x + 0.044715 * x * x * x);
+    float t = exp(-2.0 * abs(a));
+    float th = sign(a) * (1.0 - t) / (1.0 + t);
+    return 0.5 * x * (1.0 + th);
+}
+
+#endif

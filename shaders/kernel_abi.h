@@ -1,0 +1,90 @@
+/* hinge: the contract between the compute shaders and their host code.
+ *
+ * Included by every compute shader (GLSL) and by device/vk_ C files, so it
+ * holds only #defines that both languages read the same way: workgroup
+ * sizes, binding indices and flag bits. Push-constant blocks are declared in
+ * each .comp and mirrored in C next to the host code, with a _Static_assert
+ * on the size.
+ *
+ * Device weight layout (written by device/vk_weights.c, read by
+ * shaders/dequant.glsl): every row starts on a 16-byte boundary and is read
+ * as 32-bit words; a "chunk" is 32 consecutive weights of a row.
+ *   f32   the floats; rows padded to 4 words
+ *   f16   halves two to a word (element 2i in the low half); padded to 4 words
+ *   q8_0  nb = n/32: [nb x 8 words of int8 quants][ceil(nb/2) words of f16 d]
+ *   q4_0  [nb x 4 words qs as in ggml][f16 d words]
+ *   q5_0  [nb x 4 words qs][nb words qh][f16 d words]
+ *   q4_k  nb = n/256 ggml blocks unchanged (144 bytes = 36 words each)
+ *   q6_k  nb = n/256: [nb x 52 words: ql 32, qh 16, scales 4][f16 d words]
+ * each row padded to a multiple of 4 words. */
+#ifndef HINGE_KERNEL_ABI_H
+#define HINGE_KERNEL_ABI_H
+
+/* Workgroup size (x) of every kernel. */
+#define HK_WG 64
+/* Lanes that share one row in the split matvec (a power of two <= 8, the
+ * smallest subgroup the split-subgroup variant accepts). */
+#define HK_MV_LANES 8
+/* Positions one invocation carries in matmul's prefill variant. */
+#define HK_MM_POS 8
+/* Largest head_dim / head_dim_v the attention and rope kernels accept. */
+#define HK_MAX_HEAD_DIM 512
+/* Weights per chunk (see above). */
+#define HK_CHUNK 32
+
+/* matmul.comp, matvec.comp: y = W x (x: f32 activations) */
+#define HK_MM_B_W 0    /* weight rows [row0, row0 + nrows) of the matrix */
+#define HK_MM_B_X 1    /* x, f32 (vec4 reads: x_off and x_stride multiples of 4) */
+#define HK_MM_B_Y 2    /* y, f32 */
+#define HK_MM_B_W2 3   /* second matrix (up) for HK_F_SWIGLU / HK_F_GEGLU */
+#define HK_MM_B_NORM 4 /* rms-norm weight (n floats) for HK_F_NORM */
+#define HK_MM_BINDINGS 5
+
+/* embed.comp */
+#define HK_EM_B_W 0   /* embedding rows [row0, row0 + nrows) */
+#define HK_EM_B_TOK 1 /* int32 token ids */
+#define HK_EM_B_OUT 2 /* (m, n) f32 */
+#define HK_EM_BINDINGS 3
+
+/* rmsnorm.comp */
+#define HK_RN_B_X 0
+#define HK_RN_B_W 1
+#define HK_RN_B_OUT 2
+#define HK_RN_B_RES 3  /* residual for HK_F_ADD */
+#define HK_RN_B_W2 4   /* second norm's weight for HK_F_NORM2 */
+#define HK_RN_B_OUT2 5 /* second norm's output */
+#define HK_RN_BINDINGS 6
+
+/* rope_kv.comp */
+#define HK_RK_B_QKV 0   /* (m, in_stride) f32: q | k | v per position */
+#define HK_RK_B_Q 1     /* (m, q_stride) f32 out; may be the qkv buffer itself */
+#define HK_RK_B_KC 2    /* K cache (ctx, n_head_kv * head_dim) f32 */
+#define HK_RK_B_VC 3    /* V cache (ctx, n_head_kv * head_dim_v) f32 */
+#define HK_RK_B_QNORM 4 /* (head_dim) f32 */
+#define HK_RK_B_KNORM 5 /* (head_dim) f32 */
+#define HK_RK_B_FREQ 6  /* (rope_dim / 2) f32: base^(-2i/rope_dim) */
+#define HK_RK_BINDINGS 7
+
+/* attention.comp */
+#define HK_AT_B_Q 0
+#define HK_AT_B_KC 1
+#define HK_AT_B_VC 2
+#define HK_AT_B_OUT 3
+#define HK_AT_BINDINGS 4
+
+/* glu.comp and add.comp */
+#define HK_EW_B_A 0 /* in/out */
+#define HK_EW_B_B 1
+#define HK_EW_BINDINGS 2
+
+/* Flag bits (push constant "flags"). */
+#define HK_F_ACC 1u     /* matmul/matvec: y += W x instead of y = W x */
+#define HK_F_NORM 2u    /* matmul/matvec: x is rms-normed (times the norm weight) first */
+#define HK_F_SWIGLU 4u  /* matmul/matvec: y = silu(W x) * (W2 x); glu: silu */
+#define HK_F_GEGLU 8u   /* matmul/matvec: y = gelu_tanh(W x) * (W2 x); glu: gelu */
+#define HK_F_ADD 16u    /* rmsnorm: out = res + norm(x) * w */
+#define HK_F_NORM2 32u  /* rmsnorm: then out2 = norm(out) * w2 */
+#define HK_F_NEOX 64u   /* rope: pairs (i, i + rope_dim/2) */
+#define HK_F_QKNORM 128u /* rope: per-head rms norm of q and k first */
+
+#endif

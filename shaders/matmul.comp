@@ -1,0 +1,155 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+// hinge: y = W x with one invocation per weight row, each carrying MM_POS
+// positions (MM_POS 1: the decode matvec for CPU-like devices, where loads
+// that every lane shares are cheap and per-lane loads are not; MM_POS
+// HK_MM_POS: prefill). Each chunk of weights is decoded once and used for
+// all MM_POS positions. Grid: (ceil(nrows / HK_WG), ceil(m / MM_POS)).
+//
+// Flags (the specialization constant FLAGS): HK_F_NORM (x rms-normed with
+// the weight at HK_MM_B_NORM first), HK_F_SWIGLU / HK_F_GEGLU
+// (y = act(W x) * (W2 x)), HK_F_ACC (y += ...).
+#include "common.glsl"
+
+#ifndef MM_POS
+#define MM_POS HK_MM_POS
+#endif
+
+layout(local_size_x = HK_WG) in;
+
+layout(binding = HK_MM_B_W) readonly buffer Wa { uint wa[]; };
+layout(binding = HK_MM_B_W) readonly buffer Wa4 { uvec4 wa4[]; };
+layout(binding = HK_MM_B_W2) readonly buffer Wb { uint wb[]; };
+layout(binding = HK_MM_B_W2) readonly buffer Wb4 { uvec4 wb4[]; };
+layout(binding = HK_MM_B_X) readonly buffer X { float x[]; };
+layout(binding = HK_MM_B_X) readonly buffer X4 { vec4 x4[]; };
+layout(binding = HK_MM_B_Y) buffer Y { float y[]; };
+layout(binding = HK_MM_B_NORM) readonly buffer Nw { float nw[]; };
+
+layout(push_constant) uniform P {
+    uint ncols;    // weights per row
+    uint stride;   // words per device row
+    uint nrows;    // rows bound at HK_MM_B_W
+    uint row0;     // matrix row of the first bound row (y index)
+    uint m;        // positions
+    uint x_off;    // floats; multiple of 4
+    uint x_stride; // floats between positions; multiple of 4
+    uint y_off;    // floats
+    uint y_stride; // floats between positions
+    float eps;     // for HK_F_NORM
+} p;
+
+// HK_F_* bits, fixed when the pipeline is made: a branch on them costs
+// nothing at run time (on CPU devices a run-time branch runs both sides).
+layout(constant_id = 0) const uint FLAGS = 0u;
+
+#define WBUF wa
+#define WBUF4 wa4
+#define DQ32 dq32_a
+#define WEL wel_a
+#include "dequant.glsl"
+#undef WBUF
+#undef WBUF4
+#undef DQ32
+#undef WEL
+#define WBUF wb
+#define WBUF4 wb4
+#define DQ32 dq32_b
+#define WEL wel_b
+#include "dequant.glsl"
+
+// 1 / rms of position j's x (uniform across the workgroup).
+float rms_inv(uint j)
+{
+    uint o = (p.x_off + j * p.x_stride) >> 2;
+    vec4 s = vec4(0.0);
+    uint n4 = p.ncols >> 2;
+    for (uint i = 0u; i < n4; i++)
+        s += x4[o + i] * x4[o + i];
+    float ss = s.x + s.y + s.z + s.w;
+    for (uint i = n4 * 4u; i < p.ncols; i++)
+        ss += x[(o << 2) + i] * x[(o << 2) + i];
+    return 1.0 / sqrt(ss / float(p.ncols) + p.eps);
+}
+
+void main()
+{
+    uint r = gl_GlobalInvocationID.x;
+    uint j0 = gl_WorkGroupID.y * MM_POS;
+    if (r >= p.nrows || j0 >= p.m)
+        return;
+    bool norm = (FLAGS & HK_F_NORM) != 0u;
+    bool glu = (FLAGS & (HK_F_SWIGLU | HK_F_GEGLU)) != 0u;
+    uint xo[MM_POS];
+    float ri[MM_POS];
+    float acc[MM_POS], acc2[MM_POS];
+    [[unroll]] for (uint t = 0u; t < MM_POS; t++) {
+        uint j = min(j0 + t, p.m - 1u); // past the end: repeat the last, never stored
+        xo[t] = (p.x_off + j * p.x_stride) >> 2;
+        ri[t] = norm ? rms_inv(j) : 1.0;
+        acc[t] = 0.0;
+        acc2[t] = 0.0;
+    }
+    uint rb = r * p.stride;
+    uint nfull = p.ncols / HK_CHUNK;
+    for (uint c = 0u; c < nfull; c++) {
+        vec4 qa[8], qb[8];
+        vec2 sa, ma, sb, mb;
+        dq32_a(rb, c, p.ncols, qa, sa, ma);
+        if (glu)
+            dq32_b(rb, c, p.ncols, qb, sb, mb);
+        vec4 nv[8];
+        if (norm)
+            [[unroll]] for (uint k = 0u; k < 8u; k++)
+                nv[k] = vec4(nw[c * 32u + 4u * k], nw[c * 32u + 4u * k + 1u], nw[c * 32u + 4u * k + 2u],
+                             nw[c * 32u + 4u * k + 3u]);
+        [[unroll]] for (uint t = 0u; t < MM_POS; t++) {
+            vec4 xv[8];
+            [[unroll]] for (uint k = 0u; k < 8u; k++)
+                xv[k] = norm ? x4[xo[t] + c * 8u + k] * ri[t] * nv[k] : x4[xo[t] + c * 8u + k];
+            float d0 = dot(qa[0], xv[0]) + dot(qa[1], xv[1]) + dot(qa[2], xv[2]) + dot(qa[3], xv[3]);
+            float d1 = dot(qa[4], xv[4]) + dot(qa[5], xv[5]) + dot(qa[6], xv[6]) + dot(qa[7], xv[7]);
+            acc[t] += sa.x * d0 + sa.y * d1;
+#ifdef HAS_MIN
+            vec4 xs0 = xv[0] + xv[1] + xv[2] + xv[3];
+            vec4 xs1 = xv[4] + xv[5] + xv[6] + xv[7];
+            float sx0 = xs0.x + xs0.y + xs0.z + xs0.w, sx1 = xs1.x + xs1.y + xs1.z + xs1.w;
+            acc[t] += ma.x * sx0 + ma.y * sx1;
+#endif
+            if (glu) {
+                float e0 = dot(qb[0], xv[0]) + dot(qb[1], xv[1]) + dot(qb[2], xv[2]) + dot(qb[3], xv[3]);
+                float e1 = dot(qb[4], xv[4]) + dot(qb[5], xv[5]) + dot(qb[6], xv[6]) + dot(qb[7], xv[7]);
+                acc2[t] += sb.x * e0 + sb.y * e1;
+#ifdef HAS_MIN
+                acc2[t] += mb.x * sx0 + mb.y * sx1;
+#endif
+            }
+        }
+    }
+#ifdef HAS_TAIL
+    for (uint i = nfull * HK_CHUNK; i < p.ncols; i++) {
+        float wv = wel_a(rb, i);
+        float wu = glu ? wel_b(rb, i) : 0.0;
+        [[unroll]] for (uint t = 0u; t < MM_POS; t++) {
+            float xv = x[(xo[t] << 2) + i];
+            if (norm)
+                xv = xv * ri[t] * nw[i];
+            acc[t] += wv * xv;
+            acc2[t] += wu * xv;
+        }
+    }
+#endif
+    [[unroll]] for (uint t = 0u; t < MM_POS; t++) {
+        if (j0 + t >= p.m)
+            break;
+        float v = acc[t];
+        if ((FLAGS & HK_F_SWIGLU) != 0u)
+            v = silu(v) * acc2[t];
+        else if ((FLAGS & HK_F_GEGLU) != 0u)
+            v = gelu_tanh(v) * acc2[t];
+        uint yi = p.y_off + (j0 + t) * p.y_stride + p.row0 + r;
+        if ((FLAGS & HK_F_ACC) != 0u)
+            v += y[yi];
+        y[yi] = v;
+    }
+}
