@@ -1,0 +1,80 @@
+/* hinge edge: the HTTP/2 server that finishes split forward passes.
+ *
+ * It loads one model and serves many sessions over HTTP/2 (TLS 1.3 with
+ * ALPN h2, or cleartext h2c with prior knowledge on loopback only). Each
+ * session owns the KV cache of layers [k, N) and runs, per step, those
+ * layers, the head and the sampler on the activations the device sent
+ * (protocol v1: docs/protocol.md).
+ *
+ * One thread runs the epoll event loop (accept, TLS, HTTP/2, JSON); one
+ * compute worker thread runs the steps (with the compute thread pool), fed
+ * by a queue and answering through an eventfd, so health checks and other
+ * sessions are served while a step runs.
+ *
+ * The caller must ignore SIGPIPE (a peer may close mid-write). With
+ * handle_signals, it must also block SIGTERM and SIGINT in every thread
+ * before hinge_edge_create (which starts threads); the edge then stops on
+ * either through a signalfd. */
+#ifndef HINGE_EDGE_H
+#define HINGE_EDGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+#include "status.h"
+
+typedef struct hinge_edge hinge_edge;
+
+/* Zero fields take the defaults in brackets. Strings are borrowed for the
+ * duration of hinge_edge_create only. */
+typedef struct hinge_edge_config {
+    const char *model_path;
+    const char *listen;     /* "ADDR:PORT" or "[ADDR]:PORT", numeric; port 0 picks a free one [127.0.0.1:8443] */
+    const char *cert;       /* PEM certificate chain (TLS) */
+    const char *key;        /* PEM private key (TLS) */
+    bool insecure_h2c;      /* cleartext HTTP/2 with prior knowledge; refused unless listen is loopback */
+    bool handle_signals;    /* stop on SIGTERM/SIGINT (see above) */
+    int threads;            /* compute threads [online CPUs] */
+    uint32_t max_sessions;  /* concurrent sessions [16] */
+    uint32_t max_conns;     /* concurrent connections [64] */
+    uint32_t max_ctx;       /* most positions a session may hold [min(4096, n_ctx_train)] */
+    uint32_t max_step;      /* most positions per step request [512] */
+    uint32_t stall_timeout_ms;   /* a request body or handshake making no progress for this long is dropped (408) [10000] */
+    uint32_t idle_timeout_ms;    /* a connection with no open stream and no traffic is closed [120000] */
+    uint32_t session_timeout_ms; /* a session without requests is closed [600000] */
+    uint32_t drain_timeout_ms;   /* on stop, the longest wait for in-flight steps [30000] */
+    uint32_t spin_us;       /* busy-poll instead of sleeping: the loop while steps are out, the worker
+                               after a step, for at most this long [0: never]. Saves thread wake-ups
+                               per token on a server with cores to spare; costs a spinning core. */
+    bool no_measure;        /* skip timing each layer at start-up (for /v1/profile) */
+    const char *record_dir; /* debug: write every request received (method, path, body) here; NULL: off */
+    const hinge_logger *log; /* copied; NULL: silent */
+} hinge_edge_config;
+
+/* Loads the model (with its sha256), binds and listens, starts the compute
+ * worker. Errors: HINGE_ERR_INVALID (bad config, h2c off loopback, TLS
+ * without cert/key), HINGE_ERR_IO (model, cert, bind), HINGE_ERR_FORMAT
+ * (model), HINGE_ERR_NOMEM. On failure err says why and *out is untouched. */
+hinge_status hinge_edge_create(const hinge_edge_config *cfg, hinge_edge **out, char *err, size_t errlen);
+
+/* Stops the worker, closes every connection and session. NULL is a no-op. */
+void hinge_edge_destroy(hinge_edge *e);
+
+/* "ADDR:PORT" actually bound (the chosen port when the config said 0). */
+const char *hinge_edge_address(const hinge_edge *e);
+
+const char *hinge_edge_errmsg(const hinge_edge *e);
+
+/* Serves until stopped (hinge_edge_stop, or SIGTERM/SIGINT with
+ * handle_signals). On stop it accepts nothing more, lets the steps already
+ * received finish and their responses go out (at most drain_timeout_ms),
+ * then returns HINGE_OK. Errors: HINGE_ERR_IO (epoll failed). */
+hinge_status hinge_edge_run(hinge_edge *e);
+
+/* Asks hinge_edge_run to stop. Safe from any thread and from a signal
+ * handler (it writes an eventfd). */
+void hinge_edge_stop(hinge_edge *e);
+
+#endif

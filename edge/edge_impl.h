@@ -1,0 +1,281 @@
+/* edge: the structures the edge's files share. Private to edge/.
+ *
+ *   server.c   create/destroy, the epoll loop, accept, timers, drain
+ *   conn.c     one client connection: TLS, socket I/O, the nghttp2 session
+ *   http.c     nghttp2 callbacks, stream slots, submitting responses
+ *   api.c      the v1 resources: health, profile, sessions, steps
+ *   session.c  the session table and the compute of one step
+ *   worker.c   the compute worker thread, its queue and eventfd
+ *   profile.c  per-layer timing and the /v1/profile document
+ *   request.c  routing and the JSON request parser (request.h)
+ *   tls.c      the OpenSSL server context
+ *   record.c   --record-dir
+ *
+ * Threads: everything here belongs to the loop thread, except a session
+ * whose `busy` flag is set: its compute state (f, smp, hidden, logits, rx,
+ * step) then belongs to the worker until the worker hands it back. */
+#ifndef HINGE_EDGE_IMPL_H
+#define HINGE_EDGE_IMPL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/ssl.h>
+
+#include "edge.h"
+#include "forward.h"
+#include "model.h"
+#include "request.h"
+#include "sampler.h"
+#include "threadpool.h"
+#include "transport.h"
+
+enum {
+    EDGE_MAX_STREAMS = 16,   /* SETTINGS_MAX_CONCURRENT_STREAMS: stream slots per connection */
+    EDGE_PATH_MAX = 256,     /* longer :path values are answered 414 */
+    EDGE_RESP_SMALL = 512,   /* per-stream response buffer (steps, errors) */
+    EDGE_RESP_MAX = 65536,   /* cap on a heap response (profile) */
+    EDGE_OUTBUF = 65536,     /* per-connection bytes waiting for the socket */
+    EDGE_READ_CHUNK = 16384, /* bytes read per call */
+    EDGE_READS_PER_WAKE = 64,
+    EDGE_TICK_MS = 50,       /* timer resolution of stalls and idles */
+};
+
+typedef enum edge_watch_kind {
+    EDGE_W_LISTEN,
+    EDGE_W_STOP,   /* eventfd written by hinge_edge_stop */
+    EDGE_W_SIGNAL, /* signalfd (SIGTERM, SIGINT) */
+    EDGE_W_WORKER, /* eventfd: steps done */
+    EDGE_W_CONN,
+} edge_watch_kind;
+
+/* What an epoll event's data.ptr points at. */
+typedef struct edge_watch {
+    edge_watch_kind kind;
+    void *obj; /* edge_conn for EDGE_W_CONN */
+} edge_watch;
+
+typedef enum edge_method {
+    EDGE_M_OTHER = 0,
+    EDGE_M_GET,
+    EDGE_M_POST,
+    EDGE_M_DELETE,
+} edge_method;
+
+typedef enum edge_stream_state {
+    ES_FREE = 0,
+    ES_HEADERS,   /* receiving the header block */
+    ES_BODY,      /* routed; receiving the body */
+    ES_COMPUTE,   /* its step is with the worker */
+    ES_RESPONDED, /* a response is submitted; further body bytes are dropped */
+} edge_stream_state;
+
+struct edge_session;
+
+/* One request/response exchange. Slots live in their connection and are
+ * reused: nothing is allocated per request except a large response. */
+typedef struct edge_stream {
+    int32_t id;
+    edge_stream_state state;
+    edge_method method;
+    edge_route route;
+    bool path_too_long;
+    bool req_done;           /* END_STREAM received */
+    bool header_checked;     /* steps: the frame header has been checked */
+    bool has_length;         /* content-length was given */
+    uint64_t content_length;
+    uint64_t received;       /* body bytes received, whatever the route */
+    uint64_t last_ms;        /* last progress, for the stall timeout */
+    uint64_t t_start_us;     /* headers complete */
+    uint64_t answered_ms;    /* the response ended before the request did: when (0: not so). The
+                                rest of the body is read and dropped until the client ends the stream
+                                or stall_ms pass, then the stream is reset. (A reset sent with the
+                                response makes libcurl 7.88 drop the response.) */
+    char path[EDGE_PATH_MAX];
+    char sid[EDGE_SID_MAX];
+    struct edge_session *sess; /* steps: the session whose rx takes the body */
+    size_t json_len;
+    char json[EDGE_JSON_MAX]; /* JSON request body */
+    /* response */
+    int status;
+    char status_str[4];
+    char length_str[24];
+    char resp[EDGE_RESP_SMALL];
+    char *resp_heap;         /* owned; used instead of resp when set */
+    size_t resp_len, resp_off;
+} edge_stream;
+
+typedef struct edge_conn {
+    hinge_edge *e;
+    edge_watch watch;
+    uint64_t id;             /* unique over the server's life */
+    int fd;
+    SSL *ssl;                /* NULL for h2c */
+    bool handshaken;         /* TLS done (always true for h2c) */
+    bool read_pending;       /* stopped reading with input maybe left (fairness cap) */
+    bool tls_wants_out;      /* SSL_read needs the socket writable before it can go on */
+    bool dead;               /* close at the end of this event */
+    nghttp2_session *h2;     /* created once TLS is up */
+    uint32_t events;         /* current epoll interest */
+    uint64_t created_ms, last_io_ms;
+    char peer[64];
+    size_t out_len, out_off; /* out[out_off..out_len) waits for the socket */
+    uint8_t out[EDGE_OUTBUF];
+    edge_stream streams[EDGE_MAX_STREAMS];
+} edge_conn;
+
+/* The step a session has with the worker: request by the loop, result by
+ * the worker. */
+typedef struct edge_step {
+    uint64_t conn_id;   /* where the answer goes, if still there */
+    int32_t stream_id;
+    uint64_t t_queued_us, t_start_us, t_end_us;
+    tx_frame_header hdr;
+    int http;           /* 200, or the status of the error in err */
+    int32_t token;      /* -1 for TX_FLAG_NO_SAMPLE */
+    char err[HINGE_ERRMSG_MAX];
+} edge_step;
+
+typedef struct edge_session {
+    bool used;
+    bool busy;          /* a step is queued or running */
+    bool closing;       /* deleted while busy: free when the step returns */
+    char id[EDGE_SID_MAX];
+    uint32_t cut;
+    tx_codec codec;
+    uint32_t ctx, max_step;
+    uint32_t next_pos;  /* the pos the next step must start at */
+    sampler_params sp;
+    fwd_ctx *f;         /* layers [cut, N) with their KV cache */
+    sampler *smp;
+    float *hidden;      /* (max_step, n_embd) */
+    float *logits;      /* (n_vocab) */
+    uint8_t *rx;        /* rx_cap bytes: one frame of max_step rows */
+    size_t rx_cap, rx_len;
+    edge_stream *rx_owner; /* the stream filling rx; NULL when none */
+    uint64_t last_ms;
+    uint64_t steps;
+    edge_step step;
+} edge_session;
+
+/* Measured costs of a cut's layer range [cut, N) + head, from served steps. */
+typedef struct edge_cut_stats {
+    uint64_t decode_steps, decode_us;     /* steps of 1 position */
+    uint64_t prefill_positions, prefill_us; /* steps of more */
+} edge_cut_stats;
+
+typedef struct edge_worker edge_worker;
+
+struct hinge_edge {
+    hinge_logger log;
+    model *m;
+    threadpool *tp;
+    SSL_CTX *tls;         /* NULL: h2c */
+    int ep, listen_fd, stop_fd, sig_fd;
+    edge_watch w_listen, w_stop, w_sig, w_worker;
+    char address[80];
+    uint32_t max_sessions, max_conns, max_ctx, max_step;
+    uint32_t stall_ms, idle_ms, session_ms, drain_ms;
+    uint32_t spin_us;     /* see hinge_edge_config.spin_us */
+    uint32_t steps_out;   /* steps handed to the worker and not yet back */
+    uint64_t spin_until_us; /* the loop polls without sleeping until then while steps_out > 0 */
+    char *record_dir;     /* owned; NULL: off */
+    uint64_t record_seq;
+    edge_conn **conns;    /* max_conns slots */
+    uint32_t n_conns;
+    uint64_t next_conn_id;
+    edge_session *sessions; /* max_sessions slots */
+    uint32_t n_sessions;
+    edge_worker *worker;
+    edge_cut_stats *cuts; /* n_layer + 1 */
+    double *layer_us;     /* n_layer: one decode position, measured at start; NULL: not measured */
+    double head_us;
+    bool draining;
+    uint64_t drain_deadline_ms;
+    uint64_t requests, steps_done, errors;
+    char errmsg[HINGE_ERRMSG_MAX];
+};
+
+/* ---- server.c ---- */
+uint64_t edge_now_ms(void);
+uint64_t edge_now_us(void);
+/* Changes fd's epoll interest (EPOLLIN, EPOLLOUT). */
+int edge_epoll_mod(hinge_edge *e, int fd, edge_watch *w, uint32_t events);
+
+/* ---- conn.c ---- */
+hinge_status edge_conn_open(hinge_edge *e, int fd, const char *peer, edge_conn **out);
+void edge_conn_event(edge_conn *c, uint32_t events);
+/* Sends what nghttp2 has queued, then fixes the epoll interest; marks the
+ * connection dead when it is finished or broken. */
+void edge_conn_flush(edge_conn *c);
+void edge_conn_close(edge_conn *c);
+edge_conn *edge_conn_find(hinge_edge *e, uint64_t id);
+/* Timeouts: stalled streams (408), handshakes, idle connections. */
+void edge_conn_tick(edge_conn *c, uint64_t now_ms);
+void edge_conn_goaway(edge_conn *c);
+/* True while a response is owed or output is queued. */
+bool edge_conn_busy(const edge_conn *c);
+/* Frees the connections marked dead; the loop calls it between batches. */
+void edge_conns_reap(hinge_edge *e);
+
+/* ---- http.c ---- */
+hinge_status edge_h2_session(edge_conn *c);
+edge_stream *edge_stream_find(edge_conn *c, int32_t id);
+/* Submits a response; body (len bytes) is copied into the stream's buffer
+ * (heap when over EDGE_RESP_SMALL, refused over EDGE_RESP_MAX). */
+void edge_respond(edge_conn *c, edge_stream *st, int status, const char *body, size_t len);
+/* {"error": code, "detail": printf(fmt, ...)} with status. */
+void edge_respond_error(edge_conn *c, edge_stream *st, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* Serializes j (taken) and responds with it. */
+void edge_respond_json(edge_conn *c, edge_stream *st, int status, json_t *j);
+
+/* ---- api.c ---- */
+void edge_api_headers(edge_conn *c, edge_stream *st);
+void edge_api_data(edge_conn *c, edge_stream *st, const uint8_t *data, size_t len);
+void edge_api_end(edge_conn *c, edge_stream *st);
+/* The body stopped arriving for stall_ms: 408, and let go of the session. */
+void edge_api_stall(edge_conn *c, edge_stream *st);
+/* The stream is going away (closed or reset): let go of its session. */
+void edge_api_stream_gone(edge_stream *st);
+/* A step came back from the worker. */
+void edge_api_step_done(hinge_edge *e, edge_session *s);
+
+/* ---- session.c ---- */
+/* Creates a session; returns the HTTP status (201 or the error's) and,
+ * for errors, the code and detail. */
+int edge_session_open(hinge_edge *e, const edge_session_req *rq, edge_session **out, const char **code,
+                      char *detail, size_t detail_len);
+edge_session *edge_session_find(hinge_edge *e, const char *sid);
+/* Frees the session, or marks it closing when a step is out. */
+void edge_session_close(hinge_edge *e, edge_session *s);
+/* Closes sessions idle for longer than session_ms. */
+void edge_session_expire(hinge_edge *e, uint64_t now_ms);
+/* Worker side: runs s->step on s->rx. */
+void edge_session_compute(const hinge_edge *e, edge_session *s);
+void edge_sessions_free(hinge_edge *e);
+
+/* ---- worker.c ---- */
+hinge_status edge_worker_create(const hinge_edge *e, uint32_t cap, edge_worker **out);
+void edge_worker_destroy(edge_worker *w);
+int edge_worker_fd(const edge_worker *w);
+/* Queues s (busy must already be set). False when the queue is full. */
+bool edge_worker_submit(edge_worker *w, edge_session *s);
+/* Takes up to max finished sessions; clears the eventfd. */
+size_t edge_worker_collect(edge_worker *w, edge_session **out, size_t max);
+/* Steps queued and not yet started, and steps running. */
+void edge_worker_load(edge_worker *w, uint32_t *queued, uint32_t *running);
+
+/* ---- profile.c ---- */
+void edge_profile_measure(hinge_edge *e);
+json_t *edge_profile_json(hinge_edge *e);
+
+/* ---- tls.c ---- */
+SSL_CTX *edge_tls_create(const char *cert, const char *key, char *err, size_t errlen);
+
+/* ---- record.c ---- */
+void edge_record(hinge_edge *e, const edge_stream *st, const void *body, size_t len);
+
+#endif

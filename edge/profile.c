@@ -1,0 +1,108 @@
+/* /v1/profile: what the edge serves, what its layers cost, and its load.
+ *
+ * At start-up each layer is timed alone on one decode position (a fwd_ctx
+ * of one layer, a short context, the median of a few runs), and the head
+ * likewise: the partitioner's E(k, 1) is then the sum over layers >= k plus
+ * the head. Served steps add measured figures per cut. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "edge_impl.h"
+
+enum { MEASURE_REPS = 7, MEASURE_CTX = 16 };
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median time of one decode position through layer il (il == n_layer: the head). */
+static double time_stage(hinge_edge *e, uint32_t il, float *hidden, float *logits)
+{
+    const model_hparams *hp = &e->m->hp;
+    bool head = il == hp->n_layer;
+    fwd_config fc = {.layer_begin = head ? 0 : il, .layer_end = head ? 0 : il + 1, .ctx = MEASURE_CTX};
+    fwd_ctx *f = NULL;
+    if (fwd_create(e->m, e->tp, &fc, &f, NULL, 0) != HINGE_OK)
+        return -1.0;
+    double t[MEASURE_REPS];
+    int32_t tok = 1;
+    for (uint32_t r = 0; r < MEASURE_REPS; r++) {
+        fwd_embed(f, &tok, 1, hidden);
+        uint64_t t0 = edge_now_us();
+        if (head)
+            fwd_head(f, hidden, 1, logits);
+        else
+            fwd_layers(f, r, 1, hidden);
+        t[r] = (double)(edge_now_us() - t0);
+    }
+    fwd_destroy(f);
+    qsort(t, MEASURE_REPS, sizeof t[0], cmp_double);
+    return t[MEASURE_REPS / 2];
+}
+
+void edge_profile_measure(hinge_edge *e)
+{
+    const model_hparams *hp = &e->m->hp;
+    float *hidden = malloc((size_t)hp->n_embd * sizeof(float));
+    float *logits = malloc((size_t)hp->n_vocab * sizeof(float));
+    e->layer_us = calloc(hp->n_layer ? hp->n_layer : 1, sizeof(double));
+    if (!hidden || !logits || !e->layer_us) {
+        free(e->layer_us);
+        e->layer_us = NULL;
+    } else {
+        for (uint32_t il = 0; il < hp->n_layer; il++)
+            e->layer_us[il] = time_stage(e, il, hidden, logits);
+        e->head_us = time_stage(e, hp->n_layer, hidden, logits);
+    }
+    free(hidden);
+    free(logits);
+}
+
+static json_t *costs_json(const hinge_edge *e)
+{
+    const model_hparams *hp = &e->m->hp;
+    json_t *layers = json_array();
+    for (uint32_t il = 0; e->layer_us && il < hp->n_layer; il++)
+        json_array_append_new(layers, json_real(e->layer_us[il]));
+    json_t *cuts = json_array();
+    for (uint32_t k = 0; k <= hp->n_layer; k++) {
+        const edge_cut_stats *cs = &e->cuts[k];
+        if (!cs->decode_steps && !cs->prefill_positions)
+            continue;
+        json_array_append_new(
+            cuts, json_pack("{s:I, s:I, s:f, s:I, s:f}", "cut", (json_int_t)k, "decode_steps",
+                            (json_int_t)cs->decode_steps, "decode_us_mean",
+                            cs->decode_steps ? (double)cs->decode_us / (double)cs->decode_steps : 0.0,
+                            "prefill_positions", (json_int_t)cs->prefill_positions, "prefill_us_per_position",
+                            cs->prefill_positions ? (double)cs->prefill_us / (double)cs->prefill_positions : 0.0));
+    }
+    return json_pack("{s:b, s:o, s:f, s:o}", "measured_at_start", e->layer_us != NULL, "layer_decode_us", layers,
+                     "head_decode_us", e->layer_us ? e->head_us : 0.0, "served", cuts);
+}
+
+json_t *edge_profile_json(hinge_edge *e)
+{
+    const model_hparams *hp = &e->m->hp;
+    char sha[65];
+    edge_hex(e->m->sha256, 32, sha);
+    uint32_t queued = 0, running = 0;
+    edge_worker_load(e->worker, &queued, &running);
+    json_t *model = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "name", e->m->name, "arch",
+                              hp->arch == ARCH_GEMMA3 ? "gemma3" : "llama", "sha256", sha, "n_layer",
+                              (json_int_t)hp->n_layer, "n_embd", (json_int_t)hp->n_embd, "n_vocab",
+                              (json_int_t)hp->n_vocab, "n_ctx_train", (json_int_t)hp->n_ctx_train, "weight_bytes",
+                              (json_int_t)e->m->weight_bytes);
+    json_t *limits = json_pack("{s:I, s:I, s:I, s:I, s:[sss], s:b}", "threads", (json_int_t)tp_threads(e->tp),
+                               "max_sessions", (json_int_t)e->max_sessions, "max_ctx", (json_int_t)e->max_ctx,
+                               "max_step", (json_int_t)e->max_step, "codecs", "f32", "f16", "q8", "tls",
+                               e->tls != NULL);
+    json_t *load = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "sessions", (json_int_t)e->n_sessions,
+                             "connections", (json_int_t)e->n_conns, "queued_steps", (json_int_t)queued,
+                             "running_steps", (json_int_t)running, "steps_done", (json_int_t)e->steps_done,
+                             "requests", (json_int_t)e->requests, "errors", (json_int_t)e->errors, "draining",
+                             e->draining);
+    return json_pack("{s:s, s:o, s:o, s:o, s:o}", "protocol", "v1", "model", model, "edge", limits, "costs",
+                     costs_json(e), "load", load);
+}

@@ -1,0 +1,60 @@
+/* edge: parsing what a client sends before any model is involved: the
+ * request path (routing) and the JSON body of POST /v1/sessions. Pure
+ * functions, no server state: the fuzz harness tests/fuzz/fuzz_request.c
+ * drives them directly. */
+#ifndef HINGE_EDGE_REQUEST_H
+#define HINGE_EDGE_REQUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sampler.h"
+#include "status.h"
+#include "transport.h"
+
+enum {
+    EDGE_SID_HEX = 32,           /* a session id: 128 bits as lowercase hex */
+    EDGE_SID_MAX = EDGE_SID_HEX + 1,
+    EDGE_JSON_MAX = 4096,        /* cap on a JSON request body */
+    EDGE_REQ_MAX_CUT = 1 << 16,  /* a cut beyond any model; the model's n_layer is checked later */
+    EDGE_REQ_MAX_CTX = 1 << 24,
+};
+
+typedef enum edge_route {
+    EDGE_ROUTE_NONE = 0,  /* no such resource */
+    EDGE_ROUTE_HEALTH,    /* /v1/health */
+    EDGE_ROUTE_PROFILE,   /* /v1/profile */
+    EDGE_ROUTE_SESSIONS,  /* /v1/sessions */
+    EDGE_ROUTE_SESSION,   /* /v1/sessions/{id} */
+    EDGE_ROUTE_STEPS,     /* /v1/sessions/{id}/steps */
+} edge_route;
+
+/* Routes path[0..len) (a query string, if any, is ignored). For the two
+ * session routes, sid receives the id segment when it is exactly 32
+ * lowercase hex digits, and "" otherwise (which no session matches). */
+edge_route edge_route_path(const char *path, size_t len, char sid[EDGE_SID_MAX]);
+
+/* The body of POST /v1/sessions (docs/protocol.md):
+ *   {"model_sha256": "<64 hex>", "cut": k, "codec": "f32"|"f16"|"q8",
+ *    "sampling": {"temp": t, "top_k": n, "top_p": p, "seed": s},
+ *    "ctx": n, "max_step": n}
+ * sampling and each of its fields, and max_step, are optional (greedy,
+ * no cuts, seed 0, the edge's default step). Unknown keys are errors. */
+typedef struct edge_session_req {
+    uint8_t model_sha256[32];
+    uint32_t cut;
+    tx_codec codec;
+    sampler_params sampling;
+    uint32_t ctx;      /* 1 .. EDGE_REQ_MAX_CTX */
+    uint32_t max_step; /* 0: the edge's default; else <= ctx */
+} edge_session_req;
+
+/* Parses and checks (types, ranges) body[0..len), at most EDGE_JSON_MAX
+ * bytes. HINGE_ERR_FORMAT with the reason in err; *out untouched then. */
+hinge_status edge_parse_session_req(const char *body, size_t len, edge_session_req *out, char *err,
+                                    size_t errlen);
+
+/* 64 lowercase hex digits of sha[0..32) and a NUL into out[65]. */
+void edge_hex(const uint8_t *bytes, size_t n, char *out);
+
+#endif

@@ -1,0 +1,44 @@
+/* tests/edge: starting and stopping a real hinge-edge process, and raw
+ * HTTP/2 requests to it (libcurl), for the integration tests. Everything
+ * touches 127.0.0.1 only; every wait is bounded. */
+#ifndef HINGE_TEST_EDGE_PROC_H
+#define HINGE_TEST_EDGE_PROC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct edge_proc {
+    pid_t pid;
+    int port;
+    char url[64];      /* https://127.0.0.1:PORT or http://... */
+    char dir[256];     /* temp dir: cert.pem, key.pem, edge.log */
+    char cacert[300];  /* dir/cert.pem, or "" for h2c */
+} edge_proc;
+
+/* Makes a temp dir with a self-signed certificate for 127.0.0.1 (openssl
+ * CLI). Returns 0 on success. */
+int edge_proc_cert(edge_proc *p);
+
+/* Starts `edge_bin --model model --listen 127.0.0.1:0 [TLS or --insecure-h2c]
+ * extra...` (extra: NULL-terminated), waits (<= 20 s) for "listening on". */
+int edge_proc_start(edge_proc *p, const char *edge_bin, const char *model, bool tls, const char *const *extra);
+
+/* SIGTERM, then waits (<= 15 s); returns the exit status (-1: killed/timeout). */
+int edge_proc_stop(edge_proc *p);
+
+/* Removes the temp dir. */
+void edge_proc_cleanup(edge_proc *p);
+
+/* One request on a fresh connection. Returns the HTTP status (0 on a
+ * transport failure); the body goes to resp (NUL-terminated, cut at cap).
+ * With stall_after > 0 the body stops after that many bytes (the upload is
+ * paused, never resumed) and the call waits for the edge's answer. */
+long edge_req(const edge_proc *p, const char *method, const char *path, const void *body, size_t len,
+              size_t stall_after, char *resp, size_t cap);
+
+/* True when resp is {"error": "...", "detail": "..."} with error == code
+ * (code NULL: any). */
+bool edge_is_error(const char *resp, const char *code);
+
+#endif

@@ -1,0 +1,297 @@
+/* Client sessions: open (POST /v1/sessions), step (POST .../steps with an
+ * activation frame), close (DELETE). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client_impl.h"
+
+struct tx_session {
+    tx_client *c;              /* borrowed */
+    tx_session_info info;
+    tx_codec codec;
+    CURL *easy;                /* POST .../steps, set up once, reused by every step */
+    struct curl_slist *hdrs;
+    uint8_t *frame;            /* frame_cap bytes: one frame of max_step rows */
+    size_t frame_cap;
+    tx_rbuf resp;              /* TX_STEP_RESP_MAX */
+    long http_status;          /* of the last request */
+    char url[TX_URL_MAX];      /* base/v1/sessions/{id} */
+    char steps_url[TX_URL_MAX];
+    char errmsg[HINGE_ERRMSG_MAX];
+};
+
+static void hex_encode(const uint8_t *b, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static json_t *open_request(const tx_session_config *cfg)
+{
+    char sha[65];
+    hex_encode(cfg->model_sha256, 32, sha);
+    json_t *j = json_pack("{s:s, s:I, s:s, s:{s:f, s:I, s:f, s:I}, s:I}",
+                          "model_sha256", sha, "cut", (json_int_t)cfg->cut, "codec", tx_codec_name(cfg->codec),
+                          "sampling", "temp", (double)cfg->sampling.temp, "top_k", (json_int_t)cfg->sampling.top_k,
+                          "top_p", (double)cfg->sampling.top_p, "seed", (json_int_t)cfg->sampling.seed, "ctx",
+                          (json_int_t)cfg->ctx);
+    if (j && cfg->max_step && json_object_set_new(j, "max_step", json_integer(cfg->max_step)) != 0) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+static bool is_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return s[n] == '\0';
+}
+
+/* Reads and checks the 201 body of POST /v1/sessions. */
+static hinge_status read_open_reply(tx_session *s, const tx_session_config *cfg, char *err, size_t errlen)
+{
+    json_t *j = tx_parse_object(&s->c->ctl_resp, err, errlen);
+    if (!j)
+        return HINGE_ERR_PROTOCOL;
+    const char *id = NULL;
+    json_int_t n_embd = 0, n_layer = 0, ctx = 0, max_step = 0;
+    hinge_status st = HINGE_OK;
+    if (json_unpack(j, "{s:s, s:I, s:I, s:I, s:I}", "id", &id, "n_embd", &n_embd, "n_layer", &n_layer, "ctx",
+                    &ctx, "max_step", &max_step) != 0 ||
+        strlen(id) != 32 || !is_hex(id, 32))
+        st = hinge_fail(err, errlen, HINGE_ERR_PROTOCOL, "session reply lacks id/n_embd/n_layer/ctx/max_step");
+    else if (n_embd < 1 || n_embd > TX_FRAME_MAX_DIM || n_layer < cfg->cut || ctx < 1 || ctx > cfg->ctx ||
+             max_step < 1 || max_step > ctx)
+        st = hinge_fail(err, errlen, HINGE_ERR_PROTOCOL,
+                        "session reply out of range: n_embd %lld, n_layer %lld, ctx %lld, max_step %lld",
+                        (long long)n_embd, (long long)n_layer, (long long)ctx, (long long)max_step);
+    if (st == HINGE_OK) {
+        memcpy(s->info.id, id, 33);
+        s->info.n_embd = (uint32_t)n_embd;
+        s->info.n_layer = (uint32_t)n_layer;
+        s->info.ctx = (uint32_t)ctx;
+        s->info.max_step = (uint32_t)max_step;
+    }
+    json_decref(j);
+    return st;
+}
+
+static hinge_status post_open(tx_session *s, const tx_session_config *cfg, char *err, size_t errlen)
+{
+    tx_client *c = s->c;
+    json_t *req = open_request(cfg);
+    char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    if (!body)
+        return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "cannot build the session request");
+    char url[TX_URL_MAX];
+    snprintf(url, sizeof url, "%s/v1/sessions", c->base_url);
+    curl_easy_setopt(c->ctl, CURLOPT_URL, url);
+    curl_easy_setopt(c->ctl, CURLOPT_CUSTOMREQUEST, NULL);
+    curl_easy_setopt(c->ctl, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c->ctl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+    uint64_t us;
+    hinge_status st = tx_perform(c, c->ctl, &c->ctl_resp, &s->http_status, &us, err, errlen);
+    curl_easy_setopt(c->ctl, CURLOPT_POSTFIELDS, NULL);
+    free(body);
+    if (st != HINGE_OK)
+        return st;
+    if (s->http_status != 201)
+        return tx_http_error(s->http_status, &c->ctl_resp, err, errlen);
+    return read_open_reply(s, cfg, err, errlen);
+}
+
+static hinge_status session_setup(tx_session *s, char *err, size_t errlen)
+{
+    snprintf(s->url, sizeof s->url, "%s/v1/sessions/%s", s->c->base_url, s->info.id);
+    snprintf(s->steps_url, sizeof s->steps_url, "%s/v1/sessions/%s/steps", s->c->base_url, s->info.id);
+    if (tx_frame_size(s->codec, s->info.max_step, s->info.n_embd, &s->frame_cap) != HINGE_OK)
+        return hinge_fail(err, errlen, HINGE_ERR_PROTOCOL, "granted max_step %u is too large", s->info.max_step);
+    s->frame = malloc(s->frame_cap);
+    s->resp.cap = TX_STEP_RESP_MAX;
+    s->resp.data = malloc(TX_STEP_RESP_MAX + 1);
+    s->easy = curl_easy_init();
+    s->hdrs = curl_slist_append(NULL, "Content-Type: application/octet-stream");
+    struct curl_slist *h2 = s->hdrs ? curl_slist_append(s->hdrs, "Expect:") : NULL;
+    if (!s->frame || !s->resp.data || !s->easy || !h2)
+        return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory for the session's buffers");
+    s->hdrs = h2;
+    if (tx_easy_setup(s->c, s->easy, &s->resp) != HINGE_OK ||
+        curl_easy_setopt(s->easy, CURLOPT_URL, s->steps_url) != CURLE_OK ||
+        curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, s->hdrs) != CURLE_OK ||
+        curl_easy_setopt(s->easy, CURLOPT_POST, 1L) != CURLE_OK)
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "libcurl refused an option");
+    return HINGE_OK;
+}
+
+static void session_free(tx_session *s)
+{
+    if (!s)
+        return;
+    if (s->easy)
+        curl_easy_cleanup(s->easy);
+    curl_slist_free_all(s->hdrs);
+    free(s->resp.data);
+    free(s->frame);
+    free(s);
+}
+
+static hinge_status check_config(const tx_session_config *cfg, char *err, size_t errlen)
+{
+    if (tx_codec_row_bytes(cfg->codec, 1) == 0)
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "unknown codec %d", (int)cfg->codec);
+    if (cfg->ctx == 0)
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "ctx must be at least 1");
+    if (cfg->sampling.seed > (uint64_t)INT64_MAX)
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "seed over 2^63-1 cannot travel as a JSON integer");
+    return HINGE_OK;
+}
+
+hinge_status tx_session_open(tx_client *c, const tx_session_config *cfg, tx_session **out, char *err,
+                             size_t errlen)
+{
+    if (!c || !cfg || !out)
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "NULL argument");
+    hinge_status st = check_config(cfg, err, errlen);
+    if (st != HINGE_OK)
+        return st;
+    tx_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
+    s->c = c;
+    s->codec = cfg->codec;
+    st = post_open(s, cfg, err, errlen);
+    if (st == HINGE_OK) {
+        st = session_setup(s, err, errlen);
+        if (st != HINGE_OK) { /* the edge holds a session we cannot use: release it */
+            char ignored[HINGE_ERRMSG_MAX];
+            tx_session_close(s, ignored, sizeof ignored);
+            return st;
+        }
+    }
+    if (st != HINGE_OK) {
+        session_free(s);
+        return st;
+    }
+    *out = s;
+    return HINGE_OK;
+}
+
+const tx_session_info *tx_session_get_info(const tx_session *s)
+{
+    return &s->info;
+}
+
+long tx_session_http_status(const tx_session *s)
+{
+    return s->http_status;
+}
+
+const char *tx_session_errmsg(const tx_session *s)
+{
+    return s->errmsg;
+}
+
+/* Reads {"token", "pos", "edge_us", "queue_us"} of a 200 step reply. */
+static hinge_status read_step_reply(tx_session *s, uint32_t next_pos, bool sampled, int32_t *token,
+                                    tx_timing *t)
+{
+    json_t *j = tx_parse_object(&s->resp, s->errmsg, sizeof s->errmsg);
+    if (!j)
+        return HINGE_ERR_PROTOCOL;
+    json_int_t tok = 0, pos = 0, edge_us = 0, queue_us = 0;
+    hinge_status st = HINGE_OK;
+    if (json_unpack(j, "{s:I, s:I, s:I, s:I}", "token", &tok, "pos", &pos, "edge_us", &edge_us, "queue_us",
+                    &queue_us) != 0)
+        st = hinge_fail(s->errmsg, sizeof s->errmsg, HINGE_ERR_PROTOCOL, "step reply lacks token/pos/edge_us/queue_us");
+    else if (pos != next_pos || tok < (sampled ? 0 : -1) || tok > INT32_MAX || edge_us < 0 || queue_us < 0)
+        st = hinge_fail(s->errmsg, sizeof s->errmsg, HINGE_ERR_PROTOCOL,
+                        "step reply out of range: token %lld, pos %lld (expected %u)", (long long)tok,
+                        (long long)pos, next_pos);
+    if (st == HINGE_OK) {
+        *token = (int32_t)tok;
+        t->edge_us += (uint64_t)edge_us;
+        t->queue_us += (uint64_t)queue_us;
+    }
+    json_decref(j);
+    return st;
+}
+
+/* One request: rows [0, n) of hidden at pos; flags as in the frame. */
+static hinge_status step_once(tx_session *s, uint32_t pos, uint32_t n, const float *hidden, uint16_t flags,
+                              int32_t *token, tx_timing *t)
+{
+    size_t len;
+    uint64_t t0 = tx_now_us();
+    hinge_status st = tx_frame_encode(s->codec, flags, pos, n, s->info.n_embd, hidden, s->frame, s->frame_cap,
+                                      &len, s->errmsg, sizeof s->errmsg);
+    t->encode_us += tx_now_us() - t0;
+    if (st != HINGE_OK)
+        return st;
+    curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, (const char *)s->frame);
+    curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    uint64_t us = 0;
+    st = tx_perform(s->c, s->easy, &s->resp, &s->http_status, &us, s->errmsg, sizeof s->errmsg);
+    t->request_us += us;
+    t->uplink_bytes += len;
+    t->downlink_bytes += s->resp.len;
+    t->requests++;
+    if (st != HINGE_OK)
+        return st;
+    if (s->http_status != 200)
+        return tx_http_error(s->http_status, &s->resp, s->errmsg, sizeof s->errmsg);
+    return read_step_reply(s, pos + n, !(flags & TX_FLAG_NO_SAMPLE), token, t);
+}
+
+hinge_status tx_session_step(tx_session *s, uint32_t pos, uint32_t n, const float *hidden, int32_t *token,
+                             tx_timing *t)
+{
+    tx_timing local;
+    if (!t)
+        t = &local;
+    memset(t, 0, sizeof *t);
+    if (!hidden || !token || n == 0)
+        return hinge_fail(s->errmsg, sizeof s->errmsg, HINGE_ERR_INVALID, "step needs n >= 1 rows and a token");
+    if ((uint64_t)pos + n > s->info.ctx)
+        return hinge_fail(s->errmsg, sizeof s->errmsg, HINGE_ERR_RANGE, "positions %u + %u exceed the session's ctx %u",
+                          pos, n, s->info.ctx);
+    hinge_status st = HINGE_OK;
+    int32_t tok = -1;
+    for (uint32_t off = 0; st == HINGE_OK && off < n; off += s->info.max_step) {
+        uint32_t m = n - off < s->info.max_step ? n - off : s->info.max_step;
+        uint16_t flags = off + m < n ? TX_FLAG_NO_SAMPLE : 0;
+        st = step_once(s, pos + off, m, hidden + (size_t)off * s->info.n_embd, flags, &tok, t);
+    }
+    uint64_t edge = t->edge_us + t->queue_us;
+    t->network_us = t->request_us > edge ? t->request_us - edge : 0;
+    if (st == HINGE_OK)
+        *token = tok;
+    return st;
+}
+
+hinge_status tx_session_close(tx_session *s, char *err, size_t errlen)
+{
+    if (!s)
+        return HINGE_OK;
+    tx_client *c = s->c;
+    curl_easy_setopt(c->ctl, CURLOPT_URL, s->url);
+    curl_easy_setopt(c->ctl, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(c->ctl, CURLOPT_CUSTOMREQUEST, "DELETE");
+    long http = 0;
+    uint64_t us;
+    hinge_status st = tx_perform(c, c->ctl, &c->ctl_resp, &http, &us, err, errlen);
+    curl_easy_setopt(c->ctl, CURLOPT_CUSTOMREQUEST, NULL);
+    if (st == HINGE_OK && http != 204)
+        st = tx_http_error(http, &c->ctl_resp, err, errlen);
+    session_free(s);
+    return st;
+}
