@@ -73,7 +73,8 @@ static const char *default_model(void)
     return path;
 }
 
-enum { OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_SEED, OPT_JSON, OPT_THREADS, OPT_CTX, OPT_IGNORE_EOS };
+enum { OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_SEED, OPT_JSON, OPT_THREADS, OPT_CTX, OPT_IGNORE_EOS,
+       OPT_BACKEND, OPT_CUT, OPT_EDGE, OPT_WIRE, OPT_CACERT };
 
 static const struct option long_opts[] = {
     {"model", required_argument, NULL, 'm'},
@@ -88,6 +89,12 @@ static const struct option long_opts[] = {
     {"ctx", required_argument, NULL, OPT_CTX},
     {"json", no_argument, NULL, OPT_JSON},
     {"ignore-eos", no_argument, NULL, OPT_IGNORE_EOS},
+    {"backend", required_argument, NULL, OPT_BACKEND},
+    {"cut", required_argument, NULL, OPT_CUT},
+    {"layers", required_argument, NULL, OPT_CUT},
+    {"edge", required_argument, NULL, OPT_EDGE},
+    {"wire", required_argument, NULL, OPT_WIRE},
+    {"cacert", required_argument, NULL, OPT_CACERT},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {0, 0, 0, 0},
@@ -98,13 +105,15 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: hinge generate   [--model PATH] --prompt TEXT [-n N] [--temp T] [--top-k K]\n"
             "                        [--top-p P] [--seed S] [--threads N] [--ctx N] [--ignore-eos] [--json]\n"
+            "                        [--backend cpu|vulkan] [--layers K] [--edge URL --cut K --wire f32|f16|q8\n"
+            "                        [--cacert FILE]]\n"
             "       hinge perplexity [--model PATH] --file TEXT [--ctx N] [--threads N] [--json]\n"
             "The model defaults to $HINGE_MODEL, else ~/" DEFAULT_MODEL_REL ".\n");
 }
 
 static int parse_opts(int argc, char **argv, opts *o)
 {
-    *o = (opts){.n_new = 64, .sp = {.temp = 0.8f, .top_k = 40, .top_p = 0.95f, .seed = 0}};
+    *o = (opts){.n_new = 64, .cut = -1, .sp = {.temp = 0.8f, .top_k = 40, .top_p = 0.95f, .seed = 0}};
     int c;
     int rc = 0;
     while (rc == 0 && (c = getopt_long(argc, argv, "m:p:f:n:vh", long_opts, NULL)) != -1) {
@@ -126,6 +135,23 @@ static int parse_opts(int argc, char **argv, opts *o)
         case OPT_CTX: rc = parse_u32(optarg, "--ctx", 1u << 20, &o->ctx); break;
         case OPT_JSON: o->json = 1; break;
         case OPT_IGNORE_EOS: o->ignore_eos = 1; break;
+        case OPT_BACKEND:
+            if (strcmp(optarg, "cpu") == 0 || strcmp(optarg, "vulkan") == 0) {
+                o->backend = optarg[0] == 'v';
+            } else {
+                fprintf(stderr, "hinge: --backend: '%s' is not cpu or vulkan\n", optarg);
+                rc = -1;
+            }
+            break;
+        case OPT_CUT: {
+            uint32_t k;
+            rc = parse_u32(optarg, "--cut/--layers", 4096, &k);
+            o->cut = k;
+            break;
+        }
+        case OPT_EDGE: o->edge = optarg; break;
+        case OPT_WIRE: o->wire = optarg; break;
+        case OPT_CACERT: o->cacert = optarg; break;
         case 'v': o->verbose = 1; break;
         case 'h': usage(stdout); exit(0);
         default: rc = -1;
@@ -147,12 +173,12 @@ void engine_close(engine *e)
     model_free(e->m);
 }
 
-int engine_open(engine *e, const opts *o)
+int engine_open(engine *e, const opts *o, bool hash)
 {
     char err[HINGE_ERRMSG_MAX] = "";
     *e = (engine){.lg = {.fn = hinge_log_stderr, .level = o->verbose ? HINGE_LOG_DEBUG : HINGE_LOG_WARN}};
     double t0 = now_s();
-    hinge_status s = model_load(o->model, false, &e->lg, &e->m, err, sizeof err);
+    hinge_status s = model_load(o->model, hash, &e->lg, &e->m, err, sizeof err);
     if (s != HINGE_OK) {
         fprintf(stderr, "hinge: cannot load model %s: %s (%s)\n", o->model, err, hinge_strerror(s));
         return -1;
@@ -198,6 +224,8 @@ int main(int argc, char **argv)
         return cmd_generate(&o);
     if (strcmp(cmd, "perplexity") == 0)
         return cmd_perplexity(&o);
+    if (strcmp(cmd, "bench-device") == 0)
+        return cmd_bench_device(&o);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return 0;

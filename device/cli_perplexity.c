@@ -73,7 +73,7 @@ int cmd_perplexity(const opts *o)
     int rc = 1;
     int32_t *tokens = NULL, *win = NULL;
     float *hidden = NULL, *logits = NULL;
-    if (engine_open(&e, o) != 0)
+    if (engine_open(&e, o, false) != 0)
         goto done;
     uint32_t ctx = o->ctx ? o->ctx : 512;
     if (ctx < 2 || engine_stages(&e, ctx, 0) != 0)

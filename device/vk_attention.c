@@ -7,8 +7,9 @@
 typedef struct at_push {
     uint32_t n_head, n_head_kv, head_dim, head_dim_v, m, pos0, window, q_off, q_stride, o_off, o_stride;
     float scale;
+    uint32_t flags;
 } at_push;
-_Static_assert(sizeof(at_push) == 48, "attention.comp push block");
+_Static_assert(sizeof(at_push) == 52, "attention.comp push block");
 _Static_assert(sizeof(at_push) <= DEV_OP_PUSH_WORDS * 4, "push words");
 
 const uint32_t dev_attn_push_bytes = sizeof(at_push);
@@ -46,8 +47,17 @@ hinge_status dev_prepare_attention(dev_ops *o, const dev_attn_args *a, dev_op *o
         .o_off = a->o_off,
         .o_stride = a->o_stride,
         .scale = a->scale,
+        .flags = a->pos ? HK_F_POSBUF : 0,
     };
-    ops_op_init(op, DEV_OP_ATTENTION, &o->attention, &pc, sizeof pc);
+    /* CPU devices: the shape llvmpipe runs well (when V reads as vec4s),
+     * its register arrays sized for the head: ceil(dim / 32) - 1 */
+    struct dev_kernel *k = o->rows_sg && sh->head_dim_v % 4 == 0 ? &o->attention_rows : &o->attention;
+    uint32_t dim = sh->head_dim > sh->head_dim_v ? sh->head_dim : sh->head_dim_v;
+    VkPipeline pipe = k->pipe;
+    if (k == &o->attention_rows && (s = ops_pipeline(o, k, (dim + 31) / 32 - 1, &pipe)) != HINGE_OK)
+        return s;
+    ops_op_init(op, DEV_OP_ATTENTION, k, &pc, sizeof pc);
+    op->pipe = pipe;
     op->at_m = offsetof(at_push, m) / 4;
     op->at_pos0 = offsetof(at_push, pos0) / 4;
     op->groups_x = sh->n_head;
@@ -63,6 +73,8 @@ hinge_status dev_prepare_attention(dev_ops *o, const dev_attn_args *a, dev_op *o
     if (s == HINGE_OK)
         s = ops_buf_info(o, a->out, what, &bi[HK_AT_B_OUT]);
     if (s == HINGE_OK)
-        s = ops_write_set(o, &o->attention, bi, &op->sets[0]);
+        s = ops_buf_info(o, a->pos ? a->pos : a->q, what, &bi[HK_AT_B_POS]);
+    if (s == HINGE_OK)
+        s = ops_write_set(o, k, bi, &op->sets[0]);
     return s;
 }

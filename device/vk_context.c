@@ -524,6 +524,28 @@ hinge_status dev_cmd_begin(dev_ctx *c, VkCommandBuffer *out)
     return HINGE_OK;
 }
 
+static hinge_status submit_wait(dev_ctx *c, VkCommandBuffer cmd)
+{
+    VkResult r = vkResetFences(c->device, 1, &c->fence);
+    if (r != VK_SUCCESS)
+        return dev_vk_fail(c, r, "vkResetFences", "compute");
+    VkSubmitInfo si = {
+        .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+        .commandBufferCount = 1,
+        .pCommandBuffers = &cmd,
+    };
+    r = vkQueueSubmit(c->queue, 1, &si, c->fence);
+    if (r != VK_SUCCESS)
+        return dev_vk_fail(c, r, "vkQueueSubmit", "compute");
+    r = vkWaitForFences(c->device, 1, &c->fence, VK_TRUE, (uint64_t)FENCE_TIMEOUT_S * 1000000000ull);
+    if (r == VK_TIMEOUT)
+        return dev_fail(c, HINGE_ERR_VULKAN, "vkWaitForFences(compute): VK_TIMEOUT: a submission ran over %d s "
+                        "(hung device)", FENCE_TIMEOUT_S);
+    if (r != VK_SUCCESS)
+        return dev_vk_fail(c, r, "vkWaitForFences", "compute");
+    return HINGE_OK;
+}
+
 hinge_status dev_cmd_submit_wait(dev_ctx *c)
 {
     if (!c->recording)
@@ -532,21 +554,35 @@ hinge_status dev_cmd_submit_wait(dev_ctx *c)
     VkResult r = vkEndCommandBuffer(c->cmd);
     if (r != VK_SUCCESS)
         return dev_vk_fail(c, r, "vkEndCommandBuffer", "compute");
-    r = vkResetFences(c->device, 1, &c->fence);
-    if (r != VK_SUCCESS)
-        return dev_vk_fail(c, r, "vkResetFences", "compute");
-    VkSubmitInfo si = {
-        .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
-        .commandBufferCount = 1,
-        .pCommandBuffers = &c->cmd,
+    return submit_wait(c, c->cmd);
+}
+
+hinge_status dev_submit_wait(dev_ctx *c, VkCommandBuffer cmd)
+{
+    if (c->recording)
+        return dev_fail(c, HINGE_ERR_INVALID, "dev_submit_wait: the context's command buffer is recording");
+    return submit_wait(c, cmd);
+}
+
+hinge_status dev_cmd_alloc(dev_ctx *c, uint32_t n, VkCommandBuffer *out)
+{
+    VkCommandBufferAllocateInfo cai = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+        .commandPool = c->cmd_pool,
+        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+        .commandBufferCount = n,
     };
-    r = vkQueueSubmit(c->queue, 1, &si, c->fence);
+    VkResult r = vkAllocateCommandBuffers(c->device, &cai, out);
     if (r != VK_SUCCESS)
-        return dev_vk_fail(c, r, "vkQueueSubmit", "compute");
-    r = vkWaitForFences(c->device, 1, &c->fence, VK_TRUE, (uint64_t)FENCE_TIMEOUT_S * 1000000000ull);
-    if (r != VK_SUCCESS)
-        return dev_vk_fail(c, r, "vkWaitForFences", "compute");
+        return dev_vk_fail(c, r, "vkAllocateCommandBuffers", "dev_cmd_alloc");
     return HINGE_OK;
+}
+
+void dev_cmd_free(dev_ctx *c, uint32_t n, const VkCommandBuffer *cmds)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (cmds[i])
+            vkFreeCommandBuffers(c->device, c->cmd_pool, 1, &cmds[i]);
 }
 
 void dev_cmd_barrier(VkCommandBuffer cmd)

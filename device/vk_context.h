@@ -145,6 +145,19 @@ hinge_status dev_cmd_submit_wait(dev_ctx *c);
 /* Compute/transfer writes before -> compute/transfer/host reads after. */
 void dev_cmd_barrier(VkCommandBuffer cmd);
 
+/* Command buffers of the caller's own (resettable, primary) from the
+ * context's pool: for work recorded once and submitted many times. Free them
+ * with dev_cmd_free before the context (or let the context's destruction
+ * free them). Errors: HINGE_ERR_VULKAN, HINGE_ERR_NOMEM. */
+hinge_status dev_cmd_alloc(dev_ctx *c, uint32_t n, VkCommandBuffer *out);
+void dev_cmd_free(dev_ctx *c, uint32_t n, const VkCommandBuffer *cmds); /* VK_NULL_HANDLEs are skipped */
+/* Submits cmd (recorded and ended by the caller) with the context's fence
+ * and waits for it: the per-token path's one submit and one wait. Not while
+ * the context's own command buffer is recording. Errors: HINGE_ERR_VULKAN
+ * (VK_ERROR_DEVICE_LOST, a submission hung past the timeout, ...; the
+ * message names the VkResult), HINGE_ERR_NOMEM, HINGE_ERR_INVALID. */
+hinge_status dev_submit_wait(dev_ctx *c, VkCommandBuffer cmd);
+
 /* ---- timestamps ---- */
 
 /* Resets queries [0, n) of the pool; record before the first mark. */

@@ -172,14 +172,14 @@ static hinge_status create_type_kernels(dev_ops *o, int ti)
 {
     char name[32];
     const char *t = type_names[ti];
-    const char *mv = o->mv == DEV_MV_SPLIT_SUBGROUP ? "sg" : "sh";
+    const char *mv = o->mv == DEV_MV_SPLIT_SUBGROUP ? "sg" : o->mv == DEV_MV_ROWS ? "rows" : "sh";
     snprintf(name, sizeof name, "matmul_%s_1", t);
     hinge_status s = kernel_create(o, name, HK_MM_BINDINGS, dev_mm_push_bytes, &o->matmul1[ti]);
     snprintf(name, sizeof name, "matmul_%s_n", t);
     if (s == HINGE_OK)
         s = kernel_create(o, name, HK_MM_BINDINGS, dev_mm_push_bytes, &o->matmuln[ti]);
     snprintf(name, sizeof name, "matvec_%s_%s", t, mv);
-    if (s == HINGE_OK && o->mv != DEV_MV_ROWS)
+    if (s == HINGE_OK && (o->mv != DEV_MV_ROWS || o->rows_sg))
         s = kernel_create(o, name, HK_MM_BINDINGS, dev_mm_push_bytes, &o->matvec[ti]);
     snprintf(name, sizeof name, "embed_%s", t);
     if (s == HINGE_OK)
@@ -204,6 +204,8 @@ static hinge_status create_kernels(dev_ops *o)
     snprintf(name, sizeof name, "attention_%s", red);
     if (s == HINGE_OK)
         s = kernel_create(o, name, HK_AT_BINDINGS, dev_attn_push_bytes, &o->attention);
+    if (s == HINGE_OK && o->rows_sg)
+        s = kernel_create(o, "attention_rows", HK_AT_BINDINGS, dev_attn_push_bytes, &o->attention_rows);
     if (s == HINGE_OK)
         s = kernel_create(o, "glu", HK_EW_BINDINGS, dev_eltwise_push_bytes, &o->glu);
     if (s == HINGE_OK)
@@ -233,6 +235,8 @@ hinge_status dev_ops_create(dev_ctx *c, const dev_ops_config *cfg, dev_ops **out
     o->c = c;
     o->mv = choose_matvec(c, cfg->matvec);
     o->sg = choose_subgroup(c, cfg->subgroup);
+    o->rows_sg = o->mv == DEV_MV_ROWS && f->subgroup_shuffle && f->subgroup_arith && f->subgroup_size >= 8 &&
+                 HK_WG % f->subgroup_size == 0 && !getenv("XX_OLD");
     uint32_t all = 0;
     for (int i = 0; i < OPS_NTYPES; i++)
         all |= 1u << type_order[i];
@@ -273,6 +277,7 @@ void dev_ops_destroy(dev_ops *o)
     kernel_destroy(d, &o->rmsnorm);
     kernel_destroy(d, &o->rope_kv);
     kernel_destroy(d, &o->attention);
+    kernel_destroy(d, &o->attention_rows);
     kernel_destroy(d, &o->glu);
     kernel_destroy(d, &o->add);
     free(o);

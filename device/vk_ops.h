@@ -179,8 +179,11 @@ typedef struct dev_rope_args {
     const dev_buf *q_norm, *k_norm; /* head_dim floats each, or both NULL */
     float eps;
     const dev_buf *freq;    /* rope_dim / 2 floats from dev_rope_freqs */
+    const dev_buf *pos;     /* NULL, or a uint the device adds to pos0 when the
+                               op runs (HK_F_POSBUF); the caller keeps
+                               pos0 + that + m within the cache */
 } dev_rope_args;
-/* Record with (m, pos0): writes cache rows [pos0, pos0 + m). */
+/* Record with (m, pos0): writes cache rows [pos0, pos0 + m) (plus *pos). */
 hinge_status dev_prepare_rope_kv(dev_ops *o, const dev_rope_args *a, dev_op *op);
 
 /* freq[i] = base^(-2i / rope_dim) for i < rope_dim / 2, computed as
@@ -196,9 +199,10 @@ typedef struct dev_attn_args {
     const dev_buf *k_cache, *v_cache;
     const dev_buf *out;
     uint32_t o_off, o_stride;
+    const dev_buf *pos;     /* as dev_rope_args.pos */
 } dev_attn_args;
-/* Record with (m, pos0): queries at positions pos0 .. pos0 + m - 1, each
- * attending to cache rows [lo, its position]. */
+/* Record with (m, pos0): queries at positions pos0 .. pos0 + m - 1 (plus
+ * *pos), each attending to cache rows [lo, its position]. */
 hinge_status dev_prepare_attention(dev_ops *o, const dev_attn_args *a, dev_op *op);
 
 /* ---- recording (the per-token path) ---- */

@@ -28,12 +28,15 @@ struct dev_ops {
     dev_ctx *c;
     dev_mv_variant mv;
     bool sg;                            /* reductions use subgroup arithmetic */
+    bool rows_sg;                       /* DEV_MV_ROWS with subgroup shuffles: the kernels shaped
+                                           for CPU devices (matvec_rows.comp, attention_rows.comp);
+                                           DEV_MV_ROWS without: matmul.comp MM_POS 1, attention.comp */
     uint32_t types;                     /* built: bit (1u << qtype) */
     struct dev_kernel matmul1[OPS_NTYPES]; /* matmul.comp MM_POS=1: rows matvec */
     struct dev_kernel matmuln[OPS_NTYPES]; /* matmul.comp: prefill */
-    struct dev_kernel matvec[OPS_NTYPES];  /* matvec.comp, sg or sh per mv */
+    struct dev_kernel matvec[OPS_NTYPES];  /* matvec.comp sg or sh, or matvec_rows.comp, per mv */
     struct dev_kernel embed[OPS_NTYPES];
-    struct dev_kernel rmsnorm, rope_kv, attention, glu, add;
+    struct dev_kernel rmsnorm, rope_kv, attention, attention_rows, glu, add;
     VkDescriptorPool pools[64];
     uint32_t n_pools;
     char desc[96];

@@ -69,7 +69,7 @@ hinge_status dev_prepare_rope_kv(dev_ops *o, const dev_rope_args *a, dev_op *op)
         .v_in = a->v_in,
         .q_off = a->q_off,
         .q_stride = a->q_stride,
-        .flags = (a->neox ? HK_F_NEOX : 0) | (qkn ? HK_F_QKNORM : 0),
+        .flags = (a->neox ? HK_F_NEOX : 0) | (qkn ? HK_F_QKNORM : 0) | (a->pos ? HK_F_POSBUF : 0),
         .pos_scale = a->pos_scale > 0.0f ? a->pos_scale : 1.0f,
         .eps = a->eps,
     };
@@ -94,6 +94,8 @@ hinge_status dev_prepare_rope_kv(dev_ops *o, const dev_rope_args *a, dev_op *op)
         s = ops_buf_info(o, qkn ? a->k_norm : a->freq, what, &bi[HK_RK_B_KNORM]);
     if (s == HINGE_OK)
         s = ops_buf_info(o, a->freq, what, &bi[HK_RK_B_FREQ]);
+    if (s == HINGE_OK)
+        s = ops_buf_info(o, a->pos ? a->pos : a->freq, what, &bi[HK_RK_B_POS]);
     if (s == HINGE_OK)
         s = ops_write_set(o, &o->rope_kv, bi, &op->sets[0]);
     return s;

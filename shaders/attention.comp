@@ -21,14 +21,16 @@ layout(binding = HK_AT_B_KC) readonly buffer K { float kc[]; };
 layout(binding = HK_AT_B_KC) readonly buffer K4 { vec4 kc4[]; };
 layout(binding = HK_AT_B_VC) readonly buffer V { float vc[]; };
 layout(binding = HK_AT_B_OUT) writeonly buffer O { float o[]; };
+layout(binding = HK_AT_B_POS) readonly buffer Pos { uint posb[]; };
 
 layout(push_constant) uniform P {
     uint n_head, n_head_kv, head_dim, head_dim_v;
-    uint m, pos0;
+    uint m, pos0;         // HK_F_POSBUF: pos0 plus posb[0]
     uint window;          // 0: none
     uint q_off, q_stride; // floats; q_off, q_stride and head_dim multiples of 4
     uint o_off, o_stride;
     float scale;
+    uint flags;           // HK_F_POSBUF
 } p;
 
 const uint PER = HK_MAX_HEAD_DIM / HK_WG;
@@ -38,7 +40,7 @@ void main()
 {
     uint h = gl_WorkGroupID.x, j = gl_WorkGroupID.y;
     uint l = gl_LocalInvocationIndex;
-    uint pos = p.pos0 + j;
+    uint pos = p.pos0 + ((p.flags & HK_F_POSBUF) != 0u ? posb[0] : 0u) + j;
     uint lo = (p.window > 0u && pos + 1u > p.window) ? pos + 1u - p.window : 0u;
     uint kvh = h / (p.n_head / p.n_head_kv);
     uint kstride = p.n_head_kv * p.head_dim, vstride = p.n_head_kv * p.head_dim_v;

@@ -63,14 +63,16 @@
 #define HK_RK_B_QNORM 4 /* (head_dim) f32 */
 #define HK_RK_B_KNORM 5 /* (head_dim) f32 */
 #define HK_RK_B_FREQ 6  /* (rope_dim / 2) f32: base^(-2i/rope_dim) */
-#define HK_RK_BINDINGS 7
+#define HK_RK_B_POS 7   /* HK_F_POSBUF: uint added to pos0 */
+#define HK_RK_BINDINGS 8
 
 /* attention.comp */
 #define HK_AT_B_Q 0
 #define HK_AT_B_KC 1
 #define HK_AT_B_VC 2
 #define HK_AT_B_OUT 3
-#define HK_AT_BINDINGS 4
+#define HK_AT_B_POS 4  /* HK_F_POSBUF: uint added to pos0 */
+#define HK_AT_BINDINGS 5
 
 /* glu.comp and add.comp */
 #define HK_EW_B_A 0 /* in/out */
@@ -86,5 +88,9 @@
 #define HK_F_NORM2 32u  /* rmsnorm: then out2 = norm(out) * w2 */
 #define HK_F_NEOX 64u   /* rope: pairs (i, i + rope_dim/2) */
 #define HK_F_QKNORM 128u /* rope: per-head rms norm of q and k first */
+/* rope/attention: the first position is pos0 plus a uint the device reads
+ * from a buffer at run time, so that a command buffer recorded once serves
+ * every decode step (the host writes the position before each submit). */
+#define HK_F_POSBUF 256u
 
 #endif

@@ -21,10 +21,11 @@ layout(binding = HK_RK_B_VC) writeonly buffer V { float vc[]; };
 layout(binding = HK_RK_B_QNORM) readonly buffer QN { float qn[]; };
 layout(binding = HK_RK_B_KNORM) readonly buffer KN { float kn[]; };
 layout(binding = HK_RK_B_FREQ) readonly buffer F { float freq[]; };
+layout(binding = HK_RK_B_POS) readonly buffer Pos { uint posb[]; };
 
 layout(push_constant) uniform P {
     uint n_head, n_head_kv, head_dim, head_dim_v, rope_dim;
-    uint m, pos0;
+    uint m, pos0;                // HK_F_POSBUF: plus posb[0]
     uint in_stride;              // floats between positions of qkv
     uint q_in, k_in, v_in;       // offsets of q, k, v inside a qkv row
     uint q_off, q_stride;        // q_out row of position j: q_off + j * q_stride
@@ -60,7 +61,7 @@ void main()
     uint slot = gl_WorkGroupID.x, j = gl_WorkGroupID.y;
     uint l = gl_LocalInvocationIndex;
     uint hd = p.head_dim;
-    uint row = p.pos0 + j;
+    uint row = p.pos0 + ((p.flags & HK_F_POSBUF) != 0u ? posb[0] : 0u) + j;
     uint ib = j * p.in_stride;
     if (slot >= p.n_head + p.n_head_kv) { // v head: copy
         uint h = slot - p.n_head - p.n_head_kv;

@@ -1,0 +1,328 @@
+/* hinge bench-device: where the device half's time goes, layer by layer.
+ *
+ *   hinge bench-device --model M --backend vulkan|cpu [--layers K] [-n STEPS]
+ *                      [--threads N] [--prompt TEXT]
+ *
+ * Runs embed + layers [0, K) (K defaults to all) on a 128-position prompt
+ * (synthetic ids, or --prompt's tokens) and then STEPS decode steps (default
+ * 64), and prints per layer the prefill time per position and the decode
+ * time per token: from GPU timestamp queries on Vulkan, from wall time on
+ * the CPU engine (fwd_layers run one layer at a time). Then tokens/s of the
+ * device part alone and with the CPU running the rest ([K, N) + head, greedy)
+ * as a local generation would, and, on Vulkan, dispatches, submits and waits
+ * per decode step and the share of a step spent outside the shaders (wall
+ * time minus the summed GPU timestamps, over wall time). The last line,
+ * "summary ...", is key=value pairs for scripts. Output goes to stdout. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "vk_context.h"
+#include "vk_exec.h"
+
+enum { PROMPT = 128, MAX_NAMES = 16 };
+
+typedef struct bench {
+    engine *en;
+    uint32_t k, n_layer, d, n_dec, n_prompt, ctx;
+    int32_t prompt[PROMPT];
+    double *pre_ns;     /* k + 1: embed, layers; per position */
+    double *dec_ns;     /* k + 1: per token */
+    double prefill_s;   /* wall, the whole prompt */
+    double dec_s;       /* wall per decode step, device part */
+    double dec_tail_s;  /* wall per decode step, CPU [k, N) + head + sampling */
+    double gpu_step_s;  /* profiled decode: summed timestamps per step */
+    double wall_step_s; /* profiled decode: wall per step */
+    double dispatches, submits, waits;
+    const char *names[MAX_NAMES]; /* decode GPU time by op name */
+    double name_ns[MAX_NAMES];
+    uint32_t n_names;
+    double *lt;         /* k + 1: scratch for vk_exec_layer_times */
+    float *h, *logits;  /* (PROMPT, d), n_vocab */
+    fwd_ctx *tail;      /* [k, N) and the head */
+} bench;
+
+static int32_t argmax(const float *v, uint32_t n)
+{
+    uint32_t best = 0;
+    for (uint32_t i = 1; i < n; i++)
+        if (v[i] > v[best])
+            best = i;
+    return (int32_t)best;
+}
+
+static int fail(const char *what, hinge_status s, const char *msg)
+{
+    fprintf(stderr, "hinge bench-device: %s: %s (%s)\n", what, msg, hinge_strerror(s));
+    return -1;
+}
+
+/* The CPU's share of a step after the device part: [k, N), head, argmax. */
+static int tail_step(bench *b, uint32_t pos, int32_t *next)
+{
+    hinge_status s = fwd_layers(b->tail, pos, 1, b->h);
+    if (s == HINGE_OK)
+        s = fwd_head(b->tail, b->h, 1, b->logits);
+    if (s != HINGE_OK)
+        return fail("CPU tail", s, fwd_errmsg(b->tail));
+    *next = argmax(b->logits, b->en->m->hp.n_vocab);
+    return 0;
+}
+
+/* ---- Vulkan ---- */
+
+static void add_name(bench *b, const char *name, double ns)
+{
+    uint32_t i = 0;
+    while (i < b->n_names && strcmp(b->names[i], name) != 0)
+        i++;
+    if (i == b->n_names && b->n_names == MAX_NAMES)
+        return;
+    if (i == b->n_names)
+        b->names[b->n_names++] = name;
+    b->name_ns[i] += ns;
+}
+
+/* steps decode steps from position pos0 (token t first); with prof, the
+ * per-layer GPU times and counters are summed. */
+static int vk_decode(bench *b, vk_exec *e, uint32_t pos0, bool prof)
+{
+    int32_t t = b->prompt[b->n_prompt - 1];
+    double dev = 0, tail = 0, *lt = b->lt;
+    for (uint32_t i = 0; i < b->n_dec; i++) {
+        double t0 = now_s();
+        hinge_status s = vk_exec_run(e, &t, 1, pos0 + i, b->h);
+        if (s != HINGE_OK)
+            return fail("decode", s, vk_exec_errmsg(e));
+        double t1 = now_s();
+        if (tail_step(b, pos0 + i, &t) != 0)
+            return -1;
+        dev += t1 - t0;
+        tail += now_s() - t1;
+        vk_exec_stats st;
+        vk_exec_get_stats(e, &st);
+        b->dispatches += st.dispatches;
+        b->submits += st.submits;
+        b->waits += st.waits;
+        if (!prof)
+            continue;
+        b->gpu_step_s += st.gpu_ns * 1e-9;
+        b->wall_step_s += st.wall_ns * 1e-9;
+        vk_exec_layer_times(e, lt);
+        for (uint32_t l = 0; l <= b->k; l++)
+            b->dec_ns[l] += lt[l];
+        for (uint32_t o = 0; o < vk_exec_op_count(e); o++) {
+            vk_exec_op_info oi;
+            vk_exec_op(e, o, &oi);
+            add_name(b, oi.name, oi.ns);
+        }
+    }
+    if (!prof) {
+        b->dec_s = dev / b->n_dec;
+        b->dec_tail_s = tail / b->n_dec;
+    }
+    return 0;
+}
+
+static int vk_bench(bench *b)
+{
+    char err[HINGE_ERRMSG_MAX] = "";
+    dev_ctx *c = NULL;
+    dev_ctx_config cc = {.log = &b->en->lg};
+    hinge_status s = dev_ctx_create(&cc, &c, err, sizeof err);
+    if (s != HINGE_OK)
+        return fail("Vulkan", s, err);
+    vk_exec *e = NULL;
+    double t0 = now_s();
+    s = vk_exec_create(c, b->en->m, b->k, b->ctx, PROMPT, &e, err, sizeof err);
+    if (s != HINGE_OK) {
+        dev_ctx_destroy(c);
+        return fail("executor", s, err);
+    }
+    printf("device: %s; executor ready in %.2f s (LP_NUM_THREADS=%s)\n", dev_ctx_features(c)->name, now_s() - t0,
+           getenv("LP_NUM_THREADS") ? getenv("LP_NUM_THREADS") : "unset");
+    int rc = 0;
+    double *lt = b->lt;
+    /* prefill: timed without timestamps, then again with them */
+    t0 = now_s();
+    if ((s = vk_exec_run(e, b->prompt, b->n_prompt, 0, b->h)) != HINGE_OK)
+        rc = fail("prefill", s, vk_exec_errmsg(e));
+    b->prefill_s = now_s() - t0;
+    if (rc == 0 && (s = vk_exec_set_profiling(e, true)) != HINGE_OK)
+        rc = fail("profiling", s, vk_exec_errmsg(e));
+    if (rc == 0 && (s = vk_exec_run(e, b->prompt, b->n_prompt, 0, b->h)) != HINGE_OK)
+        rc = fail("prefill", s, vk_exec_errmsg(e));
+    if (rc == 0) {
+        vk_exec_layer_times(e, lt);
+        for (uint32_t l = 0; l <= b->k; l++)
+            b->pre_ns[l] = lt[l] / b->n_prompt;
+        vk_exec_set_profiling(e, false);
+        rc = vk_decode(b, e, b->n_prompt, false);
+    }
+    b->dispatches = b->submits = b->waits = 0;
+    if (rc == 0 && vk_exec_set_profiling(e, true) == HINGE_OK) /* rewind: the same positions, profiled */
+        rc = vk_decode(b, e, b->n_prompt, true);
+    for (uint32_t l = 0; l <= b->k; l++)
+        b->dec_ns[l] /= b->n_dec;
+    vk_exec_destroy(e);
+    dev_ctx_destroy(c);
+    return rc;
+}
+
+/* ---- CPU ---- */
+
+static int cpu_bench(bench *b)
+{
+    const model *m = b->en->m;
+    fwd_ctx **L = calloc(b->k + 1, sizeof *L);
+    int rc = L ? 0 : -1;
+    char err[HINGE_ERRMSG_MAX] = "";
+    for (uint32_t l = 0; l <= b->k && rc == 0; l++) { /* L[l]: layer l; L[k] embeds */
+        fwd_config fc = {.layer_begin = l < b->k ? l : 0, .layer_end = l < b->k ? l + 1 : 0, .ctx = b->ctx,
+                         .max_batch = PROMPT};
+        hinge_status s = fwd_create(m, b->en->tp, &fc, &L[l], err, sizeof err);
+        if (s != HINGE_OK)
+            rc = fail("CPU stage", s, err);
+    }
+    double t0 = now_s(), t1;
+    if (rc == 0) {
+        fwd_embed(L[b->k], b->prompt, b->n_prompt, b->h);
+        t1 = now_s();
+        b->pre_ns[0] = (t1 - t0) * 1e9 / b->n_prompt;
+        for (uint32_t l = 0; l < b->k; l++, t1 = now_s()) {
+            fwd_layers(L[l], 0, b->n_prompt, b->h);
+            b->pre_ns[l + 1] = (now_s() - t1) * 1e9 / b->n_prompt;
+        }
+        b->prefill_s = now_s() - t0;
+    }
+    int32_t t = b->prompt[b->n_prompt - 1];
+    double dev = 0, tail = 0;
+    for (uint32_t i = 0; i < b->n_dec && rc == 0; i++) {
+        uint32_t pos = b->n_prompt + i;
+        t0 = now_s();
+        fwd_embed(L[b->k], &t, 1, b->h);
+        t1 = now_s();
+        b->dec_ns[0] += (t1 - t0) * 1e9;
+        for (uint32_t l = 0; l < b->k; l++, t1 = now_s()) {
+            fwd_layers(L[l], pos, 1, b->h);
+            b->dec_ns[l + 1] += (now_s() - t1) * 1e9;
+        }
+        dev += now_s() - t0;
+        t1 = now_s();
+        rc = tail_step(b, pos, &t);
+        tail += now_s() - t1;
+    }
+    for (uint32_t l = 0; l <= b->k; l++)
+        b->dec_ns[l] /= b->n_dec;
+    b->dec_s = dev / b->n_dec;
+    b->dec_tail_s = tail / b->n_dec;
+    for (uint32_t l = 0; L && l <= b->k; l++)
+        fwd_destroy(L[l]);
+    free(L);
+    return rc;
+}
+
+/* ---- report ---- */
+
+static void report(const bench *b, bool vk)
+{
+    const model *m = b->en->m;
+    double pre = 0, dec = 0;
+    printf("%-8s %16s %16s\n", "layer", "prefill us/pos", "decode us/tok");
+    for (uint32_t l = 0; l <= b->k; l++) {
+        char name[16];
+        snprintf(name, sizeof name, l ? "%u" : "embed", l - 1);
+        printf("%-8s %16.2f %16.2f\n", name, b->pre_ns[l] * 1e-3, b->dec_ns[l] * 1e-3);
+        pre += b->pre_ns[l];
+        dec += b->dec_ns[l];
+    }
+    printf("%-8s %16.2f %16.2f   (%s)\n", "sum", pre * 1e-3, dec * 1e-3, vk ? "GPU timestamps" : "wall time");
+    if (vk && b->n_names) {
+        printf("decode GPU time by op:");
+        for (uint32_t i = 0; i < b->n_names; i++)
+            printf(" %s %.1f%%", b->names[i], 100.0 * b->name_ns[i] / (b->gpu_step_s * 1e9));
+        printf("\n");
+    }
+    double dec_tok = 1.0 / b->dec_s, full_tok = 1.0 / (b->dec_s + b->dec_tail_s);
+    double pre_tok = b->n_prompt / b->prefill_s;
+    printf("decode: %.3f ms/token = %.1f tok/s (embed + %u layers); with the CPU's [%u, %u) + head: %.1f tok/s\n",
+           b->dec_s * 1e3, dec_tok, b->k, b->k, m->hp.n_layer, full_tok);
+    printf("prefill: %u positions in %.3f s = %.1f tok/s\n", b->n_prompt, b->prefill_s, pre_tok);
+    double outside = vk && b->wall_step_s > 0 ? (b->wall_step_s - b->gpu_step_s) / b->wall_step_s : 0;
+    if (vk)
+        printf("per decode step: %.0f dispatches, %.0f submits, %.0f waits; outside the shaders %.1f%% (wall %.3f "
+               "ms, GPU %.3f ms, profiled)\n", b->dispatches / b->n_dec, b->submits / b->n_dec,
+               b->waits / b->n_dec, 100.0 * outside, b->wall_step_s / b->n_dec * 1e3,
+               b->gpu_step_s / b->n_dec * 1e3);
+    printf("summary backend=%s layers=%u n_layer=%u decode_tok_s=%.2f decode_full_tok_s=%.2f prefill_tok_s=%.2f "
+           "dispatches=%.0f submits=%.0f waits=%.0f outside=%.4f\n", vk ? "vulkan" : "cpu", b->k, m->hp.n_layer,
+           dec_tok, full_tok, pre_tok, vk ? b->dispatches / b->n_dec : 0, vk ? b->submits / b->n_dec : 0,
+           vk ? b->waits / b->n_dec : 0, outside);
+}
+
+static int make_prompt(bench *b, const opts *o)
+{
+    const model *m = b->en->m;
+    b->n_prompt = PROMPT;
+    if (!o->prompt) { /* BOS, then ids spread over the vocabulary */
+        for (uint32_t i = 0; i < PROMPT; i++)
+            b->prompt[i] = i == 0 && tok_bos(m->tok) >= 0 ? tok_bos(m->tok)
+                                                          : (int32_t)((i * 7919u + 13u) % m->hp.n_vocab);
+        return 0;
+    }
+    size_t n = 0;
+    hinge_status s = tok_encode(m->tok, o->prompt, strlen(o->prompt), tok_add_bos(m->tok), false, b->prompt, PROMPT,
+                                &n);
+    if ((s != HINGE_OK && s != HINGE_ERR_RANGE) || n == 0)
+        return fail("--prompt", s, "cannot tokenize");
+    b->n_prompt = n < PROMPT ? (uint32_t)n : PROMPT;
+    return 0;
+}
+
+int cmd_bench_device(const opts *o)
+{
+    engine en;
+    if (engine_open(&en, o, false) != 0)
+        return 1;
+    const model_hparams *hp = &en.m->hp;
+    bench b = {.en = &en, .n_layer = hp->n_layer, .d = hp->n_embd, .n_dec = o->n_new ? o->n_new : 64};
+    b.k = o->cut < 0 ? hp->n_layer : (uint32_t)o->cut;
+    int rc = b.k > hp->n_layer || b.n_dec > 4096 ? -1 : make_prompt(&b, o);
+    if (b.k > hp->n_layer || b.n_dec > 4096)
+        fprintf(stderr, "hinge bench-device: --layers %u (of %u) or -n %u (max 4096) out of range\n", b.k,
+                hp->n_layer, b.n_dec);
+    b.ctx = o->ctx ? o->ctx : b.n_prompt + b.n_dec;
+    if (rc == 0 && b.ctx < b.n_prompt + b.n_dec) {
+        fprintf(stderr, "hinge bench-device: --ctx %u holds less than %u positions\n", b.ctx, b.n_prompt + b.n_dec);
+        rc = -1;
+    }
+    b.pre_ns = calloc(b.k + 1, sizeof(double));
+    b.dec_ns = calloc(b.k + 1, sizeof(double));
+    b.lt = calloc(b.k + 1, sizeof(double));
+    b.h = malloc((size_t)PROMPT * hp->n_embd * sizeof(float));
+    b.logits = malloc(hp->n_vocab * sizeof(float));
+    char err[HINGE_ERRMSG_MAX] = "";
+    fwd_config fc = {.layer_begin = rc == 0 ? b.k : 0, .layer_end = hp->n_layer, .ctx = b.ctx};
+    if (rc == 0 && (!b.pre_ns || !b.dec_ns || !b.lt || !b.h || !b.logits))
+        rc = fail("bench", HINGE_ERR_NOMEM, "out of memory");
+    hinge_status s = rc == 0 ? fwd_create(en.m, en.tp, &fc, &b.tail, err, sizeof err) : HINGE_OK;
+    if (s != HINGE_OK)
+        rc = fail("CPU tail", s, err);
+    if (rc == 0) {
+        printf("hinge bench-device: %s (%s, %u layers), backend %s, layers [0, %u), prompt %u, %u decode steps, "
+               "CPU threads %d\n", en.m->name, hp->arch == ARCH_GEMMA3 ? "gemma3" : "llama", hp->n_layer,
+               o->backend ? "vulkan" : "cpu", b.k, b.n_prompt, b.n_dec, tp_threads(en.tp));
+        rc = o->backend ? vk_bench(&b) : cpu_bench(&b);
+    }
+    if (rc == 0)
+        report(&b, o->backend != 0);
+    fwd_destroy(b.tail);
+    free(b.pre_ns);
+    free(b.dec_ns);
+    free(b.lt);
+    free(b.h);
+    free(b.logits);
+    engine_close(&en);
+    return rc == 0 ? 0 : 1;
+}

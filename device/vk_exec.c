@@ -1,0 +1,263 @@
+/* The layer executor: see vk_exec.h. Creation and runs here; weights,
+ * buffers and the op list in vk_exec_build.c; command buffers in
+ * vk_exec_record.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "vk_exec_impl.h"
+
+static double now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+}
+
+hinge_status ex_fail_ctx(vk_exec *e, hinge_status s, const char *what)
+{
+    return hinge_fail(e->errmsg, sizeof e->errmsg, s, "%s: %s", what, dev_ctx_errmsg(e->c));
+}
+
+/* The shapes the executor's buffers assume. */
+static hinge_status check_model(const model *m, char *err, size_t errlen)
+{
+    const model_hparams *hp = &m->hp;
+    if (hp->n_embd % 4)
+        return hinge_fail(err, errlen, HINGE_ERR_UNSUPPORTED, "n_embd %u is not a multiple of 4", hp->n_embd);
+    if (hp->n_head == 0 || hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv)
+        return hinge_fail(err, errlen, HINGE_ERR_UNSUPPORTED, "%u query heads over %u kv heads", hp->n_head,
+                          hp->n_head_kv);
+    return HINGE_OK;
+}
+
+static hinge_status create_commands(vk_exec *e)
+{
+    VkCommandBuffer cmds[3];
+    hinge_status s = dev_cmd_alloc(e->c, 3, cmds);
+    if (s != HINGE_OK)
+        return ex_fail_ctx(e, s, "command buffers");
+    e->cmd_dec = cmds[0];
+    e->cmd_pre = cmds[1];
+    const dev_features *f = dev_ctx_features(e->c);
+    if (!f->timestamps) {
+        dev_cmd_free(e->c, 1, &cmds[2]);
+        return HINGE_OK;
+    }
+    e->cmd_dec_ts = cmds[2];
+    VkQueryPoolCreateInfo qci = {
+        .sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+        .queryType = VK_QUERY_TYPE_TIMESTAMP,
+        .queryCount = e->n_steps + 1,
+    };
+    VkResult r = vkCreateQueryPool(dev_ctx_device(e->c), &qci, NULL, &e->ts_pool);
+    if (r != VK_SUCCESS) {
+        e->ts_pool = VK_NULL_HANDLE;
+        return ex_fail_ctx(e, dev_vk_fail(e->c, r, "vkCreateQueryPool", "executor"), "timestamps");
+    }
+    e->op_ns = calloc(e->n_steps + 1, sizeof *e->op_ns);
+    e->ts_raw = calloc(e->n_steps + 1, sizeof *e->ts_raw);
+    if (!e->op_ns || !e->ts_raw)
+        return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_NOMEM, "timestamps: out of host memory");
+    return HINGE_OK;
+}
+
+hinge_status vk_exec_create(dev_ctx *c, const model *m, uint32_t k, uint32_t ctx, uint32_t max_batch, vk_exec **out,
+                            char *err, size_t errlen)
+{
+    const model_hparams *hp = &m->hp;
+    if (ctx == 0)
+        ctx = hp->n_ctx_train && hp->n_ctx_train < EX_DEFAULT_CTX ? hp->n_ctx_train : EX_DEFAULT_CTX;
+    if (max_batch == 0)
+        max_batch = EX_DEFAULT_BATCH;
+    if (k > hp->n_layer)
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "k = %u layers: the model has %u", k, hp->n_layer);
+    if (ctx > EX_MAX_CTX || max_batch > EX_MAX_BATCH)
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "context %u (max %d) or batch %u (max %d) too large", ctx,
+                          EX_MAX_CTX, max_batch, EX_MAX_BATCH);
+    hinge_status s = check_model(m, err, errlen);
+    if (s != HINGE_OK)
+        return s;
+    vk_exec *e = calloc(1, sizeof *e);
+    if (!e)
+        return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of host memory for the executor");
+    e->c = c;
+    e->m = m;
+    e->k = k;
+    e->ctx = ctx;
+    e->max_batch = max_batch;
+    e->d = hp->n_embd;
+    e->q_dim = hp->n_head * hp->head_dim;
+    e->kv_dim = hp->n_head_kv * hp->head_dim;
+    e->v_dim = hp->n_head_kv * hp->head_dim_v;
+    e->o_dim = hp->n_head * hp->head_dim_v;
+    e->qkv_stride = (e->q_dim + e->kv_dim + e->v_dim + 3u) & ~3u;
+    e->att_stride = (e->o_dim + 3u) & ~3u;
+    e->ff_stride = (hp->n_ff + 3u) & ~3u;
+    s = ex_build(e);
+    if (s == HINGE_OK)
+        s = create_commands(e);
+    if (s == HINGE_OK)
+        s = ex_record_decode(e);
+    if (s != HINGE_OK) {
+        hinge_fail(err, errlen, s, "%s", e->errmsg);
+        vk_exec_destroy(e);
+        return s;
+    }
+    hinge_log(dev_ctx_logger(c), HINGE_LOG_INFO,
+              "vulkan: executor for embed + %u of %u layers, context %u, batch %u: %u ops, %u dispatches per "
+              "decode step (%s)", k, hp->n_layer, ctx, max_batch, e->n_steps, e->dec_dispatches,
+              dev_ops_describe(e->ops));
+    *out = e;
+    return HINGE_OK;
+}
+
+void vk_exec_destroy(vk_exec *e)
+{
+    if (!e)
+        return;
+    VkDevice d = dev_ctx_device(e->c);
+    vkDeviceWaitIdle(d);
+    VkCommandBuffer cmds[3] = {e->cmd_dec, e->cmd_pre, e->cmd_dec_ts};
+    dev_cmd_free(e->c, 3, cmds);
+    if (e->ts_pool)
+        vkDestroyQueryPool(d, e->ts_pool, NULL);
+    ex_free_build(e);
+    free(e->op_ns);
+    free(e->ts_raw);
+    free(e);
+}
+
+const char *vk_exec_errmsg(const vk_exec *e) { return e ? e->errmsg : "no executor"; }
+uint32_t vk_exec_layers(const vk_exec *e) { return e->k; }
+uint32_t vk_exec_ctx(const vk_exec *e) { return e->ctx; }
+
+/* ---- runs ---- */
+
+/* Adds the last submission's per-op GPU times to op_ns. */
+static hinge_status read_timestamps(vk_exec *e)
+{
+    const dev_features *f = dev_ctx_features(e->c);
+    uint32_t n = e->n_steps + 1;
+    VkResult r = vkGetQueryPoolResults(dev_ctx_device(e->c), e->ts_pool, 0, n, n * sizeof(uint64_t), e->ts_raw,
+                                       sizeof(uint64_t), VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT);
+    if (r != VK_SUCCESS)
+        return ex_fail_ctx(e, dev_vk_fail(e->c, r, "vkGetQueryPoolResults", "executor"), "timestamps");
+    uint64_t mask = f->timestamp_bits >= 64 ? ~0ull : (1ull << f->timestamp_bits) - 1;
+    for (uint32_t i = 0; i < e->n_steps; i++) {
+        double ns = (double)((e->ts_raw[i + 1] - e->ts_raw[i]) & mask) * f->timestamp_period_ns;
+        e->op_ns[i] += ns;
+        e->stats.gpu_ns += ns;
+    }
+    return HINGE_OK;
+}
+
+static hinge_status check_input(vk_exec *e, const int32_t *tokens, size_t n, uint32_t pos0)
+{
+    if (e->broken)
+        return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_VULKAN, "the device failed in an earlier run; "
+                          "the executor must be recreated");
+    if (n == 0 || !tokens)
+        return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_INVALID, "no tokens");
+    if ((uint64_t)pos0 + n > e->ctx)
+        return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_RANGE,
+                          "positions [%u, %llu) do not fit the %u-position context", pos0,
+                          (unsigned long long)pos0 + n, e->ctx);
+    uint32_t nv = e->m->hp.n_vocab;
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || (uint32_t)tokens[i] >= nv)
+            return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_RANGE,
+                              "token %zu: id %d outside the vocabulary (%u)", i, tokens[i], nv);
+    return HINGE_OK;
+}
+
+/* One pass of m <= max_batch positions from pos. */
+static hinge_status run_chunk(vk_exec *e, const int32_t *tokens, uint32_t m, uint32_t pos, float *out)
+{
+    memcpy(e->tok.host, tokens, m * sizeof(int32_t));
+    *(uint32_t *)e->pos.host = pos;
+    VkCommandBuffer cmd = e->profiling ? e->cmd_dec_ts : e->cmd_dec;
+    uint32_t dispatches = e->dec_dispatches;
+    if (m > 1) {
+        hinge_status s = ex_record_prefill(e, m, e->profiling, &dispatches);
+        if (s != HINGE_OK)
+            return s;
+        cmd = e->cmd_pre;
+        e->stats.recorded++;
+    }
+    hinge_status s = dev_submit_wait(e->c, cmd);
+    e->stats.submits++;
+    e->stats.waits++;
+    if (s != HINGE_OK) {
+        e->broken = true;
+        return ex_fail_ctx(e, s, "run");
+    }
+    e->stats.dispatches += dispatches;
+    e->stats.chunks++;
+    if (e->profiling && (s = read_timestamps(e)) != HINGE_OK)
+        return s;
+    memcpy(out, e->out.host, (size_t)m * e->d * sizeof(float));
+    return HINGE_OK;
+}
+
+hinge_status vk_exec_run(vk_exec *e, const int32_t *tokens, size_t n, uint32_t pos0, float *hidden_out)
+{
+    double t0 = now_ns();
+    hinge_status s = check_input(e, tokens, n, pos0);
+    if (s != HINGE_OK)
+        return s;
+    e->stats = (vk_exec_stats){.positions = (uint32_t)n};
+    e->last_profiled = e->profiling;
+    if (e->profiling)
+        memset(e->op_ns, 0, e->n_steps * sizeof *e->op_ns);
+    for (size_t done = 0; done < n && s == HINGE_OK;) {
+        uint32_t m = n - done < e->max_batch ? (uint32_t)(n - done) : e->max_batch;
+        s = run_chunk(e, tokens + done, m, pos0 + (uint32_t)done, hidden_out + done * e->d);
+        done += m;
+    }
+    e->stats.wall_ns = now_ns() - t0;
+    if (s != HINGE_OK)
+        e->last_profiled = false;
+    return s;
+}
+
+/* ---- measurement ---- */
+
+hinge_status vk_exec_set_profiling(vk_exec *e, bool on)
+{
+    if (on && !e->ts_pool)
+        return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_UNSUPPORTED, "%s has no compute timestamps",
+                          dev_ctx_features(e->c)->name);
+    e->profiling = on;
+    return HINGE_OK;
+}
+
+void vk_exec_get_stats(const vk_exec *e, vk_exec_stats *out) { *out = e->stats; }
+
+uint32_t vk_exec_op_count(const vk_exec *e) { return e->n_steps; }
+
+hinge_status vk_exec_op(const vk_exec *e, uint32_t i, vk_exec_op_info *out)
+{
+    if (i >= e->n_steps)
+        return HINGE_ERR_RANGE;
+    const ex_step *st = &e->steps[i];
+    *out = (vk_exec_op_info){
+        .layer = st->layer,
+        .name = st->name,
+        .dispatches = st->dec.n_parts,
+        .ns = e->last_profiled ? e->op_ns[i] : 0.0,
+    };
+    return HINGE_OK;
+}
+
+hinge_status vk_exec_layer_times(const vk_exec *e, double *ns)
+{
+    if (!e->last_profiled)
+        return HINGE_ERR_INVALID;
+    for (uint32_t i = 0; i <= e->k; i++)
+        ns[i] = 0.0;
+    for (uint32_t i = 0; i < e->n_steps; i++)
+        ns[e->steps[i].layer + 1] += e->op_ns[i];
+    return HINGE_OK;
+}

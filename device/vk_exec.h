@@ -1,0 +1,107 @@
+/* hinge device: the layer executor. Runs the embedding and layers [0, k) of
+ * a loaded model on the Vulkan device, with the KV cache of those k layers
+ * in device memory, exactly as model/forward.c does on the CPU (llama and
+ * gemma3), so that the CPU's fwd_layers [k, N) + fwd_head can take over the
+ * hidden state it returns.
+ *
+ * Life cycle:
+ *   load:      vk_exec_create uploads the weights of the embedding and the k
+ *              layers, allocates activations and the KV cache, builds every
+ *              pipeline and descriptor set, and records the decode command
+ *              buffer (and its profiled twin) once.
+ *   per token: vk_exec_run with n = 1 writes the token id and the position
+ *              into a small host-visible buffer that the embedding, RoPE and
+ *              attention kernels read, submits the prerecorded decode
+ *              command buffer once, waits once and copies the hidden state
+ *              out. Nothing is recorded, allocated or created.
+ *   prefill:   vk_exec_run with n > 1 records one command buffer per chunk
+ *              of max_batch positions (matrix-matrix kernels), submits and
+ *              waits once per chunk.
+ *
+ * The model and the context are borrowed and must outlive the executor. One
+ * thread at a time; the executor uses the context's queue and fence, so work
+ * of the context (uploads) must not be in flight during a run. */
+#ifndef HINGE_DEV_VK_EXEC_H
+#define HINGE_DEV_VK_EXEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "status.h"
+#include "vk_context.h"
+
+typedef struct vk_exec vk_exec;
+
+/* Builds an executor for embed + layers [0, k) of m, 0 <= k <= n_layer
+ * (k = 0: the embedding only), with a KV cache of ctx positions (0:
+ * min(n_ctx_train, 4096)) and passes of at most max_batch positions (0: 64).
+ * Errors, with the detail in err:
+ *   HINGE_ERR_INVALID      k, ctx (> 2^24) or max_batch (> 4096) out of range;
+ *   HINGE_ERR_NOMEM        the weights, activations or KV cache do not fit
+ *                          the device (over a heap or maxMemoryAllocationSize,
+ *                          or the driver is out of memory), or the host is;
+ *   HINGE_ERR_UNSUPPORTED  a weight type or shape the shaders do not read, a
+ *                          head shape the kernels do not take, a buffer
+ *                          larger than one storage descriptor spans, or a
+ *                          device feature the kernels need;
+ *   HINGE_ERR_VULKAN       any other driver failure.
+ * *out is untouched on failure. */
+hinge_status vk_exec_create(dev_ctx *c, const model *m, uint32_t k, uint32_t ctx, uint32_t max_batch, vk_exec **out,
+                            char *err, size_t errlen);
+void vk_exec_destroy(vk_exec *e); /* NULL is a no-op */
+const char *vk_exec_errmsg(const vk_exec *e); /* the last error's detail; owned by e */
+
+uint32_t vk_exec_layers(const vk_exec *e); /* k */
+uint32_t vk_exec_ctx(const vk_exec *e);    /* KV cache positions */
+
+/* Embeds tokens[0 .. n) and runs layers [0, k) on positions pos0 .. pos0+n-1,
+ * writing those rows of the KV cache (rows >= pos0 written earlier are
+ * overwritten: a caller may rewind) and attending to rows [0, pos] (or the
+ * sliding window). hidden_out gets the (n, n_embd) f32 result, row-major.
+ * n = 1 replays the prerecorded decode step. Errors: HINGE_ERR_INVALID
+ * (n = 0), HINGE_ERR_RANGE (a token id outside the vocabulary, pos0 + n >
+ * ctx), HINGE_ERR_VULKAN (the device was lost or hung: the executor is
+ * unusable afterwards and says so), HINGE_ERR_NOMEM. */
+hinge_status vk_exec_run(vk_exec *e, const int32_t *tokens, size_t n, uint32_t pos0, float *hidden_out);
+
+/* ---- measurement ---- */
+
+/* With profiling on, runs write a GPU timestamp after every dispatch (the
+ * decode step submits its profiled twin; prefill records them). Off by
+ * default: timestamps cost a little. HINGE_ERR_UNSUPPORTED when the device
+ * has no compute timestamps. */
+hinge_status vk_exec_set_profiling(vk_exec *e, bool on);
+
+/* Counters of the last vk_exec_run. */
+typedef struct vk_exec_stats {
+    uint32_t positions;  /* n */
+    uint32_t chunks;     /* passes of <= max_batch positions */
+    uint32_t dispatches; /* vkCmdDispatch calls executed */
+    uint32_t submits;    /* vkQueueSubmit calls */
+    uint32_t waits;      /* vkWaitForFences calls */
+    uint32_t recorded;   /* command buffers recorded by the run (0 for decode) */
+    double wall_ns;      /* vk_exec_run, from entry to return */
+    double gpu_ns;       /* profiling: the sum of the ops' GPU times; else 0 */
+} vk_exec_stats;
+void vk_exec_get_stats(const vk_exec *e, vk_exec_stats *out);
+
+/* The ops of one pass, in execution order: the embedding, then each layer's
+ * ops. After a profiled run, ns is the op's GPU time in that run (summed
+ * over its chunks); 0 otherwise. */
+typedef struct vk_exec_op_info {
+    int32_t layer;    /* -1: the embedding */
+    const char *name; /* "qkv", "rope_kv", "attention", ... (static) */
+    uint32_t dispatches;
+    double ns;
+} vk_exec_op_info;
+uint32_t vk_exec_op_count(const vk_exec *e);
+/* HINGE_ERR_RANGE for i >= vk_exec_op_count. */
+hinge_status vk_exec_op(const vk_exec *e, uint32_t i, vk_exec_op_info *out);
+/* GPU time of the last profiled run per stage: ns[0] the embedding, ns[1 + l]
+ * layer l (k + 1 entries). HINGE_ERR_INVALID unless the last run was
+ * profiled. */
+hinge_status vk_exec_layer_times(const vk_exec *e, double *ns);
+
+#endif

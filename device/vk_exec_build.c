@@ -1,0 +1,454 @@
+/* The executor at load time: device memory (weights, activations, KV
+ * cache, the host-visible step buffer), uploads, and the list of prepared
+ * ops that a pass runs. See vk_exec.h for the op sequence's source of
+ * truth, model/forward.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant.h"
+#include "vk_exec_impl.h"
+
+/* Alignment slack per pool allocation (storage-descriptor alignment is at
+ * most 256 bytes on every device we know; dev_pool_alloc checks). */
+enum { SLACK = 512, STEPS_PER_LAYER = EX_MAX_QKV + 10 };
+
+/* ---- weights ---- */
+
+static hinge_status upload_vec(vk_exec *e, dev_pool *p, const weight *w, uint64_t n, const char *what, dev_buf *out)
+{
+    if (!w->data || w->rows * w->cols != n)
+        return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_INVALID, "%s: %s is not a vector of %llu",
+                          what, w->name ? w->name : "?", (unsigned long long)n);
+    if (dev_pool_alloc(p, n * sizeof(float), 16, what, out) != HINGE_OK)
+        return ex_fail_ctx(e, HINGE_ERR_NOMEM, what);
+    hinge_status s;
+    if (w->type == QT_F32) {
+        s = dev_upload(e->c, out, 0, w->data, n * sizeof(float));
+    } else { /* a norm stored in another type: dequantize once, at load */
+        float *tmp = malloc(n * sizeof(float));
+        if (!tmp)
+            return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_NOMEM, "%s: out of host memory", what);
+        quant_dequant_row(w->type, w->data, tmp, n);
+        s = dev_upload(e->c, out, 0, tmp, n * sizeof(float));
+        free(tmp);
+    }
+    return s == HINGE_OK ? HINGE_OK : ex_fail_ctx(e, s, what);
+}
+
+static hinge_status upload_mat(vk_exec *e, dev_pool *p, const weight *srcs, size_t n, const char *what,
+                               dev_weight *out)
+{
+    hinge_status s = dev_weight_upload(e->c, p, srcs, n, what, out);
+    return s == HINGE_OK ? HINGE_OK : ex_fail_ctx(e, s, what);
+}
+
+/* Bytes of layer il's pool. */
+static size_t layer_bytes(const vk_exec *e, uint32_t il)
+{
+    const layer_weights *L = &e->m->layers[il];
+    const weight *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+    size_t b = 0;
+    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
+        b += dev_weight_bytes(mats[i]->type, mats[i]->rows, mats[i]->cols) + SLACK;
+    return b + (4 * (size_t)e->d + 2 * (size_t)e->m->hp.head_dim) * sizeof(float) + 6 * SLACK;
+}
+
+static hinge_status upload_layer(vk_exec *e, uint32_t il)
+{
+    const model_hparams *hp = &e->m->hp;
+    const layer_weights *L = &e->m->layers[il];
+    ex_layer *X = &e->layers[il];
+    char what[64];
+    snprintf(what, sizeof what, "layer %u weights", il);
+    hinge_status s = dev_pool_create(e->c, DEV_MEM_DEVICE, layer_bytes(e, il), what, &X->pool);
+    if (s != HINGE_OK)
+        return ex_fail_ctx(e, s, what);
+    /* wq | wk | wv: consecutive matrices of one type become one product */
+    const weight qkv[3] = {L->wq, L->wk, L->wv};
+    uint32_t row0 = 0;
+    for (uint32_t i = 0; i < 3 && s == HINGE_OK;) {
+        uint32_t j = i + 1;
+        while (j < 3 && qkv[j].type == qkv[i].type)
+            j++;
+        snprintf(what, sizeof what, "layer %u %s", il, j - i == 3 ? "wq|wk|wv" : i == 0 ? "wq.." : "..wv");
+        X->qkv_row0[X->n_qkv] = row0;
+        s = upload_mat(e, X->pool, &qkv[i], j - i, what, &X->qkv[X->n_qkv]);
+        for (; i < j; i++)
+            row0 += (uint32_t)qkv[i].rows;
+        X->n_qkv++;
+    }
+    snprintf(what, sizeof what, "layer %u", il);
+    if (s == HINGE_OK)
+        s = upload_mat(e, X->pool, &L->wo, 1, "wo", &X->wo);
+    if (s == HINGE_OK)
+        s = upload_mat(e, X->pool, &L->w_gate, 1, "ffn_gate", &X->gate);
+    if (s == HINGE_OK)
+        s = upload_mat(e, X->pool, &L->w_up, 1, "ffn_up", &X->up);
+    if (s == HINGE_OK)
+        s = upload_mat(e, X->pool, &L->w_down, 1, "ffn_down", &X->down);
+    X->glu_fused = L->w_gate.type == L->w_up.type && X->gate.part_rows == X->up.part_rows;
+    if (s == HINGE_OK)
+        s = upload_vec(e, X->pool, &L->attn_norm, e->d, "attn_norm", &X->attn_norm);
+    if (s == HINGE_OK)
+        s = upload_vec(e, X->pool, &L->ffn_norm, e->d, "ffn_norm", &X->ffn_norm);
+    if (s == HINGE_OK && hp->qk_norm)
+        s = upload_vec(e, X->pool, &L->q_norm, hp->head_dim, "attn_q_norm", &X->q_norm);
+    if (s == HINGE_OK && hp->qk_norm)
+        s = upload_vec(e, X->pool, &L->k_norm, hp->head_dim, "attn_k_norm", &X->k_norm);
+    if (s == HINGE_OK && hp->post_norms)
+        s = upload_vec(e, X->pool, &L->post_attn_norm, e->d, "post_attention_norm", &X->post_attn_norm);
+    if (s == HINGE_OK && hp->post_norms)
+        s = upload_vec(e, X->pool, &L->post_ffn_norm, e->d, "post_ffw_norm", &X->post_ffn_norm);
+    return s;
+}
+
+/* ---- activations, cache, step buffers ---- */
+
+static hinge_status alloc(vk_exec *e, dev_pool *p, uint64_t floats, const char *what, dev_buf *out)
+{
+    hinge_status s = dev_pool_alloc(p, (size_t)floats * sizeof(float), 16, what, out);
+    return s == HINGE_OK ? HINGE_OK : ex_fail_ctx(e, s, what);
+}
+
+static hinge_status create_pool(vk_exec *e, dev_mem_kind kind, uint64_t bytes, const char *what, dev_pool **out)
+{
+    if (bytes > SIZE_MAX / 2)
+        return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_NOMEM, "%s: %llu bytes", what,
+                          (unsigned long long)bytes);
+    hinge_status s = dev_pool_create(e->c, kind, (size_t)bytes, what, out);
+    return s == HINGE_OK ? HINGE_OK : ex_fail_ctx(e, s, what);
+}
+
+static hinge_status alloc_buffers(vk_exec *e)
+{
+    const model_hparams *hp = &e->m->hp;
+    uint64_t B = e->max_batch, d = e->d;
+    uint64_t act = B * (3 * d + e->qkv_stride + e->att_stride + 2 * (uint64_t)e->ff_stride) + hp->rope_dim;
+    uint64_t kv = (uint64_t)e->k * e->ctx * (e->kv_dim + e->v_dim) * sizeof(float) + 2 * (uint64_t)e->k * SLACK;
+    /* the KV cache first: an absurd context is a clear NOMEM before any upload */
+    hinge_status s = e->k ? create_pool(e, DEV_MEM_DEVICE, kv, "KV cache", &e->kv_pool) : HINGE_OK;
+    if (s == HINGE_OK)
+        s = create_pool(e, DEV_MEM_DEVICE, act * sizeof(float) + 12 * SLACK, "activations", &e->act_pool);
+    if (s == HINGE_OK)
+        s = create_pool(e, DEV_MEM_UPLOAD, B * sizeof(int32_t) + 2 * SLACK, "step", &e->host_pool);
+    if (s == HINGE_OK)
+        s = create_pool(e, DEV_MEM_READBACK, B * d * sizeof(float) + SLACK, "hidden readback", &e->rb_pool);
+    for (uint32_t il = 0; il < e->k && s == HINGE_OK; il++) {
+        s = alloc(e, e->kv_pool, (uint64_t)e->ctx * e->kv_dim, "K cache", &e->layers[il].k_cache);
+        if (s == HINGE_OK)
+            s = alloc(e, e->kv_pool, (uint64_t)e->ctx * e->v_dim, "V cache", &e->layers[il].v_cache);
+    }
+    if (s == HINGE_OK)
+        s = alloc(e, e->act_pool, B * d, "x", &e->x);
+    if (s == HINGE_OK)
+        s = alloc(e, e->act_pool, B * d, "xb", &e->xb);
+    if (s == HINGE_OK)
+        s = alloc(e, e->act_pool, B * d, "o", &e->o);
+    if (s == HINGE_OK)
+        s = alloc(e, e->act_pool, B * e->qkv_stride, "qkv", &e->qkv);
+    if (s == HINGE_OK)
+        s = alloc(e, e->act_pool, B * e->att_stride, "att", &e->att);
+    if (s == HINGE_OK)
+        s = alloc(e, e->act_pool, B * e->ff_stride, "ffn gate", &e->g);
+    if (s == HINGE_OK)
+        s = alloc(e, e->act_pool, B * e->ff_stride, "ffn up", &e->u);
+    if (s == HINGE_OK)
+        s = alloc(e, e->act_pool, hp->rope_dim / 2 ? hp->rope_dim / 2 : 1, "rope freq", &e->freq_global);
+    if (s == HINGE_OK)
+        s = alloc(e, e->act_pool, hp->rope_dim / 2 ? hp->rope_dim / 2 : 1, "rope freq swa", &e->freq_swa);
+    if (s == HINGE_OK)
+        s = alloc(e, e->host_pool, B, "token ids", &e->tok);
+    if (s == HINGE_OK)
+        s = alloc(e, e->host_pool, 1, "position", &e->pos);
+    if (s == HINGE_OK)
+        s = alloc(e, e->rb_pool, B * d, "hidden out", &e->out);
+    return s;
+}
+
+static hinge_status upload_freqs(vk_exec *e)
+{
+    const model_hparams *hp = &e->m->hp;
+    uint32_t half = hp->rope_dim / 2;
+    if (half == 0)
+        return HINGE_OK;
+    float *f = malloc(half * sizeof(float));
+    if (!f)
+        return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_NOMEM, "rope tables: out of host memory");
+    dev_rope_freqs(hp->rope_base, hp->rope_dim, f);
+    hinge_status s = dev_upload(e->c, &e->freq_global, 0, f, half * sizeof(float));
+    dev_rope_freqs(hp->rope_base_swa, hp->rope_dim, f);
+    if (s == HINGE_OK)
+        s = dev_upload(e->c, &e->freq_swa, 0, f, half * sizeof(float));
+    free(f);
+    return s == HINGE_OK ? HINGE_OK : ex_fail_ctx(e, s, "rope tables");
+}
+
+/* ---- the op list ---- */
+
+static ex_step *add_step(vk_exec *e, const char *name, int32_t layer, bool barrier)
+{
+    ex_step *st = &e->steps[e->n_steps++];
+    st->name = name;
+    st->layer = layer;
+    st->barrier = barrier;
+    return st;
+}
+
+static hinge_status prep(vk_exec *e, hinge_status s, const char *what, int32_t layer)
+{
+    if (s == HINGE_OK)
+        return HINGE_OK;
+    char w[64];
+    snprintf(w, sizeof w, "layer %d %s", layer, what);
+    return ex_fail_ctx(e, s, w);
+}
+
+/* A matrix product step: matvec for decode, matmul for prefill. */
+static hinge_status add_mm(vk_exec *e, const char *name, int32_t il, bool barrier, const dev_mm_args *a)
+{
+    ex_step *st = add_step(e, name, il, barrier);
+    st->matrix = true;
+    hinge_status s = prep(e, dev_prepare_matvec(e->ops, a, &st->dec), name, il);
+    return s == HINGE_OK ? prep(e, dev_prepare_matmul(e->ops, a, &st->pre), name, il) : s;
+}
+
+static hinge_status add_attention(vk_exec *e, uint32_t il)
+{
+    const model_hparams *hp = &e->m->hp;
+    ex_layer *X = &e->layers[il];
+    bool swa = model_layer_is_swa(hp, il);
+    dev_attn_shape sh = {hp->n_head, hp->n_head_kv, hp->head_dim, hp->head_dim_v};
+    dev_rope_args ra = {
+        .s = sh,
+        .rope_dim = hp->rope_dim,
+        .neox = hp->rope_neox,
+        .pos_scale = swa ? 1.0f : hp->rope_scale,
+        .qkv = &e->qkv,
+        .in_stride = e->qkv_stride,
+        .q_in = 0,
+        .k_in = e->q_dim,
+        .v_in = e->q_dim + e->kv_dim,
+        .q_out = &e->qkv,
+        .q_stride = e->qkv_stride,
+        .k_cache = &X->k_cache,
+        .v_cache = &X->v_cache,
+        .q_norm = hp->qk_norm ? &X->q_norm : NULL,
+        .k_norm = hp->qk_norm ? &X->k_norm : NULL,
+        .eps = hp->rms_eps,
+        .freq = model_layer_rope_base(hp, il) == hp->rope_base ? &e->freq_global : &e->freq_swa,
+        .pos = &e->pos,
+    };
+    ex_step *st = add_step(e, "rope_kv", (int32_t)il, true);
+    hinge_status s = prep(e, dev_prepare_rope_kv(e->ops, &ra, &st->dec), "rope_kv", (int32_t)il);
+    dev_attn_args aa = {
+        .s = sh,
+        .window = swa ? hp->swa_window : 0,
+        .scale = hp->attn_scale,
+        .q = &e->qkv,
+        .q_stride = e->qkv_stride,
+        .k_cache = &X->k_cache,
+        .v_cache = &X->v_cache,
+        .out = &e->att,
+        .o_stride = e->att_stride,
+        .pos = &e->pos,
+    };
+    st = add_step(e, "attention", (int32_t)il, true);
+    return s == HINGE_OK ? prep(e, dev_prepare_attention(e->ops, &aa, &st->dec), "attention", (int32_t)il) : s;
+}
+
+/* The FFN's gate and up products: fused into one GLU product when the two
+ * matrices share type and shape, else two products and the glu kernel. */
+static hinge_status add_gate_up(vk_exec *e, uint32_t il, const dev_buf *x, const dev_buf *norm)
+{
+    const model_hparams *hp = &e->m->hp;
+    ex_layer *X = &e->layers[il];
+    uint32_t act = hp->gelu ? HK_F_GEGLU : HK_F_SWIGLU;
+    dev_mm_args a = {
+        .w = &X->gate,
+        .x = x,
+        .x_stride = e->d,
+        .y = &e->g,
+        .y_stride = e->ff_stride,
+        .norm = norm,
+        .flags = norm ? HK_F_NORM : 0,
+        .eps = hp->rms_eps,
+    };
+    if (X->glu_fused) {
+        a.w2 = &X->up;
+        a.flags |= act;
+        return add_mm(e, "ffn_gate_up", (int32_t)il, true, &a);
+    }
+    hinge_status s = add_mm(e, "ffn_gate", (int32_t)il, true, &a);
+    a.w = &X->up;
+    a.y = &e->u;
+    if (s == HINGE_OK)
+        s = add_mm(e, "ffn_up", (int32_t)il, false, &a);
+    ex_step *st = add_step(e, "ffn_glu", (int32_t)il, true);
+    return s == HINGE_OK ? prep(e, dev_prepare_glu(e->ops, &e->g, &e->u, e->ff_stride, act, &st->dec), "glu",
+                                (int32_t)il)
+                         : s;
+}
+
+/* q | k | v from x (normed by norm when given) into qkv. */
+static hinge_status add_qkv(vk_exec *e, uint32_t il, const dev_buf *x, const dev_buf *norm)
+{
+    ex_layer *X = &e->layers[il];
+    hinge_status s = HINGE_OK;
+    for (uint32_t g = 0; g < X->n_qkv && s == HINGE_OK; g++) {
+        dev_mm_args a = {
+            .w = &X->qkv[g],
+            .x = x,
+            .x_stride = e->d,
+            .y = &e->qkv,
+            .y_off = X->qkv_row0[g],
+            .y_stride = e->qkv_stride,
+            .norm = norm,
+            .flags = norm ? HK_F_NORM : 0,
+            .eps = e->m->hp.rms_eps,
+        };
+        s = add_mm(e, X->n_qkv == 1 ? "qkv" : g == 0 ? "qkv.0" : g == 1 ? "qkv.1" : "qkv.2", (int32_t)il, g == 0, &a);
+    }
+    return s;
+}
+
+/* llama: the norms fuse into the products that follow them, the residual
+ * adds into the products that end each block (HK_F_ACC). */
+static hinge_status add_layer_llama(vk_exec *e, uint32_t il)
+{
+    ex_layer *X = &e->layers[il];
+    hinge_status s = add_qkv(e, il, &e->x, &X->attn_norm);
+    if (s == HINGE_OK)
+        s = add_attention(e, il);
+    dev_mm_args wo = {.w = &X->wo, .x = &e->att, .x_stride = e->att_stride, .y = &e->x, .y_stride = e->d,
+                      .flags = HK_F_ACC};
+    if (s == HINGE_OK)
+        s = add_mm(e, "wo", (int32_t)il, true, &wo);
+    if (s == HINGE_OK)
+        s = add_gate_up(e, il, &e->x, &X->ffn_norm);
+    dev_mm_args down = {.w = &X->down, .x = &e->g, .x_stride = e->ff_stride, .y = &e->x, .y_stride = e->d,
+                        .flags = HK_F_ACC};
+    return s == HINGE_OK ? add_mm(e, "ffn_down", (int32_t)il, true, &down) : s;
+}
+
+/* x = x + norm(o) * w1, then xb = norm(x) * w2 (w2 NULL: no second norm). */
+static hinge_status add_post_norm(vk_exec *e, uint32_t il, const char *name, const dev_buf *w1, const dev_buf *w2)
+{
+    dev_norm_args a = {
+        .n = e->d,
+        .x = &e->o,
+        .x_stride = e->d,
+        .w = w1,
+        .out = &e->x,
+        .o_stride = e->d,
+        .res = &e->x,
+        .r_stride = e->d,
+        .w2 = w2,
+        .out2 = w2 ? &e->xb : NULL,
+        .o2_stride = e->d,
+        .flags = HK_F_ADD | (w2 ? HK_F_NORM2 : 0),
+        .eps = e->m->hp.rms_eps,
+    };
+    ex_step *st = add_step(e, name, (int32_t)il, true);
+    return prep(e, dev_prepare_rmsnorm(e->ops, &a, &st->dec), name, (int32_t)il);
+}
+
+/* gemma3: each block's output is normed before the residual add; that norm
+ * and the next block's input norm are one dispatch (HK_F_ADD | HK_F_NORM2),
+ * so the products read a ready xb. Layer 0's input norm is its own step. */
+static hinge_status add_layer_gemma(vk_exec *e, uint32_t il)
+{
+    ex_layer *X = &e->layers[il];
+    hinge_status s = HINGE_OK;
+    if (il == 0) {
+        dev_norm_args a = {.n = e->d, .x = &e->x, .x_stride = e->d, .w = &X->attn_norm, .out = &e->xb,
+                           .o_stride = e->d, .eps = e->m->hp.rms_eps};
+        ex_step *st = add_step(e, "attn_norm", 0, true);
+        s = prep(e, dev_prepare_rmsnorm(e->ops, &a, &st->dec), "attn_norm", 0);
+    }
+    if (s == HINGE_OK)
+        s = add_qkv(e, il, &e->xb, NULL);
+    if (s == HINGE_OK)
+        s = add_attention(e, il);
+    dev_mm_args wo = {.w = &X->wo, .x = &e->att, .x_stride = e->att_stride, .y = &e->o, .y_stride = e->d};
+    if (s == HINGE_OK)
+        s = add_mm(e, "wo", (int32_t)il, true, &wo);
+    if (s == HINGE_OK)
+        s = add_post_norm(e, il, "post_attn_norm", &X->post_attn_norm, &X->ffn_norm);
+    if (s == HINGE_OK)
+        s = add_gate_up(e, il, &e->xb, NULL);
+    dev_mm_args down = {.w = &X->down, .x = &e->g, .x_stride = e->ff_stride, .y = &e->o, .y_stride = e->d};
+    if (s == HINGE_OK)
+        s = add_mm(e, "ffn_down", (int32_t)il, true, &down);
+    const dev_buf *next = il + 1 < e->k ? &e->layers[il + 1].attn_norm : NULL;
+    return s == HINGE_OK ? add_post_norm(e, il, "post_ffw_norm", &X->post_ffn_norm, next) : s;
+}
+
+static hinge_status build_steps(vk_exec *e)
+{
+    const model_hparams *hp = &e->m->hp;
+    e->steps = calloc(1 + (size_t)e->k * STEPS_PER_LAYER, sizeof *e->steps);
+    if (!e->steps)
+        return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_NOMEM, "op list: out of host memory");
+    dev_embed_args ea = {.w = &e->embd, .tokens = &e->tok, .out = &e->x, .out_stride = e->d, .scale = hp->embd_scale};
+    ex_step *st = add_step(e, "embed", -1, false);
+    hinge_status s = prep(e, dev_prepare_embed(e->ops, &ea, &st->dec), "embed", -1);
+    for (uint32_t il = 0; il < e->k && s == HINGE_OK; il++)
+        s = hp->post_norms ? add_layer_gemma(e, il) : add_layer_llama(e, il);
+    return s;
+}
+
+/* The weight types of the embedding and the k layers, as dev_ops_config.types. */
+static uint32_t used_types(const vk_exec *e)
+{
+    uint32_t t = 1u << e->m->tok_embd.type;
+    for (uint32_t il = 0; il < e->k; il++) {
+        const layer_weights *L = &e->m->layers[il];
+        const weight *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
+            t |= mats[i]->type < 32 ? 1u << mats[i]->type : 0;
+    }
+    return t;
+}
+
+hinge_status ex_build(vk_exec *e)
+{
+    const model_hparams *hp = &e->m->hp;
+    e->layers = calloc(e->k ? e->k : 1, sizeof *e->layers);
+    if (!e->layers)
+        return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_NOMEM, "out of host memory");
+    hinge_status s = alloc_buffers(e);
+    dev_ops_config oc = {.types = used_types(e)};
+    if (s == HINGE_OK && (s = dev_ops_create(e->c, &oc, &e->ops)) != HINGE_OK)
+        s = ex_fail_ctx(e, s, "kernels");
+    const weight *te = &e->m->tok_embd;
+    if (s == HINGE_OK)
+        s = create_pool(e, DEV_MEM_DEVICE, dev_weight_bytes(te->type, te->rows, te->cols) + SLACK, "embedding",
+                        &e->embd_pool);
+    if (s == HINGE_OK)
+        s = upload_mat(e, e->embd_pool, te, 1, "token_embd", &e->embd);
+    for (uint32_t il = 0; il < e->k && s == HINGE_OK; il++)
+        s = upload_layer(e, il);
+    if (s == HINGE_OK && hp->rope_dim)
+        s = upload_freqs(e);
+    return s == HINGE_OK ? build_steps(e) : s;
+}
+
+void ex_free_build(vk_exec *e)
+{
+    dev_ops_destroy(e->ops); /* frees every op's descriptor sets */
+    e->ops = NULL;
+    free(e->steps);
+    e->steps = NULL;
+    if (e->layers)
+        for (uint32_t il = 0; il < e->k; il++)
+            dev_pool_destroy(e->layers[il].pool);
+    free(e->layers);
+    e->layers = NULL;
+    dev_pool_destroy(e->embd_pool);
+    dev_pool_destroy(e->act_pool);
+    dev_pool_destroy(e->kv_pool);
+    dev_pool_destroy(e->host_pool);
+    dev_pool_destroy(e->rb_pool);
+    e->embd_pool = e->act_pool = e->kv_pool = e->host_pool = e->rb_pool = NULL;
+}

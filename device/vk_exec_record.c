@@ -1,0 +1,84 @@
+/* The executor's command buffers: the decode step (recorded once, at
+ * creation, and replayed) and the prefill chunks (recorded per chunk). A
+ * pass is the op list in order, a barrier before each op that reads what
+ * an earlier op wrote, then a copy of the hidden state into the readback
+ * buffer. */
+#include "vk_exec_impl.h"
+
+static hinge_status begin(vk_exec *e, VkCommandBuffer cmd, bool once)
+{
+    VkResult r = vkResetCommandBuffer(cmd, 0);
+    VkCommandBufferBeginInfo bi = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+        .flags = once ? VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT : 0,
+    };
+    if (r == VK_SUCCESS)
+        r = vkBeginCommandBuffer(cmd, &bi);
+    if (r != VK_SUCCESS)
+        return ex_fail_ctx(e, dev_vk_fail(e->c, r, "vkBeginCommandBuffer", "executor"), "recording");
+    return HINGE_OK;
+}
+
+static hinge_status end(vk_exec *e, VkCommandBuffer cmd)
+{
+    VkResult r = vkEndCommandBuffer(cmd);
+    if (r != VK_SUCCESS)
+        return ex_fail_ctx(e, dev_vk_fail(e->c, r, "vkEndCommandBuffer", "executor"), "recording");
+    return HINGE_OK;
+}
+
+/* One pass over m positions into cmd; with ts, timestamp 0 before the first
+ * op and i + 1 after op i. */
+static hinge_status record_pass(vk_exec *e, VkCommandBuffer cmd, uint32_t m, bool ts, uint32_t *dispatches)
+{
+    uint32_t n = 0;
+    if (ts) {
+        vkCmdResetQueryPool(cmd, e->ts_pool, 0, e->n_steps + 1);
+        vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, e->ts_pool, 0);
+    }
+    for (uint32_t i = 0; i < e->n_steps; i++) {
+        const ex_step *st = &e->steps[i];
+        const dev_op *op = st->matrix && m > 1 ? &st->pre : &st->dec;
+        if (st->barrier)
+            dev_cmd_barrier(cmd);
+        /* positions come from the step buffer: record with pos0 = 0 */
+        hinge_status s = dev_op_record(cmd, op, m, 0);
+        if (s != HINGE_OK)
+            return hinge_fail(e->errmsg, sizeof e->errmsg, s, "recording %s of layer %d for %u positions: over the "
+                              "op's capacity", st->name, st->layer, m);
+        n += op->n_parts;
+        if (ts)
+            vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, e->ts_pool, i + 1);
+    }
+    dev_cmd_barrier(cmd);
+    VkBufferCopy region = {.srcOffset = e->x.off, .dstOffset = e->out.off,
+                           .size = (VkDeviceSize)m * e->d * sizeof(float)};
+    vkCmdCopyBuffer(cmd, e->x.buf, e->out.buf, 1, &region);
+    dev_cmd_barrier(cmd);
+    *dispatches = n;
+    return HINGE_OK;
+}
+
+hinge_status ex_record_decode(vk_exec *e)
+{
+    hinge_status s = begin(e, e->cmd_dec, false);
+    if (s == HINGE_OK)
+        s = record_pass(e, e->cmd_dec, 1, false, &e->dec_dispatches);
+    if (s == HINGE_OK)
+        s = end(e, e->cmd_dec);
+    if (s != HINGE_OK || !e->cmd_dec_ts)
+        return s;
+    uint32_t n;
+    s = begin(e, e->cmd_dec_ts, false);
+    if (s == HINGE_OK)
+        s = record_pass(e, e->cmd_dec_ts, 1, true, &n);
+    return s == HINGE_OK ? end(e, e->cmd_dec_ts) : s;
+}
+
+hinge_status ex_record_prefill(vk_exec *e, uint32_t m, bool timestamps, uint32_t *dispatches)
+{
+    hinge_status s = begin(e, e->cmd_pre, true);
+    if (s == HINGE_OK)
+        s = record_pass(e, e->cmd_pre, m, timestamps, dispatches);
+    return s == HINGE_OK ? end(e, e->cmd_pre) : s;
+}

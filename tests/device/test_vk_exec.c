@@ -1,0 +1,491 @@
+/* The layer executor (device/vk_exec.c) against the CPU engine.
+ *
+ *  - stories260K, every cut k in 0..5: Vulkan embed + [0, k), then the CPU's
+ *    fwd_layers [k, 5) + fwd_head, greedy from BOS for 200 positions, gives
+ *    the oracle text exactly; at every step the hidden state after [0, k)
+ *    is within TOL_HIDDEN of the CPU's own embed + [0, k).
+ *  - stories260K prefill (chunks of max_batch, a remainder of one) then
+ *    decode, against the CPU; bad input, an absurd context (NOMEM),
+ *    profiling counters.
+ *  - Gemma 3 270M (HINGE_GEMMA_MODEL, else the default cache path; skipped
+ *    when absent), k in {1, 6, 12, 18}: the first 32 greedy tokens of three
+ *    prompts equal the CPU-only run's.
+ *
+ * Hidden-state error: sum|got - ref| / sum|ref| over the (n, n_embd) rows.
+ * TOL_HIDDEN = 1e-5 for stories (all f32). The two sides compute the same
+ * products in different summation orders (and the device sums squares for
+ * the norms in float where the CPU uses double): each product of n terms
+ * differs by ~0.2 * u * sqrt(n) relative (u = 2^-24; see test_vk_ops.c),
+ * ~5e-8 at n = 172, and five layers of norms, attention and residual adds
+ * compound that to well under 1e-6 (measured on lavapipe: printed with
+ * HINGE_TEST_VERBOSE=1). The bound leaves an order of magnitude.
+ *
+ * Without a Vulkan device every test skips and the program exits 77. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "forward.h"
+#include "model.h"
+#include "sampler.h"
+#include "vk_context.h"
+#include "vk_exec.h"
+
+#ifndef HINGE_SHARED_DIR
+#define HINGE_SHARED_DIR "../shared"
+#endif
+#define STORIES HINGE_SHARED_DIR "/models/stories260K.gguf"
+#define ORACLE HINGE_SHARED_DIR "/oracles/stories260K-greedy-200.txt"
+
+#define TOL_HIDDEN 1e-5
+
+typedef struct fixture {
+    dev_ctx *ctx;     /* NULL: no device, every test skips */
+    model *stories;
+    model *gemma;     /* NULL when the file is absent */
+    threadpool *tp;
+    char why[HINGE_ERRMSG_MAX];
+} fixture;
+
+static fixture fx;
+static double worst_hidden; /* the largest error seen, for the verbose log */
+
+static const hinge_logger logger = {.fn = hinge_log_stderr, .level = HINGE_LOG_WARN};
+
+static const char *gemma_path(void)
+{
+    static char path[4096];
+    const char *env = getenv("HINGE_GEMMA_MODEL");
+    if (env && *env)
+        return env;
+    snprintf(path, sizeof path, "%s/.cache/hinge/models/gemma-3-270m-q4_k_m.gguf",
+             getenv("HOME") ? getenv("HOME") : ".");
+    return path;
+}
+
+static bool verbose(void)
+{
+    const char *v = getenv("HINGE_TEST_VERBOSE");
+    return v && strcmp(v, "1") == 0;
+}
+
+static model *load(const char *path)
+{
+    char err[HINGE_ERRMSG_MAX] = "";
+    model *m = NULL;
+    if (model_load(path, false, NULL, &m, err, sizeof err) != HINGE_OK) {
+        print_error("model_load(%s): %s\n", path, err);
+        return NULL;
+    }
+    return m;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    dev_ctx_config cfg = {.log = &logger};
+    hinge_status s = dev_ctx_create(&cfg, &fx.ctx, fx.why, sizeof fx.why);
+    if (s == HINGE_ERR_UNSUPPORTED) {
+        fx.ctx = NULL;
+        return 0;
+    }
+    if (s != HINGE_OK) {
+        print_error("dev_ctx_create: %s: %s\n", hinge_strerror(s), fx.why);
+        return -1;
+    }
+    fx.stories = load(STORIES);
+    if (!fx.stories || tp_create(2, &fx.tp) != HINGE_OK)
+        return -1;
+    FILE *fp = fopen(gemma_path(), "rb");
+    if (fp) {
+        fclose(fp);
+        fx.gemma = load(gemma_path());
+        if (!fx.gemma)
+            return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    model_free(fx.stories);
+    model_free(fx.gemma);
+    tp_destroy(fx.tp);
+    dev_ctx_destroy(fx.ctx);
+    return 0;
+}
+
+static void need_device(void)
+{
+    if (!fx.ctx) {
+        print_message("skipped: %s\n", fx.why);
+        skip();
+    }
+}
+
+static vk_exec *exec_create(const model *m, uint32_t k, uint32_t ctx, uint32_t batch)
+{
+    char err[HINGE_ERRMSG_MAX] = "";
+    vk_exec *e = NULL;
+    hinge_status s = vk_exec_create(fx.ctx, m, k, ctx, batch, &e, err, sizeof err);
+    if (s != HINGE_OK)
+        fail_msg("vk_exec_create(k = %u): %s: %s", k, hinge_strerror(s), err);
+    return e;
+}
+
+static fwd_ctx *stage(const model *m, uint32_t a, uint32_t b, uint32_t ctx)
+{
+    char err[HINGE_ERRMSG_MAX] = "";
+    fwd_ctx *f = NULL;
+    fwd_config c = {.layer_begin = a, .layer_end = b, .ctx = ctx, .max_batch = 64};
+    if (fwd_create(m, fx.tp, &c, &f, err, sizeof err) != HINGE_OK)
+        fail_msg("fwd_create: %s", err);
+    return f;
+}
+
+static void run_ok(vk_exec *e, const int32_t *t, size_t n, uint32_t pos0, float *h)
+{
+    hinge_status s = vk_exec_run(e, t, n, pos0, h);
+    if (s != HINGE_OK)
+        fail_msg("vk_exec_run(n = %zu, pos0 = %u): %s: %s", n, pos0, hinge_strerror(s), vk_exec_errmsg(e));
+}
+
+static double nerr(const float *got, const float *ref, size_t n)
+{
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i]))
+            return INFINITY;
+        num += fabs((double)got[i] - ref[i]);
+        den += fabs((double)ref[i]);
+    }
+    return den > 0 ? num / den : num;
+}
+
+static void check_hidden(const char *what, const float *got, const float *ref, size_t n)
+{
+    double err = nerr(got, ref, n);
+    worst_hidden = err > worst_hidden ? err : worst_hidden;
+    if (!(err <= TOL_HIDDEN))
+        fail_msg("%s: hidden-state error %.3g > %.1g", what, err, TOL_HIDDEN);
+}
+
+static char *read_all(const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    char *buf = calloc(1, 1 << 16);
+    assert_non_null(buf);
+    size_t n = fread(buf, 1, (1 << 16) - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* ---- stories260K ---- */
+
+/* Greedy from BOS for 200 positions with the cut at k; every step's hidden
+ * state also against the CPU's [0, k). */
+static void stories_cut(uint32_t k, const char *want)
+{
+    const model *m = fx.stories;
+    const model_hparams *hp = &m->hp;
+    size_t d = hp->n_embd;
+    vk_exec *e = exec_create(m, k, 256, 16);
+    fwd_ctx *lo = stage(m, 0, k, 256), *hi = stage(m, k, hp->n_layer, 256);
+    float *h = malloc(d * sizeof *h), *ref = malloc(d * sizeof *ref), *logits = malloc(hp->n_vocab * sizeof *logits);
+    sampler *smp = NULL;
+    sampler_params sp = {.temp = 0};
+    assert_int_equal(sampler_create(&sp, hp->n_vocab, &smp), HINGE_OK);
+    int32_t tokens[201] = {tok_bos(m->tok)};
+    char *text = calloc(1, 1 << 16);
+    size_t len = 0;
+    char what[64];
+    for (uint32_t pos = 0; pos < 200; pos++) {
+        run_ok(e, &tokens[pos], 1, pos, h);
+        assert_int_equal(fwd_embed(lo, &tokens[pos], 1, ref), HINGE_OK);
+        assert_int_equal(fwd_layers(lo, pos, 1, ref), HINGE_OK);
+        snprintf(what, sizeof what, "k = %u, position %u", k, pos);
+        check_hidden(what, h, ref, d);
+        assert_int_equal(fwd_layers(hi, pos, 1, h), HINGE_OK);
+        assert_int_equal(fwd_head(hi, h, 1, logits), HINGE_OK);
+        tokens[pos + 1] = sampler_sample(smp, logits);
+        len += tok_piece(m->tok, tokens[pos + 1], tokens[pos] == tok_bos(m->tok), text + len, 256);
+    }
+    if (strcmp(text, want) != 0)
+        fail_msg("k = %u: the text differs from the oracle:\n%s", k, text);
+    vk_exec_stats st;
+    vk_exec_get_stats(e, &st);
+    assert_int_equal(st.submits, 1);
+    assert_int_equal(st.waits, 1);
+    assert_int_equal(st.recorded, 0);
+    sampler_destroy(smp);
+    free(text);
+    free(h);
+    free(ref);
+    free(logits);
+    fwd_destroy(lo);
+    fwd_destroy(hi);
+    vk_exec_destroy(e);
+}
+
+static void test_stories_oracle_every_k(void **state)
+{
+    (void)state;
+    need_device();
+    char *want = read_all(ORACLE);
+    worst_hidden = 0.0;
+    for (uint32_t k = 0; k <= fx.stories->hp.n_layer; k++)
+        stories_cut(k, want);
+    if (verbose())
+        print_message("stories260K decode: worst hidden-state error %.3g\n", worst_hidden);
+    free(want);
+}
+
+/* A 40-position prompt in chunks of 16 (16 + 16 + 8), then 5 decode steps
+ * and a rewind: every hidden row against the CPU. */
+static void test_stories_prefill(void **state)
+{
+    (void)state;
+    need_device();
+    const model *m = fx.stories;
+    const model_hparams *hp = &m->hp;
+    enum { N = 40, STEPS = 5 };
+    size_t d = hp->n_embd;
+    int32_t toks[N + STEPS];
+    for (int i = 0; i < N + STEPS; i++)
+        toks[i] = i == 0 ? 1 : (int32_t)((i * 37 + 11) % hp->n_vocab);
+    float *h = malloc(N * d * sizeof *h), *ref = malloc(N * d * sizeof *ref);
+    worst_hidden = 0.0;
+    for (uint32_t k = 1; k <= hp->n_layer; k += 2) {
+        vk_exec *e = exec_create(m, k, 64, 16);
+        fwd_ctx *f = stage(m, 0, k, 64);
+        run_ok(e, toks, N, 0, h);
+        vk_exec_stats st;
+        vk_exec_get_stats(e, &st);
+        assert_int_equal(st.chunks, 3);
+        assert_int_equal(st.submits, 3);
+        assert_int_equal(fwd_embed(f, toks, N, ref), HINGE_OK);
+        assert_int_equal(fwd_layers(f, 0, N, ref), HINGE_OK);
+        check_hidden("prefill", h, ref, N * d);
+        for (uint32_t i = 0; i < STEPS; i++) {
+            run_ok(e, &toks[N + i], 1, N + i, h);
+            assert_int_equal(fwd_embed(f, &toks[N + i], 1, ref), HINGE_OK);
+            assert_int_equal(fwd_layers(f, N + i, 1, ref), HINGE_OK);
+            check_hidden("decode after prefill", h, ref, d);
+        }
+        /* rewind: positions 30.. again with other tokens */
+        run_ok(e, toks + 3, 12, 30, h);
+        assert_int_equal(fwd_embed(f, toks + 3, 12, ref), HINGE_OK);
+        assert_int_equal(fwd_layers(f, 30, 12, ref), HINGE_OK);
+        check_hidden("rewound prefill", h, ref, 12 * d);
+        fwd_destroy(f);
+        vk_exec_destroy(e);
+    }
+    if (verbose())
+        print_message("stories260K prefill: worst hidden-state error %.3g\n", worst_hidden);
+    free(h);
+    free(ref);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    need_device();
+    const model *m = fx.stories;
+    char err[HINGE_ERRMSG_MAX] = "";
+    vk_exec *e = NULL;
+    assert_int_equal(vk_exec_create(fx.ctx, m, m->hp.n_layer + 1, 16, 4, &e, err, sizeof err), HINGE_ERR_INVALID);
+    assert_null(e);
+    assert_non_null(strstr(err, "layers"));
+    e = exec_create(m, 2, 16, 4);
+    assert_int_equal(vk_exec_ctx(e), 16);
+    assert_int_equal(vk_exec_layers(e), 2);
+    float h[64 * 8];
+    int32_t toks[3] = {1, 5, (int32_t)m->hp.n_vocab};
+    assert_int_equal(vk_exec_run(e, toks, 3, 0, h), HINGE_ERR_RANGE);
+    assert_non_null(strstr(vk_exec_errmsg(e), "outside the vocabulary"));
+    toks[2] = -1;
+    assert_int_equal(vk_exec_run(e, toks, 3, 0, h), HINGE_ERR_RANGE);
+    assert_int_equal(vk_exec_run(e, toks, 2, 15, h), HINGE_ERR_RANGE);
+    assert_non_null(strstr(vk_exec_errmsg(e), "context"));
+    assert_int_equal(vk_exec_run(e, toks, 0, 0, h), HINGE_ERR_INVALID);
+    run_ok(e, toks, 2, 14, h); /* the last two positions fit */
+    vk_exec_destroy(e);
+    vk_exec_destroy(NULL);
+}
+
+/* A context no device holds: a clear NOMEM, nothing leaked or half-built. */
+static void test_out_of_memory(void **state)
+{
+    (void)state;
+    need_device();
+    char err[HINGE_ERRMSG_MAX] = "";
+    vk_exec *e = NULL;
+    hinge_status s = vk_exec_create(fx.ctx, fx.stories, 5, 1u << 24, 16, &e, err, sizeof err);
+    assert_int_equal(s, HINGE_ERR_NOMEM);
+    assert_null(e);
+    assert_non_null(strstr(err, "KV cache"));
+    if (verbose())
+        print_message("absurd context: %s\n", err);
+    assert_int_equal(vk_exec_create(fx.ctx, fx.stories, 5, (1u << 24) + 1, 16, &e, err, sizeof err),
+                     HINGE_ERR_INVALID);
+    /* the context still works */
+    e = exec_create(fx.stories, 5, 32, 4);
+    float h[64];
+    int32_t t = 1;
+    run_ok(e, &t, 1, 0, h);
+    vk_exec_destroy(e);
+}
+
+/* Profiled decode and prefill: one time per op, layers summing to the
+ * total; one submit and one wait per decode step, nothing recorded. */
+static void test_profiling(void **state)
+{
+    (void)state;
+    need_device();
+    const model *m = fx.stories;
+    vk_exec *e = exec_create(m, 5, 64, 16);
+    hinge_status s = vk_exec_set_profiling(e, true);
+    if (s == HINGE_ERR_UNSUPPORTED) {
+        print_message("skipped: %s\n", vk_exec_errmsg(e));
+        vk_exec_destroy(e);
+        skip();
+    }
+    assert_int_equal(s, HINGE_OK);
+    float h[64 * 10];
+    int32_t toks[10] = {1, 20, 30, 40, 50, 60, 70, 80, 90, 100};
+    double layers[6];
+    run_ok(e, toks, 10, 0, h);
+    vk_exec_stats st;
+    vk_exec_get_stats(e, &st);
+    assert_int_equal(st.recorded, 1);
+    assert_int_equal(vk_exec_layer_times(e, layers), HINGE_OK);
+    run_ok(e, toks, 1, 10, h);
+    vk_exec_get_stats(e, &st);
+    assert_int_equal(st.positions, 1);
+    assert_int_equal(st.submits, 1);
+    assert_int_equal(st.waits, 1);
+    assert_int_equal(st.recorded, 0);
+    assert_true(st.dispatches >= 1 + 5 * 6);
+    assert_true(st.gpu_ns > 0 && st.gpu_ns <= st.wall_ns);
+    uint32_t dispatches = 0;
+    double sum = 0;
+    for (uint32_t i = 0; i < vk_exec_op_count(e); i++) {
+        vk_exec_op_info oi;
+        assert_int_equal(vk_exec_op(e, i, &oi), HINGE_OK);
+        assert_true(oi.layer >= -1 && oi.layer < 5 && oi.name);
+        dispatches += oi.dispatches;
+        sum += oi.ns;
+    }
+    assert_int_equal(dispatches, st.dispatches);
+    assert_int_equal(vk_exec_layer_times(e, layers), HINGE_OK);
+    double lsum = 0;
+    for (int i = 0; i < 6; i++)
+        lsum += layers[i];
+    assert_true(fabs(lsum - sum) <= 1e-6 * sum + 1.0 && fabs(sum - st.gpu_ns) <= 1e-6 * sum + 1.0);
+    vk_exec_op_info oi;
+    assert_int_equal(vk_exec_op(e, vk_exec_op_count(e), &oi), HINGE_ERR_RANGE);
+    assert_int_equal(vk_exec_set_profiling(e, false), HINGE_OK);
+    run_ok(e, toks, 1, 11, h);
+    assert_int_equal(vk_exec_layer_times(e, layers), HINGE_ERR_INVALID);
+    vk_exec_destroy(e);
+}
+
+/* ---- Gemma 3 270M ---- */
+
+enum { G_NEW = 32, G_CTX = 128 };
+
+/* Greedy continuation of prompt (n tokens): G_NEW tokens into out. With e,
+ * embed + [0, k) run on the device and f holds [k, N); without, f holds
+ * everything. */
+static void gemma_greedy(vk_exec *e, fwd_ctx *f, const int32_t *prompt, size_t n, int32_t *out)
+{
+    const model *m = fx.gemma;
+    size_t d = m->hp.n_embd;
+    float *h = malloc(n * d * sizeof *h), *logits = malloc(m->hp.n_vocab * sizeof *logits);
+    sampler *smp = NULL;
+    sampler_params sp = {.temp = 0};
+    assert_int_equal(sampler_create(&sp, m->hp.n_vocab, &smp), HINGE_OK);
+    for (size_t i = 0; i < G_NEW; i++) {
+        const int32_t *t = i == 0 ? prompt : &out[i - 1];
+        size_t cnt = i == 0 ? n : 1;
+        uint32_t pos = i == 0 ? 0 : (uint32_t)(n + i - 1);
+        if (e)
+            run_ok(e, t, cnt, pos, h);
+        else
+            assert_int_equal(fwd_embed(f, t, cnt, h), HINGE_OK);
+        assert_int_equal(fwd_layers(f, pos, cnt, h), HINGE_OK);
+        assert_int_equal(fwd_head(f, h + (cnt - 1) * d, 1, logits), HINGE_OK);
+        out[i] = sampler_sample(smp, logits);
+    }
+    sampler_destroy(smp);
+    free(h);
+    free(logits);
+}
+
+static void test_gemma_cuts(void **state)
+{
+    (void)state;
+    need_device();
+    if (!fx.gemma) {
+        print_message("skipped: no Gemma 3 270M at %s\n", gemma_path());
+        skip();
+    }
+    const model *m = fx.gemma;
+    static const char *const prompts[3] = {
+        "The capital of France is",
+        "Question: What is the capital of France?\nAnswer:",
+        "Once upon a time, in a small village by the sea, there lived",
+    };
+    static const uint32_t cuts[4] = {1, 6, 12, 18};
+    int32_t toks[3][64], want[3][G_NEW], got[G_NEW];
+    size_t n[3];
+    for (int p = 0; p < 3; p++) {
+        assert_int_equal(tok_encode(m->tok, prompts[p], strlen(prompts[p]), tok_add_bos(m->tok), false, toks[p], 64,
+                                    &n[p]),
+                         HINGE_OK);
+        fwd_ctx *f = stage(m, 0, m->hp.n_layer, G_CTX);
+        gemma_greedy(NULL, f, toks[p], n[p], want[p]);
+        fwd_destroy(f);
+    }
+    for (int c = 0; c < 4; c++) {
+        uint32_t k = cuts[c] < m->hp.n_layer ? cuts[c] : m->hp.n_layer;
+        vk_exec *e = exec_create(m, k, G_CTX, 32);
+        for (int p = 0; p < 3; p++) {
+            fwd_ctx *f = stage(m, k, m->hp.n_layer, G_CTX);
+            gemma_greedy(e, f, toks[p], n[p], got);
+            fwd_destroy(f);
+            for (int i = 0; i < G_NEW; i++)
+                if (got[i] != want[p][i])
+                    fail_msg("k = %u, prompt %d: token %d is %d, the CPU's is %d", k, p, i, got[i], want[p][i]);
+        }
+        vk_exec_destroy(e);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stories_oracle_every_k),
+        cmocka_unit_test(test_stories_prefill),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_profiling),
+        cmocka_unit_test(test_gemma_cuts),
+    };
+    int failures = cmocka_run_group_tests_name("vk_exec", tests, setup, teardown);
+    if (failures == 0 && !fx.ctx) {
+        fprintf(stderr, "no Vulkan device: %s\n", fx.why);
+        return 77;
+    }
+    return failures;
+}
