@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# `hinge generate --edge` against a real hinge-edge on 127.0.0.1: the split
+# through the user's command line. stories260K, f32 wire, every cut: the
+# oracle text; one TLS handshake per generation; h2c when asked; the
+# per-request breakdown in --json; a clear error when no edge answers.
+#   test_split_cli.sh HINGE HINGE_EDGE SHARED_DIR
+set -uo pipefail
+hinge=$1 edge=$2 shared=$3
+stories="$shared/models/stories260K.gguf"
+oracle="$shared/oracles/stories260K-greedy-200.txt"
+tmp=$(mktemp -d /tmp/hinge-cli-split-XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done; rm -rf "$tmp"; }
+trap cleanup EXIT
+pass=0 fail=0
+check() {
+  local name=$1; shift
+  if "$@"; then pass=$((pass + 1)); echo "ok - $name"; else fail=$((fail + 1)); echo "not ok - $name"; fi
+}
+
+start_edge() { # name, args...; sets port
+  local name=$1; shift
+  "$edge" --model "$stories" --listen 127.0.0.1:0 --threads 1 --no-measure "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  pids+=($!)
+  disown $!
+  port=""
+  for _ in $(seq 100); do
+    port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$tmp/$name.out")
+    [ -n "$port" ] && return 0
+    sleep 0.1
+  done
+  cat "$tmp/$name.err"
+  return 1
+}
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+  -keyout "$tmp/key.pem" -out "$tmp/cert.pem" -subj /CN=127.0.0.1 \
+  -addext "subjectAltName=IP:127.0.0.1" >/dev/null 2>&1
+start_edge tls --cert "$tmp/cert.pem" --key "$tmp/key.pem" || exit 1
+url="https://127.0.0.1:$port"
+
+for k in 0 1 2 3 4 5; do
+  timeout 60 "$hinge" generate --model "$stories" --prompt "" -n 200 --temp 0 \
+    --edge "$url" --cut "$k" --cacert "$tmp/cert.pem" >"$tmp/out$k" 2>"$tmp/err$k"
+  check "split at k=$k over TLS equals the oracle" cmp "$tmp/out$k" "$oracle"
+done
+
+timeout 60 "$hinge" generate --model "$stories" --prompt "Once upon a time" -n 50 --temp 0 \
+  --edge "$url" --cut 2 --wire f16 --cacert "$tmp/cert.pem" --json >"$tmp/j" 2>"$tmp/je"
+check "--json has the breakdown, one connection and one TLS handshake" python3 -c "
+import json; d=json.load(open('$tmp/j')); b=d['breakdown']
+assert d['generated_tokens']==50 and d['wire']=='f16' and d['cut']==2, d
+assert b['connects']==1 and b['tls_handshakes']==1, b
+assert b['uplink_bytes']>0 and b['downlink_bytes']>0 and b['edge_ms']>0 and b['device_ms']>0, b
+assert abs(b['uplink_bytes_per_token'] - (32+4+2*64)) < 1e-9, b"
+
+timeout 60 "$hinge" generate --model "$stories" --prompt "" -n 20 --temp 0 --edge "$url" --cut 2 \
+  >"$tmp/o_noca" 2>"$tmp/e_noca"
+check "an untrusted certificate is refused" test $? -ne 0 -a ! -s "$tmp/o_noca"
+
+start_edge h2c --insecure-h2c || exit 1
+timeout 60 "$hinge" generate --model "$stories" --prompt "" -n 200 --temp 0 \
+  --edge "http://127.0.0.1:$port" --cut 3 >"$tmp/h2c" 2>/dev/null
+check "split over h2c equals the oracle" cmp "$tmp/h2c" "$oracle"
+
+timeout 60 "$hinge" generate --model "$stories" --prompt x -n 5 --edge "https://127.0.0.1:1" --cut 1 \
+  >"$tmp/o_dead" 2>"$tmp/e_dead"
+check "no edge: a clear error, nothing on stdout" test $? -ne 0 -a ! -s "$tmp/o_dead" -a -s "$tmp/e_dead"
+timeout 60 "$hinge" generate --model "$stories" --prompt x -n 5 --edge "$url" >/dev/null 2>&1
+check "--edge without --cut is refused" test $? -ne 0
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
