@@ -287,6 +287,8 @@ static void read_features(dev_ctx *c)
     f->timestamp_period_ns = p->limits.timestampPeriod;
     f->max_storage_range = p->limits.maxStorageBufferRange;
     f->storage_align = p->limits.minStorageBufferOffsetAlignment;
+    f->texel_align = p->limits.minTexelBufferOffsetAlignment;
+    f->max_texel_elements = p->limits.maxTexelBufferElements;
     f->max_alloc = m3.maxMemoryAllocationSize;
     f->max_shared_bytes = p->limits.maxComputeSharedMemorySize;
     f->max_wg_invocations = p->limits.maxComputeWorkGroupInvocations;

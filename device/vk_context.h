@@ -61,6 +61,8 @@ typedef struct dev_features {
 
     VkDeviceSize max_storage_range;  /* bytes one storage descriptor may span */
     VkDeviceSize storage_align;      /* minStorageBufferOffsetAlignment */
+    VkDeviceSize texel_align;        /* minTexelBufferOffsetAlignment */
+    uint32_t max_texel_elements;     /* maxTexelBufferElements */
     VkDeviceSize max_alloc;          /* maxMemoryAllocationSize */
     VkDeviceSize device_heap_bytes;  /* the largest device-local heap */
     uint32_t max_shared_bytes;       /* maxComputeSharedMemorySize */
@@ -105,16 +107,16 @@ typedef struct dev_buf {
     void *host;
 } dev_buf;
 
-/* One VkDeviceMemory of bytes bound to one VkBuffer (storage, transfer src
- * and dst) that dev_pool_alloc hands out in aligned pieces. name goes into
+/* One VkDeviceMemory of bytes bound to one VkBuffer (storage, uniform texel,
+ * transfer src and dst) that dev_pool_alloc hands out in aligned pieces. name goes into
  * messages. Errors: HINGE_ERR_NOMEM (over the heap, over
  * maxMemoryAllocationSize, or the driver's out-of-memory), HINGE_ERR_VULKAN.
  * The pool must be destroyed before its context. */
 hinge_status dev_pool_create(dev_ctx *c, dev_mem_kind kind, size_t bytes, const char *name, dev_pool **out);
 void dev_pool_destroy(dev_pool *p); /* NULL is a no-op */
 
-/* Carves bytes (aligned to align and to the storage-descriptor alignment)
- * from the pool. HINGE_ERR_NOMEM when it does not fit; what names the piece
+/* Carves bytes (aligned to align and to the storage-descriptor and
+ * texel-buffer-view alignments) from the pool. HINGE_ERR_NOMEM when it does not fit; what names the piece
  * in the message. */
 hinge_status dev_pool_alloc(dev_pool *p, size_t bytes, size_t align, const char *what, dev_buf *out);
 void dev_pool_reset(dev_pool *p); /* frees every piece at once */

@@ -13,7 +13,12 @@
  *              into a small host-visible buffer that the embedding, RoPE and
  *              attention kernels read, submits the prerecorded decode
  *              command buffer once, waits once and copies the hidden state
- *              out. Nothing is recorded, allocated or created.
+ *              out. Nothing is recorded, allocated or created. (Why a
+ *              buffer rather than re-recorded push constants: with the
+ *              position in memory the decode command buffer never changes,
+ *              so it is recorded once and its ~150 dispatches cost no
+ *              host time per token; the kernels add the buffer's value to
+ *              the recorded pos0 = 0, HK_F_POSBUF.)
  *   prefill:   vk_exec_run with n > 1 records one command buffer per chunk
  *              of max_batch positions (matrix-matrix kernels), submits and
  *              waits once per chunk.

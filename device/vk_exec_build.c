@@ -40,7 +40,8 @@ static hinge_status upload_mat(vk_exec *e, dev_pool *p, const weight *srcs, size
                                dev_weight *out)
 {
     hinge_status s = dev_weight_upload(e->c, p, srcs, n, what, out);
-    return s == HINGE_OK ? HINGE_OK : ex_fail_ctx(e, s, what);
+    /* the context's message names what already */
+    return s == HINGE_OK ? HINGE_OK : hinge_fail(e->errmsg, sizeof e->errmsg, s, "%s", dev_ctx_errmsg(e->c));
 }
 
 /* Bytes of layer il's pool. */
@@ -78,15 +79,13 @@ static hinge_status upload_layer(vk_exec *e, uint32_t il)
             row0 += (uint32_t)qkv[i].rows;
         X->n_qkv++;
     }
-    snprintf(what, sizeof what, "layer %u", il);
-    if (s == HINGE_OK)
-        s = upload_mat(e, X->pool, &L->wo, 1, "wo", &X->wo);
-    if (s == HINGE_OK)
-        s = upload_mat(e, X->pool, &L->w_gate, 1, "ffn_gate", &X->gate);
-    if (s == HINGE_OK)
-        s = upload_mat(e, X->pool, &L->w_up, 1, "ffn_up", &X->up);
-    if (s == HINGE_OK)
-        s = upload_mat(e, X->pool, &L->w_down, 1, "ffn_down", &X->down);
+    const weight *mats[4] = {&L->wo, &L->w_gate, &L->w_up, &L->w_down};
+    dev_weight *outs[4] = {&X->wo, &X->gate, &X->up, &X->down};
+    static const char *const names[4] = {"wo", "ffn_gate", "ffn_up", "ffn_down"};
+    for (int i = 0; i < 4 && s == HINGE_OK; i++) {
+        snprintf(what, sizeof what, "layer %u %s", il, names[i]);
+        s = upload_mat(e, X->pool, mats[i], 1, what, outs[i]);
+    }
     X->glu_fused = L->w_gate.type == L->w_up.type && X->gate.part_rows == X->up.part_rows;
     if (s == HINGE_OK)
         s = upload_vec(e, X->pool, &L->attn_norm, e->d, "attn_norm", &X->attn_norm);

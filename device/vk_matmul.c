@@ -71,7 +71,7 @@ static hinge_status prepare(dev_ops *o, const dev_mm_args *a, dev_op *op, bool d
         return s;
     const dev_weight *w = a->w;
     bool rows = !decode || o->mv == DEV_MV_ROWS;
-    struct dev_kernel *arr = o->matmuln;
+    struct dev_kernel *arr = o->rows_sg ? o->matmulr : o->matmuln;
     if (decode)
         arr = rows && !o->rows_sg ? o->matmul1 : o->matvec;
     struct dev_kernel *k = ops_kernel_for(o, arr, w->type, what);

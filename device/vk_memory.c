@@ -99,8 +99,8 @@ hinge_status dev_pool_create(dev_ctx *c, dev_mem_kind kind, size_t bytes, const 
     VkBufferCreateInfo bci = {
         .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
         .size = bytes,
-        .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
-                 VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+        .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT |
+                 VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT,
         .sharingMode = VK_SHARING_MODE_EXCLUSIVE,
     };
     VkResult r = vkCreateBuffer(c->device, &bci, NULL, &p->buffer);
@@ -139,6 +139,8 @@ void dev_pool_destroy(dev_pool *p)
 hinge_status dev_pool_alloc(dev_pool *p, size_t bytes, size_t align, const char *what, dev_buf *out)
 {
     size_t a = (size_t)p->ctx->f.storage_align;
+    if ((size_t)p->ctx->f.texel_align > a)
+        a = (size_t)p->ctx->f.texel_align;
     if (align > a)
         a = align;
     if (a & (a - 1))

@@ -12,6 +12,9 @@
 #include "spirv.h"
 
 enum { SETS_PER_POOL = 256 };
+_Static_assert(HK_MM_BINDINGS <= OPS_MAX_BINDINGS && HK_RN_BINDINGS <= OPS_MAX_BINDINGS &&
+                   HK_RK_BINDINGS <= OPS_MAX_BINDINGS && HK_AT_BINDINGS <= OPS_MAX_BINDINGS,
+               "bindings per kernel");
 
 static const uint32_t type_order[OPS_NTYPES] = {QT_F32, QT_F16, QT_Q8_0, QT_Q4_0, QT_Q5_0, QT_Q4_K, QT_Q6_K};
 static const char *const type_names[OPS_NTYPES] = {"f32", "f16", "q8_0", "q4_0", "q5_0", "q4_k", "q6_k"};
@@ -69,8 +72,10 @@ static bool choose_subgroup(const dev_ctx *c, int want)
 
 /* ---- kernels ---- */
 
-static hinge_status kernel_create(dev_ops *o, const char *spv_name, uint32_t n_bind, uint32_t push_bytes,
-                                  struct dev_kernel *k)
+/* A kernel whose bindings are storage buffers, except those with a format in
+ * texel (may be NULL): uniform texel buffers of that format. */
+static hinge_status kernel_create_tex(dev_ops *o, const char *spv_name, uint32_t n_bind, uint32_t push_bytes,
+                                      const VkFormat *texel, struct dev_kernel *k)
 {
     dev_ctx *c = o->c;
     VkDevice d = dev_ctx_device(c);
@@ -80,14 +85,16 @@ static hinge_status kernel_create(dev_ops *o, const char *spv_name, uint32_t n_b
     const dev_spirv *spv = dev_spirv_find(spv_name);
     if (!spv)
         return dev_fail(c, HINGE_ERR_UNSUPPORTED, "shader %s is not in this build", spv_name);
-    VkDescriptorSetLayoutBinding b[8];
-    for (uint32_t i = 0; i < n_bind; i++)
+    VkDescriptorSetLayoutBinding b[OPS_MAX_BINDINGS];
+    for (uint32_t i = 0; i < n_bind; i++) {
+        k->texel[i] = texel ? texel[i] : VK_FORMAT_UNDEFINED;
         b[i] = (VkDescriptorSetLayoutBinding){
             .binding = i,
-            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .descriptorType = k->texel[i] ? VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
             .descriptorCount = 1,
             .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
         };
+    }
     VkDescriptorSetLayoutCreateInfo lci = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
         .bindingCount = n_bind,
@@ -118,6 +125,12 @@ static hinge_status kernel_create(dev_ops *o, const char *spv_name, uint32_t n_b
         return dev_vk_fail(c, r, "vkCreateShaderModule", spv_name);
     }
     return ops_pipeline(o, k, 0, &k->pipe);
+}
+
+static hinge_status kernel_create(dev_ops *o, const char *spv_name, uint32_t n_bind, uint32_t push_bytes,
+                                  struct dev_kernel *k)
+{
+    return kernel_create_tex(o, spv_name, n_bind, push_bytes, NULL, k);
 }
 
 hinge_status ops_pipeline(dev_ops *o, struct dev_kernel *k, uint32_t flags, VkPipeline *out)
@@ -178,9 +191,17 @@ static hinge_status create_type_kernels(dev_ops *o, int ti)
     snprintf(name, sizeof name, "matmul_%s_n", t);
     if (s == HINGE_OK)
         s = kernel_create(o, name, HK_MM_BINDINGS, dev_mm_push_bytes, &o->matmuln[ti]);
+    /* matvec_rows.comp reads weights and x as uniform texel buffers:
+     * llvmpipe fetches texels with gathers, storage buffers lane by lane */
+    VkFormat tex[HK_MM_BINDINGS] = {0};
+    tex[HK_MM_B_W] = tex[HK_MM_B_W2] = VK_FORMAT_R32G32B32A32_UINT;
+    tex[HK_MM_B_X] = VK_FORMAT_R32G32B32A32_SFLOAT;
     snprintf(name, sizeof name, "matvec_%s_%s", t, mv);
     if (s == HINGE_OK && (o->mv != DEV_MV_ROWS || o->rows_sg))
-        s = kernel_create(o, name, HK_MM_BINDINGS, dev_mm_push_bytes, &o->matvec[ti]);
+        s = kernel_create_tex(o, name, HK_MM_BINDINGS, dev_mm_push_bytes, o->rows_sg ? tex : NULL, &o->matvec[ti]);
+    snprintf(name, sizeof name, "matmul_%s_rows", t);
+    if (s == HINGE_OK && o->rows_sg)
+        s = kernel_create_tex(o, name, HK_MM_BINDINGS, dev_mm_push_bytes, tex, &o->matmulr[ti]);
     snprintf(name, sizeof name, "embed_%s", t);
     if (s == HINGE_OK)
         s = kernel_create(o, name, HK_EM_BINDINGS, dev_embed_push_bytes, &o->embed[ti]);
@@ -204,8 +225,10 @@ static hinge_status create_kernels(dev_ops *o)
     snprintf(name, sizeof name, "attention_%s", red);
     if (s == HINGE_OK)
         s = kernel_create(o, name, HK_AT_BINDINGS, dev_attn_push_bytes, &o->attention);
+    VkFormat tex[HK_AT_BINDINGS] = {0};
+    tex[HK_AT_B_Q] = tex[HK_AT_B_KC] = tex[HK_AT_B_VC] = VK_FORMAT_R32G32B32A32_SFLOAT;
     if (s == HINGE_OK && o->rows_sg)
-        s = kernel_create(o, "attention_rows", HK_AT_BINDINGS, dev_attn_push_bytes, &o->attention_rows);
+        s = kernel_create_tex(o, "attention_rows", HK_AT_BINDINGS, dev_attn_push_bytes, tex, &o->attention_rows);
     if (s == HINGE_OK)
         s = kernel_create(o, "glu", HK_EW_BINDINGS, dev_eltwise_push_bytes, &o->glu);
     if (s == HINGE_OK)
@@ -235,8 +258,9 @@ hinge_status dev_ops_create(dev_ctx *c, const dev_ops_config *cfg, dev_ops **out
     o->c = c;
     o->mv = choose_matvec(c, cfg->matvec);
     o->sg = choose_subgroup(c, cfg->subgroup);
+    /* (any buffer one storage descriptor spans fits one texel buffer view) */
     o->rows_sg = o->mv == DEV_MV_ROWS && f->subgroup_shuffle && f->subgroup_arith && f->subgroup_size >= 8 &&
-                 HK_WG % f->subgroup_size == 0 && !getenv("XX_OLD");
+                 HK_WG % f->subgroup_size == 0 && (uint64_t)f->max_texel_elements * 16 >= f->max_storage_range;
     uint32_t all = 0;
     for (int i = 0; i < OPS_NTYPES; i++)
         all |= 1u << type_order[i];
@@ -268,9 +292,13 @@ void dev_ops_destroy(dev_ops *o)
     VkDevice d = dev_ctx_device(o->c);
     for (uint32_t i = 0; i < o->n_pools; i++)
         vkDestroyDescriptorPool(d, o->pools[i], NULL);
+    for (uint32_t i = 0; i < o->n_views; i++)
+        vkDestroyBufferView(d, o->views[i], NULL);
+    free(o->views);
     for (int i = 0; i < OPS_NTYPES; i++) {
         kernel_destroy(d, &o->matmul1[i]);
         kernel_destroy(d, &o->matmuln[i]);
+        kernel_destroy(d, &o->matmulr[i]);
         kernel_destroy(d, &o->matvec[i]);
         kernel_destroy(d, &o->embed[i]);
     }
@@ -305,20 +333,54 @@ static hinge_status add_pool(dev_ops *o)
     if (o->n_pools == sizeof o->pools / sizeof o->pools[0])
         return dev_fail(o->c, HINGE_ERR_NOMEM, "descriptor sets: more than %u prepared ops",
                         o->n_pools * SETS_PER_POOL);
-    VkDescriptorPoolSize size = {
-        .type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-        .descriptorCount = SETS_PER_POOL * 8,
+    VkDescriptorPoolSize size[2] = {
+        {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .descriptorCount = SETS_PER_POOL * OPS_MAX_BINDINGS},
+        {.type = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, .descriptorCount = SETS_PER_POOL * 3},
     };
     VkDescriptorPoolCreateInfo pci = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
         .maxSets = SETS_PER_POOL,
-        .poolSizeCount = 1,
-        .pPoolSizes = &size,
+        .poolSizeCount = 2,
+        .pPoolSizes = size,
     };
     VkResult r = vkCreateDescriptorPool(dev_ctx_device(o->c), &pci, NULL, &o->pools[o->n_pools]);
     if (r != VK_SUCCESS)
         return dev_vk_fail(o->c, r, "vkCreateDescriptorPool", "ops");
     o->n_pools++;
+    return HINGE_OK;
+}
+
+/* A view of 16-byte texels over b (its size rounded down to whole texels),
+ * owned by the dev_ops. */
+static hinge_status texel_view(dev_ops *o, const struct dev_kernel *k, const VkDescriptorBufferInfo *b,
+                               VkFormat format, VkBufferView *out)
+{
+    const dev_features *f = dev_ctx_features(o->c);
+    VkDeviceSize range = b->range & ~(VkDeviceSize)15;
+    if (range == 0 || range / 16 > f->max_texel_elements || (f->texel_align && b->offset % f->texel_align))
+        return dev_fail(o->c, HINGE_ERR_UNSUPPORTED, "%s: a texel view of %llu bytes at %llu (max %u texels, "
+                        "alignment %llu)", k->name, (unsigned long long)b->range, (unsigned long long)b->offset,
+                        f->max_texel_elements, (unsigned long long)f->texel_align);
+    if (o->n_views == o->cap_views) {
+        uint32_t cap = o->cap_views ? 2 * o->cap_views : 256;
+        VkBufferView *v = cap <= OPS_MAX_VIEWS ? realloc(o->views, cap * sizeof *v) : NULL;
+        if (!v)
+            return dev_fail(o->c, HINGE_ERR_NOMEM, "%s: more than %u texel views, or out of host memory", k->name,
+                            o->cap_views);
+        o->views = v;
+        o->cap_views = cap;
+    }
+    VkBufferViewCreateInfo vci = {
+        .sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
+        .buffer = b->buffer,
+        .format = format,
+        .offset = b->offset,
+        .range = range,
+    };
+    VkResult r = vkCreateBufferView(dev_ctx_device(o->c), &vci, NULL, out);
+    if (r != VK_SUCCESS)
+        return dev_vk_fail(o->c, r, "vkCreateBufferView", k->name);
+    o->views[o->n_views++] = *out;
     return HINGE_OK;
 }
 
@@ -351,8 +413,9 @@ hinge_status ops_write_set(dev_ops *o, const struct dev_kernel *k, const VkDescr
     }
     if (r != VK_SUCCESS)
         return dev_vk_fail(o->c, r, "vkAllocateDescriptorSets", k->name);
-    VkWriteDescriptorSet w[8];
-    for (uint32_t i = 0; i < k->n_bind; i++)
+    VkWriteDescriptorSet w[OPS_MAX_BINDINGS];
+    VkBufferView views[OPS_MAX_BINDINGS];
+    for (uint32_t i = 0; i < k->n_bind; i++) {
         w[i] = (VkWriteDescriptorSet){
             .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
             .dstSet = set,
@@ -361,6 +424,15 @@ hinge_status ops_write_set(dev_ops *o, const struct dev_kernel *k, const VkDescr
             .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
             .pBufferInfo = &infos[i],
         };
+        if (!k->texel[i])
+            continue;
+        hinge_status s = texel_view(o, k, &infos[i], k->texel[i], &views[i]);
+        if (s != HINGE_OK)
+            return s;
+        w[i].descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER;
+        w[i].pBufferInfo = NULL;
+        w[i].pTexelBufferView = &views[i];
+    }
     vkUpdateDescriptorSets(d, k->n_bind, w, 0, NULL);
     *out = set;
     return HINGE_OK;

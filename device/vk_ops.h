@@ -30,7 +30,12 @@ typedef struct dev_ops dev_ops;
 /* How decode-time matrix-vector products are laid out. */
 typedef enum dev_mv_variant {
     DEV_MV_AUTO = 0,
-    DEV_MV_ROWS = 1,           /* one row per invocation (CPU devices: lavapipe) */
+    DEV_MV_ROWS = 1,           /* one row per invocation (CPU devices: lavapipe). With
+                                  subgroup shuffles and arithmetic in subgroups >= 8 the
+                                  products (decode and prefill) and attention use the
+                                  kernels shaped for CPU devices: matvec_rows.comp and
+                                  attention_rows.comp, weights, x, q and the caches read
+                                  as uniform texel buffers */
     DEV_MV_SPLIT_SUBGROUP = 2, /* HK_MV_LANES lanes per row, subgroup shuffles (GPUs) */
     DEV_MV_SPLIT_SHARED = 3,   /* the same, meeting in shared memory (no subgroup ops) */
 } dev_mv_variant;

@@ -13,6 +13,10 @@ enum { OPS_NTYPES = 7 };
  * the first prepare that asks for it (at load). */
 enum { OPS_FLAG_SETS = 16 };
 
+/* Bindings of one kernel at most; texel buffer views one dev_ops may own
+ * (three per matrix part at most: a hard cap, reached only by absurd models). */
+enum { OPS_MAX_BINDINGS = 8, OPS_MAX_VIEWS = 1 << 20 };
+
 struct dev_kernel {
     VkDescriptorSetLayout dsl;
     VkPipelineLayout layout;
@@ -20,6 +24,7 @@ struct dev_kernel {
     VkPipeline pipe;                     /* no specialization (flags 0) */
     VkPipeline by_flags[OPS_FLAG_SETS];  /* specialized kernels; [0] is pipe */
     uint32_t n_bind;
+    VkFormat texel[OPS_MAX_BINDINGS];    /* uniform texel buffer of this format; 0: storage buffer */
     uint32_t push_bytes;
     char name[32];
 };
@@ -34,11 +39,14 @@ struct dev_ops {
     uint32_t types;                     /* built: bit (1u << qtype) */
     struct dev_kernel matmul1[OPS_NTYPES]; /* matmul.comp MM_POS=1: rows matvec */
     struct dev_kernel matmuln[OPS_NTYPES]; /* matmul.comp: prefill */
+    struct dev_kernel matmulr[OPS_NTYPES]; /* matvec_rows.comp MM_POS HK_MM_POS: prefill with rows_sg */
     struct dev_kernel matvec[OPS_NTYPES];  /* matvec.comp sg or sh, or matvec_rows.comp, per mv */
     struct dev_kernel embed[OPS_NTYPES];
     struct dev_kernel rmsnorm, rope_kv, attention, attention_rows, glu, add;
     VkDescriptorPool pools[64];
     uint32_t n_pools;
+    VkBufferView *views;                /* made by ops_write_set, destroyed with the ops */
+    uint32_t n_views, cap_views;
     char desc[96];
 };
 

@@ -73,7 +73,12 @@ hinge_status dev_prepare_rope_kv(dev_ops *o, const dev_rope_args *a, dev_op *op)
         .pos_scale = a->pos_scale > 0.0f ? a->pos_scale : 1.0f,
         .eps = a->eps,
     };
+    VkPipeline pipe; /* specialized for the head: ceil(head_dim / HK_WG) - 1 */
+    s = ops_pipeline(o, &o->rope_kv, (sh->head_dim + HK_WG - 1) / HK_WG - 1, &pipe);
+    if (s != HINGE_OK)
+        return s;
     ops_op_init(op, DEV_OP_ROPE_KV, &o->rope_kv, &pc, sizeof pc);
+    op->pipe = pipe;
     op->at_m = offsetof(rk_push, m) / 4;
     op->at_pos0 = offsetof(rk_push, pos0) / 4;
     op->groups_x = sh->n_head + 2 * sh->n_head_kv;

@@ -158,7 +158,9 @@ hinge_status dev_weight_upload(dev_ctx *c, dev_pool *pool, const weight *srcs, s
     /* Parts: as many rows as one descriptor may span, a multiple of the rows
      * that keep each part's offset aligned for a storage descriptor, and few
      * enough for one dispatch's grid. */
-    size_t align = (size_t)f->storage_align ? (size_t)f->storage_align : 16;
+    size_t align = (size_t)f->storage_align > 16 ? (size_t)f->storage_align : 16;
+    if ((size_t)f->texel_align > align)
+        align = (size_t)f->texel_align;
     size_t unit = align / gcd(rb, align);
     size_t part = (size_t)(f->max_storage_range / rb) / unit * unit;
     size_t grid_cap = (size_t)65535 * (HK_WG / HK_MV_LANES) / unit * unit;

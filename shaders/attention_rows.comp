@@ -24,9 +24,11 @@
 
 layout(local_size_x = HK_WG) in;
 
-layout(binding = HK_AT_B_Q) readonly buffer Q4 { vec4 q4[]; };
-layout(binding = HK_AT_B_KC) readonly buffer K4 { vec4 kc4[]; };
-layout(binding = HK_AT_B_VC) readonly buffer V4 { vec4 vc4[]; };
+// q and the caches: uniform texel buffers of vec4s, which llvmpipe fetches
+// with vector gathers (see matvec_rows.comp)
+layout(binding = HK_AT_B_Q) uniform samplerBuffer qt;
+layout(binding = HK_AT_B_KC) uniform samplerBuffer kt;
+layout(binding = HK_AT_B_VC) uniform samplerBuffer vt;
 layout(binding = HK_AT_B_OUT) writeonly buffer O { float o[]; };
 layout(binding = HK_AT_B_POS) readonly buffer Pos { uint posb[]; };
 
@@ -44,7 +46,7 @@ layout(push_constant) uniform P {
 // head_dim_v) / 32) - 1, fixed when the pipeline is made. Register arrays
 // sized for HK_MAX_HEAD_DIM would cost llvmpipe several times the work of a
 // small head.
-layout(constant_id = 0) const uint QV_M1 = HK_MAX_HEAD_DIM / 32u - 1u;
+layout(constant_id = 0) const uint QV_M1 = 0u; // (the pipeline without specialization: heads <= 32)
 const uint QV = QV_M1 + 1u;
 const uint NOCT = HK_WG / 8u; // octets per workgroup
 const uint HV4 = 8u * QV;     // output vec4s one octet holds
@@ -86,7 +88,7 @@ void main()
         qr[i] = vec4(0.0);
         acc[i] = vec4(0.0);
         if (8u * i < hd4 && c < hd4)
-            qr[i] = q4[qb4 + c];
+            qr[i] = texelFetch(qt, int(qb4 + c));
     }
     float mx = -3.0e38, sum = 0.0;
     for (uint t0 = lo + 8u * oct; t0 <= pos; t0 += HK_WG) {
@@ -101,7 +103,7 @@ void main()
                 uint c = 8u * i + k;
                 vec4 qv = subgroupShuffle(qr[i], ob + k); // q's vec4 c, from lane k
                 if (c < hd4)
-                    d4 += qv * kc4[kb4 + c];
+                    d4 += qv * texelFetch(kt, int(kb4 + c));
             }
         }
         float s = live ? p.scale * (d4.x + d4.y + d4.z + d4.w) : -3.0e38;
@@ -120,7 +122,7 @@ void main()
                     break;
                 uint c = lane + 8u * i;
                 if (c < hv4)
-                    acc[i] += pu * vc4[vb4 + c];
+                    acc[i] += pu * texelFetch(vt, int(vb4 + c));
             }
         }
     }

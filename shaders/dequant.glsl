@@ -1,6 +1,7 @@
 // hinge: decoding one 32-weight chunk of a device-layout row (see
 // kernel_abi.h). Included once per weight binding, with
-//   WBUF   the binding's uint[] view, WBUF4 its uvec4[] view,
+//   W1(i)  word i of the binding's rows, W4(i) its uvec4 i (an array
+//          element of a storage buffer, or a texel fetch),
 //   DQ32   the name of the chunk decoder to define,
 //   WEL    the name of the element reader to define (f32/f16 tails).
 // DQ32(rb, c, n, q, sc, mn): rb is the row's first word, c the chunk, n the
@@ -13,37 +14,37 @@ void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
 #if defined(T_F32)
     uint b4 = (rb >> 2) + c * 8u;
     [[unroll]] for (uint k = 0u; k < 8u; k++)
-        q[k] = uintBitsToFloat(WBUF4[b4 + k]);
+        q[k] = uintBitsToFloat(W4(b4 + k));
     sc = vec2(1.0);
 #elif defined(T_F16)
     uint b4 = (rb >> 2) + c * 4u;
     [[unroll]] for (uint k = 0u; k < 4u; k++) {
-        uvec4 w = WBUF4[b4 + k];
+        uvec4 w = W4(b4 + k);
         q[2u * k] = vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
         q[2u * k + 1u] = vec4(unpackHalf2x16(w.z), unpackHalf2x16(w.w));
     }
     sc = vec2(1.0);
 #elif defined(T_Q8_0)
     uint nb = n >> 5;
-    uvec4 w0 = WBUF4[(rb >> 2) + c * 2u];
-    uvec4 w1 = WBUF4[(rb >> 2) + c * 2u + 1u];
+    uvec4 w0 = W4((rb >> 2) + c * 2u);
+    uvec4 w1 = W4((rb >> 2) + c * 2u + 1u);
     q[0] = s8x4(w0.x); q[1] = s8x4(w0.y); q[2] = s8x4(w0.z); q[3] = s8x4(w0.w);
     q[4] = s8x4(w1.x); q[5] = s8x4(w1.y); q[6] = s8x4(w1.z); q[7] = s8x4(w1.w);
-    float d = unpackHalf2x16(WBUF[rb + nb * 8u + (c >> 1)])[c & 1u];
+    float d = unpackHalf2x16(W1(rb + nb * 8u + (c >> 1)))[c & 1u];
     sc = vec2(d);
 #elif defined(T_Q4_0)
     uint nb = n >> 5;
-    uvec4 w = WBUF4[(rb >> 2) + c];
+    uvec4 w = W4((rb >> 2) + c);
     q[0] = nib4(w.x, 0u) - 8.0; q[1] = nib4(w.y, 0u) - 8.0;
     q[2] = nib4(w.z, 0u) - 8.0; q[3] = nib4(w.w, 0u) - 8.0;
     q[4] = nib4(w.x, 4u) - 8.0; q[5] = nib4(w.y, 4u) - 8.0;
     q[6] = nib4(w.z, 4u) - 8.0; q[7] = nib4(w.w, 4u) - 8.0;
-    float d = unpackHalf2x16(WBUF[rb + nb * 4u + (c >> 1)])[c & 1u];
+    float d = unpackHalf2x16(W1(rb + nb * 4u + (c >> 1)))[c & 1u];
     sc = vec2(d);
 #elif defined(T_Q5_0)
     uint nb = n >> 5;
-    uvec4 w = WBUF4[(rb >> 2) + c];
-    uint h = WBUF[rb + nb * 4u + c];
+    uvec4 w = W4((rb >> 2) + c);
+    uint h = W1(rb + nb * 4u + c);
     q[0] = nib4(w.x, 0u) + hbit4(h, 0u) - 16.0;
     q[1] = nib4(w.y, 0u) + hbit4(h, 4u) - 16.0;
     q[2] = nib4(w.z, 0u) + hbit4(h, 8u) - 16.0;
@@ -52,7 +53,7 @@ void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
     q[5] = nib4(w.y, 4u) + hbit4(h, 20u) - 16.0;
     q[6] = nib4(w.z, 4u) + hbit4(h, 24u) - 16.0;
     q[7] = nib4(w.w, 4u) + hbit4(h, 28u) - 16.0;
-    float d = unpackHalf2x16(WBUF[rb + nb * 5u + (c >> 1)])[c & 1u];
+    float d = unpackHalf2x16(W1(rb + nb * 5u + (c >> 1)))[c & 1u];
     sc = vec2(d);
 #elif defined(T_Q4_K)
     // ggml block: word 0 = d | dmin << 16, words 1..3 = 12 scale bytes,
@@ -60,8 +61,8 @@ void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
     // nibbles of qs bytes 32*(s/2) .. +31; get_scale_min_k4 for s.
     uint base = rb + (c >> 3) * 36u;
     uint s = c & 7u;
-    vec2 dm = unpackHalf2x16(WBUF[base]);
-    uvec4 sw = uvec4(WBUF[base + 1u], WBUF[base + 2u], WBUF[base + 3u], 0u);
+    vec2 dm = unpackHalf2x16(W1(base));
+    uvec4 sw = uvec4(W1(base + 1u), W1(base + 2u), W1(base + 3u), 0u);
     uint j = s & 3u;
     uint b_j = (sw[j >> 2] >> (8u * (j & 3u))) & 0xFFu;       // scales[j]
     uint b_j4 = (sw[(j + 4u) >> 2] >> (8u * (j & 3u))) & 0xFFu; // scales[j+4]
@@ -76,8 +77,8 @@ void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
     }
     uint b4 = (base + 4u + (s >> 1) * 8u) >> 2;
     uint sh = (s & 1u) * 4u;
-    uvec4 w0 = WBUF4[b4];
-    uvec4 w1 = WBUF4[b4 + 1u];
+    uvec4 w0 = W4(b4);
+    uvec4 w1 = W4(b4 + 1u);
     q[0] = nib4(w0.x, sh); q[1] = nib4(w0.y, sh); q[2] = nib4(w0.z, sh); q[3] = nib4(w0.w, sh);
     q[4] = nib4(w1.x, sh); q[5] = nib4(w1.y, sh); q[6] = nib4(w1.z, sh); q[7] = nib4(w1.w, sh);
     sc = vec2(dm.x * float(scl));
@@ -96,8 +97,8 @@ void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
     uint qh4 = (base + 32u + h * 8u) >> 2;
     uint sh = (g >> 1) * 4u;
     uint hs = g * 2u;
-    uvec4 l0 = WBUF4[l4], l1 = WBUF4[l4 + 1u];
-    uvec4 h0 = WBUF4[qh4], h1 = WBUF4[qh4 + 1u];
+    uvec4 l0 = W4(l4), l1 = W4(l4 + 1u);
+    uvec4 h0 = W4(qh4), h1 = W4(qh4 + 1u);
     q[0] = nib4(l0.x, sh) + h2x4(h0.x, hs) - 32.0;
     q[1] = nib4(l0.y, sh) + h2x4(h0.y, hs) - 32.0;
     q[2] = nib4(l0.z, sh) + h2x4(h0.z, hs) - 32.0;
@@ -107,10 +108,10 @@ void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
     q[6] = nib4(l1.z, sh) + h2x4(h1.z, hs) - 32.0;
     q[7] = nib4(l1.w, sh) + h2x4(h1.w, hs) - 32.0;
     uint si = h * 8u + g * 2u; // even: both scales in one word
-    int sw = int(WBUF[base + 48u + (si >> 2)]);
+    int sw = int(W1(base + 48u + (si >> 2)));
     int s0 = bitfieldExtract(sw, int(8u * (si & 3u)), 8);
     int s1 = bitfieldExtract(sw, int(8u * (si & 3u)) + 8, 8);
-    float d = unpackHalf2x16(WBUF[rb + nb * 52u + (blk >> 1)])[blk & 1u];
+    float d = unpackHalf2x16(W1(rb + nb * 52u + (blk >> 1)))[blk & 1u];
     sc = vec2(d * float(s0), d * float(s1));
 #else
 #error "no weight type defined"
@@ -122,9 +123,9 @@ void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
 float WEL(uint rb, uint i)
 {
 #if defined(T_F32)
-    return uintBitsToFloat(WBUF[rb + i]);
+    return uintBitsToFloat(W1(rb + i));
 #else
-    return unpackHalf2x16(WBUF[rb + (i >> 1)])[i & 1u];
+    return unpackHalf2x16(W1(rb + (i >> 1)))[i & 1u];
 #endif
 }
 #endif

@@ -28,8 +28,8 @@ layout(push_constant) uniform P {
     float scale;
 } p;
 
-#define WBUF wa
-#define WBUF4 wa4
+#define W1(i) wa[i]
+#define W4(i) wa4[i]
 #define DQ32 dq32_a
 #define WEL wel_a
 #include "dequant.glsl"

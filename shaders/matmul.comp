@@ -43,17 +43,17 @@ layout(push_constant) uniform P {
 // nothing at run time (on CPU devices a run-time branch runs both sides).
 layout(constant_id = 0) const uint FLAGS = 0u;
 
-#define WBUF wa
-#define WBUF4 wa4
+#define W1(i) wa[i]
+#define W4(i) wa4[i]
 #define DQ32 dq32_a
 #define WEL wel_a
 #include "dequant.glsl"
-#undef WBUF
-#undef WBUF4
+#undef W1
+#undef W4
 #undef DQ32
 #undef WEL
-#define WBUF wb
-#define WBUF4 wb4
+#define W1(i) wb[i]
+#define W4(i) wb4[i]
 #define DQ32 dq32_b
 #define WEL wel_b
 #include "dequant.glsl"

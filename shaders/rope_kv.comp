@@ -34,8 +34,12 @@ layout(push_constant) uniform P {
     float eps;
 } p;
 
-const uint PER = HK_MAX_HEAD_DIM / HK_WG; // elements per invocation
-shared float head[HK_MAX_HEAD_DIM];
+// Elements of a head per invocation, minus one: ceil(head_dim / HK_WG) - 1,
+// fixed when the pipeline is made (arrays sized for HK_MAX_HEAD_DIM cost a
+// CPU device several times the work of a small head).
+layout(constant_id = 0) const uint PER_M1 = 0u;
+const uint PER = PER_M1 + 1u;
+shared float head[HK_WG * PER];
 
 // cos and sin of t, computed here rather than with the built-ins: Vulkan
 // only promises 2^-11 absolute error for sin/cos, and large angles need an

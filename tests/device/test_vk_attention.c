@@ -16,8 +16,13 @@
  *    another order (~0.2 * u * sqrt(head_dim) relative, times |score| up to
  *    ~20 here, which exp turns into a relative error of the weight), exp is
  *    within a few ulp, and the online softmax rescales per tile of 64 keys
- *    where the CPU normalizes once. Each output is a convex combination of
- *    values, so these relative errors carry over without growth.
+ *    (attention_rows.comp, CPU devices: per block of 8 keys in each of 8
+ *    lanes' groups, merged at the end) where the CPU normalizes once. Each
+ *    output is a convex combination of values, so these relative errors
+ *    carry over without growth.
+ * Cases with `posbuf` record the op with pos0 - posbuf and let the device
+ * add posbuf from a buffer at run time (HK_F_POSBUF, what the executor's
+ * prerecorded decode step does): the result must be the same. 
  * Exits 77 (skipped) without a Vulkan device. */
 #include <math.h>
 #include <stdio.h>
@@ -36,6 +41,7 @@ typedef struct rope_case {
     bool neox, qk_norm, in_place;
     float base, pos_scale;
     uint32_t m, pos0, ctx;
+    uint32_t posbuf; /* > 0: this much of pos0 comes from a buffer */
 } rope_case;
 
 static void rope_reference(const rope_case *c, const float *qkv, const float *qn, const float *kn, float *q_ref,
@@ -75,8 +81,8 @@ static void rope_check(const rope_case *c, dev_ops *o, const dev_buf *bq, const 
     fx_download(kc, kg, (size_t)c->ctx * kd * 4);
     fx_download(vc, vg, (size_t)c->ctx * vd * 4);
     char what[128];
-    snprintf(what, sizeof what, "rope_kv %ux%u/%u rope %u%s pos %u+%u [%s]", s->n_head, s->head_dim, s->n_head_kv,
-             c->rope_dim, c->neox ? " neox" : "", c->pos0, c->m, dev_ops_describe(o));
+    snprintf(what, sizeof what, "rope_kv %ux%u/%u rope %u%s pos %u+%u%s [%s]", s->n_head, s->head_dim, s->n_head_kv,
+             c->rope_dim, c->neox ? " neox" : "", c->pos0, c->m, c->posbuf ? " (buffer)" : "", dev_ops_describe(o));
     fx_check(what, qg, q_ref, c->m * qd, TOL_ROPE);
     fx_check(what, kg + (size_t)c->pos0 * kd, k_ref, c->m * kd, TOL_ROPE);
     fx_check(what, vg + (size_t)c->pos0 * vd, v_ref, c->m * vd, 0.0);
@@ -109,9 +115,14 @@ static void rope_case_run(const rope_case *c)
             .q_out = &bq, .q_stride = (uint32_t)(c->in_place ? stride : qd), .k_cache = &kc, .v_cache = &vc,
             .q_norm = c->qk_norm ? &bqn : NULL, .k_norm = c->qk_norm ? &bkn : NULL, .eps = 1e-6f, .freq = &bf,
         };
+        dev_buf bpos;
+        if (c->posbuf) {
+            bpos = fx_upload(&c->posbuf, sizeof c->posbuf);
+            a.pos = &bpos;
+        }
         dev_op op;
         fx_ok(dev_prepare_rope_kv(fx.ops[v], &a, &op));
-        fx_run(&op, c->m, c->pos0);
+        fx_run(&op, c->m, c->pos0 - c->posbuf);
         rope_check(c, fx.ops[v], &bq, &kc, &vc, q_ref, k_ref, v_ref);
     }
     free(qkv);
@@ -129,11 +140,13 @@ static void test_rope_kv(void **state)
     fx_need_device();
     const dev_attn_shape gemma = {4, 1, 256, 256}, stories = {8, 4, 8, 8};
     rope_case cases[] = {
-        {gemma, 256, true, true, false, 1e6f, 1.0f, 3, 5, 16},
-        {gemma, 256, true, true, true, 10000.0f, 1.0f, 2, 8000, 8002},  /* large angles, in place */
-        {gemma, 128, true, false, false, 10000.0f, 8.0f, 2, 300, 302},  /* partial rope, linear scaling */
-        {stories, 8, false, false, false, 10000.0f, 1.0f, 5, 0, 8},
-        {stories, 8, false, false, true, 10000.0f, 1.0f, 1, 250, 256},
+        {gemma, 256, true, true, false, 1e6f, 1.0f, 3, 5, 16, 0},
+        {gemma, 256, true, true, true, 10000.0f, 1.0f, 2, 8000, 8002, 0},  /* large angles, in place */
+        {gemma, 128, true, false, false, 10000.0f, 8.0f, 2, 300, 302, 0},  /* partial rope, linear scaling */
+        {stories, 8, false, false, false, 10000.0f, 1.0f, 5, 0, 8, 0},
+        {stories, 8, false, false, true, 10000.0f, 1.0f, 1, 250, 256, 0},
+        {gemma, 256, true, true, true, 1e6f, 1.0f, 1, 77, 128, 77},     /* decode, position from a buffer */
+        {stories, 8, false, false, true, 10000.0f, 1.0f, 3, 40, 64, 30},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         rope_case_run(&cases[i]);
@@ -144,6 +157,7 @@ static void test_rope_kv(void **state)
 typedef struct attn_case {
     dev_attn_shape s;
     uint32_t m, pos0, window, ctx;
+    uint32_t posbuf; /* > 0: this much of pos0 comes from a buffer */
 } attn_case;
 
 static void attn_reference(const attn_case *c, const float *q, const float *kc, const float *vc, float scale,
@@ -179,13 +193,18 @@ static void attn_case_run(const attn_case *c)
             .s = *s, .window = c->window, .scale = scale, .q = &bq, .q_stride = (uint32_t)qd, .k_cache = &bk,
             .v_cache = &bv, .out = &bo, .o_stride = (uint32_t)od,
         };
+        dev_buf bpos;
+        if (c->posbuf) {
+            bpos = fx_upload(&c->posbuf, sizeof c->posbuf);
+            a.pos = &bpos;
+        }
         dev_op op;
         fx_ok(dev_prepare_attention(fx.ops[v], &a, &op));
-        fx_run(&op, c->m, c->pos0);
+        fx_run(&op, c->m, c->pos0 - c->posbuf);
         fx_download(&bo, got, c->m * od * 4);
         char what[128];
-        snprintf(what, sizeof what, "attention %ux%u/%u pos %u+%u window %u [%s]", s->n_head, s->head_dim,
-                 s->n_head_kv, c->pos0, c->m, c->window, dev_ops_describe(fx.ops[v]));
+        snprintf(what, sizeof what, "attention %ux%u/%u pos %u+%u%s window %u [%s]", s->n_head, s->head_dim,
+                 s->n_head_kv, c->pos0, c->m, c->posbuf ? " (buffer)" : "", c->window, dev_ops_describe(fx.ops[v]));
         fx_check(what, got, ref, c->m * od, TOL_ATTN);
     }
     free(q);
@@ -201,14 +220,19 @@ static void test_attention(void **state)
     fx_need_device();
     const dev_attn_shape gemma = {4, 1, 256, 256}, stories = {8, 4, 8, 8};
     attn_case cases[] = {
-        {gemma, 1, 0, 0, 8},      /* first token: one key */
-        {gemma, 1, 200, 0, 256},  /* decode over 4 tiles of keys */
-        {gemma, 9, 0, 0, 16},     /* prefill from 0 */
-        {gemma, 9, 100, 32, 128}, /* prefill inside a sliding window */
-        {gemma, 1, 250, 64, 256}, /* decode with the window's lower bound */
-        {stories, 1, 37, 0, 64},
-        {stories, 17, 0, 0, 32},
-        {stories, 5, 60, 0, 70},
+        {gemma, 1, 0, 0, 8, 0},      /* first token: one key */
+        {gemma, 1, 200, 0, 256, 0},  /* decode over 4 tiles of keys */
+        {gemma, 9, 0, 0, 16, 0},     /* prefill from 0 */
+        {gemma, 9, 100, 32, 128, 0}, /* prefill inside a sliding window */
+        {gemma, 1, 250, 64, 256, 0}, /* decode with the window's lower bound */
+        {stories, 1, 37, 0, 64, 0},
+        {stories, 17, 0, 0, 32, 0},
+        {stories, 5, 60, 0, 70, 0},
+        {gemma, 1, 200, 0, 256, 200},  /* decode, position from a buffer */
+        {gemma, 1, 250, 64, 256, 249}, /* the same inside a window */
+        {stories, 4, 33, 0, 64, 20},
+        {{8, 2, 64, 64}, 3, 90, 0, 128, 0}, /* GQA 4:1, head 64 */
+        {{2, 2, 160, 160}, 2, 300, 100, 320, 0}, /* head 160: not a multiple of 32 */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         attn_case_run(&cases[i]);
