@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "cli_auto.h"
 
 #define DEFAULT_MODEL_REL ".cache/hinge/models/gemma-3-270m-q4_k_m.gguf"
 
@@ -74,7 +75,10 @@ static const char *default_model(void)
 }
 
 enum { OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_SEED, OPT_JSON, OPT_THREADS, OPT_CTX, OPT_IGNORE_EOS,
-       OPT_BACKEND, OPT_CUT, OPT_EDGE, OPT_WIRE, OPT_CACERT };
+       OPT_BACKEND, OPT_CUT, OPT_EDGE, OPT_WIRE, OPT_CACERT,
+       /* hinge profile / hinge partition (parse_part_opt) */
+       OPT_PART_FIRST, OPT_ROLE = OPT_PART_FIRST, OPT_NAME, OPT_DEVICE, OPT_CHANNEL, OPT_EDGE_PROFILE, OPT_EDGE_LOAD,
+       OPT_PROMPT_LEN, OPT_MIN_CUT, OPT_MEM_CAP, OPT_ENERGY_WEIGHT, OPT_CODECS, OPT_CONNECTED, OPT_COLD_START, OPT_PART_LAST };
 
 static const struct option long_opts[] = {
     {"model", required_argument, NULL, 'm'},
@@ -95,6 +99,21 @@ static const struct option long_opts[] = {
     {"edge", required_argument, NULL, OPT_EDGE},
     {"wire", required_argument, NULL, OPT_WIRE},
     {"cacert", required_argument, NULL, OPT_CACERT},
+    {"output", required_argument, NULL, 'o'},
+    {"role", required_argument, NULL, OPT_ROLE},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"device", required_argument, NULL, OPT_DEVICE},
+    {"channel", required_argument, NULL, OPT_CHANNEL},
+    {"edge-profile", required_argument, NULL, OPT_EDGE_PROFILE},
+    {"edge-load", required_argument, NULL, OPT_EDGE_LOAD},
+    {"prompt-len", required_argument, NULL, OPT_PROMPT_LEN},
+    {"new-tokens", required_argument, NULL, 'n'},
+    {"min-cut", required_argument, NULL, OPT_MIN_CUT},
+    {"mem-cap", required_argument, NULL, OPT_MEM_CAP},
+    {"energy-weight", required_argument, NULL, OPT_ENERGY_WEIGHT},
+    {"codecs", required_argument, NULL, OPT_CODECS},
+    {"connected", no_argument, NULL, OPT_CONNECTED},
+    {"cold-start", no_argument, NULL, OPT_COLD_START},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {0, 0, 0, 0},
@@ -105,10 +124,50 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: hinge generate   [--model PATH] --prompt TEXT [-n N] [--temp T] [--top-k K]\n"
             "                        [--top-p P] [--seed S] [--threads N] [--ctx N] [--ignore-eos] [--json]\n"
-            "                        [--backend cpu|vulkan] [--layers K] [--edge URL --cut K --wire f32|f16|q8\n"
+            "                        [--backend cpu|vulkan] [--layers K] [--edge URL --cut K|auto --wire f32|f16|q8\n"
             "                        [--cacert FILE]]\n"
             "       hinge perplexity [--model PATH] --file TEXT [--ctx N] [--threads N] [--json]\n"
+            "       hinge profile    [--model PATH] [--backend cpu|vulkan] [--threads N] [--ctx N]\n"
+            "                        [--role device|edge] [--name NAME] [--edge URL [--cacert FILE]] -o FILE\n"
+            "       hinge partition  [--model PATH] --device FILE [--channel FILE --edge FILE]\n"
+            "                        [--prompt-len P] [--new-tokens N] [--min-cut K] [--mem-cap BYTES]\n"
+            "                        [--energy-weight W] [--codecs f32,f16,q8] [--edge-load FILE] [--connected]\n"
+            "                        [--cold-start] [--json]\n"
             "The model defaults to $HINGE_MODEL, else ~/" DEFAULT_MODEL_REL ".\n");
+}
+
+static int parse_f64(const char *s, const char *what, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "hinge: %s: '%s' is not a number in [%g, %g]\n", what, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* The options of hinge profile and hinge partition. */
+static int parse_part_opt(int c, const char *arg, opts *o)
+{
+    switch (c) {
+    case OPT_ROLE: o->role = arg; return 0;
+    case OPT_NAME: o->name = arg; return 0;
+    case OPT_DEVICE: o->device_profile = arg; return 0;
+    case OPT_CHANNEL: o->channel = arg; return 0;
+    case OPT_EDGE_PROFILE: o->edge_profile = arg; return 0;
+    case OPT_EDGE_LOAD: o->edge_load = arg; return 0;
+    case OPT_CODECS: o->codecs = arg; return 0;
+    case OPT_CONNECTED: o->connected = 1; return 0;
+    case OPT_COLD_START: o->cold_start = 1; return 0;
+    case OPT_PROMPT_LEN: return parse_u32(arg, "--prompt-len", 1u << 20, &o->prompt_len);
+    case OPT_MIN_CUT: return parse_u32(arg, "--min-cut", 4096, &o->min_cut);
+    case OPT_MEM_CAP: return parse_u64(arg, "--mem-cap", &o->mem_cap);
+    case OPT_ENERGY_WEIGHT: return parse_f64(arg, "--energy-weight", 0.0, 1e6, &o->energy_weight);
+    }
+    return -1;
 }
 
 static int parse_opts(int argc, char **argv, opts *o)
@@ -116,7 +175,7 @@ static int parse_opts(int argc, char **argv, opts *o)
     *o = (opts){.n_new = 64, .cut = -1, .sp = {.temp = 0.8f, .top_k = 40, .top_p = 0.95f, .seed = 0}};
     int c;
     int rc = 0;
-    while (rc == 0 && (c = getopt_long(argc, argv, "m:p:f:n:vh", long_opts, NULL)) != -1) {
+    while (rc == 0 && (c = getopt_long(argc, argv, "m:p:f:n:o:vh", long_opts, NULL)) != -1) {
         switch (c) {
         case 'm': o->model = optarg; break;
         case 'p': o->prompt = optarg; break;
@@ -144,7 +203,11 @@ static int parse_opts(int argc, char **argv, opts *o)
             }
             break;
         case OPT_CUT: {
-            uint32_t k;
+            uint32_t k = 0;
+            if (strcmp(optarg, "auto") == 0) {
+                o->cut = CUT_AUTO;
+                break;
+            }
             rc = parse_u32(optarg, "--cut/--layers", 4096, &k);
             o->cut = k;
             break;
@@ -154,7 +217,8 @@ static int parse_opts(int argc, char **argv, opts *o)
         case OPT_CACERT: o->cacert = optarg; break;
         case 'v': o->verbose = 1; break;
         case 'h': usage(stdout); exit(0);
-        default: rc = -1;
+        case 'o': o->output = optarg; break;
+        default: rc = c >= OPT_PART_FIRST && c < OPT_PART_LAST ? parse_part_opt(c, optarg, o) : -1;
         }
     }
     if (rc == 0 && optind < argc) {
@@ -224,6 +288,10 @@ int main(int argc, char **argv)
         return cmd_generate(&o);
     if (strcmp(cmd, "perplexity") == 0)
         return cmd_perplexity(&o);
+    if (strcmp(cmd, "profile") == 0)
+        return cmd_profile(&o);
+    if (strcmp(cmd, "partition") == 0)
+        return cmd_partition(&o);
     if (strcmp(cmd, "bench-device") == 0)
         return cmd_bench_device(&o);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {

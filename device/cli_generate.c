@@ -6,6 +6,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "cli_auto.h"
 #include "gen.h"
 
 typedef struct gen_stats {
@@ -42,7 +43,7 @@ static void add_timing(gen_timing *acc, const gen_timing *t)
 }
 
 /* Prefill tokens[0..n_prompt), then up to o->n_new tokens. */
-static int run(const engine *e, const opts *o, gen *g, int32_t *tokens, gen_stats *st)
+static int run(const engine *e, const opts *o, gen *g, cut_auto *ca, int32_t *tokens, gen_stats *st)
 {
     size_t n = st->n_prompt;
     int32_t next = 0;
@@ -50,6 +51,7 @@ static int run(const engine *e, const opts *o, gen *g, int32_t *tokens, gen_stat
     double t0 = now_s();
     hinge_status s = gen_step(g, tokens, n, 0, &next, &st->first);
     add_timing(&st->sum, &st->first);
+    cut_auto_observe(ca, &st->first);
     st->prefill_s = now_s() - t0;
     t0 = now_s();
     int32_t prev = tokens[n - 1];
@@ -65,6 +67,7 @@ static int run(const engine *e, const opts *o, gen *g, int32_t *tokens, gen_stat
             break;
         s = gen_step(g, &tokens[n + i], 1, (uint32_t)(n + i), &next, &t);
         add_timing(&st->sum, &t);
+        cut_auto_observe(ca, &t);
     }
     st->decode_s = now_s() - t0;
     if (s != HINGE_OK) {
@@ -74,7 +77,7 @@ static int run(const engine *e, const opts *o, gen *g, int32_t *tokens, gen_stat
     return 0;
 }
 
-static void print_json(const engine *e, const opts *o, gen *g, const gen_stats *st, uint32_t cut)
+static void print_json(const engine *e, const opts *o, gen *g, const gen_stats *st, const gen_config *gc)
 {
     double steps = st->n_gen > 1 ? (double)(st->n_gen - 1) : 0.0;
     tx_client_stats cs;
@@ -89,9 +92,9 @@ static void print_json(const engine *e, const opts *o, gen *g, const gen_stats *
                           "decode_tokens_per_s", st->decode_s > 0 ? steps / st->decode_s : 0.0,
                           "threads", (json_int_t)tp_threads(e->tp),
                           "backend", o->backend ? "vulkan" : "cpu",
-                          "cut", (json_int_t)cut,
-                          "edge", o->edge,
-                          "wire", o->edge ? (o->wire ? o->wire : "f32") : NULL);
+                          "cut", (json_int_t)gc->cut,
+                          "edge", gc->edge_url,
+                          "wire", gc->edge_url ? tx_codec_name(gc->codec) : NULL);
     if (!j) { /* the text was not UTF-8 */
         j = json_pack("{s:s, s:i, s:i, s:s}", "model", e->m->name, "prompt_tokens", (json_int_t)st->n_prompt,
                       "generated_tokens", (json_int_t)st->n_gen, "error", "generated text is not valid UTF-8");
@@ -126,7 +129,7 @@ static int make_config(const engine *e, const opts *o, uint32_t ctx, gen_config 
     uint32_t n_layer = e->m->hp.n_layer;
     *gc = (gen_config){.m = e->m, .tp = e->tp, .backend = (gen_backend)o->backend, .edge_url = o->edge,
                        .cacert = o->cacert, .sp = o->sp, .ctx = ctx, .codec = TX_CODEC_F32};
-    if (o->edge && o->cut < 0) {
+    if (o->edge && o->cut == -1) {
         fprintf(stderr, "hinge: --edge needs --cut K (0..%u)\n", n_layer);
         return -1;
     }
@@ -134,7 +137,7 @@ static int make_config(const engine *e, const opts *o, uint32_t ctx, gen_config 
         fprintf(stderr, "hinge: --cut/--layers %lld is more than the model's %u layers\n", (long long)o->cut, n_layer);
         return -1;
     }
-    gc->cut = o->cut >= 0 ? (uint32_t)o->cut : n_layer;
+    gc->cut = o->cut >= 0 ? (uint32_t)o->cut : n_layer; /* CUT_AUTO: decided later */
     if (o->wire && tx_codec_parse(o->wire, &gc->codec) != HINGE_OK) {
         fprintf(stderr, "hinge: --wire: '%s' is not f32, f16 or q8\n", o->wire);
         return -1;
@@ -150,6 +153,7 @@ int cmd_generate(const opts *o)
     }
     engine e;
     gen *g = NULL;
+    cut_auto *ca = NULL;
     int rc = 1;
     size_t plen = strlen(o->prompt), cap = plen + 2 + o->n_new;
     int32_t *tokens = malloc(cap * sizeof *tokens);
@@ -173,20 +177,23 @@ int cmd_generate(const opts *o)
     char err[HINGE_ERRMSG_MAX] = "";
     if (make_config(&e, o, ctx, &gc) != 0)
         goto done;
+    if (o->cut == CUT_AUTO && cut_auto_decide(&e, o, (uint32_t)st.n_prompt, &gc, &ca) != 0)
+        goto done;
     if ((s = gen_create(&gc, &g, err, sizeof err)) != HINGE_OK) {
         fprintf(stderr, "hinge: %s (%s)\n", err, hinge_strerror(s));
         goto done;
     }
-    if (run(&e, o, g, tokens, &st) != 0)
+    if (run(&e, o, g, ca, tokens, &st) != 0)
         goto done;
     if (o->json)
-        print_json(&e, o, g, &st, gc.cut);
+        print_json(&e, o, g, &st, &gc);
     else if (o->verbose)
         fprintf(stderr, "\nhinge: %zu prompt tokens, %zu generated; prefill %.1f tok/s, decode %.1f tok/s\n",
                 st.n_prompt, st.n_gen, st.prefill_s > 0 ? (double)st.n_prompt / st.prefill_s : 0.0,
                 st.decode_s > 0 && st.n_gen > 1 ? (double)(st.n_gen - 1) / st.decode_s : 0.0);
     rc = 0;
 done:
+    cut_auto_finish(ca);
     gen_destroy(g);
     free(st.text);
     free(tokens);

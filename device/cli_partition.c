@@ -4,7 +4,7 @@
  *   hinge partition --model M --device D.json [--channel C.json --edge E.json]
  *                   [--prompt-len P] [--new-tokens N] [--min-cut K] [--mem-cap BYTES]
  *                   [--energy-weight W] [--codecs f32,f16,q8] [--edge-load PROFILE.json]
- *                   [--connected] [--json]
+ *                   [--connected] [--cold-start] [--json]
  *
  * Without a channel and an edge profile no edge is reachable and the
  * answer is k = N. --edge takes the edge's profile file here (not a URL);
@@ -99,7 +99,8 @@ static int load_inputs(part_cli *c, const opts *o)
 static int set_request(part_cli *c, const opts *o)
 {
     c->in.req = (part_request){.prompt_len = o->prompt_len ? o->prompt_len : 128, .new_tokens = o->n_new,
-                               .connected = o->connected != 0};
+                               .connected = o->connected != 0,
+                               .cold_start = o->cold_start != 0};
     c->in.pol = (part_policy){.min_cut = o->min_cut, .mem_cap_bytes = (double)o->mem_cap,
                               .energy_weight = o->energy_weight};
     if (o->codecs) {

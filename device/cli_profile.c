@@ -19,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "partition.h"
@@ -27,7 +29,11 @@
 #include "vk_context.h"
 #include "vk_exec.h"
 
-enum { PASS = 64, REPS = 7, N_DEC = 4, HTTP_STEPS = 24, DEFAULT_CTX = 1024 };
+enum { PASS = 64, REPS = 7, N_DEC = 4, HTTP_STEPS = 24, DEFAULT_CTX = 1024, MAX_CTX = 4096, MAX_PASSES = 1024 };
+
+/* Prefill pass sizes, cycled: several sizes separate the cost of a pass
+ * (decoding the weights once) from the cost per position. */
+static const uint32_t PASS_SIZES[] = {64, 8, 48, 16, 32, 64, 24, 56, 4, 40};
 
 /* What this machine cannot measure (no power counters in a VM). */
 #define POWER_SOURCE \
@@ -40,6 +46,8 @@ typedef struct prof {
     const opts *o;
     uint32_t ctx, d;
     uint32_t dec_pos[N_DEC];
+    uint32_t n_pass;  /* prefill passes covering [0, ctx) */
+    uint32_t pass_pos[MAX_PASSES], pass_n[MAX_PASSES];
     int32_t *tok;     /* ctx synthetic token ids */
     float *h;         /* (ctx, d) */
     float *row;       /* d */
@@ -65,66 +73,119 @@ static double median(double *v, size_t n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* Least squares y = a * x1 + b * x2 with b >= 0 (attention cannot make a
- * step faster: a negative slope is noise, refitted as b = 0). */
-static void fit2(const double *x1, const double *x2, const double *y, size_t n, double *a, double *b)
+/* Solves the k x k system a c = b (Gaussian elimination, partial
+ * pivoting); false when singular. */
+static bool solve(double a[3][3], double b[3], int k, double *c)
 {
-    double s11 = 0, s12 = 0, s22 = 0, s1y = 0, s2y = 0;
-    for (size_t i = 0; i < n; i++) {
-        s11 += x1[i] * x1[i];
-        s12 += x1[i] * x2[i];
-        s22 += x2[i] * x2[i];
-        s1y += x1[i] * y[i];
-        s2y += x2[i] * y[i];
+    for (int i = 0; i < k; i++) {
+        int piv = i;
+        for (int r = i + 1; r < k; r++)
+            if (fabs(a[r][i]) > fabs(a[piv][i]))
+                piv = r;
+        if (fabs(a[piv][i]) < 1e-300)
+            return false;
+        for (int j = 0; j < 3; j++) {
+            double t = a[i][j];
+            a[i][j] = a[piv][j];
+            a[piv][j] = t;
+        }
+        double t = b[i];
+        b[i] = b[piv];
+        b[piv] = t;
+        for (int r = i + 1; r < k; r++) {
+            double f = a[r][i] / a[i][i];
+            for (int j = i; j < k; j++)
+                a[r][j] -= f * a[i][j];
+            b[r] -= f * b[i];
+        }
     }
-    double det = s11 * s22 - s12 * s12;
-    *b = det > 1e-12 * s11 * s22 ? (s11 * s2y - s12 * s1y) / det : 0.0;
-    if (*b < 0)
-        *b = 0;
-    *a = s11 > 0 ? (s1y - *b * s12) / s11 : 0.0;
-    if (*a < 0)
-        *a = 0;
+    for (int i = k - 1; i >= 0; i--) {
+        double v = b[i];
+        for (int j = i + 1; j < k; j++)
+            v -= a[i][j] * c[j];
+        c[i] = v / a[i][i];
+    }
+    return true;
 }
 
-/* Fits one layer from per-pass prefill times (us) and decode times (us). */
+/* Least squares y = sum_j coef[j] * x[i][j] over rows i, with every coef
+ * >= 0 (no cost can be negative: a negative coefficient is noise, dropped
+ * and the rest refitted). x is (rows, 3); only the first k columns count. */
+static void fit_nonneg(const double (*x)[3], const double *y, size_t rows, int k, double *coef)
+{
+    bool on[3] = {k > 0, k > 1, k > 2};
+    for (int round = 0; round < 3; round++) {
+        int idx[3], m = 0;
+        for (int j = 0; j < k; j++)
+            if (on[j])
+                idx[m++] = j;
+        double a[3][3] = {{0}}, b[3] = {0}, c[3] = {0};
+        for (size_t i = 0; i < rows; i++)
+            for (int r = 0; r < m; r++) {
+                b[r] += x[i][idx[r]] * y[i];
+                for (int q = 0; q < m; q++)
+                    a[r][q] += x[i][idx[r]] * x[i][idx[q]];
+            }
+        bool ok = m > 0 && solve(a, b, m, c);
+        bool neg = false;
+        for (int j = 0; j < k; j++)
+            coef[j] = 0;
+        for (int r = 0; ok && r < m; r++) {
+            coef[idx[r]] = c[r];
+            if (c[r] < 0) {
+                on[idx[r]] = false;
+                neg = true;
+            }
+        }
+        if (!neg)
+            break;
+    }
+    for (int j = 0; j < k; j++)
+        coef[j] = coef[j] > 0 ? coef[j] : 0;
+}
+
+/* Fits one layer: prefill pass j (p->pass_pos/n) took pass_us[j]; a decode
+ * step at p->dec_pos[i] dec_us[i]. Prefill: us = per_pass + per_pos * n +
+ * per_attended * attended; decode: us = decode + per_attended * attended. */
 static void fit_layer(const prof *p, uint32_t il, const double *pass_us, const double *dec_us, part_layer_cost *out)
 {
     uint32_t win = model_layer_is_swa(&p->en->m->hp, il) ? p->en->m->hp.swa_window : 0;
-    double x1[4096 / PASS], x2[4096 / PASS];
-    size_t np = 0;
-    for (uint32_t pos = 0; pos < p->ctx; pos += PASS, np++) {
-        uint32_t n = p->ctx - pos < PASS ? p->ctx - pos : PASS;
-        x1[np] = n;
-        x2[np] = part_attended_sum(win, pos, n);
+    double (*x)[3] = calloc(p->n_pass, sizeof *x);
+    if (!x)
+        return;
+    for (uint32_t j = 0; j < p->n_pass; j++) {
+        x[j][0] = 1.0;
+        x[j][1] = p->pass_n[j];
+        x[j][2] = part_attended_sum(win, p->pass_pos[j], p->pass_n[j]);
     }
-    fit2(x1, x2, pass_us, np, &out->prefill_us_per_pos, &out->prefill_us_per_attended);
-    double one[N_DEC], att[N_DEC];
+    double c[3];
+    fit_nonneg((const double (*)[3])x, pass_us, p->n_pass, 3, c);
+    out->prefill_us_per_pass = c[0];
+    out->prefill_us_per_pos = c[1];
+    out->prefill_us_per_attended = c[2];
+    double xd[N_DEC][3];
     for (int i = 0; i < N_DEC; i++) {
-        one[i] = 1.0;
-        att[i] = part_attended_sum(win, p->dec_pos[i], 1);
+        xd[i][0] = 1.0;
+        xd[i][1] = part_attended_sum(win, p->dec_pos[i], 1);
     }
-    fit2(one, att, dec_us, N_DEC, &out->decode_us, &out->decode_us_per_attended);
+    fit_nonneg((const double (*)[3])xd, dec_us, N_DEC, 2, c);
+    out->decode_us = c[0];
+    out->decode_us_per_attended = c[1];
+    free(x);
 }
 
 /* ---- CPU engine ---- */
 
-static int cpu_layer(prof *p, uint32_t il, part_layer_cost *out)
+/* Times the prefill passes (pass_us[j]) and the decode steps (dec_us[i],
+ * median of REPS) of f's layers; hidden rows come from p->h. */
+static void time_stage(prof *p, fwd_ctx *f, double *pass_us, double *dec_us)
 {
-    fwd_config fc = {.layer_begin = il, .layer_end = il + 1, .ctx = p->ctx, .max_batch = PASS};
-    fwd_ctx *f = NULL;
-    hinge_status s = fwd_create(p->en->m, p->en->tp, &fc, &f, p->err, sizeof p->err);
-    if (s != HINGE_OK)
-        return fail("layer context", s, p->err);
-    double pass_us[4096 / PASS], dec_us[N_DEC], reps[REPS];
+    double reps[REPS];
     fwd_embed(f, p->tok, p->ctx, p->h);
-    fwd_layers(f, 0, PASS < p->ctx ? PASS : p->ctx, p->h); /* warm-up; the pass below rewinds */
-    fwd_embed(f, p->tok, p->ctx, p->h);
-    size_t np = 0;
-    for (uint32_t pos = 0; pos < p->ctx; pos += PASS, np++) {
-        uint32_t n = p->ctx - pos < PASS ? p->ctx - pos : PASS;
+    for (uint32_t j = 0; j < p->n_pass; j++) {
         double t0 = now_s();
-        fwd_layers(f, pos, n, p->h + (size_t)pos * p->d);
-        pass_us[np] = (now_s() - t0) * 1e6;
+        fwd_layers(f, p->pass_pos[j], p->pass_n[j], p->h + (size_t)p->pass_pos[j] * p->d);
+        pass_us[j] = (now_s() - t0) * 1e6;
     }
     for (int i = 0; i < N_DEC; i++) {
         for (int r = 0; r < REPS; r++) {
@@ -135,9 +196,76 @@ static int cpu_layer(prof *p, uint32_t il, part_layer_cost *out)
         }
         dec_us[i] = median(reps, REPS);
     }
+}
+
+/* Layers [a, b) of the CPU engine: pass and decode times; with touch, the
+ * first pass's page-fault cost (the pages were dropped) into *touch_us. */
+static int cpu_range(prof *p, uint32_t a, uint32_t b, double *pass_us, double *dec_us, double *touch_us)
+{
+    fwd_config fc = {.layer_begin = a, .layer_end = b, .ctx = p->ctx, .max_batch = PASS};
+    fwd_ctx *f = NULL;
+    hinge_status s = fwd_create(p->en->m, p->en->tp, &fc, &f, p->err, sizeof p->err);
+    if (s != HINGE_OK)
+        return fail("layer context", s, p->err);
+    uint32_t n0 = PASS < p->ctx ? PASS : p->ctx;
+    double t[2];
+    fwd_embed(f, p->tok, p->ctx, p->h);
+    for (int r = 0; r < 2; r++) { /* cold, then warm: the passes below rewind */
+        double t0 = now_s();
+        fwd_layers(f, 0, n0, p->h);
+        t[r] = (now_s() - t0) * 1e6;
+    }
+    if (touch_us)
+        *touch_us = t[0] > t[1] ? t[0] - t[1] : 0;
+    time_stage(p, f, pass_us, dec_us);
     fwd_destroy(f);
-    fit_layer(p, il, pass_us, dec_us, out);
     return 0;
+}
+
+/* Scales each column (pass or decode context) of the per-layer times
+ * (n_layer rows of cols) so that the layers add up to the whole stack's
+ * time: a layer timed alone keeps its 10-20 MB of weights in the last
+ * level cache, which a real step, streaming every layer, does not. */
+static void scale_to_stack(double *per_layer, const double *stack, uint32_t n_layer, size_t cols)
+{
+    for (size_t j = 0; j < cols; j++) {
+        double sum = 0;
+        for (uint32_t l = 0; l < n_layer; l++)
+            sum += per_layer[(size_t)l * cols + j];
+        double k = sum > 0 ? stack[j] / sum : 1.0;
+        for (uint32_t l = 0; l < n_layer; l++)
+            per_layer[(size_t)l * cols + j] *= k;
+    }
+}
+
+static int cpu_layers(prof *p)
+{
+    uint32_t N = p->en->m->hp.n_layer;
+    size_t np = p->n_pass;
+    double *pass = calloc((size_t)(N + 1) * np, sizeof *pass), *dec = calloc((size_t)(N + 1) * N_DEC, sizeof *dec);
+    int rc = pass && dec ? 0 : fail("profile", HINGE_ERR_NOMEM, "out of memory");
+    for (uint32_t il = 0; rc == 0 && il < N; il++)
+        rc = cpu_range(p, il, il + 1, pass + il * np, dec + il * N_DEC, &p->pc.meas.layer[il].first_touch_us);
+    if (rc == 0) /* row N: the whole stack */
+        rc = cpu_range(p, 0, N, pass + (size_t)N * np, dec + (size_t)N * N_DEC, NULL);
+    if (rc == 0) {
+        double sp = 0, sd = 0, lp = 0, ld = 0;
+        for (uint32_t l = 0; l < N; l++) {
+            lp += pass[(size_t)l * np];
+            ld += dec[(size_t)l * N_DEC];
+        }
+        sp = pass[(size_t)N * np];
+        sd = dec[(size_t)N * N_DEC];
+        fprintf(stderr, "hinge profile: whole stack / layers alone: prefill x%.2f, decode x%.2f\n", lp > 0 ? sp / lp : 0,
+                ld > 0 ? sd / ld : 0);
+        scale_to_stack(pass, pass + (size_t)N * np, N, np);
+        scale_to_stack(dec, dec + (size_t)N * N_DEC, N, N_DEC);
+        for (uint32_t l = 0; l < N; l++)
+            fit_layer(p, l, pass + l * np, dec + l * N_DEC, &p->pc.meas.layer[l]);
+    }
+    free(pass);
+    free(dec);
+    return rc;
 }
 
 /* Embedding (per position) on the CPU engine. */
@@ -172,16 +300,21 @@ static int cpu_head(prof *p)
     hinge_status s = fwd_create(m, p->en->tp, &fc, &f, p->err, sizeof p->err);
     if (s == HINGE_OK && (!logits || sampler_create(&sp, m->hp.n_vocab, &smp) != HINGE_OK))
         s = hinge_fail(p->err, sizeof p->err, HINGE_ERR_NOMEM, "out of memory for logits");
-    double reps[REPS];
-    for (int r = 0; s == HINGE_OK && r < REPS; r++) {
+    double reps[REPS], cold = 0;
+    for (int r = -1; s == HINGE_OK && r < REPS; r++) { /* r = -1: the first, cold */
         double t0 = now_s();
         fwd_head(f, p->h, 1, logits);
         volatile int32_t t = sampler_sample(smp, logits);
         (void)t;
-        reps[r] = (now_s() - t0) * 1e6;
+        if (r < 0)
+            cold = (now_s() - t0) * 1e6;
+        else
+            reps[r] = (now_s() - t0) * 1e6;
     }
-    if (s == HINGE_OK)
+    if (s == HINGE_OK) {
         p->pc.meas.head_us = median(reps, REPS);
+        p->pc.meas.head_first_touch_us = cold > p->pc.meas.head_us ? cold - p->pc.meas.head_us : 0;
+    }
     sampler_destroy(smp);
     fwd_destroy(f);
     free(logits);
@@ -264,14 +397,13 @@ static int vk_decode(prof *p, vk_run *v, int i, double *dec_us /* (n_layer, N_DE
     return 0;
 }
 
-/* Prefill passes of PASS positions: per-layer GPU times (us) and each
- * pass's wall time; scaled to wall once the fixed cost is known. */
+/* The prefill passes: per-layer GPU times (us) and each pass's wall time;
+ * scaled to wall once the fixed cost is known. */
 static int vk_prefill(prof *p, vk_run *v, double *pass_us /* (n_layer, passes) */, double *wall_us, size_t passes)
 {
     uint32_t N = p->en->m->hp.n_layer;
-    size_t np = 0;
-    for (uint32_t pos = 0; pos < p->ctx; pos += PASS, np++) {
-        uint32_t n = p->ctx - pos < PASS ? p->ctx - pos : PASS;
+    for (uint32_t np = 0; np < p->n_pass; np++) {
+        uint32_t pos = p->pass_pos[np], n = p->pass_n[np];
         vk_exec_set_profiling(v->all, false);
         double t0 = now_s();
         hinge_status s = vk_exec_run(v->all, p->tok + pos, n, pos, p->h);
@@ -306,7 +438,7 @@ static void vk_scale_passes(const prof *p, double *pass_us, const double *wall_u
 static int vk_measure(prof *p, vk_run *v)
 {
     uint32_t N = p->en->m->hp.n_layer;
-    size_t passes = (p->ctx + PASS - 1) / PASS;
+    size_t passes = p->n_pass;
     double *pass_us = calloc((size_t)N * passes, sizeof *pass_us);
     double *wall_us = calloc(passes, sizeof *wall_us);
     double *dec_us = calloc((size_t)N * N_DEC, sizeof *dec_us);
@@ -430,9 +562,9 @@ static int prof_init(prof *p, engine *e, const opts *o)
     uint32_t ctx = o->ctx ? o->ctx : DEFAULT_CTX;
     if (ctx > hp->n_ctx_train)
         ctx = hp->n_ctx_train;
-    if (ctx < 2 * PASS || ctx > 4096) {
-        fprintf(stderr, "hinge profile: --ctx %u: measure between %d and 4096 positions (and within the model's %u)\n",
-                ctx, 2 * PASS, hp->n_ctx_train);
+    if (ctx < 2 * PASS || ctx > MAX_CTX) {
+        fprintf(stderr, "hinge profile: --ctx %u: measure between %d and %d positions (and within the model's %u)\n",
+                ctx, 2 * PASS, MAX_CTX, hp->n_ctx_train);
         return -1;
     }
     *p = (prof){.en = e, .o = o, .ctx = ctx, .d = hp->n_embd, .dec_pos = {15, ctx / 4, ctx / 2, ctx - 1}};
@@ -441,6 +573,12 @@ static int prof_init(prof *p, engine *e, const opts *o)
     p->row = malloc(p->d * sizeof(float));
     if (!p->tok || !p->h || !p->row)
         return fail("profile", HINGE_ERR_NOMEM, "out of memory");
+    for (uint32_t pos = 0; pos < ctx; p->n_pass++) {
+        uint32_t n = PASS_SIZES[p->n_pass % (sizeof PASS_SIZES / sizeof PASS_SIZES[0])];
+        p->pass_pos[p->n_pass] = pos;
+        p->pass_n[p->n_pass] = ctx - pos < n ? ctx - pos : n;
+        pos += p->pass_n[p->n_pass];
+    }
     for (uint32_t i = 0; i < ctx; i++) /* synthetic ids away from the special tokens at the start */
         p->tok[i] = (int32_t)((1000u + 7919u * i) % hp->n_vocab);
     return 0;
@@ -453,15 +591,27 @@ static void prof_finish(prof *p)
     free(p->row);
 }
 
+/* Drops this process's page mappings of the model file (the page cache
+ * keeps the data): the next touch of each page faults, as in a fresh
+ * process that did not hash the file. */
+static void drop_pages(const model *m)
+{
+    long ps = sysconf(_SC_PAGESIZE);
+    uintptr_t base = (uintptr_t)gguf_file_bytes(m->file), page = ps > 0 ? (uintptr_t)ps : 4096;
+    uintptr_t lo = (base + page - 1) & ~(page - 1), hi = (base + gguf_file_size(m->file)) & ~(page - 1);
+    if (hi > lo && madvise((void *)lo, hi - lo, MADV_DONTNEED) != 0)
+        fprintf(stderr, "hinge profile: warning: madvise: %s: first-touch costs will read 0\n", strerror(errno));
+}
+
 static int measure_all(prof *p)
 {
     const model *m = p->en->m;
     int rc = 0;
+    drop_pages(m);
     if (p->o->backend == 1) {
         rc = vk_layers(p);
     } else {
-        for (uint32_t il = 0; rc == 0 && il < m->hp.n_layer; il++)
-            rc = cpu_layer(p, il, &p->pc.meas.layer[il]);
+        rc = cpu_layers(p);
         if (rc == 0)
             rc = cpu_embed(p);
     }

@@ -3,9 +3,9 @@
 # through the user's command line. stories260K, f32 wire, every cut: the
 # oracle text; one TLS handshake per generation; h2c when asked; the
 # per-request breakdown in --json; a clear error when no edge answers.
-#   test_split_cli.sh HINGE HINGE_EDGE SHARED_DIR
+#   test_split_cli.sh HINGE HINGE_EDGE SHARED_DIR SOURCE_DIR
 set -uo pipefail
-hinge=$1 edge=$2 shared=$3
+hinge=$1 edge=$2 shared=$3 src=$4
 stories="$shared/models/stories260K.gguf"
 oracle="$shared/oracles/stories260K-greedy-200.txt"
 tmp=$(mktemp -d /tmp/hinge-cli-split-XXXXXX)
@@ -53,6 +53,19 @@ assert d['generated_tokens']==50 and d['wire']=='f16' and d['cut']==2, d
 assert b['connects']==1 and b['tls_handshakes']==1, b
 assert b['uplink_bytes']>0 and b['downlink_bytes']>0 and b['edge_ms']>0 and b['device_ms']>0, b
 assert abs(b['uplink_bytes_per_token'] - (32+4+2*64)) < 1e-9, b"
+
+# --cut auto: the partitioner picks k from the profiles; f32 keeps it exact;
+# the live channel estimate is kept for the next run.
+prof="$src/profiles"
+HINGE_CACHE="$tmp/cache" timeout 60 "$hinge" generate --model "$stories" --prompt "" -n 200 --temp 0 \
+  --edge "$url" --cacert "$tmp/cert.pem" --cut auto --wire f32 --device "$prof/devices/snapdragon-8-gen3.json" \
+  --edge-profile "$prof/edges/h100-sxm.json" --channel "$prof/channels/5g-midband-good.json" --json >"$tmp/auto" 2>"$tmp/auto.err"
+check "--cut auto decides a cut and the text is exact" python3 -c "
+import json; d=json.load(open('$tmp/auto')); assert 0 <= d['cut'] <= 5, d
+assert d['text'] == open('$oracle').read(), d['text']"
+check "--cut auto keeps the channel estimate" bash -c "ls '$tmp/cache/channel/'*.json >/dev/null 2>&1 || grep -q 'cut\":5' '$tmp/auto'"
+timeout 60 "$hinge" generate --model "$stories" --prompt x -n 5 --edge "$url" --cut auto >/dev/null 2>"$tmp/auto2.err"
+check "--cut auto without profiles is a clear error" grep -q "needs --device" "$tmp/auto2.err"
 
 timeout 60 "$hinge" generate --model "$stories" --prompt "" -n 20 --temp 0 --edge "$url" --cut 2 \
   >"$tmp/o_noca" 2>"$tmp/e_noca"
