@@ -12,6 +12,10 @@
  * the CPU in both backends; on Vulkan the layer times are the GPU
  * timestamps scaled so that they add up to the measured wall time of a
  * step (the submit and wait overhead of a step goes to the embedding).
+ * first_touch_us is the cost of the first pass of a fresh process: page
+ * faults on the mapped weights (CPU engine; none once the file was hashed),
+ * or a new executor's first use (Vulkan: lavapipe compiles and touches on
+ * first dispatch, tens of milliseconds) shared out over the layers.
  * With --edge, the HTTP/2 + TLS overhead of a step and of opening a
  * session are measured against that edge (normally one on loopback). */
 #include <errno.h>
@@ -52,6 +56,7 @@ typedef struct prof {
     float *h;         /* (ctx, d) */
     float *row;       /* d */
     part_compute pc;
+    double first_use_us; /* Vulkan: a new executor's first pass over its warm-up */
     char err[HINGE_ERRMSG_MAX];
 } prof;
 
@@ -224,7 +229,7 @@ static int cpu_range(prof *p, uint32_t a, uint32_t b, double *pass_us, double *d
 
 /* Scales each column (pass or decode context) of the per-layer times
  * (n_layer rows of cols) so that the layers add up to the whole stack's
- * time: a layer timed alone keeps its 10-20 MB of weights in the last
+ * time: a layer timed alone keeps its few MB of weights in the last
  * level cache, which a real step, streaming every layer, does not. */
 static void scale_to_stack(double *per_layer, const double *stack, uint32_t n_layer, size_t cols)
 {
@@ -402,6 +407,14 @@ static int vk_decode(prof *p, vk_run *v, int i, double *dec_us /* (n_layer, N_DE
 static int vk_prefill(prof *p, vk_run *v, double *pass_us /* (n_layer, passes) */, double *wall_us, size_t passes)
 {
     uint32_t N = p->en->m->hp.n_layer;
+    double t[3];
+    for (int r = 0; r < 3; r++) { /* a new executor's first pass (shader compilation, buffers) over the warm ones */
+        double t0 = now_s();
+        vk_exec_run(v->all, p->tok, p->pass_n[0], 0, p->h);
+        t[r] = (now_s() - t0) * 1e6;
+    }
+    double warm = t[1] < t[2] ? t[1] : t[2];
+    p->first_use_us = t[0] > warm ? t[0] - warm : 0;
     for (uint32_t np = 0; np < p->n_pass; np++) {
         uint32_t pos = p->pass_pos[np], n = p->pass_n[np];
         vk_exec_set_profiling(v->all, false);
@@ -449,6 +462,11 @@ static int vk_measure(prof *p, vk_run *v)
         rc = vk_decode(p, v, i, dec_us);
     if (rc == 0)
         vk_scale_passes(p, pass_us, wall_us, passes);
+    double sum0 = 0; /* the first-use cost, shared out as the layers share the first pass */
+    for (uint32_t l = 0; rc == 0 && l < N; l++)
+        sum0 += pass_us[(size_t)l * passes];
+    for (uint32_t l = 0; rc == 0 && l < N; l++)
+        p->pc.meas.layer[l].first_touch_us = sum0 > 0 ? p->first_use_us * pass_us[(size_t)l * passes] / sum0 : 0;
     for (uint32_t l = 0; rc == 0 && l < N; l++) {
         double dec[N_DEC];
         for (int i = 0; i < N_DEC; i++)

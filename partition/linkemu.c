@@ -20,6 +20,10 @@
 /* epoll tags: the three loop fds, then 2 * slot + side for connections */
 enum { TAG_LISTEN = 0, TAG_STOP = 1, TAG_TIMER = 2, TAG_CONN0 = 8, MAX_EVENTS = 64, ACCEPT_BURST = 16 };
 
+/* Chunks read less than this apart belong to one burst and share a jitter
+ * draw: back-to-back packets see the same queueing delay. */
+#define BURST_GAP_NS 1000000u
+
 typedef struct chunk {
     uint64_t release_ns;
     uint16_t len, off; /* bytes held; bytes already written */
@@ -31,6 +35,8 @@ typedef struct dir {
     chunk *q;     /* ring of cap */
     uint32_t head, len;
     uint64_t last_release_ns;
+    uint64_t last_read_ns; /* when the previous chunk was read */
+    double jitter_s;       /* the current burst's jitter draw */
     bool eof;     /* the source ended: shut the destination once drained */
     bool shut;    /* the destination's write side is shut (or dead) */
     bool blocked; /* the destination said EAGAIN: wait for EPOLLOUT */
@@ -264,10 +270,12 @@ static uint64_t bucket_take(bucket *b, const part_link_dir *d, double bytes, uin
 static void stamp(part_linkemu *l, dir *d, int s, chunk *ch)
 {
     const part_link_dir *ld = &l->link[s];
-    uint64_t depart = bucket_take(&l->bk[s], ld, (double)ch->len + LINKEMU_SEG_HEADER, now_ns());
-    double delay = ld->delay_s;
-    if (ld->jitter_s > 0)
-        delay = fmax(0.0, delay + (2.0 * rand_unit(&l->rng) - 1.0) * ld->jitter_s);
+    uint64_t now = now_ns();
+    uint64_t depart = bucket_take(&l->bk[s], ld, (double)ch->len + LINKEMU_SEG_HEADER, now);
+    if (ld->jitter_s > 0 && (d->last_read_ns == 0 || now - d->last_read_ns > BURST_GAP_NS))
+        d->jitter_s = (2.0 * rand_unit(&l->rng) - 1.0) * ld->jitter_s;
+    d->last_read_ns = now;
+    double delay = fmax(0.0, ld->delay_s + d->jitter_s);
     if (ld->loss > 0 && rand_unit(&l->rng) < ld->loss) {
         delay += ld->loss_penalty_s;
         if (s == 0)
@@ -400,11 +408,13 @@ static void accept_some(part_linkemu *l)
             slot++;
         if (slot == l->max_conns) {
             close(cfd);
+            l->st.refused++;
             continue;
         }
         if (open_conn(l, &l->conns[slot], cfd, slot) != 0) {
             snprintf(l->errmsg, sizeof l->errmsg, "upstream connect: %s", strerror(errno));
             conn_close(l, &l->conns[slot]);
+            l->st.refused++;
             continue;
         }
         l->st.conns++;
@@ -419,12 +429,14 @@ static void on_conn_event(part_linkemu *l, size_t slot, int s, uint32_t events)
         return;
     if (events & EPOLLERR) {
         conn_close(l, c);
+        l->st.resets++;
         return;
     }
     if (events & EPOLLOUT)
         c->d[1 - s].blocked = false;
     if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) && pump_in(l, c, s) != 0) {
         conn_close(l, c);
+        l->st.resets++;
         return;
     }
     if (events & EPOLLHUP) { /* nothing more to read or write on this socket */
@@ -445,8 +457,10 @@ static void service(part_linkemu *l)
         conn *c = &l->conns[i];
         if (!c->used)
             continue;
-        if (flush(l, c, 0, now) != 0 || flush(l, c, 1, now) != 0 || !update_interest(l, c, i)) {
+        bool err = flush(l, c, 0, now) != 0 || flush(l, c, 1, now) != 0;
+        if (err || !update_interest(l, c, i)) {
             conn_close(l, c);
+            l->st.resets += err;
             continue;
         }
         for (int s = 0; s < 2; s++) {

@@ -8,9 +8,10 @@
  *     1448 bytes) is charged its length plus 52 bytes of IP/TCP headers;
  *   - a delay line per connection: a chunk leaves after its departure
  *     from the bucket plus the one-way delay plus jitter, uniform in
- *     [-jitter, +jitter] and clipped so that delays stay >= 0 and chunks
- *     keep their order (TCP delivers in order: a late chunk holds back the
- *     ones behind it);
+ *     [-jitter, +jitter], drawn once per burst (chunks read less than 1 ms
+ *     apart: back-to-back packets see the same queueing delay), clipped so
+ *     that delays stay >= 0 and chunks keep their order (TCP delivers in
+ *     order: a late chunk holds back the ones behind it);
  *   - loss, emulated as what TCP turns it into: a lost segment arrives
  *     late by the recovery time, max(2 RTT, 10 ms) by default (the tail
  *     loss probe's timeout), holding back what follows.
@@ -58,6 +59,8 @@ typedef struct part_linkemu_stats {
     uint64_t bytes_up, bytes_down; /* payload forwarded */
     uint64_t chunks_up, chunks_down;
     uint64_t lost_up, lost_down; /* chunks delayed as lost */
+    uint64_t refused;           /* clients closed at once: no free slot or the upstream refused */
+    uint64_t resets;            /* connections closed on a socket error */
 } part_linkemu_stats;
 
 typedef struct part_linkemu part_linkemu;

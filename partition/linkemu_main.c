@@ -139,11 +139,12 @@ static int serve(const part_linkemu_config *cfg)
     pthread_join(th, NULL);
     part_linkemu_stats st;
     part_linkemu_get_stats(l, &st);
-    fprintf(stderr, "hinge-linkemu: %llu connections; up %llu B in %llu chunks (%llu lost); down %llu B in %llu "
-            "chunks (%llu lost)%s%s\n", (unsigned long long)st.conns, (unsigned long long)st.bytes_up,
+    const char *msg = part_linkemu_errmsg(l);
+    fprintf(stderr, "hinge-linkemu: %llu connections (%llu refused, %llu reset); up %llu B in %llu chunks (%llu lost); "
+            "down %llu B in %llu chunks (%llu lost)%s%s\n", (unsigned long long)st.conns,
+            (unsigned long long)st.refused, (unsigned long long)st.resets, (unsigned long long)st.bytes_up,
             (unsigned long long)st.chunks_up, (unsigned long long)st.lost_up, (unsigned long long)st.bytes_down,
-            (unsigned long long)st.chunks_down, (unsigned long long)st.lost_down, s ? "; " : "",
-            s ? part_linkemu_errmsg(l) : "");
+            (unsigned long long)st.chunks_down, (unsigned long long)st.lost_down, *msg ? "; last error: " : "", msg);
     part_linkemu_destroy(l);
     return s == HINGE_OK ? 0 : 1;
 }

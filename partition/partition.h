@@ -146,7 +146,8 @@ typedef struct part_layer_cost {
     double prefill_us_per_attended; /* per (query, attended key) pair of a prefill */
     double decode_us;               /* one decode position, attention aside */
     double decode_us_per_attended;  /* per attended key of a decode position */
-    double first_touch_us;          /* the first pass of a process: page faults on the mapped weights */
+    double first_touch_us;          /* the first pass of a fresh process: page faults on the mapped
+                                       weights (CPU engine), the executor's first use (Vulkan) */
 } part_layer_cost;
 
 typedef struct part_measured {
@@ -238,8 +239,9 @@ typedef struct part_request {
     uint32_t new_tokens; /* n >= 1: one prefill step, then n - 1 decode steps */
     uint32_t max_step;   /* the edge's positions per request; 0: PART_DEFAULT_MAX_STEP */
     bool connected;      /* a connection and session are already open: no set-up cost */
-    bool cold_start;     /* the device's mapped weights are not paged in yet (a fresh process that
-                            did not hash the file): its first pass over each pays page faults */
+    bool cold_start;     /* the device's first pass in a fresh process: page faults on weights not
+                            paged in yet (CPU engine, file not hashed), a new Vulkan executor's
+                            first use; adds the layers' (and at k = N the head's) first_touch_us */
 } part_request;
 
 typedef struct part_policy {
