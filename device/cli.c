@@ -126,6 +126,8 @@ static void usage(FILE *out)
             "                        [--top-p P] [--seed S] [--threads N] [--ctx N] [--ignore-eos] [--json]\n"
             "                        [--backend cpu|vulkan] [--layers K] [--edge URL --cut K|auto --wire f32|f16|q8\n"
             "                        [--cacert FILE]]\n"
+            "                        --cut auto: --device FILE [--channel FILE] [--edge-profile FILE]\n"
+            "                        [--min-cut K] [--mem-cap BYTES] [--energy-weight W] [--codecs LIST]\n"
             "       hinge perplexity [--model PATH] --file TEXT [--ctx N] [--threads N] [--json]\n"
             "       hinge profile    [--model PATH] [--backend cpu|vulkan] [--threads N] [--ctx N]\n"
             "                        [--role device|edge] [--name NAME] [--edge URL [--cacert FILE]] -o FILE\n"

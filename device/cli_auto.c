@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
+
 #include "partition.h"
 
 struct cut_auto {
@@ -43,12 +45,68 @@ static int load_inputs(const engine *e, const opts *o, part_model *pm, part_comp
         s = part_compute_load(o->device_profile, PART_ROLE_DEVICE, dev, err, sizeof err);
     if (s == HINGE_OK)
         s = part_compute_check(dev, pm, err, sizeof err);
-    if (s == HINGE_OK && o->edge)
+    if (s == HINGE_OK && o->edge_profile)
         s = part_compute_load(o->edge_profile, PART_ROLE_EDGE, edge, err, sizeof err);
-    if (s == HINGE_OK && o->edge)
+    if (s == HINGE_OK && o->edge_profile)
         s = part_compute_check(edge, pm, err, sizeof err);
     if (s == HINGE_OK && o->edge)
         s = part_channel_load(o->channel, prior, err, sizeof err);
+    if (s != HINGE_OK) {
+        fprintf(stderr, "hinge: --cut auto: %s (%s)\n", err, hinge_strerror(s));
+        return -1;
+    }
+    return 0;
+}
+
+/* The reply of GET /v1/profile: the edge must serve our model; its load
+ * into *load, and its profile into *edge unless have_edge (--edge-profile). */
+static hinge_status read_edge(const char *text, size_t len, const engine *e, const part_model *pm, bool have_edge,
+                              part_compute *edge, part_edge_load *load, char *err, size_t errlen)
+{
+    json_t *j = json_loadb(text, len, 0, NULL);
+    const char *theirs = json_string_value(json_object_get(json_object_get(j, "model"), "sha256"));
+    char ours[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(ours + 2 * i, 3, "%02x", e->m->sha256[i]);
+    hinge_status s = HINGE_OK;
+    if (!theirs)
+        s = hinge_fail(err, errlen, HINGE_ERR_PROTOCOL, "the edge's /v1/profile has no model.sha256");
+    else if (strcmp(theirs, ours) != 0)
+        s = hinge_fail(err, errlen, HINGE_ERR_UNSUPPORTED, "the edge serves another model (sha256 %.12s, ours %.12s)",
+                       theirs, ours);
+    if (s == HINGE_OK)
+        s = part_edge_load_parse(text, len, load, err, errlen);
+    json_t *prof = json_object_get(j, "profile");
+    if (s == HINGE_OK && !have_edge && !json_is_object(prof))
+        s = hinge_fail(err, errlen, HINGE_ERR_UNSUPPORTED, "the edge serves no profile: start hinge-edge with "
+                       "--profile FILE, or give --edge-profile FILE");
+    char *ptext = s == HINGE_OK && !have_edge ? json_dumps(prof, JSON_COMPACT) : NULL;
+    if (s == HINGE_OK && !have_edge && !ptext)
+        s = hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
+    if (s == HINGE_OK && ptext)
+        s = part_compute_parse(ptext, strlen(ptext), "the edge's /v1/profile", PART_ROLE_EDGE, edge, err, errlen);
+    if (s == HINGE_OK && ptext)
+        s = part_compute_check(edge, pm, err, errlen);
+    free(ptext);
+    json_decref(j);
+    return s;
+}
+
+/* Asks the edge for GET /v1/profile (read_edge). 1: the edge cannot be
+ * reached (a warning on stderr); -1: a message is on stderr. */
+static int fetch_edge(tx_client *cl, const engine *e, const part_model *pm, bool have_edge, part_compute *edge,
+                      part_edge_load *load)
+{
+    char err[HINGE_ERRMSG_MAX] = "", *text = NULL;
+    size_t len = 0;
+    hinge_status s = tx_client_profile(cl, &text, &len, NULL, err, sizeof err);
+    if (s == HINGE_ERR_NETWORK) { /* no connection, timeout, or a TLS peer we do not trust */
+        fprintf(stderr, "hinge: warning: --cut auto: the edge cannot be reached (%s): running locally\n", err);
+        return 1;
+    }
+    if (s == HINGE_OK)
+        s = read_edge(text, len, e, pm, have_edge, edge, load, err, sizeof err);
+    free(text);
     if (s != HINGE_OK) {
         fprintf(stderr, "hinge: --cut auto: %s (%s)\n", err, hinge_strerror(s));
         return -1;
@@ -76,21 +134,25 @@ static int decide(const opts *o, const part_inputs *in, gen_config *gc)
     return 0;
 }
 
-int cut_auto_decide(const engine *e, const opts *o, uint32_t n_prompt, gen_config *gc, cut_auto **out)
+int cut_auto_decide(const engine *e, const opts *o, uint32_t n_prompt, tx_client *client, gen_config *gc,
+                    cut_auto **out)
 {
     *out = NULL;
-    if (!o->device_profile || (o->edge && (!o->edge_profile || !o->channel))) {
-        fprintf(stderr, "hinge: --cut auto needs --device FILE, and with --edge also --edge-profile FILE and "
-                        "--channel FILE (profiles/)\n");
+    if (!o->device_profile || (o->edge && !o->channel)) {
+        fprintf(stderr, "hinge: --cut auto needs --device FILE, and with --edge also --channel FILE (the prior of "
+                        "the live channel estimate; profiles/)\n");
         return -1;
     }
     part_model pm;
     part_compute dev, edge;
     part_channel prior, live;
+    part_edge_load load = {.queue_us = -1};
     if (load_inputs(e, o, &pm, &dev, &edge, &prior) != 0)
         return -1;
-    part_inputs in = {.model = &pm, .device = &dev, .edge = o->edge ? &edge : NULL,
-                      .load = {.queue_us = -1},
+    int reach = o->edge ? fetch_edge(client, e, &pm, o->edge_profile != NULL, &edge, &load) : 1;
+    if (reach < 0)
+        return -1;
+    part_inputs in = {.model = &pm, .device = &dev, .edge = reach == 0 ? &edge : NULL, .load = load,
                       .req = {.prompt_len = n_prompt, .new_tokens = o->n_new ? o->n_new : 1},
                       .pol = {.min_cut = o->min_cut, .mem_cap_bytes = (double)o->mem_cap,
                               .energy_weight = o->energy_weight}};

@@ -154,6 +154,7 @@ int cmd_generate(const opts *o)
     engine e;
     gen *g = NULL;
     cut_auto *ca = NULL;
+    tx_client *client = NULL; /* one connection for --cut auto's profile request and the session */
     int rc = 1;
     size_t plen = strlen(o->prompt), cap = plen + 2 + o->n_new;
     int32_t *tokens = malloc(cap * sizeof *tokens);
@@ -177,7 +178,15 @@ int cmd_generate(const opts *o)
     char err[HINGE_ERRMSG_MAX] = "";
     if (make_config(&e, o, ctx, &gc) != 0)
         goto done;
-    if (o->cut == CUT_AUTO && cut_auto_decide(&e, o, (uint32_t)st.n_prompt, &gc, &ca) != 0)
+    if (o->cut == CUT_AUTO && o->edge) {
+        tx_client_config cc = {.base_url = o->edge, .cacert = o->cacert};
+        if ((s = tx_client_create(&cc, &client, err, sizeof err)) != HINGE_OK) {
+            fprintf(stderr, "hinge: %s (%s)\n", err, hinge_strerror(s));
+            goto done;
+        }
+        gc.client = client;
+    }
+    if (o->cut == CUT_AUTO && cut_auto_decide(&e, o, (uint32_t)st.n_prompt, client, &gc, &ca) != 0)
         goto done;
     if ((s = gen_create(&gc, &g, err, sizeof err)) != HINGE_OK) {
         fprintf(stderr, "hinge: %s (%s)\n", err, hinge_strerror(s));
@@ -195,6 +204,7 @@ int cmd_generate(const opts *o)
 done:
     cut_auto_finish(ca);
     gen_destroy(g);
+    tx_client_destroy(client);
     free(st.text);
     free(tokens);
     engine_close(&e);

@@ -21,7 +21,8 @@ struct gen {
     sampler *smp;
     float *logits;    /* n_vocab */
     /* tail, remote */
-    tx_client *client;
+    tx_client *client;    /* cfg.client or own_client */
+    tx_client *own_client;
     tx_session *sess;
     char errmsg[HINGE_ERRMSG_MAX];
 };
@@ -60,10 +61,15 @@ static hinge_status open_tail(gen *g, char *err, size_t errlen)
             s = hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory for logits");
         return s;
     }
-    tx_client_config cc = {.base_url = c->edge_url, .cacert = c->cacert};
-    hinge_status s = tx_client_create(&cc, &g->client, err, errlen);
-    if (s != HINGE_OK)
-        return s;
+    hinge_status s = HINGE_OK;
+    if (c->client) {
+        g->client = c->client;
+    } else {
+        tx_client_config cc = {.base_url = c->edge_url, .cacert = c->cacert};
+        if ((s = tx_client_create(&cc, &g->own_client, err, errlen)) != HINGE_OK)
+            return s;
+        g->client = g->own_client;
+    }
     tx_session_config sc = {.cut = c->cut, .codec = c->codec ? c->codec : TX_CODEC_F32, .sampling = c->sp,
                             .ctx = c->ctx};
     memcpy(sc.model_sha256, c->m->sha256, sizeof sc.model_sha256);
@@ -105,7 +111,7 @@ void gen_destroy(gen *g)
     if (!g)
         return;
     tx_session_close(g->sess, NULL, 0);
-    tx_client_destroy(g->client);
+    tx_client_destroy(g->own_client);
     fwd_destroy(g->tail);
     sampler_destroy(g->smp);
     free(g->logits);

@@ -29,6 +29,8 @@ typedef struct gen_config {
     gen_backend backend; /* where the device's layers run */
     const char *edge_url; /* NULL: the tail runs in-process */
     const char *cacert;   /* PEM file for https edges; NULL: the system store */
+    tx_client *client;    /* borrowed: a client of edge_url already in use (its connection is reused);
+                             NULL: the generation makes its own */
     tx_codec codec;       /* wire codec; 0: f32 */
     sampler_params sp;
     uint32_t ctx;         /* positions: prompt + new tokens */

@@ -49,6 +49,8 @@ typedef struct hinge_edge_config {
                                after a step, for at most this long [0: never]. Saves thread wake-ups
                                per token on a server with cores to spare; costs a spinning core. */
     bool no_measure;        /* skip timing each layer at start-up (for /v1/profile) */
+    const char *profile;    /* an edge profile of this model (`hinge profile --role edge`), checked at
+                               start and served whole in /v1/profile for --cut auto; NULL: none */
     const char *record_dir; /* debug: write every request received (method, path, body) here; NULL: off */
     const hinge_logger *log; /* copied; NULL: silent */
 } hinge_edge_config;

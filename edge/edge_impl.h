@@ -192,6 +192,7 @@ struct hinge_edge {
     edge_cut_stats *cuts; /* n_layer + 1 */
     double *layer_us;     /* n_layer: one decode position, measured at start; NULL: not measured */
     double head_us;
+    json_t *profile;      /* the --profile file, checked; NULL: none */
     bool draining;
     uint64_t drain_deadline_ms;
     uint64_t requests, steps_done, errors;
@@ -270,6 +271,10 @@ void edge_worker_load(edge_worker *w, uint32_t *queued, uint32_t *running);
 
 /* ---- profile.c ---- */
 void edge_profile_measure(hinge_edge *e);
+/* Reads an edge profile of e's model into e->profile, checked as the
+ * partitioner will use it. HINGE_ERR_IO, HINGE_ERR_FORMAT, HINGE_ERR_RANGE,
+ * HINGE_ERR_UNSUPPORTED (another role or model), HINGE_ERR_NOMEM. */
+hinge_status edge_profile_load(hinge_edge *e, const char *path, char *err, size_t errlen);
 json_t *edge_profile_json(hinge_edge *e);
 
 /* ---- tls.c ---- */

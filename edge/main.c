@@ -34,12 +34,15 @@ static const char usage_text[] =
     "  --spin-us N             busy-poll up to N us instead of sleeping around steps (default 0: off;\n"
     "                          saves wake-ups per token on a server with cores to spare)\n"
     "  --no-measure            do not time each layer at start-up\n"
+    "  --profile FILE          edge profile of this model (hinge profile --role edge), served in\n"
+    "                          /v1/profile for devices' --cut auto\n"
     "  --record-dir DIR        debug: write every request received into DIR\n"
     "  --log-level L           error, warn, info (default) or debug\n";
 
 enum {
     OPT_CERT = 256, OPT_KEY, OPT_H2C, OPT_THREADS, OPT_MAX_SESSIONS, OPT_MAX_CONNS, OPT_MAX_CTX, OPT_MAX_STEP,
     OPT_STALL, OPT_IDLE, OPT_SESSION_TO, OPT_DRAIN, OPT_NO_MEASURE, OPT_RECORD, OPT_LOG_LEVEL, OPT_SPIN,
+    OPT_PROFILE,
 };
 
 static const struct option long_opts[] = {
@@ -59,6 +62,7 @@ static const struct option long_opts[] = {
     {"drain-timeout-ms", required_argument, NULL, OPT_DRAIN},
     {"spin-us", required_argument, NULL, OPT_SPIN},
     {"no-measure", no_argument, NULL, OPT_NO_MEASURE},
+    {"profile", required_argument, NULL, OPT_PROFILE},
     {"record-dir", required_argument, NULL, OPT_RECORD},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"help", no_argument, NULL, 'h'},
@@ -122,6 +126,7 @@ static int parse_args(int argc, char **argv, hinge_edge_config *cfg, hinge_logge
         case OPT_KEY: cfg->key = optarg; break;
         case OPT_H2C: cfg->insecure_h2c = true; break;
         case OPT_NO_MEASURE: cfg->no_measure = true; break;
+        case OPT_PROFILE: cfg->profile = optarg; break;
         case OPT_RECORD: cfg->record_dir = optarg; break;
         case OPT_LOG_LEVEL:
             if (parse_level(optarg, &lg->level) != 0)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "edge_impl.h"
+#include "partition.h"
 
 enum { MEASURE_REPS = 7, MEASURE_CTX = 16 };
 
@@ -82,6 +83,29 @@ static json_t *costs_json(const hinge_edge *e)
                      "head_decode_us", e->layer_us ? e->head_us : 0.0, "served", cuts);
 }
 
+hinge_status edge_profile_load(hinge_edge *e, const char *path, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!j)
+        return hinge_fail(err, errlen, HINGE_ERR_IO, "--profile %s: %s (line %d)", path, je.text, je.line);
+    char *text = json_dumps(j, JSON_COMPACT);
+    part_model pm;
+    part_compute pc;
+    hinge_status s = text ? part_model_from_gguf(e->m, &pm, err, errlen) : HINGE_ERR_NOMEM;
+    if (s == HINGE_OK)
+        s = part_compute_parse(text, strlen(text), path, PART_ROLE_EDGE, &pc, err, errlen);
+    if (s == HINGE_OK)
+        s = part_compute_check(&pc, &pm, err, errlen);
+    free(text);
+    if (s != HINGE_OK) {
+        json_decref(j);
+        return s == HINGE_ERR_NOMEM ? hinge_fail(err, errlen, s, "out of memory") : s;
+    }
+    e->profile = j;
+    return HINGE_OK;
+}
+
 json_t *edge_profile_json(hinge_edge *e)
 {
     const model_hparams *hp = &e->m->hp;
@@ -103,6 +127,9 @@ json_t *edge_profile_json(hinge_edge *e)
                              "running_steps", (json_int_t)running, "steps_done", (json_int_t)e->steps_done,
                              "requests", (json_int_t)e->requests, "errors", (json_int_t)e->errors, "draining",
                              e->draining);
-    return json_pack("{s:s, s:o, s:o, s:o, s:o}", "protocol", "v1", "model", model, "edge", limits, "costs",
-                     costs_json(e), "load", load);
+    json_t *j = json_pack("{s:s, s:o, s:o, s:o, s:o}", "protocol", "v1", "model", model, "edge", limits, "costs",
+                          costs_json(e), "load", load);
+    if (j && e->profile)
+        json_object_set(j, "profile", e->profile);
+    return j;
 }

@@ -244,6 +244,8 @@ static hinge_status edge_init(hinge_edge *e, const hinge_edge_config *cfg, char 
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
     if (!e->sessions || !e->conns || !e->cuts)
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
+    if (cfg->profile && (s = edge_profile_load(e, cfg->profile, err, errlen)) != HINGE_OK)
+        return s;
     if (!cfg->no_measure)
         edge_profile_measure(e);
     if (edge_worker_create(e, e->max_sessions, &e->worker) != HINGE_OK)
@@ -304,6 +306,7 @@ void hinge_edge_destroy(hinge_edge *e)
     free(e->conns);
     free(e->cuts);
     free(e->layer_us);
+    json_decref(e->profile);
     free(e->record_dir);
     free(e);
 }

@@ -288,17 +288,40 @@ void tx_client_get_stats(const tx_client *c, tx_client_stats *out)
     *out = c->stats;
 }
 
-hinge_status tx_client_health(tx_client *c, char *err, size_t errlen)
+static hinge_status get(tx_client *c, const char *path, uint64_t *us, char *err, size_t errlen)
 {
     char url[TX_URL_MAX];
-    snprintf(url, sizeof url, "%s/v1/health", c->base_url);
+    snprintf(url, sizeof url, "%s%s", c->base_url, path);
     curl_easy_setopt(c->ctl, CURLOPT_URL, url);
     curl_easy_setopt(c->ctl, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(c->ctl, CURLOPT_CUSTOMREQUEST, NULL);
     long http = 0;
-    uint64_t us;
-    hinge_status s = tx_perform(c, c->ctl, &c->ctl_resp, &http, &us, err, errlen);
+    hinge_status s = tx_perform(c, c->ctl, &c->ctl_resp, &http, us, err, errlen);
     if (s == HINGE_OK && http != 200)
         s = tx_http_error(http, &c->ctl_resp, err, errlen);
     return s;
+}
+
+hinge_status tx_client_profile(tx_client *c, char **text, size_t *len, uint64_t *us, char *err, size_t errlen)
+{
+    uint64_t t = 0;
+    hinge_status s = get(c, "/v1/profile", &t, err, errlen);
+    if (s != HINGE_OK)
+        return s;
+    char *copy = malloc(c->ctl_resp.len + 1);
+    if (!copy)
+        return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
+    memcpy(copy, c->ctl_resp.data, c->ctl_resp.len);
+    copy[c->ctl_resp.len] = '\0';
+    *text = copy;
+    *len = c->ctl_resp.len;
+    if (us)
+        *us = t;
+    return HINGE_OK;
+}
+
+hinge_status tx_client_health(tx_client *c, char *err, size_t errlen)
+{
+    uint64_t us;
+    return get(c, "/v1/health", &us, err, errlen);
 }

@@ -2,7 +2,9 @@
 # `hinge generate --edge` against a real hinge-edge on 127.0.0.1: the split
 # through the user's command line. stories260K, f32 wire, every cut: the
 # oracle text; one TLS handshake per generation; h2c when asked; the
-# per-request breakdown in --json; a clear error when no edge answers.
+# per-request breakdown in --json; a clear error when no edge answers;
+# --cut auto with profiles from files and with the profile an edge serves
+# (hinge-edge --profile), and running locally when no edge answers.
 #   test_split_cli.sh HINGE HINGE_EDGE SHARED_DIR SOURCE_DIR
 set -uo pipefail
 hinge=$1 edge=$2 shared=$3 src=$4
@@ -66,6 +68,37 @@ assert d['text'] == open('$oracle').read(), d['text']"
 check "--cut auto keeps the channel estimate" bash -c "ls '$tmp/cache/channel/'*.json >/dev/null 2>&1 || grep -q 'cut\":5' '$tmp/auto'"
 timeout 60 "$hinge" generate --model "$stories" --prompt x -n 5 --edge "$url" --cut auto >/dev/null 2>"$tmp/auto2.err"
 check "--cut auto without profiles is a clear error" grep -q "needs --device" "$tmp/auto2.err"
+timeout 60 "$hinge" generate --model "$stories" --prompt x -n 5 --edge "$url" --cacert "$tmp/cert.pem" --cut auto \
+  --device "$prof/devices/snapdragon-8-gen3.json" --channel "$prof/channels/lte.json" >/dev/null 2>"$tmp/auto3.err"
+check "--cut auto against an edge that serves no profile is a clear error" grep -q "serves no profile" "$tmp/auto3.err"
+
+# An edge started with --profile serves it in /v1/profile: --cut auto then
+# needs no --edge-profile, and asks over the connection the session uses.
+"$hinge" profile --model "$stories" --role edge --threads 1 --ctx 128 -o "$tmp/edge-prof.json" >/dev/null 2>&1
+check "hinge profile --role edge writes a profile" test -s "$tmp/edge-prof.json"
+start_edge served --cert "$tmp/cert.pem" --key "$tmp/key.pem" --profile "$tmp/edge-prof.json" || exit 1
+served="https://127.0.0.1:$port"
+check "/v1/profile carries the edge's profile" python3 -c "
+import json, subprocess
+d = json.loads(subprocess.run(['curl', '-s', '--http2', '--cacert', '$tmp/cert.pem', '$served/v1/profile'],
+                              capture_output=True, check=True).stdout)
+assert d['profile']['kind'] == 'edge' and len(d['profile']['measured']['layers']) == 5, d['profile']"
+HINGE_CACHE="$tmp/cache2" timeout 60 "$hinge" generate --model "$stories" --prompt "" -n 200 --temp 0 \
+  --edge "$served" --cacert "$tmp/cert.pem" --cut auto --wire f32 --device "$prof/devices/snapdragon-8-gen3.json" \
+  --channel "$prof/channels/lte.json" --mem-cap 400000 --json --verbose >"$tmp/auto4" 2>"$tmp/auto4.err"
+check "--cut auto with the edge's served profile (a memory cap forces a split): exact, one connection" python3 -c "
+import json; d=json.load(open('$tmp/auto4')); b=d['breakdown']
+assert d['text'] == open('$oracle').read(), d['text']
+assert d['cut'] < 5 and b['connects'] == 1 and b['tls_handshakes'] == 1, d"
+check "--cut auto says what it chose" grep -q "cut auto chose k=" "$tmp/auto4.err"
+timeout 60 "$hinge" generate --model "$stories" --prompt "" -n 200 --temp 0 --edge "https://127.0.0.1:1" \
+  --cut auto --device "$prof/devices/snapdragon-8-gen3.json" --channel "$prof/channels/lte.json" \
+  >"$tmp/auto5" 2>"$tmp/auto5.err"
+check "--cut auto with no edge reachable runs locally, exact" cmp "$tmp/auto5" "$oracle"
+check "... and warns that it does" grep -q "cannot be reached" "$tmp/auto5.err"
+timeout 20 "$edge" --model "$stories" --listen 127.0.0.1:0 --insecure-h2c --no-measure \
+  --profile "$prof/edges/this-machine-cpu.json" >/dev/null 2>"$tmp/badprof.err"
+check "hinge-edge refuses a profile of another model" grep -q "another model" "$tmp/badprof.err"
 
 timeout 60 "$hinge" generate --model "$stories" --prompt "" -n 20 --temp 0 --edge "$url" --cut 2 \
   >"$tmp/o_noca" 2>"$tmp/e_noca"
