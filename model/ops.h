@@ -17,9 +17,13 @@ void op_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps)
 void op_rope(float *x, uint32_t n_heads, uint32_t head_dim, uint32_t rope_dim, bool neox,
              uint32_t pos, float base, float scale);
 
-/* g[i] = gelu_tanh(g[i]) * u[i] (GeGLU) or silu(g[i]) * u[i] (SwiGLU). */
+/* g[i] = gelu_tanh(g[i]) * u[i] (GeGLU) or silu(g[i]) * u[i] (SwiGLU), both
+ * as x / (1 + e^-y). AVX2 where the CPU has it (a polynomial exp); the _ref
+ * versions use libm's expf. Both within 2e-6 relative of the exact value. */
 void op_geglu(float *g, const float *u, size_t n);
 void op_swiglu(float *g, const float *u, size_t n);
+void op_geglu_ref(float *g, const float *u, size_t n);
+void op_swiglu_ref(float *g, const float *u, size_t n);
 
 /* x[i] += y[i] */
 void op_add(float *x, const float *y, size_t n);
@@ -27,8 +31,9 @@ void op_add(float *x, const float *y, size_t n);
 /* x[i] *= s */
 void op_scale(float *x, float s, size_t n);
 
-/* In-place softmax of x[0..n). */
+/* In-place softmax of x[0..n) (n >= 1); AVX2 as above, _ref with expf. */
 void op_softmax(float *x, size_t n);
+void op_softmax_ref(float *x, size_t n);
 
 /* Causal attention of one query position against cached keys/values at
  * positions [lo, hi] (inclusive). q: (n_head, head_dim); kc, vc: the layer's
@@ -40,9 +45,13 @@ void op_attention(float *out, const float *q, const float *kc, const float *vc, 
                   uint32_t hi, float scale, float *scores);
 
 /* One head of op_attention: q (head_dim), key row p at kc + p*k_stride,
- * value row p at vc + p*v_stride, out (head_dim_v). */
+ * value row p at vc + p*v_stride, out (head_dim_v). AVX2 where the CPU has
+ * it and both head sizes are multiples of 8; _ref: plain loops and expf. */
 void op_attention_head(float *out, const float *q, const float *kc, const float *vc, size_t k_stride,
                        size_t v_stride, uint32_t head_dim, uint32_t head_dim_v, uint32_t lo, uint32_t hi,
                        float scale, float *scores);
+void op_attention_head_ref(float *out, const float *q, const float *kc, const float *vc, size_t k_stride,
+                           size_t v_stride, uint32_t head_dim, uint32_t head_dim_v, uint32_t lo, uint32_t hi,
+                           float scale, float *scores);
 
 #endif
