@@ -69,7 +69,9 @@ static hinge_status read_edge(const char *text, size_t len, const engine *e, con
     for (int i = 0; i < 32; i++)
         snprintf(ours + 2 * i, 3, "%02x", e->m->sha256[i]);
     hinge_status s = HINGE_OK;
-    if (!theirs)
+    if (!j)
+        s = hinge_fail(err, errlen, HINGE_ERR_PROTOCOL, "the edge's /v1/profile is not JSON");
+    else if (!theirs)
         s = hinge_fail(err, errlen, HINGE_ERR_PROTOCOL, "the edge's /v1/profile has no model.sha256");
     else if (strcmp(theirs, ours) != 0)
         s = hinge_fail(err, errlen, HINGE_ERR_UNSUPPORTED, "the edge serves another model (sha256 %.12s, ours %.12s)",
