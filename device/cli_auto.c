@@ -101,7 +101,7 @@ static int fetch_edge(tx_client *cl, const engine *e, const part_model *pm, bool
 {
     char err[HINGE_ERRMSG_MAX] = "", *text = NULL;
     size_t len = 0;
-    hinge_status s = tx_client_profile(cl, &text, &len, NULL, err, sizeof err);
+    hinge_status s = tx_client_profile(cl, &text, &len, err, sizeof err);
     if (s == HINGE_ERR_NETWORK) { /* no connection, timeout, or a TLS peer we do not trust */
         fprintf(stderr, "hinge: warning: --cut auto: the edge cannot be reached (%s): running locally\n", err);
         return 1;

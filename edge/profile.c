@@ -85,24 +85,18 @@ static json_t *costs_json(const hinge_edge *e)
 
 hinge_status edge_profile_load(hinge_edge *e, const char *path, char *err, size_t errlen)
 {
-    json_error_t je;
-    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    if (!j)
-        return hinge_fail(err, errlen, HINGE_ERR_IO, "--profile %s: %s (line %d)", path, je.text, je.line);
-    char *text = json_dumps(j, JSON_COMPACT);
     part_model pm;
     part_compute pc;
-    hinge_status s = text ? part_model_from_gguf(e->m, &pm, err, errlen) : HINGE_ERR_NOMEM;
+    hinge_status s = part_model_from_gguf(e->m, &pm, err, errlen);
     if (s == HINGE_OK)
-        s = part_compute_parse(text, strlen(text), path, PART_ROLE_EDGE, &pc, err, errlen);
+        s = part_compute_load(path, PART_ROLE_EDGE, &pc, err, errlen);
     if (s == HINGE_OK)
         s = part_compute_check(&pc, &pm, err, errlen);
-    free(text);
-    if (s != HINGE_OK) {
-        json_decref(j);
-        return s == HINGE_ERR_NOMEM ? hinge_fail(err, errlen, s, "out of memory") : s;
-    }
-    e->profile = j;
+    if (s != HINGE_OK)
+        return s;
+    json_error_t je; /* checked above: kept as it is to serve it */
+    if (!(e->profile = json_load_file(path, 0, &je)))
+        return hinge_fail(err, errlen, HINGE_ERR_IO, "--profile %s: %s", path, je.text);
     return HINGE_OK;
 }
 

@@ -302,10 +302,10 @@ static hinge_status get(tx_client *c, const char *path, uint64_t *us, char *err,
     return s;
 }
 
-hinge_status tx_client_profile(tx_client *c, char **text, size_t *len, uint64_t *us, char *err, size_t errlen)
+hinge_status tx_client_profile(tx_client *c, char **text, size_t *len, char *err, size_t errlen)
 {
-    uint64_t t = 0;
-    hinge_status s = get(c, "/v1/profile", &t, err, errlen);
+    uint64_t us;
+    hinge_status s = get(c, "/v1/profile", &us, err, errlen);
     if (s != HINGE_OK)
         return s;
     char *copy = malloc(c->ctl_resp.len + 1);
@@ -315,8 +315,6 @@ hinge_status tx_client_profile(tx_client *c, char **text, size_t *len, uint64_t 
     copy[c->ctl_resp.len] = '\0';
     *text = copy;
     *len = c->ctl_resp.len;
-    if (us)
-        *us = t;
     return HINGE_OK;
 }
 

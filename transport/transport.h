@@ -175,9 +175,9 @@ void tx_client_get_stats(const tx_client *c, tx_client_stats *out);
 /* GET /v1/health. HINGE_OK when the edge answers 200. Detail in err. */
 hinge_status tx_client_health(tx_client *c, char *err, size_t errlen);
 /* GET /v1/profile: the reply's JSON text in *text (malloc'd, NUL-ended;
- * the caller frees it), its length in *len, the request's wall time in *us
- * (may be NULL). Errors as for a session's control requests. */
-hinge_status tx_client_profile(tx_client *c, char **text, size_t *len, uint64_t *us, char *err, size_t errlen);
+ * the caller frees it), its length in *len. Errors as for a session's
+ * control requests. */
+hinge_status tx_client_profile(tx_client *c, char **text, size_t *len, char *err, size_t errlen);
 
 typedef struct tx_session_config {
     uint8_t model_sha256[32]; /* the device's model identity (model.sha256) */
