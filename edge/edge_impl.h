@@ -12,7 +12,7 @@
  *   record.c   --record-dir
  *
  * Threads: everything here belongs to the loop thread, except a session
- * whose `busy` flag is set: its compute state (f, smp, hidden, logits, rx,
+ * whose `busy` flag is set: its compute state (t, hidden, rx,
  * step) then belongs to the worker until the worker hands it back. */
 #ifndef HINGE_EDGE_IMPL_H
 #define HINGE_EDGE_IMPL_H
@@ -29,6 +29,7 @@
 #include "model.h"
 #include "request.h"
 #include "sampler.h"
+#include "tail.h"
 #include "threadpool.h"
 #include "transport.h"
 
@@ -148,10 +149,8 @@ typedef struct edge_session {
     uint32_t ctx, max_step;
     uint32_t next_pos;  /* the pos the next step must start at */
     sampler_params sp;
-    fwd_ctx *f;         /* layers [cut, N) with their KV cache */
-    sampler *smp;
+    tail *t;            /* layers [cut, N) with their KV cache, the head, the sampler */
     float *hidden;      /* (max_step, n_embd) */
-    float *logits;      /* (n_vocab) */
     uint8_t *rx;        /* rx_cap bytes: one frame of max_step rows */
     size_t rx_cap, rx_len;
     edge_stream *rx_owner; /* the stream filling rx; NULL when none */

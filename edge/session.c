@@ -13,10 +13,8 @@
 
 static void session_release(edge_session *s)
 {
-    fwd_destroy(s->f);
-    sampler_destroy(s->smp);
+    tail_destroy(s->t);
     free(s->hidden);
-    free(s->logits);
     free(s->rx);
     memset(s, 0, sizeof *s);
 }
@@ -71,19 +69,15 @@ static edge_session *free_slot(hinge_edge *e)
 static hinge_status session_alloc(hinge_edge *e, edge_session *s, char *detail, size_t detail_len)
 {
     const model_hparams *hp = &e->m->hp;
-    fwd_config fc = {.layer_begin = s->cut, .layer_end = hp->n_layer, .ctx = s->ctx};
-    hinge_status st = fwd_create(e->m, e->tp, &fc, &s->f, detail, detail_len);
+    tail_config tc = {.cut = s->cut, .ctx = s->ctx, .sp = s->sp};
+    hinge_status st = tail_create(e->m, e->tp, &tc, &s->t, detail, detail_len);
     if (st != HINGE_OK)
         return st;
-    st = sampler_create(&s->sp, hp->n_vocab, &s->smp);
-    if (st != HINGE_OK)
-        return hinge_fail(detail, detail_len, st, "bad sampling parameters");
     if (tx_frame_size(s->codec, s->max_step, hp->n_embd, &s->rx_cap) != HINGE_OK)
         return hinge_fail(detail, detail_len, HINGE_ERR_RANGE, "max_step %u too large", s->max_step);
     s->hidden = malloc((size_t)s->max_step * hp->n_embd * sizeof(float));
-    s->logits = malloc((size_t)hp->n_vocab * sizeof(float));
     s->rx = malloc(s->rx_cap);
-    if (!s->hidden || !s->logits || !s->rx)
+    if (!s->hidden || !s->rx)
         return hinge_fail(detail, detail_len, HINGE_ERR_NOMEM, "out of memory for the session's buffers");
     return HINGE_OK;
 }
@@ -186,15 +180,10 @@ void edge_session_compute(const hinge_edge *e, edge_session *s)
         p->t_end_us = edge_now_us();
         return;
     }
-    st = fwd_layers(s->f, h.pos, h.n, s->hidden);
-    if (st == HINGE_OK && !(h.flags & TX_FLAG_NO_SAMPLE)) {
-        st = fwd_head(s->f, s->hidden + (size_t)(h.n - 1) * dim, 1, s->logits);
-        if (st == HINGE_OK)
-            p->token = sampler_sample(s->smp, s->logits);
-    }
+    st = tail_step(s->t, h.pos, h.n, s->hidden, (h.flags & TX_FLAG_NO_SAMPLE) ? NULL : &p->token);
     if (st != HINGE_OK) {
         p->http = 500;
-        hinge_fail(p->err, sizeof p->err, st, "forward pass failed: %s", fwd_errmsg(s->f));
+        hinge_fail(p->err, sizeof p->err, st, "forward pass failed: %s", tail_errmsg(s->t));
     } else {
         p->http = 200;
     }

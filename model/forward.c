@@ -29,6 +29,7 @@ struct fwd_ctx {
     float *mm_scratch;     /* (threads, QUANT_MM_ROWS * max_cols) */
     size_t mm_stride;
     float *scores;         /* (threads, ctx) */
+    size_t bytes;          /* all of the above, and this struct */
     char errmsg[HINGE_ERRMSG_MAX];
 };
 
@@ -100,12 +101,13 @@ static void matmul(fwd_ctx *f, const weight *w, const float *x, size_t m, float 
 
 /* 64-byte aligned: the SIMD kernels take their fastest path on whole cache
  * lines. */
-static float *alloc_f(size_t n, bool *ok)
+static float *alloc_f(fwd_ctx *f, size_t n, bool *ok)
 {
     size_t bytes = ((n ? n : 1) * sizeof(float) + 63) & ~(size_t)63;
     float *p = aligned_alloc(64, bytes);
     if (!p)
         *ok = false;
+    f->bytes += bytes;
     return p;
 }
 
@@ -130,6 +132,7 @@ hinge_status fwd_create(const model *m, threadpool *tp, const fwd_config *cfg, f
     if (!f)
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
     *f = (fwd_ctx){.m = m, .tp = tp, .a = cfg->layer_begin, .b = cfg->layer_end, .ctx = ctx, .max_batch = mb};
+    f->bytes = sizeof *f;
     f->kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
     f->v_dim = (size_t)hp->n_head_kv * hp->head_dim_v;
     f->q_dim = (size_t)hp->n_head * hp->head_dim;
@@ -137,18 +140,18 @@ hinge_status fwd_create(const model *m, threadpool *tp, const fwd_config *cfg, f
     size_t nl = f->b - f->a, threads = (size_t)tp_threads(tp);
     f->mm_stride = (QUANT_MM_ROWS * max3(hp->n_embd, hp->n_ff, f->o_dim) + 15) & ~(size_t)15;
     bool ok = true;
-    f->k_cache = alloc_f(nl * ctx * f->kv_dim, &ok);
-    f->v_cache = alloc_f(nl * ctx * f->v_dim, &ok);
-    f->xb = alloc_f((size_t)mb * hp->n_embd, &ok);
-    f->q = alloc_f((size_t)mb * f->q_dim, &ok);
-    f->k = alloc_f((size_t)mb * f->kv_dim, &ok);
-    f->v = alloc_f((size_t)mb * f->v_dim, &ok);
-    f->att = alloc_f((size_t)mb * f->o_dim, &ok);
-    f->o = alloc_f((size_t)mb * hp->n_embd, &ok);
-    f->g = alloc_f((size_t)mb * hp->n_ff, &ok);
-    f->u = alloc_f((size_t)mb * hp->n_ff, &ok);
-    f->mm_scratch = alloc_f(threads * f->mm_stride, &ok);
-    f->scores = alloc_f(threads * ctx, &ok);
+    f->k_cache = alloc_f(f, nl * ctx * f->kv_dim, &ok);
+    f->v_cache = alloc_f(f, nl * ctx * f->v_dim, &ok);
+    f->xb = alloc_f(f, (size_t)mb * hp->n_embd, &ok);
+    f->q = alloc_f(f, (size_t)mb * f->q_dim, &ok);
+    f->k = alloc_f(f, (size_t)mb * f->kv_dim, &ok);
+    f->v = alloc_f(f, (size_t)mb * f->v_dim, &ok);
+    f->att = alloc_f(f, (size_t)mb * f->o_dim, &ok);
+    f->o = alloc_f(f, (size_t)mb * hp->n_embd, &ok);
+    f->g = alloc_f(f, (size_t)mb * hp->n_ff, &ok);
+    f->u = alloc_f(f, (size_t)mb * hp->n_ff, &ok);
+    f->mm_scratch = alloc_f(f, threads * f->mm_stride, &ok);
+    f->scores = alloc_f(f, threads * ctx, &ok);
     if (!ok) {
         fwd_destroy(f);
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory for a %u-position context of %zu layers",
@@ -170,6 +173,7 @@ void fwd_destroy(fwd_ctx *f)
 
 const char *fwd_errmsg(const fwd_ctx *f) { return f ? f->errmsg : "no context"; }
 uint32_t fwd_ctx_len(const fwd_ctx *f) { return f->ctx; }
+size_t fwd_bytes(const fwd_ctx *f) { return f ? f->bytes : 0; }
 
 /* ---- stages ---- */
 

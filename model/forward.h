@@ -36,6 +36,8 @@ void fwd_destroy(fwd_ctx *f); /* NULL is a no-op */
 const char *fwd_errmsg(const fwd_ctx *f);
 
 uint32_t fwd_ctx_len(const fwd_ctx *f);
+/* Bytes fwd_create allocated (KV cache and scratch). */
+size_t fwd_bytes(const fwd_ctx *f);
 
 /* hidden[i] = embedding of tokens[i] times the architecture's scale.
  * HINGE_ERR_RANGE for a token id outside the vocabulary. */

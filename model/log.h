@@ -2,17 +2,13 @@
 #ifndef HINGE_LOG_H
 #define HINGE_LOG_H
 
-typedef enum hinge_log_level {
-    HINGE_LOG_ERROR = 0, /* the call fails */
-    HINGE_LOG_WARN = 1,  /* degraded but continuing */
-    HINGE_LOG_INFO = 2,  /* once per model load or session */
-    HINGE_LOG_DEBUG = 3, /* once per request */
-    HINGE_LOG_TRACE = 4, /* per token or per layer: only when asked for */
-} hinge_log_level;
+/* hinge_log_level and the sink's signature (hinge_log_cb) are the public
+ * API's, from <hinge/hinge.h>. */
+#include "hinge/hinge.h"
 
 /* The sink gets one formatted line without a trailing newline. It may be
  * called from any thread that logs; it must not call back into hinge. */
-typedef void (*hinge_log_fn)(void *user, hinge_log_level level, const char *line);
+typedef hinge_log_cb hinge_log_fn;
 
 typedef struct hinge_logger {
     hinge_log_fn fn;       /* NULL: messages are dropped */

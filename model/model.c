@@ -231,7 +231,7 @@ static hinge_status get_weights(loader *ld)
     return HINGE_OK;
 }
 
-static hinge_status hash_file(model *m, char *err, size_t errlen)
+hinge_status model_hash(model *m, char *err, size_t errlen)
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned int len = 0;
@@ -262,7 +262,7 @@ hinge_status model_load(const char *path, bool hash, const hinge_logger *lg, mod
         s = hinge_fail(err, errlen, HINGE_ERR_FORMAT, "tokenizer has %d tokens, embedding only %u rows",
                        tok_n_vocab(m->tok), m->hp.n_vocab);
     if (s == HINGE_OK && hash)
-        s = hash_file(m, err, errlen);
+        s = model_hash(m, err, errlen);
     if (s != HINGE_OK) {
         model_free(m);
         return s;

@@ -89,6 +89,10 @@ hinge_status model_load(const char *path, bool hash_file, const hinge_logger *lg
                         char *err, size_t errlen);
 void model_free(model *m); /* NULL is a no-op */
 
+/* Computes m->sha256 from the mapped file (model_load with hash_file does
+ * it at load). HINGE_ERR_NOMEM when the digest fails. */
+hinge_status model_hash(model *m, char *err, size_t errlen);
+
 /* Bytes of one layer's weights. */
 size_t model_layer_bytes(const model *m, uint32_t layer);
 

@@ -20,6 +20,8 @@ struct sampler {
     cand *c;      /* n_vocab */
 };
 
+size_t sampler_bytes_per_token(void) { return sizeof(cand); }
+
 hinge_status sampler_create(const sampler_params *p, uint32_t n_vocab, sampler **out)
 {
     if (n_vocab == 0 || !(p->temp >= 0.0f) || !(p->top_p >= 0.0f) || !isfinite(p->temp))

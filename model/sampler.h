@@ -21,6 +21,8 @@ typedef struct sampler sampler;
  * HINGE_ERR_NOMEM. */
 hinge_status sampler_create(const sampler_params *p, uint32_t n_vocab, sampler **out);
 void sampler_destroy(sampler *s); /* NULL is a no-op */
+/* Scratch bytes a sampler holds per vocabulary entry. */
+size_t sampler_bytes_per_token(void);
 
 /* Picks a token from logits[0..n_vocab). Logits that are NaN are never
  * picked; if all are, token 0 is returned. */

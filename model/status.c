@@ -17,6 +17,7 @@ const char *hinge_strerror(hinge_status s)
     case HINGE_ERR_VULKAN: return "vulkan error";
     case HINGE_ERR_NETWORK: return "network error";
     case HINGE_ERR_PROTOCOL: return "protocol error";
+    case HINGE_CANCELLED: return "cancelled";
     }
     return "unknown status";
 }

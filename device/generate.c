@@ -1,0 +1,161 @@
+/* hinge_generate: a prompt, its prefill, and the decode loop, with the
+ * conversation carried from call to call. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "session_impl.h"
+
+enum { PIECE_MAX = 256 };
+
+static void add_step(hinge_stats *st, const hinge_step_info *t)
+{
+    st->steps++;
+    st->device_ms += t->device_ms;
+    st->network_ms += t->network_ms;
+    st->edge_ms += t->edge_ms;
+    st->queue_ms += t->queue_ms;
+    st->uplink_bytes += t->uplink_bytes;
+    st->downlink_bytes += t->downlink_bytes;
+}
+
+static hinge_status step(hinge_session *s, const int32_t *tokens, size_t n, int32_t *next)
+{
+    hinge_step_info t;
+    hinge_status st = sess_step(s, tokens, n, next, &t);
+    if (st != HINGE_OK)
+        return st;
+    add_step(&s->stats, &t);
+    if (s->step_cb)
+        s->step_cb(&t, s->step_user);
+    return HINGE_OK;
+}
+
+/* s->tokens[0..*n) = the pending token, then the prompt's tokens (BOS first
+ * on a fresh session when the model asks for it, or for an empty prompt). */
+static hinge_status prompt_tokens(hinge_session *s, const char *prompt, size_t *n)
+{
+    const tokenizer *tok = s->m->tok;
+    size_t len = strlen(prompt), have = 0, got = 0;
+    bool fresh = s->pos == 0 && s->pending < 0;
+    if (s->pending >= 0)
+        s->tokens[have++] = s->pending;
+    size_t room = (size_t)(s->ctx - s->pos) + 1 - have; /* s->tokens holds ctx + 1 */
+    if (len || fresh) {
+        bool bos = fresh && (tok_add_bos(tok) || len == 0);
+        hinge_status st = tok_encode(tok, prompt, len, bos, true, s->tokens + have, room, &got);
+        if (st == HINGE_ERR_RANGE || st == HINGE_ERR_NOMEM)
+            return hinge_fail(s->err, sizeof s->err, HINGE_ERR_RANGE,
+                              "the prompt does not fit in the %u positions left of the context", s->ctx - s->pos);
+        if (st != HINGE_OK)
+            return hinge_fail(s->err, sizeof s->err, st, "cannot tokenize the prompt");
+    }
+    *n = have + got;
+    if (*n == 0)
+        return hinge_fail(s->err, sizeof s->err, HINGE_ERR_INVALID, "nothing to generate from: the prompt is empty "
+                                                                    "and the conversation has no last token");
+    if (*n > s->ctx - s->pos)
+        return hinge_fail(s->err, sizeof s->err, HINGE_ERR_RANGE,
+                          "the prompt's %zu tokens do not fit in the %u positions left of the context", *n,
+                          s->ctx - s->pos);
+    return HINGE_OK;
+}
+
+/* Shows next to the callback; 1 when the callback asks to stop. */
+static int emit(hinge_session *s, int32_t prev, int32_t next, hinge_token_cb cb, void *user)
+{
+    char piece[PIECE_MAX];
+    bool strip = prev == tok_bos(s->m->tok) && tok_adds_space_prefix(s->m->tok);
+    size_t len = tok_piece(s->m->tok, next, strip, piece, sizeof piece);
+    s->stats.generated_tokens++;
+    return cb && cb(piece, len, user) != 0;
+}
+
+/* The decode loop after the prefill sampled next. */
+static hinge_status decode(hinge_session *s, int32_t prev, int32_t next, int max_tokens, hinge_token_cb cb,
+                           void *user)
+{
+    hinge_stop stop = HINGE_STOP_LENGTH;
+    hinge_status st = HINGE_OK;
+    for (int i = 0; i < max_tokens; i++) {
+        s->pending = next;
+        if (tok_is_eog(s->m->tok, next) && !s->cfg.ignore_eos) {
+            stop = HINGE_STOP_EOG;
+            break;
+        }
+        if (emit(s, prev, next, cb, user)) {
+            stop = HINGE_STOP_CALLBACK;
+            break;
+        }
+        if (i + 1 == max_tokens)
+            break;
+        if (s->pos >= s->ctx) {
+            stop = HINGE_STOP_CONTEXT;
+            break;
+        }
+        if (atomic_exchange(&s->cancel, false)) {
+            stop = HINGE_STOP_CANCELLED;
+            st = HINGE_CANCELLED;
+            break;
+        }
+        prev = next;
+        if ((st = step(s, &prev, 1, &next)) != HINGE_OK) {
+            stop = HINGE_STOP_NONE;
+            break;
+        }
+    }
+    s->stats.stop = stop;
+    return st;
+}
+
+/* Feeds all but the last token; the last stays pending (max_tokens 0). */
+static hinge_status prefill_only(hinge_session *s, size_t n)
+{
+    int32_t ignored;
+    hinge_status st = n > 1 ? step(s, s->tokens, n - 1, &ignored) : HINGE_OK;
+    if (st == HINGE_OK) {
+        s->pending = s->tokens[n - 1];
+        s->stats.stop = HINGE_STOP_LENGTH;
+    }
+    return st;
+}
+
+static hinge_status run(hinge_session *s, const char *prompt, int max_tokens, hinge_token_cb cb, void *user)
+{
+    double t0 = clk_now_s();
+    size_t n = 0;
+    hinge_status st = prompt_tokens(s, prompt, &n);
+    if (st != HINGE_OK)
+        return st;
+    s->stats.prompt_tokens = (uint32_t)n;
+    if (atomic_exchange(&s->cancel, false)) {
+        s->stats.stop = HINGE_STOP_CANCELLED;
+        return hinge_fail(s->err, sizeof s->err, HINGE_CANCELLED, "cancelled before the prefill");
+    }
+    if (max_tokens == 0)
+        return prefill_only(s, n);
+    int32_t next;
+    if ((st = step(s, s->tokens, n, &next)) != HINGE_OK)
+        return st;
+    s->stats.prefill_uplink_bytes = s->stats.uplink_bytes;
+    double t1 = clk_now_s();
+    s->stats.ttft_ms = (t1 - t0) * 1e3;
+    s->pending = next;
+    st = decode(s, s->tokens[n - 1], next, max_tokens, cb, user);
+    s->stats.decode_ms = (clk_now_s() - t1) * 1e3;
+    if (st == HINGE_CANCELLED)
+        hinge_fail(s->err, sizeof s->err, st, "cancelled after %u tokens", s->stats.generated_tokens);
+    return st;
+}
+
+hinge_status hinge_generate(hinge_session *s, const char *prompt, int max_tokens, hinge_token_cb cb, void *user)
+{
+    if (!s || !prompt || max_tokens < 0)
+        return api_fail(HINGE_ERR_INVALID, "hinge_generate: session and prompt must not be NULL, max_tokens >= 0");
+    hinge_stats *st = &s->stats;
+    uint64_t requests = st->requests;
+    *st = (hinge_stats){.requests = requests};
+    hinge_status rc = run(s, prompt, max_tokens, cb, user);
+    if (rc != HINGE_OK)
+        return api_fail(rc, "%s", s->err);
+    return HINGE_OK;
+}

@@ -1,0 +1,101 @@
+/* device: the session driver behind libhinge's public API. Private to device/.
+ *
+ *   api.c       the library and the model: version, errors, load, tokens
+ *   session.c   create/free, one step through both halves, logits, reset
+ *   generate.c  hinge_generate: prompt, prefill, the decode loop, stats
+ *   auto.c      HINGE_CUT_AUTO: the partitioner's decision and the live
+ *               channel estimate
+ *   profile.c   hinge_profile_measure;  plan.c  hinge_partition_plan
+ *
+ * Threads: a session belongs to the thread calling into it; only `cancel`
+ * is touched by others (atomically). A hinge_model is read-only after load
+ * except its sha256, which is computed once under hash_mu. */
+#ifndef HINGE_DEVICE_SESSION_IMPL_H
+#define HINGE_DEVICE_SESSION_IMPL_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "clock.h"
+#include "forward.h"
+#include "hinge/hinge.h"
+#include "model.h"
+#include "partition.h"
+#include "tail.h"
+#include "threadpool.h"
+#include "transport.h"
+
+#ifdef HINGE_HAVE_VULKAN
+#include "vk_context.h"
+#include "vk_exec.h"
+#else
+typedef struct dev_ctx dev_ctx;
+typedef struct vk_exec vk_exec;
+#endif
+
+struct hinge_model {
+    model *m;
+    hinge_logger lg;
+    pthread_mutex_t hash_mu;
+    atomic_bool hashed; /* m->sha256 is set */
+};
+
+struct hinge_session {
+    hinge_model *hm;       /* borrowed */
+    const model *m;
+    hinge_session_config cfg; /* the caller's, strings copied below */
+    char *edge_url, *ca_file; /* owned copies */
+    hinge_logger lg;
+    threadpool *tp;
+    uint32_t cut;          /* layers [0, cut) here */
+    tx_codec codec;
+    uint32_t ctx;
+    bool remote;           /* layers [cut, N) on the edge */
+    /* front */
+    fwd_ctx *front;        /* CPU: [0, cut) */
+    dev_ctx *vk;           /* Vulkan: [0, cut) */
+    vk_exec *vx;
+    float *hidden;         /* (ctx, n_embd): the boundary rows of a step, then the tail's output */
+    /* tail, in-process */
+    tail *tail;
+    uint8_t *frame;        /* the emulated wire (codec != f32, no edge): one frame of ctx rows */
+    size_t frame_cap;
+    /* tail, on the edge */
+    tx_client *client;
+    tx_session *sess;
+    part_chan_est *est;    /* HINGE_CUT_AUTO with an edge: the live channel estimate */
+    /* conversation */
+    uint32_t pos;          /* next position */
+    int32_t pending;       /* sampled and shown, not yet fed; -1: none */
+    size_t last_n;         /* rows of the last step (logits) */
+    int32_t *tokens;       /* (ctx + 1): the prompt of a hinge_generate call */
+    atomic_bool cancel;
+    hinge_step_cb step_cb;
+    void *step_user;
+    hinge_stats stats;
+    uint64_t bytes;        /* what create allocated */
+    char err[HINGE_ERRMSG_MAX];
+};
+
+/* Sets this thread's hinge_last_error() and returns s. */
+hinge_status api_fail(hinge_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The model's sha256, computed once (api.c). */
+hinge_status api_model_hash(hinge_model *hm, char *err, size_t errlen);
+
+/* One step (session.c): tokens at positions pos.., both halves, *next
+ * sampled. Detail of a failure in s->err. */
+hinge_status sess_step(hinge_session *s, const int32_t *tokens, size_t n, int32_t *next, hinge_step_info *info);
+
+/* HINGE_CUT_AUTO (auto.c): decides s->cut, s->codec and s->remote for a
+ * prompt of n_prompt tokens; client (may be NULL: no edge) is asked for the
+ * edge's profile and load first. Creates s->est when the decision is to
+ * split. Detail in err. */
+hinge_status auto_decide(hinge_session *s, uint32_t n_prompt, char *err, size_t errlen);
+/* Adds one step's timing to s->est (NULL est: nothing). */
+void auto_observe(hinge_session *s, const hinge_step_info *t);
+/* Saves s->est to cfg.channel_cache and frees it. */
+void auto_finish(hinge_session *s);
+
+#endif

@@ -1,0 +1,355 @@
+/* libhinge: split LLM inference for the mobile edge. The one public header.
+ *
+ * A hinge_model is a loaded GGUF file: read-only after loading, shared by any
+ * number of threads and sessions. A hinge_session is one conversation: the
+ * device's layers and KV cache, and (with an edge) its HTTP/2 connection and
+ * edge session. The device runs the embedding and the first `cut` layers
+ * (on the CPU or on Vulkan); the edge, or this process when there is no
+ * edge, runs the rest, the head and the sampler.
+ *
+ *   hinge_model *m;    hinge_model_load("model.gguf", &m);
+ *   hinge_session_config c;  hinge_session_config_init(&c);
+ *   c.edge_url = "https://edge.example:8443";  c.cut = 6;
+ *   hinge_session *s;  hinge_session_create(m, &c, &s);
+ *   hinge_generate(s, "The capital of France is", 32, on_piece, NULL);
+ *   hinge_session_free(s);  hinge_model_free(m);
+ *
+ * Errors. Every call that can fail returns a hinge_status: HINGE_OK (0) or a
+ * negative code. Out-parameters are written only on success. The detail
+ * (which file, which field, what the edge said) is in hinge_last_error() of
+ * the calling thread until that thread's next failing call.
+ *
+ * Threads. A model may be used by any number of threads at once. A session
+ * is used by one thread at a time (no two calls on one session run
+ * concurrently), except hinge_cancel, which any thread may call at any time.
+ * Callbacks run on the thread that called into the library and must not call
+ * into the same session (hinge_cancel excepted).
+ *
+ * Docs: docs/sdk.md (lifecycle, memory per session, wrappers for Kotlin/JNI
+ * and Swift). */
+#ifndef HINGE_HINGE_H
+#define HINGE_HINGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HINGE_VERSION_MAJOR 0
+#define HINGE_VERSION_MINOR 2
+#define HINGE_VERSION_PATCH 0
+
+/* 0 is success; every error is negative. */
+typedef enum hinge_status {
+    HINGE_OK = 0,
+    HINGE_ERR_INVALID = -1,     /* bad argument from the caller */
+    HINGE_ERR_NOMEM = -2,       /* allocation failed, or over a memory limit */
+    HINGE_ERR_IO = -3,          /* open/read/mmap failed */
+    HINGE_ERR_FORMAT = -4,      /* malformed file, frame or message */
+    HINGE_ERR_UNSUPPORTED = -5, /* well-formed but not handled (type, arch, backend not built) */
+    HINGE_ERR_NOT_FOUND = -6,   /* key, tensor or session does not exist */
+    HINGE_ERR_RANGE = -7,       /* count or position out of range (e.g. the context is full) */
+    HINGE_ERR_VULKAN = -8,      /* Vulkan driver error, or no Vulkan device */
+    HINGE_ERR_NETWORK = -9,     /* connection, TLS or timeout */
+    HINGE_ERR_PROTOCOL = -10,   /* the peer broke the protocol */
+    HINGE_CANCELLED = -11,      /* hinge_cancel stopped the call */
+} hinge_status;
+
+typedef struct hinge_model hinge_model;     /* a loaded GGUF; read-only, shareable across threads and sessions */
+typedef struct hinge_session hinge_session; /* one conversation: device layers, KV cache, edge connection */
+
+/* Gets each generated piece of text (UTF-8 bytes of one token, not
+ * NUL-terminated; a multi-byte character may be split across pieces).
+ * A nonzero return stops the generation (hinge_generate returns HINGE_OK). */
+typedef int (*hinge_token_cb)(const char *piece, size_t len, void *user);
+
+typedef enum hinge_log_level {
+    HINGE_LOG_ERROR = 0, /* the call fails */
+    HINGE_LOG_WARN = 1,  /* degraded but continuing */
+    HINGE_LOG_INFO = 2,  /* once per model load or session */
+    HINGE_LOG_DEBUG = 3, /* once per request */
+    HINGE_LOG_TRACE = 4, /* per token or per layer */
+} hinge_log_level;
+
+/* One formatted line, no trailing newline. Called from the thread that logs;
+ * must not call into hinge. */
+typedef void (*hinge_log_cb)(void *user, hinge_log_level level, const char *line);
+
+/* ---- library ---- */
+
+const char *hinge_version(void);            /* "0.2.0"; static */
+const char *hinge_strerror(hinge_status s); /* static, never NULL */
+const char *hinge_last_error(void);         /* detail of this thread's last failure; "" if none */
+void hinge_free(void *p);                   /* frees what a hinge_* call returned as malloc'd (JSON text) */
+
+/* ---- models ---- */
+
+typedef struct hinge_model_config {
+    uint32_t size;           /* sizeof(hinge_model_config): set by hinge_model_config_init */
+    hinge_log_cb log;        /* NULL: no log */
+    void *log_user;          /* borrowed; passed to log */
+    hinge_log_level log_level;
+} hinge_model_config;
+
+void hinge_model_config_init(hinge_model_config *c);
+
+/* Opens and checks the GGUF at path (every tensor's presence, type, shape
+ * and offset). Errors: HINGE_ERR_INVALID (NULL argument), HINGE_ERR_IO,
+ * HINGE_ERR_FORMAT, HINGE_ERR_UNSUPPORTED (architecture, weight type),
+ * HINGE_ERR_NOMEM. */
+hinge_status hinge_model_load(const char *path, hinge_model **out);
+/* The same with a logger. c may be NULL (the defaults). */
+hinge_status hinge_model_load_ex(const char *path, const hinge_model_config *c, hinge_model **out);
+/* NULL is a no-op. Every session of m must be freed first. */
+void hinge_model_free(hinge_model *m);
+
+typedef struct hinge_model_info {
+    const char *name;     /* general.name; owned by the model */
+    const char *arch;     /* "llama", "gemma3" */
+    uint32_t n_layer, n_embd, n_vocab, n_ctx_train;
+    int32_t bos, eos;     /* -1 when the vocabulary has none */
+    uint64_t file_bytes;  /* size of the GGUF */
+    uint64_t weight_bytes;
+} hinge_model_info;
+
+void hinge_model_get_info(const hinge_model *m, hinge_model_info *out);
+
+/* sha256 of the model file as 64 hex digits and a NUL into hex (65 bytes):
+ * the model's identity, which an edge checks. Reads the whole file the first
+ * time (thread-safe). Errors: HINGE_ERR_INVALID, HINGE_ERR_IO. */
+hinge_status hinge_model_sha256(hinge_model *m, char hex[65]);
+
+/* ---- tokens (token-level calls, for researchers) ---- */
+
+/* Text to token ids. add_bos: put BOS first when the model asks for it (or
+ * when text is empty). Writes at most cap ids; *n_out is the count.
+ * Errors: HINGE_ERR_INVALID, HINGE_ERR_RANGE (more than cap tokens). */
+hinge_status hinge_tokenize(const hinge_model *m, const char *text, size_t len, int add_bos, int32_t *out,
+                            size_t cap, size_t *n_out);
+/* The text of token tok when it follows prev (prev matters for the leading
+ * space of SentencePiece; -1: none). Writes at most cap bytes, no NUL;
+ * *len_out is the count. Errors: HINGE_ERR_INVALID, HINGE_ERR_RANGE (id
+ * outside the vocabulary, or the piece is longer than cap). */
+hinge_status hinge_token_to_piece(const hinge_model *m, int32_t prev, int32_t tok, char *buf, size_t cap,
+                                  size_t *len_out);
+/* 1 when tok ends a generation (EOS, end of turn), else 0. */
+int hinge_token_is_eog(const hinge_model *m, int32_t tok);
+
+/* ---- sessions ---- */
+
+enum {
+    HINGE_CUT_ALL = -1,  /* every layer on the device (the default) */
+    HINGE_CUT_AUTO = -2, /* the partitioner picks the cut and the wire per request */
+};
+
+typedef enum hinge_backend {
+    HINGE_BACKEND_CPU = 0,
+    HINGE_BACKEND_VULKAN = 1, /* HINGE_ERR_UNSUPPORTED where built with -Dvulkan=disabled */
+} hinge_backend;
+
+typedef enum hinge_wire {
+    HINGE_WIRE_F32 = 0, /* exact */
+    HINGE_WIRE_F16 = 1,
+    HINGE_WIRE_Q8 = 2,  /* int8 per row with an f32 scale */
+} hinge_wire;
+
+typedef struct hinge_session_config {
+    uint32_t size;          /* sizeof(hinge_session_config): set by hinge_session_config_init; lets the
+                               library grow the struct without breaking older apps */
+    const char *edge_url;   /* https://host:port (http:// only on loopback); NULL: everything local */
+    const char *ca_file;    /* PEM to trust for the edge; NULL: the system store */
+    int cut;                /* layers on this device, 0..n_layer; HINGE_CUT_ALL; or HINGE_CUT_AUTO */
+    hinge_backend backend;  /* where the device's layers run */
+    hinge_wire wire;        /* activation codec on the wire; without an edge, applied in-process at the
+                               cut (to study a codec's effect) */
+    uint32_t n_ctx;         /* positions the session holds (all turns); 0: min(4096, the model's) */
+    int n_threads;          /* CPU threads of this session; 0: every online CPU */
+    float temperature;      /* 0: greedy */
+    uint32_t top_k;         /* 0: no top-k cut */
+    float top_p;            /* 0 or 1: no nucleus cut */
+    uint64_t seed;          /* same seed, same tokens */
+    int ignore_eos;         /* nonzero: do not stop at end-of-generation tokens */
+    /* The partitioner (cut == HINGE_CUT_AUTO); profiles/ has examples. */
+    const char *device_profile;  /* JSON of this device (hinge profile); required for HINGE_CUT_AUTO */
+    const char *channel_profile; /* JSON of the link's prior; required for HINGE_CUT_AUTO with an edge */
+    const char *edge_profile;    /* NULL: the one the edge serves at GET /v1/profile */
+    const char *channel_cache;   /* file keeping the live channel estimate across sessions; NULL: none */
+    uint32_t min_cut;       /* privacy floor: never fewer layers on the device (checked for a fixed cut too) */
+    uint64_t mem_limit;     /* device bytes for weights of the cut + KV cache; 0: the device profile's */
+    double energy_weight;   /* seconds per joule of device energy in the partitioner's objective */
+    const char *codecs;     /* wire codecs the partitioner may pick, "f32,f16,q8"; NULL: all */
+    uint32_t prompt_hint;   /* prompt length the decision assumes before a prompt is known; 0: 128 */
+    uint32_t max_new_hint;  /* new tokens the decision assumes; 0: 64 */
+    /* Edge connection. */
+    uint32_t max_step;      /* positions per request (a longer prefill is chunked); 0: the edge's */
+    uint32_t timeout_ms;    /* per request; 0: 30000 */
+    uint32_t spin_us;       /* busy-poll the socket this long before sleeping; 0: never */
+    /* Logging. */
+    hinge_log_cb log;       /* NULL: no log */
+    void *log_user;
+    hinge_log_level log_level;
+} hinge_session_config;
+
+/* Fills c with the defaults: local, cut HINGE_CUT_ALL, CPU, f32 wire, greedy. */
+void hinge_session_config_init(hinge_session_config *c);
+
+/* Creates a session on m (borrowed: it must outlive the session). Allocates
+ * everything a step needs (KV cache, scratch, Vulkan buffers); with an edge,
+ * connects and opens the edge session (one TLS handshake); with
+ * HINGE_CUT_AUTO, asks the edge for its profile and load and decides.
+ * An edge that cannot be reached with HINGE_CUT_AUTO gives a local session
+ * (a WARN in the log); with a fixed cut it is an error.
+ * Errors: HINGE_ERR_INVALID (bad config: cut outside [0, n_layer] or under
+ * min_cut, edge_url given with HINGE_CUT_ALL, n_ctx over the model's),
+ * HINGE_ERR_NOMEM, HINGE_ERR_UNSUPPORTED (backend not built), HINGE_ERR_VULKAN,
+ * HINGE_ERR_NETWORK, HINGE_ERR_PROTOCOL, and the edge's refusals
+ * (HINGE_ERR_RANGE: no free session; HINGE_ERR_FORMAT: it refused the request). */
+hinge_status hinge_session_create(hinge_model *m, const hinge_session_config *c, hinge_session **out);
+
+/* Generates up to max_tokens tokens after prompt, calling cb (may be NULL)
+ * with each piece. Continues the conversation: the prompt follows what the
+ * session has already seen and generated. On a fresh session the prompt
+ * starts with BOS when the model asks for one; "" starts from BOS alone.
+ * Stops at an end-of-generation token (unless ignore_eos), at max_tokens,
+ * when cb returns nonzero, or when the context is full.
+ * Errors: HINGE_ERR_INVALID, HINGE_ERR_RANGE (the prompt does not fit in what
+ * is left of the context), HINGE_CANCELLED, and a step's errors (network,
+ * protocol, Vulkan). After an error other than HINGE_CANCELLED the session
+ * should be freed; after HINGE_CANCELLED it is usable. */
+hinge_status hinge_generate(hinge_session *s, const char *prompt, int max_tokens, hinge_token_cb cb, void *user);
+
+/* Asks the running (or the next) hinge_generate or hinge_session_step of s
+ * to return HINGE_CANCELLED before its next step. Any thread, any time;
+ * async-signal-safe. The request is consumed by the call it stops. */
+void hinge_cancel(hinge_session *s);
+
+/* Closes the edge session (DELETE) and frees everything. NULL is a no-op. */
+void hinge_session_free(hinge_session *s);
+
+/* Forgets the conversation: the next call starts at position 0 (an edge
+ * session is reopened on the same connection). */
+hinge_status hinge_session_reset(hinge_session *s);
+
+/* ---- where the time went ---- */
+
+/* One step: n positions through both halves, one sampled token. */
+typedef struct hinge_step_info {
+    uint32_t pos, n;          /* positions [pos, pos + n) */
+    int32_t token;            /* sampled */
+    double device_ms;         /* embedding + layers [0, cut) on this device */
+    double tail_ms;           /* wall time of the rest: in-process compute or the HTTP exchange(s) */
+    double edge_ms;           /* compute after the cut (as the edge reports it) */
+    double queue_ms;          /* waiting for the edge's compute */
+    double network_ms;        /* tail_ms - edge_ms - queue_ms: uplink, downlink, HTTP/TLS */
+    uint64_t uplink_bytes, downlink_bytes;
+    uint32_t requests;        /* HTTP requests (more than 1 for a chunked prefill) */
+} hinge_step_info;
+
+typedef enum hinge_stop {
+    HINGE_STOP_NONE = 0,     /* not stopped yet, or an error */
+    HINGE_STOP_LENGTH = 1,   /* max_tokens reached */
+    HINGE_STOP_EOG = 2,      /* end-of-generation token */
+    HINGE_STOP_CALLBACK = 3, /* the token callback returned nonzero */
+    HINGE_STOP_CONTEXT = 4,  /* the context is full */
+    HINGE_STOP_CANCELLED = 5,
+} hinge_stop;
+
+typedef struct hinge_stats {
+    /* the session */
+    int cut;                  /* the cut in use (decided, with HINGE_CUT_AUTO) */
+    hinge_wire wire;
+    int remote;               /* 1 when an edge runs the layers after the cut */
+    uint32_t pos;             /* positions used so far */
+    uint32_t n_ctx;
+    uint64_t connects, tls_handshakes, requests; /* over the session's life */
+    /* the last hinge_generate */
+    uint32_t prompt_tokens, generated_tokens;
+    hinge_stop stop;
+    double ttft_ms;           /* call start to the first token: tokenizing + prefill */
+    double decode_ms;         /* the steps after the first token */
+    uint32_t steps;           /* prefill included */
+    double device_ms, network_ms, edge_ms, queue_ms; /* summed over the steps */
+    uint64_t uplink_bytes, downlink_bytes;
+    uint64_t prefill_uplink_bytes;
+} hinge_stats;
+
+void hinge_session_get_stats(const hinge_session *s, hinge_stats *out);
+
+/* Bytes the session allocated for itself (KV cache, activations, scratch,
+ * buffers of the wire), host and Vulkan device memory. */
+uint64_t hinge_session_memory(const hinge_session *s);
+
+/* Called after every step of hinge_generate (NULL: none). */
+typedef void (*hinge_step_cb)(const hinge_step_info *step, void *user);
+void hinge_session_set_step_cb(hinge_session *s, hinge_step_cb cb, void *user);
+
+/* ---- token-level calls (researchers) ---- */
+
+/* Runs tokens[0..n) at the session's next positions through both halves
+ * and samples the next token from the last one into *next. info may be NULL.
+ * The session's position advances by n. Errors: HINGE_ERR_INVALID,
+ * HINGE_ERR_RANGE (past the context), HINGE_CANCELLED, and as hinge_generate. */
+hinge_status hinge_session_step(hinge_session *s, const int32_t *tokens, size_t n, int32_t *next,
+                                hinge_step_info *info);
+
+/* Logits (n_vocab floats each) of rows [row, row + n_rows) of the last
+ * hinge_session_step, after the wire codec. Only where the layers after the
+ * cut run in this process (no edge): HINGE_ERR_UNSUPPORTED otherwise;
+ * HINGE_ERR_RANGE for rows outside the last step. */
+hinge_status hinge_session_logits(hinge_session *s, size_t row, size_t n_rows, float *out);
+
+/* The session's next position (tokens seen so far). */
+uint32_t hinge_session_position(const hinge_session *s);
+
+/* ---- profiles and the partitioner (hinge profile, hinge partition) ---- */
+
+typedef struct hinge_profile_config {
+    uint32_t size;          /* set by hinge_profile_config_init */
+    hinge_backend backend;
+    int edge_role;          /* nonzero: write an edge profile rather than a device profile */
+    const char *name;       /* the profile's name; NULL: made from the machine */
+    uint32_t n_ctx;         /* context the costs are fitted over; 0: 1024 */
+    int n_threads;          /* 0: every online CPU */
+    const char *edge_url;   /* measure the HTTP/2 overhead of a step against this edge; NULL: none */
+    const char *ca_file;
+} hinge_profile_config;
+
+void hinge_profile_config_init(hinge_profile_config *c);
+
+/* Measures this machine running m (each layer's prefill and decode cost,
+ * the head, the wire codecs, optionally the HTTP/2 overhead) and returns the
+ * profile as JSON text in *json (free with hinge_free). Takes seconds to
+ * minutes. Errors: as hinge_session_create. */
+hinge_status hinge_profile_measure(hinge_model *m, const hinge_profile_config *c, char **json);
+
+typedef struct hinge_plan_config {
+    uint32_t size;               /* set by hinge_plan_config_init */
+    const char *device_profile;  /* required */
+    const char *channel_profile; /* with edge_profile: a split is considered */
+    const char *edge_profile;
+    const char *edge_load;       /* a saved GET /v1/profile reply: the edge's queue; NULL: idle */
+    uint32_t prompt_len;         /* 0: 128 */
+    uint32_t new_tokens;         /* 0: 64 */
+    uint32_t min_cut;
+    uint64_t mem_limit;
+    double energy_weight;
+    const char *codecs;          /* "f32,f16,q8" (NULL: all) */
+    int connected;               /* the edge connection is already open */
+    int cold_start;              /* the device's weights are not paged in yet */
+} hinge_plan_config;
+
+void hinge_plan_config_init(hinge_plan_config *c);
+
+/* The partitioner's decision for one request with every candidate cut's
+ * predicted TTFT, TPOT, bytes and energy, as JSON text in *json (free with
+ * hinge_free). Errors: HINGE_ERR_INVALID, HINGE_ERR_IO and
+ * HINGE_ERR_FORMAT (profiles), HINGE_ERR_RANGE (no cut fits the limits). */
+hinge_status hinge_partition_plan(hinge_model *m, const hinge_plan_config *c, char **json);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,52 @@
+/* hinge: the tail stage: layers [k, N), the head and the sampler.
+ *
+ * What runs after the cut, wherever it runs: in the device's session when
+ * there is no edge, and in each of the edge's sessions. One home for it, so
+ * that a split and a local run compute the same thing. Everything a step
+ * needs (the fwd_ctx of layers [k, N) with their KV cache, one logit row,
+ * the sampler's scratch) is allocated by tail_create: a step allocates
+ * nothing. */
+#ifndef HINGE_TAIL_H
+#define HINGE_TAIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "forward.h"
+#include "model.h"
+#include "sampler.h"
+#include "status.h"
+#include "threadpool.h"
+
+typedef struct tail tail;
+
+typedef struct tail_config {
+    uint32_t cut;         /* k: the first layer of the tail; 0..n_layer */
+    uint32_t ctx;         /* positions of the KV cache */
+    uint32_t max_batch;   /* positions per internal pass; 0: fwd's default */
+    sampler_params sp;
+} tail_config;
+
+/* m and tp are borrowed and must outlive t; tp may be NULL. Errors:
+ * HINGE_ERR_INVALID (cut beyond the model, bad sampling parameters),
+ * HINGE_ERR_NOMEM. Detail in err. */
+hinge_status tail_create(const model *m, threadpool *tp, const tail_config *c, tail **out, char *err,
+                         size_t errlen);
+void tail_destroy(tail *t); /* NULL is a no-op */
+const char *tail_errmsg(const tail *t);
+
+/* Runs layers [k, N) on hidden ((n, n_embd), the output of layer k-1 for
+ * positions pos .. pos+n-1; in place), then, when token is not NULL, the
+ * head on the last row and the sampler into *token. Errors as fwd_layers
+ * and fwd_head, detail in tail_errmsg. */
+hinge_status tail_step(tail *t, uint32_t pos, size_t n, float *hidden, int32_t *token);
+
+/* Logits (n_vocab floats each) of n rows of hidden that went through
+ * tail_step: the head alone. */
+hinge_status tail_logits(tail *t, const float *hidden, size_t n, float *logits);
+
+/* Bytes tail_create allocated. */
+size_t tail_bytes(const tail *t);
+
+#endif
