@@ -96,7 +96,7 @@ static hinge_status open_local_tail(hinge_session *s)
     tail_config tc = {.cut = s->cut, .ctx = s->ctx, .sp = sampling(&s->cfg)};
     hinge_status st = tail_create(s->m, s->tp, &tc, &s->tail, s->err, sizeof s->err);
     s->bytes += tail_bytes(s->tail);
-    if (st != HINGE_OK || s->codec == TX_CODEC_F32 || s->cut == s->m->hp.n_layer)
+    if (st != HINGE_OK || s->codec == TX_CODEC_F32 || s->cfg.cut < 0) /* a fixed cut, even N, has a wire */
         return st;
     /* the wire, emulated: each step's rows go through the codec and back */
     if ((st = tx_frame_size(s->codec, s->ctx, s->m->hp.n_embd, &s->frame_cap)) != HINGE_OK)
@@ -164,6 +164,23 @@ static hinge_status build(hinge_session *s)
     return open_tail(s);
 }
 
+/* cfg.mem_limit with a fixed cut: the weights of the device's layers and
+ * what the session allocated must fit (HINGE_CUT_AUTO: the partitioner
+ * chose a cut that fits by its own account). */
+static hinge_status check_memory(const hinge_session *s)
+{
+    if (!s->cfg.mem_limit || s->cfg.cut == HINGE_CUT_AUTO)
+        return HINGE_OK;
+    uint64_t weights = 0;
+    for (uint32_t il = 0; il < s->cut; il++)
+        weights += model_layer_bytes(s->m, il);
+    if (weights + s->bytes <= s->cfg.mem_limit)
+        return HINGE_OK;
+    return api_fail(HINGE_ERR_NOMEM, "the session needs %llu bytes (%llu of weights for %u layers, %llu allocated), "
+                    "over mem_limit %llu", (unsigned long long)(weights + s->bytes), (unsigned long long)weights,
+                    s->cut, (unsigned long long)s->bytes, (unsigned long long)s->cfg.mem_limit);
+}
+
 hinge_status hinge_session_create(hinge_model *m, const hinge_session_config *c, hinge_session **out)
 {
     if (!m || !out)
@@ -192,6 +209,10 @@ hinge_status hinge_session_create(hinge_model *m, const hinge_session_config *c,
         return st;
     }
     s->bytes += sizeof *s;
+    if ((st = check_memory(s)) != HINGE_OK) {
+        hinge_session_free(s);
+        return st;
+    }
     hinge_log(&s->lg, HINGE_LOG_INFO, "session: cut %u of %u, %s, %s wire, %u positions, %.1f MiB", s->cut,
               s->m->hp.n_layer, s->remote ? s->edge_url : "local", tx_codec_name(s->codec), s->ctx,
               (double)s->bytes / (1 << 20));

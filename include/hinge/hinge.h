@@ -177,7 +177,10 @@ typedef struct hinge_session_config {
     const char *edge_profile;    /* NULL: the one the edge serves at GET /v1/profile */
     const char *channel_cache;   /* file keeping the live channel estimate across sessions; NULL: none */
     uint32_t min_cut;       /* privacy floor: never fewer layers on the device (checked for a fixed cut too) */
-    uint64_t mem_limit;     /* device bytes for weights of the cut + KV cache; 0: the device profile's */
+    uint64_t mem_limit;     /* device bytes for the weights of the device's layers + what the session
+                               allocates (KV cache, scratch): over it, hinge_session_create fails with
+                               HINGE_ERR_NOMEM; HINGE_CUT_AUTO picks a cut that fits. 0: no limit (auto: the
+                               device profile's) */
     double energy_weight;   /* seconds per joule of device energy in the partitioner's objective */
     const char *codecs;     /* wire codecs the partitioner may pick, "f32,f16,q8"; NULL: all */
     uint32_t prompt_hint;   /* prompt length the decision assumes before a prompt is known; 0: 128 */
@@ -203,7 +206,7 @@ void hinge_session_config_init(hinge_session_config *c);
  * (a WARN in the log); with a fixed cut it is an error.
  * Errors: HINGE_ERR_INVALID (bad config: cut outside [0, n_layer] or under
  * min_cut, edge_url given with HINGE_CUT_ALL, n_ctx over the model's),
- * HINGE_ERR_NOMEM, HINGE_ERR_UNSUPPORTED (backend not built), HINGE_ERR_VULKAN,
+ * HINGE_ERR_NOMEM (also: over mem_limit), HINGE_ERR_UNSUPPORTED (backend not built), HINGE_ERR_VULKAN,
  * HINGE_ERR_NETWORK, HINGE_ERR_PROTOCOL, and the edge's refusals
  * (HINGE_ERR_RANGE: no free session; HINGE_ERR_FORMAT: it refused the request). */
 hinge_status hinge_session_create(hinge_model *m, const hinge_session_config *c, hinge_session **out);
@@ -242,7 +245,8 @@ typedef struct hinge_step_info {
     double tail_ms;           /* wall time of the rest: in-process compute or the HTTP exchange(s) */
     double edge_ms;           /* compute after the cut (as the edge reports it) */
     double queue_ms;          /* waiting for the edge's compute */
-    double network_ms;        /* tail_ms - edge_ms - queue_ms: uplink, downlink, HTTP/TLS */
+    double network_ms;        /* the HTTP exchange less edge_ms and queue_ms: uplink, downlink, HTTP/TLS
+                                 (tail_ms also holds encoding the frame) */
     uint64_t uplink_bytes, downlink_bytes;
     uint32_t requests;        /* HTTP requests (more than 1 for a chunked prefill) */
 } hinge_step_info;

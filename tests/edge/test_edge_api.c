@@ -1,7 +1,8 @@
 /* Integration: a real hinge-edge (TLS, certificate made here) fed bad
  * input of every kind, each answered 4xx/5xx with {"error", "detail"},
  * while a healthy session generates concurrently on its own connection and
- * must produce exactly the tokens of a local run.
+ * must produce exactly the tokens of a local run (both generate through
+ * libhinge's public API).
  *
  *   HINGE_EDGE_BIN=build/edge/hinge-edge test_edge_api
  *
@@ -24,27 +25,38 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include <hinge/hinge.h>
+
 #include "edge_proc.h"
-#include "request.h"
-#include "split_run.h"
+#include "transport.h"
 
 enum { DIM = 64, HEALTHY_N = 1500, HEALTHY_CUT = 2, RESP = 4096 };
 
-typedef struct world {
+typedef struct world world;
+
+/* One generation of HEALTHY_N tokens from BOS at cut HEALTHY_CUT, through
+ * libhinge's public API. */
+typedef struct healthy {
+    world *pace;                 /* paces the tokens and reports progress; NULL: full speed */
+    int32_t tokens[HEALTHY_N];   /* each step's sampled token */
+    size_t n;
+    hinge_stats stats;           /* of the session, before it closed */
+    hinge_status status;
+    char err[HINGE_ERRMSG_MAX];  /* hinge_last_error() of the generating thread */
+} healthy;
+
+struct world {
     const char *edge_bin;
-    model *m;
-    threadpool *tp;
+    hinge_model *hm;
     char sha[65];
     edge_proc p;
-    int32_t bos;
-    split_result ref;          /* local run: the healthy session must match it */
+    healthy ref;               /* local run: the healthy session must match it */
     pthread_t healthy;
     bool healthy_started;
     atomic_bool done;          /* the bad-input tests are over */
     atomic_size_t progress;    /* tokens the healthy session has made */
-    split_result got;
-    hinge_status got_status;
-} world;
+    healthy got;               /* the run against the edge */
+};
 
 static double now_s(void)
 {
@@ -55,26 +67,55 @@ static double now_s(void)
 
 /* ---- the healthy session ---- */
 
-static void pace(void *user, size_t i)
+static void on_step(const hinge_step_info *t, void *user)
 {
-    world *w = user;
-    atomic_store(&w->progress, i + 1);
-    if (!atomic_load(&w->done))
-        usleep(5000); /* at most 7.5 s over the whole run, then full speed once the tests are done */
+    healthy *h = user;
+    if (h->n < HEALTHY_N)
+        h->tokens[h->n++] = t->token;
 }
 
-static split_opts healthy_opts(world *w, const char *url)
+static int on_piece(const char *piece, size_t len, void *user)
 {
-    return (split_opts){.m = w->m, .tp = NULL, .edge_url = url, .cacert = w->p.cacert, .cut = HEALTHY_CUT,
-                        .codec = TX_CODEC_F32, .prompt = &w->bos, .n_prompt = 1, .n_new = HEALTHY_N,
-                        .ignore_eos = true, .on_token = pace, .user = w};
+    (void)piece;
+    (void)len;
+    healthy *h = user;
+    if (!h->pace)
+        return 0;
+    atomic_fetch_add(&h->pace->progress, 1);
+    if (!atomic_load(&h->pace->done))
+        usleep(5000); /* at most 7.5 s over the whole run, then full speed once the tests are done */
+    return 0;
+}
+
+/* url NULL: every layer in this process (the reference). */
+static void healthy_run(world *w, const char *url, healthy *h)
+{
+    hinge_session_config c;
+    hinge_session_config_init(&c);
+    c.edge_url = url;
+    c.ca_file = url ? w->p.cacert : NULL;
+    c.cut = HEALTHY_CUT;
+    c.wire = HINGE_WIRE_F32;
+    c.n_ctx = HEALTHY_N + 1;
+    c.n_threads = 1;
+    c.ignore_eos = 1;
+    hinge_session *s = NULL;
+    h->status = hinge_session_create(w->hm, &c, &s);
+    if (h->status == HINGE_OK) {
+        hinge_session_set_step_cb(s, on_step, h);
+        h->status = hinge_generate(s, "", HEALTHY_N, on_piece, h);
+        hinge_session_get_stats(s, &h->stats);
+    }
+    if (h->status != HINGE_OK)
+        snprintf(h->err, sizeof h->err, "%s (%s)", hinge_last_error(), hinge_strerror(h->status));
+    hinge_session_free(s);
 }
 
 static void *healthy_main(void *arg)
 {
     world *w = arg;
-    split_opts o = healthy_opts(w, w->p.url);
-    w->got_status = split_run(&o, &w->got);
+    w->got.pace = w;
+    healthy_run(w, w->p.url, &w->got);
     return NULL;
 }
 
@@ -147,17 +188,18 @@ static void good_step(world *w, const char *id, uint32_t pos, uint32_t n)
 static int setup(void **state)
 {
     world *w = calloc(1, sizeof *w);
-    char err[HINGE_ERRMSG_MAX];
     if (!w || !(w->edge_bin = getenv("HINGE_EDGE_BIN")))
         return -1;
-    if (model_load(HINGE_SHARED_DIR "/models/stories260K.gguf", true, NULL, &w->m, err, sizeof err) != HINGE_OK)
+    if (hinge_model_load(HINGE_SHARED_DIR "/models/stories260K.gguf", &w->hm) != HINGE_OK ||
+        hinge_model_sha256(w->hm, w->sha) != HINGE_OK) {
+        fprintf(stderr, "stories260K: %s\n", hinge_last_error());
         return -1;
-    edge_hex(w->m->sha256, 32, w->sha);
-    w->bos = tok_bos(w->m->tok);
-    split_opts o = healthy_opts(w, NULL);
-    o.on_token = NULL;
-    if (split_run(&o, &w->ref) != HINGE_OK || w->ref.n_gen != HEALTHY_N)
+    }
+    healthy_run(w, NULL, &w->ref);
+    if (w->ref.status != HINGE_OK || w->ref.n != HEALTHY_N) {
+        fprintf(stderr, "the local reference run: %s, %zu tokens\n", w->ref.err, w->ref.n);
         return -1;
+    }
     static const char *const extra[] = {"--max-sessions", "4", "--max-step", "16", "--stall-timeout-ms", "400",
                                         "--threads", "1", NULL};
     if (edge_proc_cert(&w->p) != 0 ||
@@ -178,9 +220,7 @@ static int teardown(void **state)
         fprintf(stderr, "hinge-edge exited with %d after SIGTERM (log in %s)\n", rc, w->p.dir);
     else
         edge_proc_cleanup(&w->p);
-    split_result_free(&w->ref);
-    split_result_free(&w->got);
-    model_free(w->m);
+    hinge_model_free(w->hm);
     free(w);
     return rc == 0 ? 0 : -1;
 }
@@ -352,10 +392,12 @@ static void test_finish_healthy(void **state)
                  HEALTHY_N);
     pthread_join(w->healthy, NULL);
     w->healthy_started = false;
-    if (w->got_status != HINGE_OK)
+    if (w->got.status != HINGE_OK)
         fail_msg("healthy session failed: %s", w->got.err);
-    assert_int_equal(w->got.n_gen, HEALTHY_N);
+    assert_int_equal(w->got.n, HEALTHY_N);
+    assert_int_equal(w->got.stats.generated_tokens, HEALTHY_N);
     assert_memory_equal(w->got.tokens, w->ref.tokens, HEALTHY_N * sizeof(int32_t));
+    assert_int_equal(w->got.stats.remote, 1);
     assert_int_equal(w->got.stats.connects, 1);
     assert_int_equal(w->got.stats.tls_handshakes, 1);
 }

@@ -375,6 +375,12 @@ static void test_bad_arguments(void **state)
     assert_null(s);
 
     hinge_session_config_init(&c);
+    c.mem_limit = 1000; /* less than the weights of stories260K's layers */
+    assert_int_equal(hinge_session_create(w->m, &c, &s), HINGE_ERR_NOMEM);
+    assert_non_null(strstr(hinge_last_error(), "mem_limit"));
+    assert_null(s);
+
+    hinge_session_config_init(&c);
     c.n_ctx = 16;
     assert_int_equal(hinge_session_create(w->m, &c, &s), HINGE_OK);
     assert_int_equal(hinge_generate(NULL, "", 1, NULL, NULL), HINGE_ERR_INVALID);
