@@ -43,11 +43,11 @@ static hinge_status prompt_tokens(hinge_session *s, const char *prompt, size_t *
     if (len || fresh) {
         bool bos = fresh && (tok_add_bos(tok) || len == 0);
         hinge_status st = tok_encode(tok, prompt, len, bos, true, s->tokens + have, room, &got);
-        if (st == HINGE_ERR_RANGE || st == HINGE_ERR_NOMEM)
+        if (st == HINGE_ERR_RANGE)
             return hinge_fail(s->err, sizeof s->err, HINGE_ERR_RANGE,
                               "the prompt does not fit in the %u positions left of the context", s->ctx - s->pos);
         if (st != HINGE_OK)
-            return hinge_fail(s->err, sizeof s->err, st, "cannot tokenize the prompt");
+            return hinge_fail(s->err, sizeof s->err, st, "cannot tokenize the prompt: %s", hinge_strerror(st));
     }
     *n = have + got;
     if (*n == 0)

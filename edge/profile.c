@@ -1,25 +1,23 @@
 /* /v1/profile: what the edge serves, what its layers cost, and its load.
  *
  * At start-up each layer is timed alone on one decode position (a fwd_ctx
- * of one layer, a short context, the median of a few runs), and the head
- * likewise: the partitioner's E(k, 1) is then the sum over layers >= k plus
- * the head. Served steps add measured figures per cut. */
+ * of one layer after a short prefill, the median of a few steps: model/
+ * measure.h), and the head likewise: the partitioner's E(k, 1) is then the
+ * sum over layers >= k plus the head. Served steps add measured figures
+ * per cut. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "edge_impl.h"
+#include "measure.h"
 #include "partition.h"
 
-enum { MEASURE_REPS = 7, MEASURE_CTX = 16 };
+enum { MEASURE_REPS = 7, MEASURE_CTX = 16, MEASURE_POS = MEASURE_CTX / 2 };
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median time of one decode position through layer il (il == n_layer: the head). */
-static double time_stage(hinge_edge *e, uint32_t il, float *hidden, float *logits)
+/* Median time, us, of one decode position at MEASURE_POS through layer il
+ * (il == n_layer: the head); -1 when it cannot be set up. h: (MEASURE_CTX,
+ * n_embd), row: n_embd, logits: n_vocab floats of scratch. */
+static double time_stage(hinge_edge *e, uint32_t il, float *h, float *row, float *logits)
 {
     const model_hparams *hp = &e->m->hp;
     bool head = il == hp->n_layer;
@@ -27,37 +25,39 @@ static double time_stage(hinge_edge *e, uint32_t il, float *hidden, float *logit
     fwd_ctx *f = NULL;
     if (fwd_create(e->m, e->tp, &fc, &f, NULL, 0) != HINGE_OK)
         return -1.0;
-    double t[MEASURE_REPS];
-    int32_t tok = 1;
-    for (uint32_t r = 0; r < MEASURE_REPS; r++) {
-        fwd_embed(f, &tok, 1, hidden);
-        uint64_t t0 = edge_now_us();
-        if (head)
-            fwd_head(f, hidden, 1, logits);
-        else
-            fwd_layers(f, r, 1, hidden);
-        t[r] = (double)(edge_now_us() - t0);
-    }
+    int32_t tok[MEASURE_CTX];
+    for (uint32_t i = 0; i < MEASURE_CTX; i++)
+        tok[i] = 1;
+    fwd_embed(f, tok, MEASURE_CTX, h);
+    const uint32_t pass_pos = 0, pass_n = MEASURE_POS, dec_pos = MEASURE_POS;
+    meas_plan plan = {.n_pass = 1, .pass_pos = &pass_pos, .pass_n = &pass_n, .n_dec = 1, .dec_pos = &dec_pos,
+                      .reps = MEASURE_REPS};
+    double pass_us, us;
+    if (head)
+        us = meas_head_us(f, h, logits, NULL, MEASURE_REPS, NULL);
+    else
+        meas_time_layers(f, &plan, h, row, hp->n_embd, &pass_us, &us);
     fwd_destroy(f);
-    qsort(t, MEASURE_REPS, sizeof t[0], cmp_double);
-    return t[MEASURE_REPS / 2];
+    return us;
 }
 
 void edge_profile_measure(hinge_edge *e)
 {
     const model_hparams *hp = &e->m->hp;
-    float *hidden = malloc((size_t)hp->n_embd * sizeof(float));
+    float *h = malloc((size_t)MEASURE_CTX * hp->n_embd * sizeof(float));
+    float *row = malloc((size_t)hp->n_embd * sizeof(float));
     float *logits = malloc((size_t)hp->n_vocab * sizeof(float));
     e->layer_us = calloc(hp->n_layer ? hp->n_layer : 1, sizeof(double));
-    if (!hidden || !logits || !e->layer_us) {
+    if (!h || !row || !logits || !e->layer_us) {
         free(e->layer_us);
         e->layer_us = NULL;
     } else {
         for (uint32_t il = 0; il < hp->n_layer; il++)
-            e->layer_us[il] = time_stage(e, il, hidden, logits);
-        e->head_us = time_stage(e, hp->n_layer, hidden, logits);
+            e->layer_us[il] = time_stage(e, il, h, row, logits);
+        e->head_us = time_stage(e, hp->n_layer, h, row, logits);
     }
-    free(hidden);
+    free(h);
+    free(row);
     free(logits);
 }
 

@@ -647,12 +647,14 @@ static hinge_status partition(const tokenizer *t, const char *s, size_t len, boo
     return HINGE_OK;
 }
 
+/* Idempotent: work_init's failure path frees, and so does its caller. */
 static void work_free(work *w)
 {
     free(w->mark);
     free(w->esc);
     free(w->sym);
     free(w->heap);
+    *w = (work){0};
 }
 
 static hinge_status work_init(work *w, size_t len)
@@ -697,7 +699,7 @@ hinge_status tok_encode(const tokenizer *t, const char *text, size_t len, bool a
     if (!t || !n || (!text && len) || (!out && cap) || (add_bos && t->bos < 0))
         return HINGE_ERR_INVALID;
     if (len > TOK_INPUT_MAX)
-        return HINGE_ERR_NOMEM;
+        return HINGE_ERR_RANGE;
     emitter e = {out, cap, 0};
     if (add_bos)
         emit(&e, t->bos);

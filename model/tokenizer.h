@@ -32,8 +32,9 @@ bool tok_is_eog(const tokenizer *t, int32_t id);
  * add_bos. With parse_special, the text of control tokens (e.g. "<bos>",
  * "<start_of_turn>") becomes that token; otherwise it is ordinary text.
  * *n is the number of tokens produced; HINGE_ERR_RANGE if more than cap
- * were needed (*n then holds how many). Empty text gives no tokens (only BOS
- * when asked). */
+ * were needed (*n then holds how many) or the text is over 4 MiB
+ * (TOK_INPUT_MAX; *n untouched); HINGE_ERR_NOMEM when the workspace cannot be
+ * allocated. Empty text gives no tokens (only BOS when asked). */
 hinge_status tok_encode(const tokenizer *t, const char *text, size_t len, bool add_bos,
                         bool parse_special, int32_t *out, size_t cap, size_t *n);
 

@@ -1,5 +1,9 @@
 /* Writing a measured device or edge profile (`hinge profile`). */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <jansson.h>
 
@@ -60,21 +64,41 @@ static int add_scalars(json_t *j, const part_compute *c, const part_save_info *i
     return rc;
 }
 
-hinge_status part_compute_save(const part_compute *c, const part_save_info *info, const char *path, char *err,
+hinge_status part_compute_dump(const part_compute *c, const part_save_info *info, char **text, char *err,
                                size_t errlen)
 {
     if (!c->meas.present || !info || !info->source)
-        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "%s: only a measured profile with a source is saved", path);
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "only a measured profile with a source is saved");
     json_t *j = json_pack("{s:s, s:s, s:s, s:o}", "kind", c->role == PART_ROLE_DEVICE ? "device" : "edge", "name",
                           c->name, "description", info->description ? info->description : "", "measured",
                           measured_json(c, info));
-    if (!j || add_scalars(j, c, info) != 0) {
-        json_decref(j);
-        return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "%s: cannot build the profile", path);
-    }
-    int rc = json_dump_file(j, path, JSON_INDENT(2) | JSON_REAL_PRECISION(6) | JSON_PRESERVE_ORDER);
+    char *out = j && add_scalars(j, c, info) == 0
+                    ? json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(6) | JSON_PRESERVE_ORDER)
+                    : NULL;
     json_decref(j);
-    if (rc != 0)
-        return hinge_fail(err, errlen, HINGE_ERR_IO, "%s: cannot write", path);
+    if (!out)
+        return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "cannot build the profile");
+    *text = out;
+    return HINGE_OK;
+}
+
+hinge_status part_compute_save(const part_compute *c, const part_save_info *info, const char *path, char *err,
+                               size_t errlen)
+{
+    char *text = NULL;
+    hinge_status s = part_compute_dump(c, info, &text, err, errlen);
+    if (s != HINGE_OK) {
+        char msg[HINGE_ERRMSG_MAX];
+        snprintf(msg, sizeof msg, "%s", err ? err : "");
+        return hinge_fail(err, errlen, s, "%s: %s", path, msg);
+    }
+    FILE *fp = fopen(path, "wb");
+    size_t len = strlen(text);
+    bool ok = fp && fwrite(text, 1, len, fp) == len;
+    if (fp && fclose(fp) != 0)
+        ok = false;
+    free(text);
+    if (!ok)
+        return hinge_fail(err, errlen, HINGE_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
     return HINGE_OK;
 }

@@ -1,6 +1,8 @@
 /* The edge's load from its GET /v1/profile reply (docs/protocol.md):
  *   {"protocol": "v1", ..., "load": {"queued_steps": 0, "running_steps": 1,
  *    "draining": false, ...}} */
+#include <stdlib.h>
+
 #include "partition.h"
 #include "profile_json.h"
 
@@ -35,5 +37,16 @@ hinge_status part_edge_load_parse(const char *text, size_t len, part_edge_load *
     json_decref(j);
     if (s == HINGE_OK)
         *out = ld;
+    return s;
+}
+
+hinge_status part_edge_load_load(const char *path, part_edge_load *out, char *err, size_t errlen)
+{
+    char *text = NULL;
+    size_t len = 0;
+    hinge_status s = pj_read_file(path, &text, &len, err, errlen);
+    if (s == HINGE_OK)
+        s = part_edge_load_parse(text, len, out, err, errlen);
+    free(text);
     return s;
 }

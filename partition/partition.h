@@ -212,8 +212,13 @@ typedef struct part_save_info {
     const char *mem_source, *power_source, *overhead_source; /* provenance of those figures */
 } part_save_info;
 
-/* Writes c (its measured block and scalar figures) as a profile file that
- * part_compute_load reads back. HINGE_ERR_IO, HINGE_ERR_NOMEM. */
+/* c (its measured block and scalar figures) as the JSON text of a profile
+ * file that part_compute_parse reads back, into *text (malloc'd: the
+ * caller frees it). HINGE_ERR_INVALID (not measured, no source),
+ * HINGE_ERR_NOMEM. */
+hinge_status part_compute_dump(const part_compute *c, const part_save_info *info, char **text, char *err,
+                               size_t errlen);
+/* The same written to the file at path. Adds HINGE_ERR_IO. */
 hinge_status part_compute_save(const part_compute *c, const part_save_info *info, const char *path, char *err,
                                size_t errlen);
 
@@ -230,6 +235,9 @@ typedef struct part_edge_load {
 /* The "load" object of hinge-edge's GET /v1/profile reply (queue_us set to
  * -1). HINGE_ERR_FORMAT names a missing or mistyped field. */
 hinge_status part_edge_load_parse(const char *text, size_t len, part_edge_load *out, char *err, size_t errlen);
+/* The same from a file holding a saved reply (at most 1 MiB). Adds
+ * HINGE_ERR_IO (cannot read), HINGE_ERR_RANGE (too big). */
+hinge_status part_edge_load_load(const char *path, part_edge_load *out, char *err, size_t errlen);
 
 /* ------------------------------------------------------------------ */
 /* Request, policy, predictions and the decision                      */

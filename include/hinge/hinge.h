@@ -182,7 +182,8 @@ typedef struct hinge_session_config {
                                HINGE_ERR_NOMEM; HINGE_CUT_AUTO picks a cut that fits. 0: no limit (auto: the
                                device profile's) */
     double energy_weight;   /* seconds per joule of device energy in the partitioner's objective */
-    const char *codecs;     /* wire codecs the partitioner may pick, "f32,f16,q8"; NULL: all */
+    const char *codecs;     /* wire codecs the partitioner may pick, "f32,f16,q8"; NULL: f32 and f16
+                               (q8 only when asked for) */
     uint32_t prompt_hint;   /* prompt length the decision assumes before a prompt is known; 0: 128 */
     uint32_t max_new_hint;  /* new tokens the decision assumes; 0: 64 */
     /* Edge connection. */
@@ -339,7 +340,7 @@ typedef struct hinge_plan_config {
     uint32_t min_cut;
     uint64_t mem_limit;
     double energy_weight;
-    const char *codecs;          /* "f32,f16,q8" (NULL: all) */
+    const char *codecs;          /* "f32,f16,q8" (NULL: f32 and f16; q8 only when asked for) */
     int connected;               /* the edge connection is already open */
     int cold_start;              /* the device's weights are not paged in yet */
 } hinge_plan_config;

@@ -53,6 +53,22 @@ check "bad --top-p is a usage error" test $? -eq 2
 check "context too small is an error" test $? -ne 0
 "$hinge" frobnicate >/dev/null 2>&1
 check "unknown command is a usage error" test $? -eq 2
+"$hinge" generate --model "$stories" --prompt x --edge https://127.0.0.1:1 >/dev/null 2>"$tmp/e4"
+check "--edge without --cut is a usage error" test $? -eq 2
+
+# --version, and each command's own --help
+check "--version names the library's version" bash -c "'$hinge' --version | grep -qx 'hinge [0-9]*\.[0-9]*\.[0-9]*'"
+for cmd in generate perplexity profile partition; do
+  "$hinge" $cmd --help >"$tmp/help" 2>/dev/null
+  check "hinge $cmd --help: exit 0, its own usage" bash -c "test \$? -eq 0 && grep -q 'usage: hinge $cmd' '$tmp/help'"
+done
+check "generate --help lists --edge and --cut" bash -c "'$hinge' generate --help | grep -q -- '--edge URL' && '$hinge' generate --help | grep -q -- '--cut K|auto'"
+check "perplexity does not take generate's options" bash -c "! '$hinge' perplexity --file x --edge y >/dev/null 2>&1"
+
+# the stop reason is in --json
+"$hinge" generate --model "$stories" --prompt "" -n 5 --temp 0 --json >"$tmp/j2" 2>/dev/null
+check "--json says why the generation stopped" python3 -c "
+import json; d=json.load(open('$tmp/j2')); assert d['stop']=='length' and d['generated_tokens']==5, d"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

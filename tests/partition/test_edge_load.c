@@ -3,7 +3,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -47,11 +50,32 @@ static void test_bad(void **state)
     }
 }
 
+/* part_edge_load_load: a saved reply from a file; a missing file is an I/O error. */
+static void test_file(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/hinge-test-edge-load-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *reply = "{\"load\": {\"queued_steps\": 2, \"running_steps\": 0, \"draining\": true}}";
+    assert_int_equal(write(fd, reply, strlen(reply)), (ssize_t)strlen(reply));
+    close(fd);
+    part_edge_load ld;
+    char err[HINGE_ERRMSG_MAX] = "";
+    assert_int_equal(part_edge_load_load(path, &ld, err, sizeof err), HINGE_OK);
+    assert_int_equal(ld.queued_steps, 2);
+    assert_true(ld.draining);
+    unlink(path);
+    assert_int_equal(part_edge_load_load(path, &ld, err, sizeof err), HINGE_ERR_IO);
+    assert_non_null(strstr(err, path));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_profile_reply),
         cmocka_unit_test(test_bad),
+        cmocka_unit_test(test_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,9 @@
-/* hinge bench-device: where the device half's time goes, layer by layer.
+/* hinge-bench-device: where the device half's time goes, layer by layer. A
+ * benchmark of the Vulkan executor (and of the CPU engine for comparison),
+ * not a user command: it drives the engines through their private headers.
  *
- *   hinge bench-device --model M --backend vulkan|cpu [--layers K] [-n STEPS]
- *                      [--threads N] [--prompt TEXT]
+ *   hinge-bench-device --model M --backend vulkan|cpu [--layers K] [-n STEPS]
+ *                      [--threads N] [--ctx N] [--prompt TEXT]
  *
  * Runs embed + layers [0, K) (K defaults to all) on a 128-position prompt
  * (synthetic ids, or --prompt's tokens) and then STEPS decode steps (default
@@ -12,24 +14,34 @@
  * as a local generation would, and, on Vulkan, dispatches, submits and waits
  * per decode step and the share of a step spent outside the shaders (wall
  * time minus the summed GPU timestamps, over wall time). The last line,
- * "summary ...", is key=value pairs for scripts. Output goes to stdout.
+ * "summary ...", is key=value pairs for scripts (scripts/bench-device).
+ * Output goes to stdout.
  *
  * Timing protocol, for machines shared with other work: decode tokens/s
  * come from the median step (the mean is printed too), prefill from the
  * better of two runs; the tables are means over the profiled steps. The
  * tail's KV cache holds no prompt (it only times the work). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "clock.h"
+#include "forward.h"
+#include "measure.h"
+#include "model.h"
+#include "threadpool.h"
 #include "vk_context.h"
 #include "vk_exec.h"
 
 enum { PROMPT = 128, MAX_NAMES = 16 };
 
 typedef struct bench {
-    engine *en;
+    const model *m;
+    threadpool *tp;
+    hinge_logger lg;
     uint32_t k, n_layer, d, n_dec, n_prompt, ctx;
     int32_t prompt[PROMPT];
     double *pre_ns;     /* k + 1: embed, layers; per position */
@@ -50,19 +62,6 @@ typedef struct bench {
     fwd_ctx *tail;      /* [k, N) and the head */
 } bench;
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Median of v[0 .. n) (sorts v). */
-static double median(double *v, uint32_t n)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 /* dec_s, dec_tail_s and dec_mean_s from the steps. */
 static void decode_summary(bench *b)
 {
@@ -70,8 +69,8 @@ static void decode_summary(bench *b)
     for (uint32_t i = 0; i < b->n_dec; i++)
         sum += b->step_dev[i] + b->step_tail[i];
     b->dec_mean_s = sum / b->n_dec;
-    b->dec_s = median(b->step_dev, b->n_dec);
-    b->dec_tail_s = median(b->step_tail, b->n_dec);
+    b->dec_s = meas_median(b->step_dev, b->n_dec);
+    b->dec_tail_s = meas_median(b->step_tail, b->n_dec);
 }
 
 static int32_t argmax(const float *v, uint32_t n)
@@ -85,7 +84,7 @@ static int32_t argmax(const float *v, uint32_t n)
 
 static int fail(const char *what, hinge_status s, const char *msg)
 {
-    fprintf(stderr, "hinge bench-device: %s: %s (%s)\n", what, msg, hinge_strerror(s));
+    fprintf(stderr, "hinge-bench-device: %s: %s (%s)\n", what, msg, hinge_strerror(s));
     return -1;
 }
 
@@ -97,7 +96,7 @@ static int tail_step(bench *b, uint32_t pos, int32_t *next)
         s = fwd_head(b->tail, b->h, 1, b->logits);
     if (s != HINGE_OK)
         return fail("CPU tail", s, fwd_errmsg(b->tail));
-    *next = argmax(b->logits, b->en->m->hp.n_vocab);
+    *next = argmax(b->logits, b->m->hp.n_vocab);
     return 0;
 }
 
@@ -122,16 +121,16 @@ static int vk_decode(bench *b, vk_exec *e, uint32_t pos0, bool prof)
     int32_t t = b->prompt[b->n_prompt - 1];
     double *lt = b->lt;
     for (uint32_t i = 0; i < b->n_dec; i++) {
-        double t0 = now_s();
+        double t0 = clk_now_s();
         hinge_status s = vk_exec_run(e, &t, 1, pos0 + i, b->h);
         if (s != HINGE_OK)
             return fail("decode", s, vk_exec_errmsg(e));
-        double t1 = now_s();
+        double t1 = clk_now_s();
         if (tail_step(b, pos0 + i, &t) != 0)
             return -1;
         if (!prof) {
             b->step_dev[i] = t1 - t0;
-            b->step_tail[i] = now_s() - t1;
+            b->step_tail[i] = clk_now_s() - t1;
         }
         vk_exec_stats st;
         vk_exec_get_stats(e, &st);
@@ -160,28 +159,28 @@ static int vk_bench(bench *b)
 {
     char err[HINGE_ERRMSG_MAX] = "";
     dev_ctx *c = NULL;
-    dev_ctx_config cc = {.log = &b->en->lg};
+    dev_ctx_config cc = {.log = &b->lg};
     hinge_status s = dev_ctx_create(&cc, &c, err, sizeof err);
     if (s != HINGE_OK)
         return fail("Vulkan", s, err);
     vk_exec *e = NULL;
-    double t0 = now_s();
-    s = vk_exec_create(c, b->en->m, b->k, b->ctx, PROMPT, &e, err, sizeof err);
+    double t0 = clk_now_s();
+    s = vk_exec_create(c, b->m, b->k, b->ctx, PROMPT, &e, err, sizeof err);
     if (s != HINGE_OK) {
         dev_ctx_destroy(c);
         return fail("executor", s, err);
     }
-    printf("device: %s; executor ready in %.2f s (LP_NUM_THREADS=%s)\n", dev_ctx_features(c)->name, now_s() - t0,
+    printf("device: %s; executor ready in %.2f s (LP_NUM_THREADS=%s)\n", dev_ctx_features(c)->name, clk_now_s() - t0,
            getenv("LP_NUM_THREADS") ? getenv("LP_NUM_THREADS") : "unset");
     int rc = 0;
     double *lt = b->lt;
     /* prefill: timed twice without timestamps, then with them */
     b->prefill_s = 1e30;
     for (int r = 0; r < 2 && rc == 0; r++) {
-        t0 = now_s();
+        t0 = clk_now_s();
         if ((s = vk_exec_run(e, b->prompt, b->n_prompt, 0, b->h)) != HINGE_OK)
             rc = fail("prefill", s, vk_exec_errmsg(e));
-        double dt = now_s() - t0;
+        double dt = clk_now_s() - t0;
         b->prefill_s = dt < b->prefill_s ? dt : b->prefill_s;
     }
     if (rc == 0 && (s = vk_exec_set_profiling(e, true)) != HINGE_OK)
@@ -209,14 +208,14 @@ static int vk_bench(bench *b)
 
 static int cpu_bench(bench *b)
 {
-    const model *m = b->en->m;
+    const model *m = b->m;
     fwd_ctx **L = calloc(b->k + 1, sizeof *L);
     int rc = L ? 0 : -1;
     char err[HINGE_ERRMSG_MAX] = "";
     for (uint32_t l = 0; l <= b->k && rc == 0; l++) { /* L[l]: layer l; L[k] embeds */
         fwd_config fc = {.layer_begin = l < b->k ? l : 0, .layer_end = l < b->k ? l + 1 : 0, .ctx = b->ctx,
                          .max_batch = PROMPT};
-        hinge_status s = fwd_create(m, b->en->tp, &fc, &L[l], err, sizeof err);
+        hinge_status s = fwd_create(m, b->tp, &fc, &L[l], err, sizeof err);
         if (s != HINGE_OK)
             rc = fail("CPU stage", s, err);
     }
@@ -224,15 +223,15 @@ static int cpu_bench(bench *b)
     b->prefill_s = 1e30;
     for (int r = 0; r < 2 && rc == 0; r++) { /* the better of two runs */
         double *ns = r == 0 ? b->lt : b->pre_ns, dt;
-        t0 = now_s();
+        t0 = clk_now_s();
         fwd_embed(L[b->k], b->prompt, b->n_prompt, b->h);
-        t1 = now_s();
+        t1 = clk_now_s();
         ns[0] = (t1 - t0) * 1e9 / b->n_prompt;
-        for (uint32_t l = 0; l < b->k; l++, t1 = now_s()) {
+        for (uint32_t l = 0; l < b->k; l++, t1 = clk_now_s()) {
             fwd_layers(L[l], 0, b->n_prompt, b->h);
-            ns[l + 1] = (now_s() - t1) * 1e9 / b->n_prompt;
+            ns[l + 1] = (clk_now_s() - t1) * 1e9 / b->n_prompt;
         }
-        dt = now_s() - t0;
+        dt = clk_now_s() - t0;
         if (r == 1 && dt > b->prefill_s) /* the first run was the better one */
             memcpy(b->pre_ns, b->lt, (b->k + 1) * sizeof(double));
         b->prefill_s = dt < b->prefill_s ? dt : b->prefill_s;
@@ -240,18 +239,18 @@ static int cpu_bench(bench *b)
     int32_t t = b->prompt[b->n_prompt - 1];
     for (uint32_t i = 0; i < b->n_dec && rc == 0; i++) {
         uint32_t pos = b->n_prompt + i;
-        t0 = now_s();
+        t0 = clk_now_s();
         fwd_embed(L[b->k], &t, 1, b->h);
-        t1 = now_s();
+        t1 = clk_now_s();
         b->dec_ns[0] += (t1 - t0) * 1e9;
-        for (uint32_t l = 0; l < b->k; l++, t1 = now_s()) {
+        for (uint32_t l = 0; l < b->k; l++, t1 = clk_now_s()) {
             fwd_layers(L[l], pos, 1, b->h);
-            b->dec_ns[l + 1] += (now_s() - t1) * 1e9;
+            b->dec_ns[l + 1] += (clk_now_s() - t1) * 1e9;
         }
-        b->step_dev[i] = now_s() - t0;
-        t1 = now_s();
+        b->step_dev[i] = clk_now_s() - t0;
+        t1 = clk_now_s();
         rc = tail_step(b, pos, &t);
-        b->step_tail[i] = now_s() - t1;
+        b->step_tail[i] = clk_now_s() - t1;
     }
     for (uint32_t l = 0; l <= b->k; l++)
         b->dec_ns[l] /= b->n_dec;
@@ -267,7 +266,7 @@ static int cpu_bench(bench *b)
 
 static void report(const bench *b, bool vk)
 {
-    const model *m = b->en->m;
+    const model *m = b->m;
     double pre = 0, dec = 0;
     printf("%-8s %16s %16s\n", "layer", "prefill us/pos", "decode us/tok");
     for (uint32_t l = 0; l <= b->k; l++) {
@@ -302,72 +301,201 @@ static void report(const bench *b, bool vk)
            vk ? b->waits / b->n_dec : 0, outside);
 }
 
-static int make_prompt(bench *b, const opts *o)
+/* ---- command line ---- */
+
+#define DEFAULT_MODEL_REL ".cache/hinge/models/gemma-3-270m-q4_k_m.gguf"
+
+typedef struct bench_opts {
+    const char *model, *prompt;
+    uint32_t layers, n_dec, threads, ctx;
+    bool have_layers, vulkan;
+} bench_opts;
+
+enum { O_BACKEND = 256, O_LAYERS, O_THREADS, O_CTX };
+
+static const struct option OPTIONS[] = {
+    {"model", required_argument, NULL, 'm'},     {"backend", required_argument, NULL, O_BACKEND},
+    {"layers", required_argument, NULL, O_LAYERS}, {"cut", required_argument, NULL, O_LAYERS},
+    {"n", required_argument, NULL, 'n'},         {"threads", required_argument, NULL, O_THREADS},
+    {"ctx", required_argument, NULL, O_CTX},     {"prompt", required_argument, NULL, 'p'},
+    {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0},
+};
+
+static void usage(FILE *out)
 {
-    const model *m = b->en->m;
+    fprintf(out, "usage: hinge-bench-device [--model PATH] [--backend vulkan|cpu] [--layers K] [-n STEPS]\n"
+                 "                          [--threads N] [--ctx N] [--prompt TEXT]\n"
+                 "  --model PATH          GGUF model (default $HINGE_MODEL, else ~/" DEFAULT_MODEL_REL ")\n"
+                 "  --backend vulkan|cpu  the engine measured (default cpu)\n"
+                 "  --layers K            embed + layers [0, K) on it (default: all)\n"
+                 "  -n STEPS              decode steps (default 64, at most 4096)\n"
+                 "  --threads N           CPU threads (default: all)\n"
+                 "  --ctx N               KV cache positions (default: prompt + STEPS)\n"
+                 "  --prompt TEXT         the prompt's tokens (default: 128 synthetic ids)\n");
+}
+
+static int parse_u32(const char *s, const char *what, uint32_t max, uint32_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v > max) {
+        fprintf(stderr, "hinge-bench-device: %s: '%s' is not an integer in [0, %u]\n", what, s, max);
+        return -1;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int parse_one(int c, const char *arg, bench_opts *o)
+{
+    switch (c) {
+    case 'm': o->model = arg; return 0;
+    case 'p': o->prompt = arg; return 0;
+    case 'n': return parse_u32(arg, "-n", 4096, &o->n_dec);
+    case O_LAYERS: o->have_layers = true; return parse_u32(arg, "--layers", 4096, &o->layers);
+    case O_THREADS: return parse_u32(arg, "--threads", 256, &o->threads);
+    case O_CTX: return parse_u32(arg, "--ctx", 1u << 20, &o->ctx);
+    case O_BACKEND:
+        if (strcmp(arg, "cpu") != 0 && strcmp(arg, "vulkan") != 0) {
+            fprintf(stderr, "hinge-bench-device: --backend: '%s' is not vulkan or cpu\n", arg);
+            return -1;
+        }
+        o->vulkan = arg[0] == 'v';
+        return 0;
+    }
+    return -1;
+}
+
+/* 0: run; 1: --help printed; 2: usage error. */
+static int parse(int argc, char **argv, bench_opts *o)
+{
+    static char path[4096];
+    *o = (bench_opts){.n_dec = 64};
+    int c;
+    while ((c = getopt_long(argc, argv, "m:n:p:h", OPTIONS, NULL)) != -1) {
+        if (c == 'h') {
+            usage(stdout);
+            return 1;
+        }
+        if (parse_one(c, optarg, o) != 0) {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "hinge-bench-device: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    const char *env = getenv("HINGE_MODEL"), *home = getenv("HOME");
+    snprintf(path, sizeof path, "%s/%s", home ? home : ".", DEFAULT_MODEL_REL);
+    if (!o->model)
+        o->model = env && *env ? env : path;
+    return 0;
+}
+
+static int make_prompt(bench *b, const char *text)
+{
+    const model *m = b->m;
     b->n_prompt = PROMPT;
-    if (!o->prompt) { /* BOS, then ids spread over the vocabulary */
+    if (!text) { /* BOS, then ids spread over the vocabulary */
         for (uint32_t i = 0; i < PROMPT; i++)
             b->prompt[i] = i == 0 && tok_bos(m->tok) >= 0 ? tok_bos(m->tok)
                                                           : (int32_t)((i * 7919u + 13u) % m->hp.n_vocab);
         return 0;
     }
     size_t n = 0;
-    hinge_status s = tok_encode(m->tok, o->prompt, strlen(o->prompt), tok_add_bos(m->tok), false, b->prompt, PROMPT,
-                                &n);
+    hinge_status s = tok_encode(m->tok, text, strlen(text), tok_add_bos(m->tok), false, b->prompt, PROMPT, &n);
     if ((s != HINGE_OK && s != HINGE_ERR_RANGE) || n == 0)
         return fail("--prompt", s, "cannot tokenize");
     b->n_prompt = n < PROMPT ? (uint32_t)n : PROMPT;
     return 0;
 }
 
-int cmd_bench_device(const opts *o)
+/* The bench's buffers and the CPU tail [k, N) + head. */
+static int bench_alloc(bench *b)
 {
-    engine en;
-    if (engine_open(&en, o, false) != 0)
-        return 1;
-    const model_hparams *hp = &en.m->hp;
-    bench b = {.en = &en, .n_layer = hp->n_layer, .d = hp->n_embd, .n_dec = o->n_new ? o->n_new : 64};
-    b.k = o->cut < 0 ? hp->n_layer : (uint32_t)o->cut;
-    int rc = b.k > hp->n_layer || b.n_dec > 4096 ? -1 : make_prompt(&b, o);
-    if (b.k > hp->n_layer || b.n_dec > 4096)
-        fprintf(stderr, "hinge bench-device: --layers %u (of %u) or -n %u (max 4096) out of range\n", b.k,
-                hp->n_layer, b.n_dec);
-    b.ctx = o->ctx ? o->ctx : b.n_prompt + b.n_dec;
-    if (rc == 0 && b.ctx < b.n_prompt + b.n_dec) {
-        fprintf(stderr, "hinge bench-device: --ctx %u holds less than %u positions\n", b.ctx, b.n_prompt + b.n_dec);
-        rc = -1;
-    }
-    b.pre_ns = calloc(b.k + 1, sizeof(double));
-    b.dec_ns = calloc(b.k + 1, sizeof(double));
-    b.lt = calloc(b.k + 1, sizeof(double));
-    b.step_dev = calloc(b.n_dec ? b.n_dec : 1, sizeof(double));
-    b.step_tail = calloc(b.n_dec ? b.n_dec : 1, sizeof(double));
-    b.h = malloc((size_t)PROMPT * hp->n_embd * sizeof(float));
-    b.logits = malloc(hp->n_vocab * sizeof(float));
+    const model_hparams *hp = &b->m->hp;
+    b->pre_ns = calloc(b->k + 1, sizeof(double));
+    b->dec_ns = calloc(b->k + 1, sizeof(double));
+    b->lt = calloc(b->k + 1, sizeof(double));
+    b->step_dev = calloc(b->n_dec ? b->n_dec : 1, sizeof(double));
+    b->step_tail = calloc(b->n_dec ? b->n_dec : 1, sizeof(double));
+    b->h = malloc((size_t)PROMPT * hp->n_embd * sizeof(float));
+    b->logits = malloc(hp->n_vocab * sizeof(float));
+    if (!b->pre_ns || !b->dec_ns || !b->lt || !b->step_dev || !b->step_tail || !b->h || !b->logits)
+        return fail("bench", HINGE_ERR_NOMEM, "out of memory");
     char err[HINGE_ERRMSG_MAX] = "";
-    fwd_config fc = {.layer_begin = rc == 0 ? b.k : 0, .layer_end = hp->n_layer, .ctx = b.ctx};
-    if (rc == 0 && (!b.pre_ns || !b.dec_ns || !b.lt || !b.step_dev || !b.step_tail || !b.h || !b.logits))
-        rc = fail("bench", HINGE_ERR_NOMEM, "out of memory");
-    hinge_status s = rc == 0 ? fwd_create(en.m, en.tp, &fc, &b.tail, err, sizeof err) : HINGE_OK;
-    if (s != HINGE_OK)
-        rc = fail("CPU tail", s, err);
+    fwd_config fc = {.layer_begin = b->k, .layer_end = hp->n_layer, .ctx = b->ctx};
+    hinge_status s = fwd_create(b->m, b->tp, &fc, &b->tail, err, sizeof err);
+    return s == HINGE_OK ? 0 : fail("CPU tail", s, err);
+}
+
+static void bench_free(bench *b)
+{
+    fwd_destroy(b->tail);
+    free(b->pre_ns);
+    free(b->dec_ns);
+    free(b->lt);
+    free(b->step_dev);
+    free(b->step_tail);
+    free(b->h);
+    free(b->logits);
+}
+
+/* Checks the options against the model; the prompt, the buffers. */
+static int bench_init(bench *b, const bench_opts *o)
+{
+    const model_hparams *hp = &b->m->hp;
+    b->n_layer = hp->n_layer;
+    b->d = hp->n_embd;
+    b->n_dec = o->n_dec ? o->n_dec : 64;
+    b->k = o->have_layers ? o->layers : hp->n_layer;
+    if (b->k > hp->n_layer) {
+        fprintf(stderr, "hinge-bench-device: --layers %u: the model has %u\n", b->k, hp->n_layer);
+        return -1;
+    }
+    if (make_prompt(b, o->prompt) != 0)
+        return -1;
+    b->ctx = o->ctx ? o->ctx : b->n_prompt + b->n_dec;
+    if (b->ctx < b->n_prompt + b->n_dec) {
+        fprintf(stderr, "hinge-bench-device: --ctx %u holds less than %u positions\n", b->ctx, b->n_prompt + b->n_dec);
+        return -1;
+    }
+    return bench_alloc(b);
+}
+
+int main(int argc, char **argv)
+{
+    bench_opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc != 0)
+        return rc == 1 ? 0 : 2;
+    bench b = {.lg = {.fn = hinge_log_stderr, .level = HINGE_LOG_WARN}};
+    model *m = NULL;
+    char err[HINGE_ERRMSG_MAX] = "";
+    hinge_status s = model_load(o.model, false, &b.lg, &m, err, sizeof err);
+    if (s != HINGE_OK) {
+        fprintf(stderr, "hinge-bench-device: cannot load model %s: %s (%s)\n", o.model, err, hinge_strerror(s));
+        return 1;
+    }
+    b.m = m;
+    if (tp_create((int)o.threads, &b.tp) != HINGE_OK) {
+        fprintf(stderr, "hinge-bench-device: cannot start %u threads\n", o.threads);
+        model_free(m);
+        return 1;
+    }
+    rc = bench_init(&b, &o);
     if (rc == 0) {
-        printf("hinge bench-device: %s (%s, %u layers), backend %s, layers [0, %u), prompt %u, %u decode steps, "
-               "CPU threads %d\n", en.m->name, hp->arch == ARCH_GEMMA3 ? "gemma3" : "llama", hp->n_layer,
-               o->backend ? "vulkan" : "cpu", b.k, b.n_prompt, b.n_dec, tp_threads(en.tp));
-        rc = o->backend ? vk_bench(&b) : cpu_bench(&b);
+        printf("hinge-bench-device: %s (%s, %u layers), backend %s, layers [0, %u), prompt %u, %u decode steps, "
+               "CPU threads %d\n", m->name, m->hp.arch == ARCH_GEMMA3 ? "gemma3" : "llama", m->hp.n_layer,
+               o.vulkan ? "vulkan" : "cpu", b.k, b.n_prompt, b.n_dec, tp_threads(b.tp));
+        rc = o.vulkan ? vk_bench(&b) : cpu_bench(&b);
     }
     if (rc == 0)
-        report(&b, o->backend != 0);
-    fwd_destroy(b.tail);
-    free(b.pre_ns);
-    free(b.dec_ns);
-    free(b.lt);
-    free(b.step_dev);
-    free(b.step_tail);
-    free(b.h);
-    free(b.logits);
-    engine_close(&en);
+        report(&b, o.vulkan);
+    bench_free(&b);
+    tp_destroy(b.tp);
+    model_free(m);
     return rc == 0 ? 0 : 1;
 }

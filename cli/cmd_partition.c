@@ -1,0 +1,203 @@
+/* hinge partition: the partitioner's prediction for every cut and its
+ * choice for one request (hinge_partition_plan; docs/partitioning.md).
+ * A table on stdout, or with --json the library's document as it is. */
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cli.h"
+
+typedef struct part_opts {
+    const char *model, *device, *channel, *edge, *edge_load, *codecs;
+    uint32_t prompt_len, new_tokens, min_cut;
+    uint64_t mem_cap;
+    double energy_weight;
+    bool connected, cold_start, json, verbose;
+} part_opts;
+
+enum { O_DEVICE = 256, O_CHANNEL, O_EDGE, O_EDGE_LOAD, O_PROMPT_LEN, O_MIN_CUT, O_MEM_CAP, O_ENERGY, O_CODECS,
+       O_CONNECTED, O_COLD_START, O_JSON };
+
+static const struct option OPTIONS[] = {
+    {"model", required_argument, NULL, 'm'},           {"device", required_argument, NULL, O_DEVICE},
+    {"channel", required_argument, NULL, O_CHANNEL},   {"edge", required_argument, NULL, O_EDGE},
+    {"edge-profile", required_argument, NULL, O_EDGE}, {"edge-load", required_argument, NULL, O_EDGE_LOAD},
+    {"prompt-len", required_argument, NULL, O_PROMPT_LEN}, {"new-tokens", required_argument, NULL, 'n'},
+    {"min-cut", required_argument, NULL, O_MIN_CUT},   {"mem-cap", required_argument, NULL, O_MEM_CAP},
+    {"energy-weight", required_argument, NULL, O_ENERGY}, {"codecs", required_argument, NULL, O_CODECS},
+    {"connected", no_argument, NULL, O_CONNECTED},     {"cold-start", no_argument, NULL, O_COLD_START},
+    {"json", no_argument, NULL, O_JSON},               {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},                  {NULL, 0, NULL, 0},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: hinge partition [--model PATH] --device FILE [--channel FILE --edge FILE] [options]\n"
+            "The partitioner's prediction for every cut k (TTFT, TPOT, bytes, energy, memory) and its choice\n"
+            "for one request. Without both --channel and --edge no edge is reachable: k = N.\n"
+            "  -m, --model PATH        GGUF model (default $HINGE_MODEL, else ~/" CLI_DEFAULT_MODEL_REL ")\n"
+            "  --device FILE           device profile (hinge profile; profiles/devices/) (required)\n"
+            "  --channel FILE          channel profile (profiles/channels/)\n"
+            "  --edge FILE             the edge's profile file, not a URL (also --edge-profile)\n"
+            "  --edge-load FILE        a saved GET /v1/profile reply of that edge: its queue (default: idle)\n"
+            "  --prompt-len P          prompt positions (default 128)\n"
+            "  -n, --new-tokens N      new tokens (default 64)\n"
+            "  --min-cut K             privacy floor: at least K layers on the device\n"
+            "  --mem-cap BYTES         device memory for the model (default: the device profile's)\n"
+            "  --energy-weight W       seconds of latency one joule of device energy is worth (default 0)\n"
+            "  --codecs LIST           wire codecs to consider, e.g. f32,f16,q8 (default f32,f16)\n"
+            "  --connected             the edge connection is already open: no set-up cost\n"
+            "  --cold-start            the device's weights are not paged in yet\n"
+            "  --json                  one JSON object with every candidate instead of the table\n"
+            "  -v, --verbose           the library's log down to DEBUG on stderr\n");
+}
+
+/* One option; -1 on a bad value. */
+static int parse_one(int c, const char *arg, part_opts *o)
+{
+    switch (c) {
+    case 'm': o->model = arg; return 0;
+    case O_DEVICE: o->device = arg; return 0;
+    case O_CHANNEL: o->channel = arg; return 0;
+    case O_EDGE: o->edge = arg; return 0;
+    case O_EDGE_LOAD: o->edge_load = arg; return 0;
+    case O_PROMPT_LEN: return cli_u32(arg, "--prompt-len", 1u << 20, &o->prompt_len);
+    case 'n': return cli_u32(arg, "--new-tokens", 1u << 20, &o->new_tokens);
+    case O_MIN_CUT: return cli_u32(arg, "--min-cut", 4096, &o->min_cut);
+    case O_MEM_CAP: return cli_u64(arg, "--mem-cap", &o->mem_cap);
+    case O_ENERGY: return cli_f64(arg, "--energy-weight", 0.0, 1e6, &o->energy_weight);
+    case O_CODECS: o->codecs = arg; return 0;
+    case O_CONNECTED: o->connected = true; return 0;
+    case O_COLD_START: o->cold_start = true; return 0;
+    case O_JSON: o->json = true; return 0;
+    case 'v': o->verbose = true; return 0;
+    }
+    return -1;
+}
+
+/* 0: run; 1: --help was printed; 2: usage error (printed). */
+static int parse(int argc, char **argv, part_opts *o)
+{
+    *o = (part_opts){.new_tokens = 64};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:n:vh", OPTIONS, NULL)) != -1) {
+        if (c == 'h') {
+            usage(stdout);
+            return 1;
+        }
+        if (parse_one(c, optarg, o) != 0) {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "hinge: partition: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!o->device) {
+        fprintf(stderr, "hinge: partition: --device FILE (a device profile) is required\n");
+        return 2;
+    }
+    if (o->edge && (strncmp(o->edge, "http://", 7) == 0 || strncmp(o->edge, "https://", 8) == 0)) {
+        fprintf(stderr, "hinge: partition: --edge takes the edge's profile file here, not a URL\n");
+        return 2;
+    }
+    if (!o->model)
+        o->model = cli_default_model();
+    return 0;
+}
+
+/* A number of the plan; null (not finite) reads as infinity. */
+static double num(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_number(v) ? json_number_value(v) : INFINITY;
+}
+
+static const char *str(json_t *obj, const char *key, const char *dflt)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s ? s : dflt;
+}
+
+static void print_row(json_t *p, long chosen)
+{
+    long k = (long)json_integer_value(json_object_get(p, "cut"));
+    bool ok = json_is_true(json_object_get(p, "feasible"));
+    printf("%3ld %5s %9.2f %9.2f %9.3f %10.2f %8.3f %9.1f %8.1f %9.4f  %s%s\n", k, str(p, "codec", "?"),
+           num(p, "setup_ms"), num(p, "ttft_ms"), num(p, "tpot_ms"), num(p, "total_ms"), num(p, "energy_j"),
+           num(p, "up_bytes") / 1e3, num(p, "device_mem_mb"), num(p, "objective"), ok ? "" : str(p, "why", "?"),
+           k == chosen ? " <- chosen" : "");
+}
+
+/* The table of every cut and the choice, from the plan's JSON. */
+static int print_table(const char *text)
+{
+    json_t *j = json_loads(text, 0, NULL);
+    json_t *cands = json_object_get(j, "candidates"), *req = json_object_get(j, "request");
+    json_t *pol = json_object_get(j, "policy"), *ch = json_object_get(j, "chosen");
+    if (!json_is_array(cands) || json_array_size(cands) == 0 || !json_is_object(ch)) {
+        fprintf(stderr, "hinge: partition: the plan is not the expected JSON\n");
+        json_decref(j);
+        return 1;
+    }
+    long cut = (long)json_integer_value(json_object_get(j, "cut"));
+    printf("model %s (%zu layers); device %s; channel %s; edge %s\n", str(j, "model", "?"),
+           json_array_size(cands) - 1, str(j, "device", "?"), str(j, "channel", "(none)"),
+           str(j, "edge", "(none: local only)"));
+    printf("request: %ld prompt positions, %ld new tokens; policy: k >= %ld, memory cap %.0f MB, energy weight %g "
+           "s/J\n", (long)json_integer_value(json_object_get(req, "prompt_len")),
+           (long)json_integer_value(json_object_get(req, "new_tokens")),
+           (long)json_integer_value(json_object_get(pol, "min_cut")), num(pol, "mem_cap_bytes") / 1048576.0,
+           num(pol, "energy_weight"));
+    printf("%3s %5s %9s %9s %9s %10s %8s %9s %8s %9s  %s\n", "k", "codec", "setup ms", "TTFT ms", "TPOT ms",
+           "total ms", "energy J", "up KB", "mem MB", "objective", "");
+    for (size_t i = 0; i < json_array_size(cands); i++)
+        print_row(json_array_get(cands, i), cut);
+    printf("choice: k = %ld, codec %s: TTFT %.2f ms, TPOT %.3f ms, total %.2f ms; decision %.2f us\n", cut,
+           str(j, "codec", "?"), num(ch, "ttft_ms"), num(ch, "tpot_ms"), num(ch, "total_ms"),
+           num(j, "decision_us"));
+    json_decref(j);
+    return 0;
+}
+
+int cmd_partition(int argc, char **argv)
+{
+    part_opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc != 0)
+        return rc == 1 ? 0 : 2;
+    hinge_model *m = NULL;
+    if (cli_load_model(o.model, o.verbose, &m) != 0)
+        return 1;
+    hinge_plan_config c;
+    hinge_plan_config_init(&c);
+    c.device_profile = o.device;
+    c.channel_profile = o.channel;
+    c.edge_profile = o.edge;
+    c.edge_load = o.edge_load;
+    c.prompt_len = o.prompt_len;
+    c.new_tokens = o.new_tokens;
+    c.min_cut = o.min_cut;
+    c.mem_limit = o.mem_cap;
+    c.energy_weight = o.energy_weight;
+    c.codecs = o.codecs;
+    c.connected = o.connected;
+    c.cold_start = o.cold_start;
+    char *json = NULL;
+    hinge_status s = hinge_partition_plan(m, &c, &json);
+    if (s != HINGE_OK)
+        rc = cli_fail("partition", s);
+    else if (o.json)
+        printf("%s\n", json);
+    else
+        rc = print_table(json);
+    hinge_free(json);
+    hinge_model_free(m);
+    return rc;
+}
