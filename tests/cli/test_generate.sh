@@ -65,6 +65,11 @@ done
 check "generate --help lists --edge and --cut" bash -c "'$hinge' generate --help | grep -q -- '--edge URL' && '$hinge' generate --help | grep -q -- '--cut K|auto'"
 check "perplexity does not take generate's options" bash -c "! '$hinge' perplexity --file x --edge y >/dev/null 2>&1"
 
+# hinge bench-device runs the tool hinge-bench-device (built with Vulkan)
+if [ -x "$(dirname "$hinge")/../tools/hinge-bench-device" ]; then
+  check "hinge bench-device runs hinge-bench-device" bash -c "'$hinge' bench-device --help | grep -q 'usage: hinge-bench-device'"
+fi
+
 # the stop reason is in --json
 "$hinge" generate --model "$stories" --prompt "" -n 5 --temp 0 --json >"$tmp/j2" 2>/dev/null
 check "--json says why the generation stopped" python3 -c "
