@@ -10,8 +10,13 @@
 
 #include "cli.h"
 
+enum { MAX_EDGES = 16 };
+
 typedef struct gen_opts {
     const char *model, *prompt, *edge, *cacert, *wire, *codecs;
+    const char *edges[MAX_EDGES]; /* --edge, in order: edge is edges[0] */
+    uint32_t n_edges, timeout_ms;
+    bool no_local_fallback;
     const char *device, *channel, *edge_profile;
     uint32_t n_new, ctx, min_cut, threads;
     uint64_t mem_cap;
@@ -27,7 +32,8 @@ typedef struct gen_opts {
 enum { CUT_UNSET = -3 };
 
 enum { O_TEMP = 256, O_TOPK, O_TOPP, O_SEED, O_JSON, O_THREADS, O_CTX, O_IGNORE_EOS, O_BACKEND, O_CUT, O_EDGE,
-       O_WIRE, O_CACERT, O_DEVICE, O_CHANNEL, O_EDGE_PROFILE, O_MIN_CUT, O_MEM_CAP, O_ENERGY, O_CODECS };
+       O_WIRE, O_CACERT, O_DEVICE, O_CHANNEL, O_EDGE_PROFILE, O_MIN_CUT, O_MEM_CAP, O_ENERGY, O_CODECS, O_TIMEOUT,
+       O_NO_LOCAL };
 
 static const struct option OPTIONS[] = {
     {"model", required_argument, NULL, 'm'},     {"prompt", required_argument, NULL, 'p'},
@@ -42,6 +48,7 @@ static const struct option OPTIONS[] = {
     {"channel", required_argument, NULL, O_CHANNEL}, {"edge-profile", required_argument, NULL, O_EDGE_PROFILE},
     {"min-cut", required_argument, NULL, O_MIN_CUT}, {"mem-cap", required_argument, NULL, O_MEM_CAP},
     {"energy-weight", required_argument, NULL, O_ENERGY}, {"codecs", required_argument, NULL, O_CODECS},
+    {"timeout-ms", required_argument, NULL, O_TIMEOUT}, {"no-local-fallback", no_argument, NULL, O_NO_LOCAL},
     {"verbose", no_argument, NULL, 'v'},          {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -60,7 +67,9 @@ static void usage(FILE *out)
             "  --backend cpu|vulkan  where the device's layers run (default cpu)\n"
             "  --layers K            local run: K layers on the backend, the rest on the CPU\n"
             "  --edge URL            split: the layers after the cut run on this edge (https://, or http:// on\n"
-            "                        loopback)\n"
+            "                        loopback); given again, the next edges to fail over to, in order\n"
+            "  --timeout-ms MS       an edge that does not answer a step within MS is failed over (default 30000)\n"
+            "  --no-local-fallback   when no edge answers, fail instead of finishing on this device\n"
             "  --cut K|auto          layers on this device; auto: the partitioner decides\n"
             "  --wire f32|f16|q8     activation codec on the wire (default f32: exact)\n"
             "  --cacert FILE         PEM certificate(s) to trust for the edge\n"
@@ -101,7 +110,16 @@ static int parse_one(int c, const char *arg, gen_opts *o)
     case O_IGNORE_EOS: o->ignore_eos = true; return 0;
     case O_BACKEND: return cli_backend(arg, &o->backend);
     case O_CUT: return parse_cut(arg, o);
-    case O_EDGE: o->edge = arg; return 0;
+    case O_EDGE:
+        if (o->n_edges == MAX_EDGES) {
+            fprintf(stderr, "hinge: at most %d --edge\n", MAX_EDGES);
+            return -1;
+        }
+        o->edges[o->n_edges++] = arg;
+        o->edge = o->edges[0];
+        return 0;
+    case O_TIMEOUT: return cli_u32(arg, "--timeout-ms", 3600000, &o->timeout_ms);
+    case O_NO_LOCAL: o->no_local_fallback = true; return 0;
     case O_WIRE: o->wire = arg; return 0;
     case O_CACERT: o->cacert = arg; return 0;
     case O_DEVICE: o->device = arg; return 0;
@@ -228,7 +246,7 @@ static void print_json(const gen_opts *o, const hinge_model *m, const hinge_stat
                           "prefill_tokens_per_s", st->ttft_ms > 0 ? st->prompt_tokens / (st->ttft_ms * 1e-3) : 0.0,
                           "decode_tokens_per_s", st->decode_ms > 0 ? steps / (st->decode_ms * 1e-3) : 0.0,
                           "threads", threads, "backend", o->backend == HINGE_BACKEND_VULKAN ? "vulkan" : "cpu",
-                          "cut", st->cut, "edge", st->remote ? o->edge : NULL,
+                          "cut", st->cut, "edge", st->remote ? o->edges[st->edge_index] : NULL,
                           "wire", st->remote ? cli_wire_name(st->wire) : NULL, "stop",
                           (const char *[]){"none", "length", "eog", "callback", "context", "cancelled"}[st->stop]);
     if (!j) /* the text was not UTF-8 */
@@ -236,6 +254,10 @@ static void print_json(const gen_opts *o, const hinge_model *m, const hinge_stat
                       "generated_tokens", (json_int_t)st->generated_tokens, "error",
                       "generated text is not valid UTF-8");
     json_object_set_new(j, "breakdown", breakdown_json(st));
+    json_object_set_new(j, "recovery", json_pack("{s:I, s:I, s:I, s:f}", "recoveries", (json_int_t)st->recoveries,
+                                                 "local_fallbacks", (json_int_t)st->local_fallbacks,
+                                                 "replayed_positions", (json_int_t)st->replayed_positions,
+                                                 "recovery_ms", st->recovery_ms));
     char *s = json_dumps(j, JSON_COMPACT);
     if (s)
         printf("%s\n", s);
@@ -248,6 +270,10 @@ static int make_config(const gen_opts *o, uint32_t n_prompt, hinge_session_confi
 {
     hinge_session_config_init(c);
     c->edge_url = o->edge;
+    c->fallback_edges = o->n_edges > 1 ? o->edges + 1 : NULL;
+    c->n_fallback_edges = o->n_edges > 1 ? o->n_edges - 1 : 0;
+    c->timeout_ms = o->timeout_ms;
+    c->no_local_fallback = o->no_local_fallback;
     c->ca_file = o->cacert;
     c->cut = o->cut == CUT_UNSET ? HINGE_CUT_ALL : o->cut;
     c->backend = o->backend;

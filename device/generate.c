@@ -151,9 +151,9 @@ hinge_status hinge_generate(hinge_session *s, const char *prompt, int max_tokens
 {
     if (!s || !prompt || max_tokens < 0)
         return api_fail(HINGE_ERR_INVALID, "hinge_generate: session and prompt must not be NULL, max_tokens >= 0");
-    hinge_stats *st = &s->stats;
-    uint64_t requests = st->requests;
-    *st = (hinge_stats){.requests = requests};
+    hinge_stats *st = &s->stats; /* the session's life figures stay; the call's start at 0 */
+    *st = (hinge_stats){.requests = st->requests, .recoveries = st->recoveries, .local_fallbacks = st->local_fallbacks,
+                        .replayed_positions = st->replayed_positions, .recovery_ms = st->recovery_ms};
     hinge_status rc = run(s, prompt, max_tokens, cb, user);
     if (rc != HINGE_OK)
         return api_fail(rc, "%s", s->err);

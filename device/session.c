@@ -91,12 +91,12 @@ static sampler_params sampling(const hinge_session_config *c)
     return (sampler_params){.temp = c->temperature, .top_k = c->top_k, .top_p = c->top_p, .seed = c->seed};
 }
 
-static hinge_status open_local_tail(hinge_session *s)
+hinge_status sess_open_local_tail(hinge_session *s, bool wire)
 {
     tail_config tc = {.cut = s->cut, .ctx = s->ctx, .sp = sampling(&s->cfg)};
     hinge_status st = tail_create(s->m, s->tp, &tc, &s->tail, s->err, sizeof s->err);
     s->bytes += tail_bytes(s->tail);
-    if (st != HINGE_OK || s->codec == TX_CODEC_F32 || s->cfg.cut < 0) /* a fixed cut, even N, has a wire */
+    if (st != HINGE_OK || s->codec == TX_CODEC_F32 || !wire)
         return st;
     /* the wire, emulated: each step's rows go through the codec and back */
     if ((st = tx_frame_size(s->codec, s->ctx, s->m->hp.n_embd, &s->frame_cap)) != HINGE_OK)
@@ -107,7 +107,7 @@ static hinge_status open_local_tail(hinge_session *s)
     return HINGE_OK;
 }
 
-static hinge_status open_client(hinge_session *s)
+hinge_status sess_open_client(hinge_session *s)
 {
     if (s->client || !s->edge_url)
         return HINGE_OK;
@@ -117,7 +117,7 @@ static hinge_status open_client(hinge_session *s)
     return tx_client_create(&cc, &s->client, s->err, sizeof s->err);
 }
 
-static hinge_status open_edge_session(hinge_session *s)
+hinge_status sess_open_edge_session(hinge_session *s)
 {
     tx_session_config sc = {.cut = s->cut, .codec = s->codec, .sampling = sampling(&s->cfg), .ctx = s->ctx,
                             .max_step = s->cfg.max_step};
@@ -132,11 +132,19 @@ static hinge_status open_edge_session(hinge_session *s)
 /* The tail: an edge session, or the stage in this process. */
 static hinge_status open_tail(hinge_session *s)
 {
-    if (!s->remote)
-        return open_local_tail(s);
-    hinge_status st = open_client(s);
+    if (!s->remote) /* a fixed cut, even N, has a wire; a decided or full local run has none */
+        return sess_open_local_tail(s, s->cfg.cut >= 0);
+    hinge_status st = sess_open_client(s);
     if (st == HINGE_OK)
-        st = open_edge_session(s);
+        st = sess_open_edge_session(s);
+    while (st != HINGE_OK && recover_can(st) && s->edge_i + 1 < (int)s->n_edges) { /* the next edge */
+        hinge_log(&s->lg, HINGE_LOG_WARN, "edge %s: %s: trying %s", s->edge_url, s->err, s->edges[s->edge_i + 1]);
+        tx_client_destroy(s->client);
+        s->client = NULL;
+        s->edge_url = s->edges[++s->edge_i];
+        if ((st = sess_open_client(s)) == HINGE_OK)
+            st = sess_open_edge_session(s);
+    }
     return st;
 }
 
@@ -150,15 +158,16 @@ static hinge_status build(hinge_session *s)
         return st;
     if (s->cfg.cut == HINGE_CUT_AUTO) {
         uint32_t hint = s->cfg.prompt_hint ? s->cfg.prompt_hint : 128;
-        if ((st = open_client(s)) != HINGE_OK || (st = auto_decide(s, hint, s->err, sizeof s->err)) != HINGE_OK)
+        if ((st = sess_open_client(s)) != HINGE_OK || (st = auto_decide(s, hint, s->err, sizeof s->err)) != HINGE_OK)
             return st;
     }
     size_t hidden = (size_t)s->ctx * hp->n_embd * sizeof(float);
     s->hidden = malloc(hidden);
     s->tokens = malloc(((size_t)s->ctx + 1) * sizeof(int32_t));
-    if (!s->hidden || !s->tokens)
+    s->hist = malloc((size_t)s->ctx * sizeof(int32_t));
+    if (!s->hidden || !s->tokens || !s->hist)
         return hinge_fail(s->err, sizeof s->err, HINGE_ERR_NOMEM, "out of memory for %u positions", s->ctx);
-    s->bytes += hidden + ((size_t)s->ctx + 1) * sizeof(int32_t);
+    s->bytes += hidden + ((size_t)s->ctx * 2 + 1) * sizeof(int32_t);
     if ((st = open_front(s)) != HINGE_OK)
         return st;
     return open_tail(s);
@@ -181,6 +190,26 @@ static hinge_status check_memory(const hinge_session *s)
                     s->cut, (unsigned long long)s->bytes, (unsigned long long)s->cfg.mem_limit);
 }
 
+/* s->edges: edge_url, then the fallbacks, copied; edge_i 0 when there is one. */
+static bool copy_edges(hinge_session *s)
+{
+    const hinge_session_config *c = &s->cfg;
+    s->edge_i = -1;
+    if (!c->edge_url)
+        return true;
+    uint32_t n = 1 + (c->fallback_edges ? c->n_fallback_edges : 0);
+    if (!(s->edges = calloc(n, sizeof *s->edges)))
+        return false;
+    bool ok = true;
+    s->edges[0] = dup_str(c->edge_url, &ok);
+    for (uint32_t i = 1; i < n; i++)
+        s->edges[i] = dup_str(c->fallback_edges[i - 1] ? c->fallback_edges[i - 1] : c->edge_url, &ok);
+    s->n_edges = n;
+    s->edge_i = 0;
+    s->edge_url = s->edges[0];
+    return ok;
+}
+
 hinge_status hinge_session_create(hinge_model *m, const hinge_session_config *c, hinge_session **out)
 {
     if (!m || !out)
@@ -198,8 +227,7 @@ hinge_status hinge_session_create(hinge_model *m, const hinge_session_config *c,
         free(s);
         return st;
     }
-    bool ok = true;
-    s->edge_url = dup_str(s->cfg.edge_url, &ok);
+    bool ok = copy_edges(s);
     s->ca_file = dup_str(s->cfg.ca_file, &ok);
     s->lg = (hinge_logger){.fn = s->cfg.log, .user = s->cfg.log_user, .level = s->cfg.log_level};
     st = ok ? build(s) : hinge_fail(s->err, sizeof s->err, HINGE_ERR_NOMEM, "out of memory");
@@ -237,36 +265,39 @@ void hinge_session_free(hinge_session *s)
     tp_destroy(s->tp);
     free(s->hidden);
     free(s->tokens);
-    free(s->edge_url);
+    free(s->hist);
+    for (uint32_t i = 0; i < s->n_edges; i++)
+        free(s->edges[i]);
+    free(s->edges);
     free(s->ca_file);
     free(s);
 }
 
-static hinge_status run_front(hinge_session *s, const int32_t *tokens, size_t n)
+hinge_status sess_run_front(hinge_session *s, const int32_t *tokens, size_t n, uint32_t pos0)
 {
     hinge_status st;
 #ifdef HINGE_HAVE_VULKAN
     if (s->vx) {
-        if ((st = vk_exec_run(s->vx, tokens, n, s->pos, s->hidden)) != HINGE_OK)
+        if ((st = vk_exec_run(s->vx, tokens, n, pos0, s->hidden)) != HINGE_OK)
             return hinge_fail(s->err, sizeof s->err, st, "vulkan: %s", vk_exec_errmsg(s->vx));
         return st;
     }
 #endif
     st = fwd_embed(s->front, tokens, n, s->hidden);
     if (st == HINGE_OK)
-        st = fwd_layers(s->front, s->pos, n, s->hidden);
+        st = fwd_layers(s->front, pos0, n, s->hidden);
     if (st != HINGE_OK)
         return hinge_fail(s->err, sizeof s->err, st, "device layers: %s", fwd_errmsg(s->front));
     return st;
 }
 
 /* The emulated wire: the rows become what an edge would decode. */
-static hinge_status through_codec(hinge_session *s, size_t n)
+hinge_status sess_through_codec(hinge_session *s, size_t n, uint32_t pos0)
 {
     uint32_t dim = s->m->hp.n_embd;
     tx_frame_limits lim = {.codec = s->codec, .dim = dim, .max_n = s->ctx};
     size_t len = 0;
-    hinge_status st = tx_frame_encode(s->codec, 0, s->pos, (uint32_t)n, dim, s->hidden, s->frame, s->frame_cap, &len,
+    hinge_status st = tx_frame_encode(s->codec, 0, pos0, (uint32_t)n, dim, s->hidden, s->frame, s->frame_cap, &len,
                                       s->err, sizeof s->err);
     if (st == HINGE_OK)
         st = tx_frame_decode(s->frame, len, &lim, s->hidden, n * dim, NULL, s->err, sizeof s->err);
@@ -288,9 +319,24 @@ static hinge_status run_tail(hinge_session *s, size_t n, int32_t *next, hinge_st
             return hinge_fail(s->err, sizeof s->err, st, "edge: %s", tx_session_errmsg(s->sess));
         return HINGE_OK;
     }
-    hinge_status st = s->frame ? through_codec(s, n) : HINGE_OK;
+    hinge_status st = s->frame ? sess_through_codec(s, n, s->pos) : HINGE_OK;
     if (st == HINGE_OK && (st = tail_step(s->tail, s->pos, n, s->hidden, next)) != HINGE_OK)
         hinge_fail(s->err, sizeof s->err, st, "layers after the cut: %s", tail_errmsg(s->tail));
+    return st;
+}
+
+/* Both halves once: tokens at s->pos.., *next sampled. */
+static hinge_status try_step(hinge_session *s, const int32_t *tokens, size_t n, int32_t *next, hinge_step_info *t)
+{
+    double t0 = clk_now_s();
+    hinge_status st = sess_run_front(s, tokens, n, s->pos);
+    double t1 = clk_now_s();
+    t->device_ms = (t1 - t0) * 1e3;
+    if (st == HINGE_OK)
+        st = run_tail(s, n, next, t);
+    t->tail_ms = (clk_now_s() - t1) * 1e3;
+    if (!s->sess)
+        t->edge_ms = t->tail_ms;
     return st;
 }
 
@@ -301,18 +347,15 @@ hinge_status sess_step(hinge_session *s, const int32_t *tokens, size_t n, int32_
         return hinge_fail(s->err, sizeof s->err, HINGE_ERR_RANGE, "positions [%u, %llu) outside the %u-position context",
                           s->pos, (unsigned long long)s->pos + n, s->ctx);
     s->last_n = 0;
-    double t0 = clk_now_s();
-    hinge_status st = run_front(s, tokens, n);
-    double t1 = clk_now_s();
-    t->device_ms = (t1 - t0) * 1e3;
-    if (st == HINGE_OK)
-        st = run_tail(s, n, next, t);
-    t->tail_ms = (clk_now_s() - t1) * 1e3;
-    if (!s->sess)
-        t->edge_ms = t->tail_ms;
+    hinge_status st = try_step(s, tokens, n, next, t);
+    /* failover: each recovery moves to another edge or to this device, so this ends */
+    while (st != HINGE_OK && s->sess && recover_can(st) && (st = recover(s, st)) == HINGE_OK)
+        st = try_step(s, tokens, n, next, t);
     if (st != HINGE_OK)
         return st;
     t->token = *next;
+    memcpy(s->hist + s->pos, tokens, n * sizeof *tokens);
+    s->samples++;
     s->pos += (uint32_t)n;
     s->last_n = n;
     s->stats.requests += t->requests;
@@ -368,9 +411,10 @@ hinge_status hinge_session_reset(hinge_session *s)
     if (!s->sess)
         return HINGE_OK;
     /* the edge only accepts the next position: a new edge session, same connection */
+    s->samples = 0; /* the new edge session's sampler starts afresh */
     tx_session_close(s->sess, NULL, 0);
     s->sess = NULL;
-    hinge_status st = open_edge_session(s);
+    hinge_status st = sess_open_edge_session(s);
     if (st != HINGE_OK)
         return api_fail(st, "reopening the edge session: %s", s->err);
     return HINGE_OK;
@@ -400,6 +444,7 @@ void hinge_session_get_stats(const hinge_session *s, hinge_stats *out)
     out->cut = (int)s->cut;
     out->wire = (hinge_wire)(s->codec - 1);
     out->remote = s->sess != NULL;
+    out->edge_index = s->sess ? s->edge_i : -1;
     out->pos = s->pos;
     out->n_ctx = s->ctx;
     if (s->client) {

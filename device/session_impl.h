@@ -5,6 +5,8 @@
  *   generate.c  hinge_generate: prompt, prefill, the decode loop, stats
  *   auto.c      HINGE_CUT_AUTO: the partitioner's decision and the live
  *               channel estimate
+ *   recover.c   failover: a new edge session with the prefix replayed, or
+ *               the rest of the layers on this device
  *   profile.c   hinge_profile_measure;  plan.c  hinge_partition_plan
  *
  * Threads: a session belongs to the thread calling into it; only `cancel`
@@ -46,7 +48,11 @@ struct hinge_session {
     hinge_model *hm;       /* borrowed */
     const model *m;
     hinge_session_config cfg; /* the caller's, strings copied below */
-    char *edge_url, *ca_file; /* owned copies */
+    char **edges;          /* edge_url, then fallback_edges: owned copies */
+    uint32_t n_edges;
+    int edge_i;            /* the edge in use (index into edges); -1: none */
+    char *edge_url;        /* edges[edge_i], or NULL */
+    char *ca_file;         /* owned copy */
     hinge_logger lg;
     threadpool *tp;
     uint32_t cut;          /* layers [0, cut) here */
@@ -71,6 +77,8 @@ struct hinge_session {
     int32_t pending;       /* sampled and shown, not yet fed; -1: none */
     size_t last_n;         /* rows of the last step (logits) */
     int32_t *tokens;       /* (ctx + 1): the prompt of a hinge_generate call */
+    int32_t *hist;         /* (ctx): every token fed, position by position: what a failover replays */
+    uint64_t samples;      /* tokens sampled so far (a rebuilt sampler skips as many) */
     atomic_bool cancel;
     hinge_step_cb step_cb;
     void *step_user;
@@ -83,6 +91,19 @@ struct hinge_session {
 hinge_status api_fail(hinge_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The model's sha256, computed once (api.c). */
 hinge_status api_model_hash(hinge_model *hm, char *err, size_t errlen);
+
+/* The session's parts (session.c), for recover.c. */
+hinge_status sess_run_front(hinge_session *s, const int32_t *tokens, size_t n, uint32_t pos0);
+hinge_status sess_open_local_tail(hinge_session *s, bool wire);
+hinge_status sess_open_client(hinge_session *s);
+hinge_status sess_open_edge_session(hinge_session *s);
+hinge_status sess_through_codec(hinge_session *s, size_t n, uint32_t pos0);
+
+/* Failover after a step failed with st (recover.c): a new edge session
+ * with the prefix [0, pos) replayed, or the local tail rebuilt. HINGE_OK
+ * when the step can be run again; st (or the last error) otherwise. */
+bool recover_can(hinge_status st);
+hinge_status recover(hinge_session *s, hinge_status st);
 
 /* One step (session.c): tokens at positions pos.., both halves, *next
  * sampled. Detail of a failure in s->err. */

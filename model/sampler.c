@@ -62,6 +62,14 @@ static float next_uniform(sampler *s)
     return (float)((s->rng * 0x2545f4914f6cdd1dull) >> 40) / 16777216.0f;
 }
 
+void sampler_skip(sampler *s, uint64_t n)
+{
+    if (s->p.temp == 0.0f || s->p.top_k == 1)
+        return;
+    for (uint64_t i = 0; i < n; i++)
+        next_uniform(s);
+}
+
 static int32_t argmax(const float *x, uint32_t n)
 {
     int32_t best = -1;

@@ -24,6 +24,10 @@ void sampler_destroy(sampler *s); /* NULL is a no-op */
 /* Scratch bytes a sampler holds per vocabulary entry. */
 size_t sampler_bytes_per_token(void);
 
+/* Advances the random state as n samples would (a sampler rebuilt after a
+ * failover then continues the same sequence). Greedy samplers draw nothing. */
+void sampler_skip(sampler *s, uint64_t n);
+
 /* Picks a token from logits[0..n_vocab). Logits that are NaN are never
  * picked; if all are, token 0 is returned. */
 int32_t sampler_sample(sampler *s, const float *logits);

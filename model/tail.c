@@ -66,4 +66,6 @@ hinge_status tail_logits(tail *t, const float *hidden, size_t n, float *logits)
     return fwd_head(t->f, hidden, n, logits);
 }
 
+void tail_skip_samples(tail *t, uint64_t n) { sampler_skip(t->smp, n); }
+
 size_t tail_bytes(const tail *t) { return t ? t->bytes : 0; }

@@ -46,6 +46,9 @@ hinge_status tail_step(tail *t, uint32_t pos, size_t n, float *hidden, int32_t *
  * tail_step: the head alone. */
 hinge_status tail_logits(tail *t, const float *hidden, size_t n, float *logits);
 
+/* The sampler continues as if n tokens had been sampled already. */
+void tail_skip_samples(tail *t, uint64_t n);
+
 /* Bytes tail_create allocated. */
 size_t tail_bytes(const tail *t);
 

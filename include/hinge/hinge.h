@@ -194,6 +194,11 @@ typedef struct hinge_session_config {
     hinge_log_cb log;       /* NULL: no log */
     void *log_user;
     hinge_log_level log_level;
+    /* Never lose a token (fields added in 0.2; older structs get the defaults). */
+    const char *const *fallback_edges; /* more edges, tried in order after edge_url when it fails; borrowed
+                                          for the session's life */
+    uint32_t n_fallback_edges;
+    int no_local_fallback;  /* nonzero: when no edge answers, fail rather than finish on this device */
 } hinge_session_config;
 
 /* Fills c with the defaults: local, cut HINGE_CUT_ALL, CPU, f32 wire, greedy. */
@@ -204,7 +209,20 @@ void hinge_session_config_init(hinge_session_config *c);
  * connects and opens the edge session (one TLS handshake); with
  * HINGE_CUT_AUTO, asks the edge for its profile and load and decides.
  * An edge that cannot be reached with HINGE_CUT_AUTO gives a local session
- * (a WARN in the log); with a fixed cut it is an error.
+ * (a WARN in the log); with a fixed cut the fallback edges are tried, then
+ * it is an error.
+ *
+ * Failover: the session keeps the tokens it has fed (4 bytes a position).
+ * When the edge fails during a step (connection lost, 5xx, draining, the
+ * session gone, no answer within timeout_ms), the session opens a new edge
+ * session (same edge first, then the fallback edges), recomputes the
+ * boundary rows of the positions so far with its own layers and replays
+ * them as one prefill; when no edge answers it finishes on this device
+ * (unless no_local_fallback), rebuilding the KV cache of the layers after
+ * the cut. Greedy output, and anything finished locally, is identical to an
+ * uninterrupted run; a new edge's sampler starts afresh, so sampled text
+ * after an edge-to-edge failover may differ. Each recovery is a WARN in the
+ * log and counted in hinge_stats.
  * Errors: HINGE_ERR_INVALID (bad config: cut outside [0, n_layer] or under
  * min_cut, edge_url given with HINGE_CUT_ALL, n_ctx over the model's),
  * HINGE_ERR_NOMEM (also: over mem_limit), HINGE_ERR_UNSUPPORTED (backend not built), HINGE_ERR_VULKAN,
@@ -268,7 +286,12 @@ typedef struct hinge_stats {
     int remote;               /* 1 when an edge runs the layers after the cut */
     uint32_t pos;             /* positions used so far */
     uint32_t n_ctx;
-    uint64_t connects, tls_handshakes, requests; /* over the session's life */
+    uint64_t connects, tls_handshakes, requests; /* over the session's life (the current edge's client) */
+    int edge_index;           /* the edge in use: 0 edge_url, i fallback_edges[i - 1]; -1 none */
+    uint32_t recoveries;      /* failovers over the session's life */
+    uint32_t local_fallbacks; /* of which finished on this device */
+    uint64_t replayed_positions; /* positions replayed to rebuild state */
+    double recovery_ms;       /* time spent recovering */
     /* the last hinge_generate */
     uint32_t prompt_tokens, generated_tokens;
     hinge_stop stop;

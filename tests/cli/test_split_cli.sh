@@ -115,5 +115,12 @@ check "no edge: a clear error, nothing on stdout" test $? -ne 0 -a ! -s "$tmp/o_
 timeout 60 "$hinge" generate --model "$stories" --prompt x -n 5 --edge "$url" >/dev/null 2>&1
 check "--edge without --cut is refused" test $? -ne 0
 
+# --edge given twice: the first is dead, the second serves; the text is exact
+timeout 60 "$hinge" generate --model "$stories" --prompt "" -n 200 --temp 0 --edge "https://127.0.0.1:1" \
+  --edge "$url" --cacert "$tmp/cert.pem" --cut 2 --json >"$tmp/two" 2>"$tmp/two.err"
+check "two --edge, the first dead: the second serves, exact" python3 -c "
+import json; d=json.load(open('$tmp/two')); assert d['text'] == open('$oracle').read() and d['edge'] == '$url', d
+assert d['recovery']['recoveries'] == 0, d"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

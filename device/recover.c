@@ -1,0 +1,112 @@
+/* Failover: a step's edge failed; rebuild the state of positions [0, pos)
+ * elsewhere so that the step can run again.
+ *
+ * In order of cost: a new session on the same edge (it came back, or only
+ * the session was lost), then each fallback edge, then this device (the
+ * layers after the cut in-process). The device keeps the tokens it fed
+ * (s->hist); its own layers recompute the boundary rows from them (the
+ * device's KV cache rows are rewritten with the same values), and the rows
+ * go to the new edge as one prefill, or through the new local tail. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "session_impl.h"
+
+bool recover_can(hinge_status st)
+{
+    /* the edge or the path to it failed: connection, TLS, timeout, 5xx,
+     * 503 draining or full (RANGE), 404 session gone after a restart */
+    return st == HINGE_ERR_NETWORK || st == HINGE_ERR_PROTOCOL || st == HINGE_ERR_RANGE || st == HINGE_ERR_NOT_FOUND;
+}
+
+/* The boundary rows of [0, pos) into s->hidden. */
+static hinge_status recompute_prefix(hinge_session *s)
+{
+    return s->pos ? sess_run_front(s, s->hist, s->pos, 0) : HINGE_OK;
+}
+
+/* A new session on edge i (its client made anew unless it is the current
+ * one) with the prefix replayed. */
+static hinge_status try_edge(hinge_session *s, int i)
+{
+    if (i != s->edge_i) {
+        tx_client_destroy(s->client);
+        s->client = NULL;
+        s->edge_i = i;
+        s->edge_url = s->edges[i];
+    }
+    hinge_status st = sess_open_client(s);
+    if (st == HINGE_OK)
+        st = sess_open_edge_session(s);
+    if (st == HINGE_OK)
+        st = recompute_prefix(s);
+    if (st == HINGE_OK && s->pos) {
+        int32_t ignored;
+        tx_timing tt;
+        st = tx_session_step(s->sess, 0, s->pos, s->hidden, &ignored, &tt);
+        if (st != HINGE_OK)
+            hinge_fail(s->err, sizeof s->err, st, "replay: %s", tx_session_errmsg(s->sess));
+    }
+    if (st != HINGE_OK) {
+        tx_session_close(s->sess, NULL, 0);
+        s->sess = NULL;
+        return st;
+    }
+    s->samples = s->pos ? 1 : 0; /* the replay's last row was sampled */
+    return HINGE_OK;
+}
+
+/* The layers after the cut on this device, their KV cache rebuilt. */
+static hinge_status go_local(hinge_session *s)
+{
+    hinge_status st = sess_open_local_tail(s, true); /* the rows the edge saw went through the wire */
+    if (st == HINGE_OK)
+        st = recompute_prefix(s);
+    if (st == HINGE_OK && s->pos && s->frame)
+        st = sess_through_codec(s, s->pos, 0);
+    if (st == HINGE_OK && s->pos && (st = tail_step(s->tail, 0, s->pos, s->hidden, NULL)) != HINGE_OK)
+        hinge_fail(s->err, sizeof s->err, st, "rebuilding the layers after the cut: %s", tail_errmsg(s->tail));
+    if (st != HINGE_OK)
+        return st;
+    tail_skip_samples(s->tail, s->samples);
+    s->remote = false;
+    s->edge_i = -1;
+    s->edge_url = NULL;
+    s->stats.local_fallbacks++;
+    return HINGE_OK;
+}
+
+hinge_status recover(hinge_session *s, hinge_status st)
+{
+    double t0 = clk_now_s();
+    char cause[HINGE_ERRMSG_MAX];
+    memcpy(cause, s->err, sizeof cause);
+    hinge_log(&s->lg, HINGE_LOG_WARN, "edge %s failed at position %u (%s: %s): recovering", s->edge_url, s->pos,
+              hinge_strerror(st), cause);
+    tx_session_close(s->sess, NULL, 0); /* its DELETE may well fail: the edge is gone */
+    s->sess = NULL;
+    int from = s->edge_i;
+    for (uint32_t k = 0; k < s->n_edges; k++) {
+        int i = (from + (int)k) % (int)s->n_edges;
+        if ((st = try_edge(s, i)) == HINGE_OK) {
+            hinge_log(&s->lg, HINGE_LOG_WARN, "resumed on %s: %u positions replayed in %.1f ms", s->edge_url, s->pos,
+                      (clk_now_s() - t0) * 1e3);
+            break;
+        }
+        hinge_log(&s->lg, HINGE_LOG_WARN, "edge %s: %s", s->edges[i], s->err);
+    }
+    if (st != HINGE_OK && !s->cfg.no_local_fallback) {
+        if ((st = go_local(s)) == HINGE_OK)
+            hinge_log(&s->lg, HINGE_LOG_WARN, "no edge answers: finishing on this device (%u positions rebuilt in "
+                      "%.1f ms)", s->pos, (clk_now_s() - t0) * 1e3);
+    }
+    s->stats.recoveries++;
+    s->stats.replayed_positions += s->pos;
+    s->stats.recovery_ms += (clk_now_s() - t0) * 1e3;
+    if (st != HINGE_OK) {
+        char last[HINGE_ERRMSG_MAX];
+        memcpy(last, s->err, sizeof last);
+        hinge_fail(s->err, sizeof s->err, st, "the edge failed (%.100s) and no recovery worked: %.100s", cause, last);
+    }
+    return st;
+}
