@@ -229,6 +229,8 @@ hinge_status hinge_session_create(hinge_model *m, const hinge_session_config *c,
     }
     bool ok = copy_edges(s);
     s->ca_file = dup_str(s->cfg.ca_file, &ok);
+    s->channel_cache = dup_str(s->cfg.channel_cache, &ok);
+    s->cfg.channel_cache = s->channel_cache;
     s->lg = (hinge_logger){.fn = s->cfg.log, .user = s->cfg.log_user, .level = s->cfg.log_level};
     st = ok ? build(s) : hinge_fail(s->err, sizeof s->err, HINGE_ERR_NOMEM, "out of memory");
     if (st != HINGE_OK) {
@@ -270,6 +272,7 @@ void hinge_session_free(hinge_session *s)
         free(s->edges[i]);
     free(s->edges);
     free(s->ca_file);
+    free(s->channel_cache);
     free(s);
 }
 

@@ -53,6 +53,7 @@ struct hinge_session {
     int edge_i;            /* the edge in use (index into edges); -1: none */
     char *edge_url;        /* edges[edge_i], or NULL */
     char *ca_file;         /* owned copy */
+    char *channel_cache;   /* owned copy; cfg.channel_cache points at it */
     hinge_logger lg;
     threadpool *tp;
     uint32_t cut;          /* layers [0, cut) here */
