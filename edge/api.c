@@ -1,6 +1,7 @@
 /* The v1 resources (docs/protocol.md):
  *
  *   GET    /v1/health                 200 {"status": "ok"|"draining"}
+ *   GET    /metrics                   200 Prometheus text (metrics.c)
  *   GET    /v1/profile                200 model, layers, measured costs, load
  *   POST   /v1/sessions               201 {"id", "n_embd", "n_layer", ...}
  *   GET    /v1/sessions/{id}          200 {"id", "pos", ...}
@@ -111,7 +112,7 @@ static bool method_ok(edge_conn *c, edge_stream *st)
 {
     static const char *const allowed[] = {
         [EDGE_ROUTE_HEALTH] = "GET", [EDGE_ROUTE_PROFILE] = "GET", [EDGE_ROUTE_SESSIONS] = "POST",
-        [EDGE_ROUTE_SESSION] = "GET, DELETE", [EDGE_ROUTE_STEPS] = "POST",
+        [EDGE_ROUTE_SESSION] = "GET, DELETE", [EDGE_ROUTE_STEPS] = "POST", [EDGE_ROUTE_METRICS] = "GET",
     };
     bool ok;
     switch (st->route) {
@@ -256,7 +257,8 @@ static void step_end(edge_conn *c, edge_stream *st)
     s->rx_owner = NULL;
     st->sess = NULL;
     s->busy = true;
-    s->step = (edge_step){.conn_id = c->id, .stream_id = st->id, .t_queued_us = edge_now_us()};
+    s->step = (edge_step){.conn_id = c->id, .stream_id = st->id, .t_queued_us = edge_now_us(),
+                          .seq_queued = edge_worker_batches(c->e->worker)};
     st->state = ES_COMPUTE;
     c->e->steps_out++;
     c->e->spin_until_us = s->step.t_queued_us + c->e->spin_us;
@@ -313,6 +315,16 @@ static void session_resource(edge_conn *c, edge_stream *st)
                                 (json_int_t)s->steps));
 }
 
+static void metrics_get(edge_conn *c, edge_stream *st)
+{
+    char buf[EDGE_METRICS_MAX];
+    size_t n = edge_metrics_text(c->e, buf, sizeof buf);
+    if (n == 0)
+        edge_respond_error(c, st, 500, "internal", "the metrics are over %d bytes", EDGE_METRICS_MAX);
+    else
+        edge_respond_typed(c, st, 200, "text/plain; version=0.0.4", buf, n);
+}
+
 void edge_api_end(edge_conn *c, edge_stream *st)
 {
     hinge_edge *e = c->e;
@@ -327,6 +339,7 @@ void edge_api_end(edge_conn *c, edge_stream *st)
         edge_respond_json(c, st, 200, json_pack("{s:s}", "status", e->draining ? "draining" : "ok"));
         break;
     case EDGE_ROUTE_PROFILE: edge_respond_json(c, st, 200, edge_profile_json(e)); break;
+    case EDGE_ROUTE_METRICS: metrics_get(c, st); break;
     case EDGE_ROUTE_SESSIONS: sessions_post(c, st); break;
     case EDGE_ROUTE_SESSION: session_resource(c, st); break;
     default: edge_respond_error(c, st, 404, "not_found", "no resource %s", st->path); break;

@@ -9,7 +9,11 @@
  * One thread runs the epoll event loop (accept, TLS, HTTP/2, JSON); one
  * compute worker thread runs the steps (with the compute thread pool), fed
  * by a queue and answering through an eventfd, so health checks and other
- * sessions are served while a step runs.
+ * sessions are served while a step runs. The worker batches: the steps of
+ * all sessions that are ready go through the model together (the weights
+ * read once per batch), long prompts in chunks of prefill_chunk positions
+ * between them. A session's tokens do not depend on what it shares a batch
+ * with (batch invariance: model/batch.h).
  *
  * The caller must ignore SIGPIPE (a peer may close mid-write). With
  * handle_signals, it must also block SIGTERM and SIGINT in every thread
@@ -41,6 +45,8 @@ typedef struct hinge_edge_config {
     uint32_t max_conns;     /* concurrent connections [64] */
     uint32_t max_ctx;       /* most positions a session may hold [min(4096, n_ctx_train)] */
     uint32_t max_step;      /* most positions per step request [512] */
+    uint32_t prefill_chunk; /* most positions of longer steps per batch: a longer prompt runs in
+                               chunks between decode batches, and decode steps wait at most one [64] */
     uint32_t stall_timeout_ms;   /* a request body or handshake making no progress for this long is dropped (408) [10000] */
     uint32_t idle_timeout_ms;    /* a connection with no open stream and no traffic is closed [120000] */
     uint32_t session_timeout_ms; /* a session without requests is closed [600000] */

@@ -4,16 +4,26 @@
  *   conn.c     one client connection: TLS, socket I/O, the nghttp2 session
  *   http.c     nghttp2 callbacks, stream slots, submitting responses
  *   api.c      the v1 resources: health, profile, sessions, steps
- *   session.c  the session table and the compute of one step
- *   worker.c   the compute worker thread, its queue and eventfd
+ *   session.c  the session table
+ *   worker.c   the compute worker thread, its queues and eventfd
+ *   sched.c    the batching scheduler the worker runs: admitted steps,
+ *              decode steps and prefill chunks of many sessions as one
+ *              batched forward pass (model/batch.h)
+ *   metrics.c  /metrics (Prometheus text) from the batch statistics
  *   profile.c  per-layer timing and the /v1/profile document
  *   request.c  routing and the JSON request parser (request.h)
  *   tls.c      the OpenSSL server context
  *   record.c   --record-dir
  *
- * Threads: everything here belongs to the loop thread, except a session
- * whose `busy` flag is set: its compute state (t, hidden, rx,
- * step) then belongs to the worker until the worker hands it back. */
+ * Threads: everything here belongs to the loop thread, except
+ *   - a session whose `busy` flag is set: its compute state (t, hidden, rx,
+ *     done_rows, step) belongs to the worker from edge_worker_submit until
+ *     the worker hands it back through edge_worker_collect, across every
+ *     batch its step runs in (a long prefill runs in several);
+ *   - the worker's scheduler (edge_sched) and fwd_batch: the worker's alone;
+ *   - the worker's queues and published statistics: under its mutex;
+ *   - the count of batches started: an atomic, written by the worker, read
+ *     by the loop to stamp each step it submits. */
 #ifndef HINGE_EDGE_IMPL_H
 #define HINGE_EDGE_IMPL_H
 
@@ -24,6 +34,7 @@
 #include <nghttp2/nghttp2.h>
 #include <openssl/ssl.h>
 
+#include "batch.h"
 #include "edge.h"
 #include "forward.h"
 #include "model.h"
@@ -42,6 +53,7 @@ enum {
     EDGE_READ_CHUNK = 16384, /* bytes read per call */
     EDGE_READS_PER_WAKE = 64,
     EDGE_TICK_MS = 50,       /* timer resolution of stalls and idles */
+    EDGE_METRICS_MAX = 16384, /* the /metrics document (about 6 KB) */
 };
 
 typedef enum edge_watch_kind {
@@ -132,7 +144,10 @@ typedef struct edge_conn {
 typedef struct edge_step {
     uint64_t conn_id;   /* where the answer goes, if still there */
     int32_t stream_id;
-    uint64_t t_queued_us, t_start_us, t_end_us;
+    uint64_t t_queued_us, t_start_us, t_end_us; /* start: its first batch; end: its last */
+    uint64_t seq_queued; /* batches started when the loop queued it */
+    uint32_t wait_batches; /* batches started after it was queued and before its first */
+    uint32_t batches;   /* batches it ran in (prefill chunks) */
     tx_frame_header hdr;
     int http;           /* 200, or the status of the error in err */
     int32_t token;      /* -1 for TX_FLAG_NO_SAMPLE */
@@ -153,6 +168,7 @@ typedef struct edge_session {
     float *hidden;      /* (max_step, n_embd) */
     uint8_t *rx;        /* rx_cap bytes: one frame of max_step rows */
     size_t rx_cap, rx_len;
+    uint32_t done_rows; /* worker: rows of the step already run */
     edge_stream *rx_owner; /* the stream filling rx; NULL when none */
     uint64_t last_ms;
     uint64_t steps;
@@ -165,7 +181,37 @@ typedef struct edge_cut_stats {
     uint64_t prefill_positions, prefill_us; /* steps of more */
 } edge_cut_stats;
 
+/* Batch statistics: counters and histograms (counts per bucket, not yet
+ * cumulative; the last bucket is +Inf). Written by the worker, published
+ * under its mutex after each batch. */
+enum { EDGE_HIST_MAX = 12 };
+typedef struct edge_hist {
+    uint64_t bucket[EDGE_HIST_MAX];
+    double sum;
+    uint64_t count;
+} edge_hist;
+
+typedef enum edge_hist_kind {
+    EDGE_H_BATCH_SIZE,    /* sessions per batch */
+    EDGE_H_BATCH_ROWS,    /* positions per batch */
+    EDGE_H_BATCH_SECONDS, /* wall time of a batch */
+    EDGE_H_DECODE_WAIT,   /* batches a one-position step waited before its own */
+    EDGE_H_COUNT
+} edge_hist_kind;
+
+typedef struct edge_batch_stats {
+    uint64_t batches;
+    uint64_t mixed_batches;      /* with one-position steps and prefill rows */
+    uint64_t steps, step_errors; /* steps finished (200), failed */
+    uint64_t tokens;             /* tokens sampled */
+    uint64_t decode_positions;   /* rows of one-position steps */
+    uint64_t prefill_positions;  /* rows of longer steps */
+    uint64_t prefill_chunks;     /* (longer step, batch) pairs */
+    edge_hist h[EDGE_H_COUNT];
+} edge_batch_stats;
+
 typedef struct edge_worker edge_worker;
+typedef struct edge_sched edge_sched;
 
 struct hinge_edge {
     hinge_logger log;
@@ -178,6 +224,7 @@ struct hinge_edge {
     uint32_t max_sessions, max_conns, max_ctx, max_step;
     uint32_t stall_ms, idle_ms, session_ms, drain_ms;
     uint32_t spin_us;     /* see hinge_edge_config.spin_us */
+    uint32_t prefill_chunk; /* positions of a step per batch when it has more than one */
     uint32_t steps_out;   /* steps handed to the worker and not yet back */
     uint64_t spin_until_us; /* the loop polls without sleeping until then while steps_out > 0 */
     char *record_dir;     /* owned; NULL: off */
@@ -226,6 +273,8 @@ edge_stream *edge_stream_find(edge_conn *c, int32_t id);
 /* Submits a response; body (len bytes) is copied into the stream's buffer
  * (heap when over EDGE_RESP_SMALL, refused over EDGE_RESP_MAX). */
 void edge_respond(edge_conn *c, edge_stream *st, int status, const char *body, size_t len);
+/* The same with another content-type (a static string). */
+void edge_respond_typed(edge_conn *c, edge_stream *st, int status, const char *type, const char *body, size_t len);
 /* {"error": code, "detail": printf(fmt, ...)} with status. */
 void edge_respond_error(edge_conn *c, edge_stream *st, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -253,12 +302,40 @@ edge_session *edge_session_find(hinge_edge *e, const char *sid);
 void edge_session_close(hinge_edge *e, edge_session *s);
 /* Closes sessions idle for longer than session_ms. */
 void edge_session_expire(hinge_edge *e, uint64_t now_ms);
-/* Worker side: runs s->step on s->rx. */
-void edge_session_compute(const hinge_edge *e, edge_session *s);
 void edge_sessions_free(hinge_edge *e);
 
+/* ---- sched.c (the worker's) ---- */
+/* Rows each of n admitted steps runs in the next batch (take[i]), given
+ * the rows left of each (left[i] >= 1, arrival order): one-row steps (decode)
+ * all go; the others share `chunk` rows, those that fit in one chunk first,
+ * then the longer ones, each group oldest first. So a decode step waits at
+ * most for the batch in flight (at most `chunk` prefill rows), and a long
+ * prompt is cut into chunks between decode batches. Returns how many get
+ * rows: always >= 1 when n >= 1 and chunk >= 1. Pure. */
+size_t edge_sched_plan(const uint32_t *left, size_t n, uint32_t chunk, uint32_t *take);
+/* cap sessions, chunk rows of prefill per batch. HINGE_ERR_NOMEM. */
+hinge_status edge_sched_create(const hinge_edge *e, uint32_t cap, uint32_t chunk, edge_sched **out);
+void edge_sched_destroy(edge_sched *sc);
+/* Takes s's step: decodes its frame into s->hidden. False when the frame
+ * is bad (s->step.http says how): the step is finished, not admitted. */
+bool edge_sched_admit(edge_sched *sc, edge_session *s);
+/* Steps admitted and not finished. */
+uint32_t edge_sched_active(const edge_sched *sc);
+/* Runs one batch of the admitted steps (edge_sched_plan); puts the steps
+ * it finished into out (at most cap) and returns their number; adds to st. */
+size_t edge_sched_step(edge_sched *sc, edge_session **out, edge_batch_stats *st);
+/* Batches started so far: any thread. */
+uint64_t edge_sched_started(const edge_sched *sc);
+
+/* ---- metrics.c ---- */
+void edge_hist_observe(edge_hist *h, edge_hist_kind k, double v);
+/* The /metrics document (Prometheus text format 0.0.4) into buf; its
+ * length, or 0 when it does not fit. */
+size_t edge_metrics_text(hinge_edge *e, char *buf, size_t cap);
+
 /* ---- worker.c ---- */
-hinge_status edge_worker_create(const hinge_edge *e, uint32_t cap, edge_worker **out);
+/* cap sessions; batches of at most cap steps and chunk prefill rows. */
+hinge_status edge_worker_create(const hinge_edge *e, uint32_t cap, uint32_t chunk, edge_worker **out);
 void edge_worker_destroy(edge_worker *w);
 int edge_worker_fd(const edge_worker *w);
 /* Queues s (busy must already be set). False when the queue is full. */
@@ -267,6 +344,10 @@ bool edge_worker_submit(edge_worker *w, edge_session *s);
 size_t edge_worker_collect(edge_worker *w, edge_session **out, size_t max);
 /* Steps queued and not yet started, and steps running. */
 void edge_worker_load(edge_worker *w, uint32_t *queued, uint32_t *running);
+/* Batches started so far (stamps a step at submission). */
+uint64_t edge_worker_batches(const edge_worker *w);
+/* A copy of the statistics published after the last batch. */
+void edge_worker_stats(edge_worker *w, edge_batch_stats *out);
 
 /* ---- profile.c ---- */
 void edge_profile_measure(hinge_edge *e);

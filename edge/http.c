@@ -271,21 +271,31 @@ static bool store_body(edge_stream *st, const char *body, size_t len)
 
 void edge_respond(edge_conn *c, edge_stream *st, int status, const char *body, size_t len)
 {
+    edge_respond_typed(c, st, status, "application/json", body, len);
+}
+
+void edge_respond_typed(edge_conn *c, edge_stream *st, int status, const char *type, const char *body, size_t len)
+{
     static const char fallback[] = "{\"error\":\"internal\",\"detail\":\"response too large\"}";
     if (st->state == ES_RESPONDED || st->state == ES_FREE)
         return;
     if (!store_body(st, body, len)) {
         status = 500;
+        type = "application/json";
         store_body(st, fallback, sizeof fallback - 1);
     }
     st->status = status;
     put_dec(st->status_str, (uint64_t)(status % 1000));
     put_dec(st->length_str, st->resp_len);
-    nghttp2_nv hdrs[3] = {make_nv(":status", st->status_str), make_nv("content-length", st->length_str),
-                          make_nv("content-type", "application/json")};
+    /* 503 (full, draining): come back in a second */
+    nghttp2_nv hdrs[4] = {make_nv(":status", st->status_str), make_nv("content-length", st->length_str),
+                          make_nv("content-type", type)};
+    size_t nh = st->resp_len ? 3 : 2;
+    if (status == 503)
+        hdrs[nh++] = make_nv("retry-after", "1");
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = read_body};
     st->state = ES_RESPONDED;
-    int rv = nghttp2_submit_response(c->h2, st->id, hdrs, st->resp_len ? 3 : 2, st->resp_len ? &prd : NULL);
+    int rv = nghttp2_submit_response(c->h2, st->id, hdrs, nh, st->resp_len ? &prd : NULL);
     hinge_edge *e = c->e;
     e->requests++;
     if (status >= 400)

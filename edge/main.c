@@ -27,6 +27,8 @@ static const char usage_text[] =
     "  --max-conns N           concurrent connections (default 64)\n"
     "  --max-ctx N             most positions per session (default min(4096, trained context))\n"
     "  --max-step N            most positions per step request (default 512)\n"
+    "  --prefill-chunk N       most prefill positions per batch: longer prompts run in chunks\n"
+    "                          between decode batches (default 64)\n"
     "  --stall-timeout-ms N    drop a request whose body stops arriving (default 10000)\n"
     "  --idle-timeout-ms N     close idle connections (default 120000)\n"
     "  --session-timeout-ms N  close sessions without requests (default 600000)\n"
@@ -42,7 +44,7 @@ static const char usage_text[] =
 enum {
     OPT_CERT = 256, OPT_KEY, OPT_H2C, OPT_THREADS, OPT_MAX_SESSIONS, OPT_MAX_CONNS, OPT_MAX_CTX, OPT_MAX_STEP,
     OPT_STALL, OPT_IDLE, OPT_SESSION_TO, OPT_DRAIN, OPT_NO_MEASURE, OPT_RECORD, OPT_LOG_LEVEL, OPT_SPIN,
-    OPT_PROFILE,
+    OPT_PROFILE, OPT_PREFILL_CHUNK,
 };
 
 static const struct option long_opts[] = {
@@ -56,6 +58,7 @@ static const struct option long_opts[] = {
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
     {"max-ctx", required_argument, NULL, OPT_MAX_CTX},
     {"max-step", required_argument, NULL, OPT_MAX_STEP},
+    {"prefill-chunk", required_argument, NULL, OPT_PREFILL_CHUNK},
     {"stall-timeout-ms", required_argument, NULL, OPT_STALL},
     {"idle-timeout-ms", required_argument, NULL, OPT_IDLE},
     {"session-timeout-ms", required_argument, NULL, OPT_SESSION_TO},
@@ -106,6 +109,7 @@ static int parse_number(int opt, const char *arg, hinge_edge_config *cfg)
     case OPT_MAX_CONNS: return parse_u32(arg, "max-conns", 1, 4096, &cfg->max_conns);
     case OPT_MAX_CTX: return parse_u32(arg, "max-ctx", 1, 1u << 24, &cfg->max_ctx);
     case OPT_MAX_STEP: return parse_u32(arg, "max-step", 1, 1u << 24, &cfg->max_step);
+    case OPT_PREFILL_CHUNK: return parse_u32(arg, "prefill-chunk", 1, 4096, &cfg->prefill_chunk);
     case OPT_STALL: return parse_u32(arg, "stall-timeout-ms", 1, 3600000, &cfg->stall_timeout_ms);
     case OPT_IDLE: return parse_u32(arg, "idle-timeout-ms", 1, 86400000, &cfg->idle_timeout_ms);
     case OPT_SESSION_TO: return parse_u32(arg, "session-timeout-ms", 1, 86400000, &cfg->session_timeout_ms);

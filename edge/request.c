@@ -43,6 +43,8 @@ edge_route edge_route_path(const char *path, size_t len, char sid[EDGE_SID_MAX])
         return EDGE_ROUTE_HEALTH;
     if (len == 11 && memcmp(path, "/v1/profile", 11) == 0)
         return EDGE_ROUTE_PROFILE;
+    if (len == 8 && memcmp(path, "/metrics", 8) == 0)
+        return EDGE_ROUTE_METRICS;
     size_t off;
     if (!prefix(path, len, "/v1/sessions", &off))
         return EDGE_ROUTE_NONE;

@@ -27,6 +27,7 @@ typedef enum edge_route {
     EDGE_ROUTE_SESSIONS,  /* /v1/sessions */
     EDGE_ROUTE_SESSION,   /* /v1/sessions/{id} */
     EDGE_ROUTE_STEPS,     /* /v1/sessions/{id}/steps */
+    EDGE_ROUTE_METRICS,   /* /metrics (Prometheus) */
 } edge_route;
 
 /* Routes path[0..len) (a query string, if any, is ignored). For the two

@@ -22,6 +22,8 @@ enum {
     DEF_MAX_CONNS = 64,
     DEF_MAX_CTX = 4096,
     DEF_MAX_STEP = 512,
+    DEF_PREFILL_CHUNK = 64,
+    LIMIT_PREFILL_CHUNK = 4096,
     DEF_STALL_MS = 10000,
     DEF_IDLE_MS = 120000,
     DEF_SESSION_MS = 600000,
@@ -191,6 +193,7 @@ static void copy_limits(hinge_edge *e, const hinge_edge_config *cfg)
     e->session_ms = cfg->session_timeout_ms ? cfg->session_timeout_ms : DEF_SESSION_MS;
     e->drain_ms = cfg->drain_timeout_ms ? cfg->drain_timeout_ms : DEF_DRAIN_MS;
     e->spin_us = cfg->spin_us < LIMIT_SPIN_US ? cfg->spin_us : LIMIT_SPIN_US;
+    e->prefill_chunk = cfg->prefill_chunk ? cfg->prefill_chunk : DEF_PREFILL_CHUNK;
 }
 
 static hinge_status check_config(const hinge_edge_config *cfg, char *err, size_t errlen)
@@ -205,6 +208,9 @@ static hinge_status check_config(const hinge_edge_config *cfg, char *err, size_t
                           LIMIT_SESSIONS);
     if (cfg->max_step > EDGE_REQ_MAX_CTX || cfg->max_ctx > EDGE_REQ_MAX_CTX)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "max ctx and step are capped at %d", EDGE_REQ_MAX_CTX);
+    if (cfg->prefill_chunk > LIMIT_PREFILL_CHUNK)
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "the prefill chunk is capped at %d positions",
+                          LIMIT_PREFILL_CHUNK);
     return HINGE_OK;
 }
 
@@ -248,7 +254,7 @@ static hinge_status edge_init(hinge_edge *e, const hinge_edge_config *cfg, char 
         return s;
     if (!cfg->no_measure)
         edge_profile_measure(e);
-    if (edge_worker_create(e, e->max_sessions, &e->worker) != HINGE_OK)
+    if (edge_worker_create(e, e->max_sessions, e->prefill_chunk, &e->worker) != HINGE_OK)
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "cannot start the compute worker");
     return open_fds(e, cfg, err, errlen);
 }
@@ -272,9 +278,11 @@ hinge_status hinge_edge_create(const hinge_edge_config *cfg, hinge_edge **out, c
         return s;
     }
     const model_hparams *hp = &e->m->hp;
-    hinge_log(&e->log, HINGE_LOG_INFO, "serving %s (%u layers, n_embd %u) on %s over %s; %d compute threads",
+    hinge_log(&e->log, HINGE_LOG_INFO,
+              "serving %s (%u layers, n_embd %u) on %s over %s; %d compute threads; batches of up to %u sessions, "
+              "prefill in chunks of %u positions",
               e->m->name, hp->n_layer, hp->n_embd, e->address, e->tls ? "TLS 1.3 h2" : "cleartext h2c",
-              tp_threads(e->tp));
+              tp_threads(e->tp), e->max_sessions, e->prefill_chunk);
     *out = e;
     return HINGE_OK;
 }

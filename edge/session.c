@@ -1,8 +1,9 @@
-/* The session table and the compute of one step.
+/* The session table.
  *
  * Everything a step touches is allocated when the session is created (the
  * fwd_ctx with the KV cache of layers [cut, N), the sampler, the activation
- * and logit rows, the frame buffer): a step allocates nothing. */
+ * and logit rows, the frame buffer): a step allocates nothing. The steps
+ * themselves run in the worker's batches (sched.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,7 +70,9 @@ static edge_session *free_slot(hinge_edge *e)
 static hinge_status session_alloc(hinge_edge *e, edge_session *s, char *detail, size_t detail_len)
 {
     const model_hparams *hp = &e->m->hp;
-    tail_config tc = {.cut = s->cut, .ctx = s->ctx, .sp = s->sp};
+    /* max_batch 1: the session's own pass scratch goes unused (its steps run
+     * in the worker's fwd_batch), so keep it small */
+    tail_config tc = {.cut = s->cut, .ctx = s->ctx, .max_batch = 1, .sp = s->sp};
     hinge_status st = tail_create(e->m, e->tp, &tc, &s->t, detail, detail_len);
     if (st != HINGE_OK)
         return st;
@@ -163,30 +166,4 @@ void edge_session_expire(hinge_edge *e, uint64_t now_ms)
             edge_session_close(e, s);
         }
     }
-}
-
-void edge_session_compute(const hinge_edge *e, edge_session *s)
-{
-    edge_step *p = &s->step;
-    const uint32_t dim = e->m->hp.n_embd;
-    p->t_start_us = edge_now_us();
-    p->token = -1;
-    tx_frame_limits lim = {.codec = s->codec, .dim = dim, .max_n = s->max_step};
-    tx_frame_header h;
-    hinge_status st = tx_frame_decode(s->rx, s->rx_len, &lim, s->hidden, (size_t)s->max_step * dim, &h, p->err,
-                                      sizeof p->err);
-    if (st != HINGE_OK) {
-        p->http = st == HINGE_ERR_RANGE ? 413 : 400;
-        p->t_end_us = edge_now_us();
-        return;
-    }
-    st = tail_step(s->t, h.pos, h.n, s->hidden, (h.flags & TX_FLAG_NO_SAMPLE) ? NULL : &p->token);
-    if (st != HINGE_OK) {
-        p->http = 500;
-        hinge_fail(p->err, sizeof p->err, st, "forward pass failed: %s", tail_errmsg(s->t));
-    } else {
-        p->http = 200;
-    }
-    p->hdr = h;
-    p->t_end_us = edge_now_us();
 }

@@ -1,5 +1,7 @@
-/* The CPU forward pass: see forward.h. */
+/* The CPU forward pass: see forward.h; passes over several contexts:
+ * forward_impl.h. */
 #include "forward.h"
+#include "forward_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -11,33 +13,13 @@
  * fork-join costs more than they do. */
 enum { MT_MIN_WORK = 1 << 16, MAX_MM = 3 };
 
-struct fwd_ctx {
-    const model *m;
-    threadpool *tp;
-    uint32_t a, b;         /* layers [a, b) */
-    uint32_t ctx;          /* cache positions */
-    uint32_t max_batch;    /* positions per pass */
-    size_t kv_dim, v_dim;  /* n_head_kv * head_dim (_v) */
-    size_t q_dim, o_dim;   /* n_head * head_dim, n_head * head_dim_v */
-    float *k_cache;        /* (b - a, ctx, kv_dim) */
-    float *v_cache;        /* (b - a, ctx, v_dim) */
-    float *xb;             /* (max_batch, n_embd) normed input */
-    float *q, *k, *v;      /* (max_batch, q_dim / kv_dim / v_dim) */
-    float *att;            /* (max_batch, o_dim) attention output */
-    float *o;              /* (max_batch, n_embd) */
-    float *g, *u;          /* (max_batch, n_ff) */
-    float *mm_scratch;     /* (threads, QUANT_MM_ROWS * max_cols) */
-    size_t mm_stride;
-    float *scores;         /* (threads, ctx) */
-    size_t bytes;          /* all of the above, and this struct */
-    char errmsg[HINGE_ERRMSG_MAX];
-};
-
 /* ---- threaded matrix products ---- */
 
-/* Up to MAX_MM products sharing one input x (m rows): y_i = x W_i^T. */
+/* Up to MAX_MM products sharing one input x (m rows): y_i = x W_i^T.
+ * Threads split the output columns (weight rows), never a dot product. */
 typedef struct mm_job {
-    fwd_ctx *f;
+    threadpool *tp;
+    fwd_scratch *s;
     const float *x;
     size_t m;
     int n;
@@ -58,7 +40,7 @@ static void mm_range(mm_job *j, size_t lo, size_t hi, int thread)
                 quant_matvec(w->type, w->data, w->cols, j->x, j->y[i], r0, r1);
             else
                 quant_matmul(w->type, w->data, w->cols, j->x, j->m, j->y[i], w->rows, r0, r1,
-                             j->f->mm_scratch + (size_t)thread * j->f->mm_stride);
+                             j->s->mm + (size_t)thread * j->s->mm_stride);
             lo = end < hi ? end : hi;
         }
         base = end;
@@ -86,14 +68,14 @@ static void mm_run(mm_job *j)
         j->rows_total += j->w[i]->rows;
         work += j->w[i]->rows * j->w[i]->cols * j->m;
     }
-    int threads = tp_threads(j->f->tp);
+    int threads = tp_threads(j->tp);
     int n_tasks = work < MT_MIN_WORK ? 1 : (j->m == 1 ? threads : 4 * threads);
-    tp_run(n_tasks == 1 ? NULL : j->f->tp, mm_task, j, n_tasks);
+    tp_run(n_tasks == 1 ? NULL : j->tp, mm_task, j, n_tasks);
 }
 
-static void matmul(fwd_ctx *f, const weight *w, const float *x, size_t m, float *y)
+static void matmul(threadpool *tp, fwd_scratch *s, const weight *w, const float *x, size_t m, float *y)
 {
-    mm_job j = {.f = f, .x = x, .m = m, .n = 1, .w = {w}, .y = {y}};
+    mm_job j = {.tp = tp, .s = s, .x = x, .m = m, .n = 1, .w = {w}, .y = {y}};
     mm_run(&j);
 }
 
@@ -101,13 +83,13 @@ static void matmul(fwd_ctx *f, const weight *w, const float *x, size_t m, float 
 
 /* 64-byte aligned: the SIMD kernels take their fastest path on whole cache
  * lines. */
-static float *alloc_f(fwd_ctx *f, size_t n, bool *ok)
+static float *alloc_f(size_t n, size_t *bytes, bool *ok)
 {
-    size_t bytes = ((n ? n : 1) * sizeof(float) + 63) & ~(size_t)63;
-    float *p = aligned_alloc(64, bytes);
+    size_t sz = ((n ? n : 1) * sizeof(float) + 63) & ~(size_t)63;
+    float *p = aligned_alloc(64, sz);
     if (!p)
         *ok = false;
-    f->bytes += bytes;
+    *bytes += sz;
     return p;
 }
 
@@ -115,6 +97,42 @@ static size_t max3(size_t a, size_t b, size_t c)
 {
     size_t m = a > b ? a : b;
     return m > c ? m : c;
+}
+
+hinge_status fwd_scratch_init(fwd_scratch *s, const model *m, threadpool *tp, size_t rows, uint32_t ctx)
+{
+    const model_hparams *hp = &m->hp;
+    size_t q_dim = (size_t)hp->n_head * hp->head_dim, o_dim = (size_t)hp->n_head * hp->head_dim_v;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, v_dim = (size_t)hp->n_head_kv * hp->head_dim_v;
+    size_t threads = (size_t)tp_threads(tp);
+    *s = (fwd_scratch){.rows = rows, .ctx = ctx};
+    s->mm_stride = (QUANT_MM_ROWS * max3(hp->n_embd, hp->n_ff, o_dim) + 15) & ~(size_t)15;
+    bool ok = true;
+    s->xb = alloc_f(rows * hp->n_embd, &s->bytes, &ok);
+    s->q = alloc_f(rows * q_dim, &s->bytes, &ok);
+    s->k = alloc_f(rows * kv_dim, &s->bytes, &ok);
+    s->v = alloc_f(rows * v_dim, &s->bytes, &ok);
+    s->att = alloc_f(rows * o_dim, &s->bytes, &ok);
+    s->o = alloc_f(rows * hp->n_embd, &s->bytes, &ok);
+    s->g = alloc_f(rows * hp->n_ff, &s->bytes, &ok);
+    s->u = alloc_f(rows * hp->n_ff, &s->bytes, &ok);
+    s->mm = alloc_f(threads * s->mm_stride, &s->bytes, &ok);
+    s->scores = alloc_f(threads * ctx, &s->bytes, &ok);
+    if (!ok) {
+        fwd_scratch_finish(s);
+        return HINGE_ERR_NOMEM;
+    }
+    return HINGE_OK;
+}
+
+void fwd_scratch_finish(fwd_scratch *s)
+{
+    if (!s)
+        return;
+    float *bufs[] = {s->xb, s->q, s->k, s->v, s->att, s->o, s->g, s->u, s->mm, s->scores};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(bufs[i]);
+    *s = (fwd_scratch){0};
 }
 
 hinge_status fwd_create(const model *m, threadpool *tp, const fwd_config *cfg, fwd_ctx **out, char *err,
@@ -132,31 +150,18 @@ hinge_status fwd_create(const model *m, threadpool *tp, const fwd_config *cfg, f
     if (!f)
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
     *f = (fwd_ctx){.m = m, .tp = tp, .a = cfg->layer_begin, .b = cfg->layer_end, .ctx = ctx, .max_batch = mb};
-    f->bytes = sizeof *f;
-    f->kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
-    f->v_dim = (size_t)hp->n_head_kv * hp->head_dim_v;
-    f->q_dim = (size_t)hp->n_head * hp->head_dim;
-    f->o_dim = (size_t)hp->n_head * hp->head_dim_v;
-    size_t nl = f->b - f->a, threads = (size_t)tp_threads(tp);
-    f->mm_stride = (QUANT_MM_ROWS * max3(hp->n_embd, hp->n_ff, f->o_dim) + 15) & ~(size_t)15;
+    size_t nl = f->b - f->a;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, v_dim = (size_t)hp->n_head_kv * hp->head_dim_v;
     bool ok = true;
-    f->k_cache = alloc_f(f, nl * ctx * f->kv_dim, &ok);
-    f->v_cache = alloc_f(f, nl * ctx * f->v_dim, &ok);
-    f->xb = alloc_f(f, (size_t)mb * hp->n_embd, &ok);
-    f->q = alloc_f(f, (size_t)mb * f->q_dim, &ok);
-    f->k = alloc_f(f, (size_t)mb * f->kv_dim, &ok);
-    f->v = alloc_f(f, (size_t)mb * f->v_dim, &ok);
-    f->att = alloc_f(f, (size_t)mb * f->o_dim, &ok);
-    f->o = alloc_f(f, (size_t)mb * hp->n_embd, &ok);
-    f->g = alloc_f(f, (size_t)mb * hp->n_ff, &ok);
-    f->u = alloc_f(f, (size_t)mb * hp->n_ff, &ok);
-    f->mm_scratch = alloc_f(f, threads * f->mm_stride, &ok);
-    f->scores = alloc_f(f, threads * ctx, &ok);
-    if (!ok) {
+    f->bytes = sizeof *f;
+    f->k_cache = alloc_f(nl * ctx * kv_dim, &f->bytes, &ok);
+    f->v_cache = alloc_f(nl * ctx * v_dim, &f->bytes, &ok);
+    if (!ok || fwd_scratch_init(&f->s, m, tp, mb, ctx) != HINGE_OK) {
         fwd_destroy(f);
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory for a %u-position context of %zu layers",
                           ctx, nl);
     }
+    f->bytes += f->s.bytes;
     *out = f;
     return HINGE_OK;
 }
@@ -165,15 +170,17 @@ void fwd_destroy(fwd_ctx *f)
 {
     if (!f)
         return;
-    float *bufs[] = {f->k_cache, f->v_cache, f->xb, f->q, f->k, f->v, f->att, f->o, f->g, f->u, f->mm_scratch, f->scores};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        free(bufs[i]);
+    free(f->k_cache);
+    free(f->v_cache);
+    fwd_scratch_finish(&f->s);
     free(f);
 }
 
 const char *fwd_errmsg(const fwd_ctx *f) { return f ? f->errmsg : "no context"; }
 uint32_t fwd_ctx_len(const fwd_ctx *f) { return f->ctx; }
 size_t fwd_bytes(const fwd_ctx *f) { return f ? f->bytes : 0; }
+uint32_t fwd_layer_begin(const fwd_ctx *f) { return f->a; }
+uint32_t fwd_layer_end(const fwd_ctx *f) { return f->b; }
 
 /* ---- stages ---- */
 
@@ -196,98 +203,166 @@ hinge_status fwd_embed(fwd_ctx *f, const int32_t *tokens, size_t n, float *hidde
     return HINGE_OK;
 }
 
+/* ---- one layer over the spans of a pass ---- */
+
 typedef struct att_job {
-    fwd_ctx *f;
+    const model *m;
+    fwd_scratch *s;
     uint32_t il;   /* layer */
-    uint32_t pos0;
-    size_t n;      /* positions */
+    const fwd_span *sp;
+    size_t ns;
 } att_job;
 
-/* One task: one (position, head) pair. */
+/* The span holding scratch row `row` (spans are in row order). */
+static const fwd_span *span_of(const fwd_span *sp, size_t ns, size_t row)
+{
+    size_t lo = 0, hi = ns;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (sp[mid].row0 <= row)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return &sp[lo];
+}
+
+/* One task: one (row, head) pair. */
 static void att_task(void *ctx, int task, int n_tasks, int thread)
 {
     (void)n_tasks;
     att_job *j = ctx;
-    fwd_ctx *f = j->f;
-    const model_hparams *hp = &f->m->hp;
-    size_t i = (size_t)task / hp->n_head;
+    const model_hparams *hp = &j->m->hp;
+    fwd_scratch *s = j->s;
+    size_t row = (size_t)task / hp->n_head;
+    const fwd_span *sp = span_of(j->sp, j->ns, row);
+    const fwd_ctx *f = sp->f;
     uint32_t h = (uint32_t)task % hp->n_head, kvh = h / (hp->n_head / hp->n_head_kv);
-    uint32_t pos = j->pos0 + (uint32_t)i;
+    uint32_t pos = sp->pos0 + (uint32_t)(row - sp->row0);
     uint32_t lo = 0;
     if (model_layer_is_swa(hp, j->il) && pos + 1 > hp->swa_window)
         lo = pos + 1 - hp->swa_window;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, v_dim = (size_t)hp->n_head_kv * hp->head_dim_v;
+    size_t q_dim = (size_t)hp->n_head * hp->head_dim, o_dim = (size_t)hp->n_head * hp->head_dim_v;
     size_t l = j->il - f->a;
-    const float *kc = f->k_cache + l * f->ctx * f->kv_dim + (size_t)kvh * hp->head_dim;
-    const float *vc = f->v_cache + l * f->ctx * f->v_dim + (size_t)kvh * hp->head_dim_v;
-    const float *q = f->q + i * f->q_dim + (size_t)h * hp->head_dim;
-    float *out = f->att + i * f->o_dim + (size_t)h * hp->head_dim_v;
-    op_attention_head(out, q, kc, vc, f->kv_dim, f->v_dim, hp->head_dim, hp->head_dim_v, lo, pos, hp->attn_scale,
-                      f->scores + (size_t)thread * f->ctx);
+    const float *kc = f->k_cache + l * f->ctx * kv_dim + (size_t)kvh * hp->head_dim;
+    const float *vc = f->v_cache + l * f->ctx * v_dim + (size_t)kvh * hp->head_dim_v;
+    const float *q = s->q + row * q_dim + (size_t)h * hp->head_dim;
+    float *out = s->att + row * o_dim + (size_t)h * hp->head_dim_v;
+    op_attention_head(out, q, kc, vc, kv_dim, v_dim, hp->head_dim, hp->head_dim_v, lo, pos, hp->attn_scale,
+                      s->scores + (size_t)thread * s->ctx);
 }
 
 /* Norm of each of n rows of x (dim d) into out with weight w. */
-static void norm_rows(const fwd_ctx *f, float *out, const float *x, size_t n, size_t d, const weight *w)
+static void norm_rows(const model *m, float *out, const float *x, size_t n, size_t d, const weight *w)
 {
     for (size_t i = 0; i < n; i++)
-        op_rmsnorm(out + i * d, x + i * d, w->data, d, f->m->hp.rms_eps);
+        op_rmsnorm(out + i * d, x + i * d, w->data, d, m->hp.rms_eps);
 }
 
-/* q/k: norms (gemma3), RoPE, and k/v into the cache rows. */
-static void qk_prepare(fwd_ctx *f, uint32_t il, uint32_t pos0, size_t n)
+/* q/k of one span: norms (gemma3), RoPE, and k/v into its cache rows. */
+static void qk_prepare(const model *m, fwd_scratch *s, uint32_t il, const fwd_span *sp)
 {
-    const model_hparams *hp = &f->m->hp;
-    const layer_weights *L = &f->m->layers[il];
+    const model_hparams *hp = &m->hp;
+    const layer_weights *L = &m->layers[il];
+    const fwd_ctx *f = sp->f;
     size_t l = il - f->a;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, v_dim = (size_t)hp->n_head_kv * hp->head_dim_v;
+    size_t q_dim = (size_t)hp->n_head * hp->head_dim;
     float base = model_layer_rope_base(hp, il);
     float scale = model_layer_is_swa(hp, il) ? 1.0f : hp->rope_scale;
-    for (size_t i = 0; i < n; i++) {
-        float *q = f->q + i * f->q_dim, *k = f->k + i * f->kv_dim;
+    for (size_t i = 0; i < sp->n; i++) {
+        size_t r = sp->row0 + i;
+        uint32_t pos = sp->pos0 + (uint32_t)i;
+        float *q = s->q + r * q_dim, *k = s->k + r * kv_dim;
         if (hp->qk_norm) {
-            norm_rows(f, q, q, hp->n_head, hp->head_dim, &L->q_norm);
-            norm_rows(f, k, k, hp->n_head_kv, hp->head_dim, &L->k_norm);
+            norm_rows(m, q, q, hp->n_head, hp->head_dim, &L->q_norm);
+            norm_rows(m, k, k, hp->n_head_kv, hp->head_dim, &L->k_norm);
         }
-        op_rope(q, hp->n_head, hp->head_dim, hp->rope_dim, hp->rope_neox, pos0 + (uint32_t)i, base, scale);
-        op_rope(k, hp->n_head_kv, hp->head_dim, hp->rope_dim, hp->rope_neox, pos0 + (uint32_t)i, base, scale);
-        size_t row = l * f->ctx + pos0 + i;
-        memcpy(f->k_cache + row * f->kv_dim, k, f->kv_dim * sizeof(float));
-        memcpy(f->v_cache + row * f->v_dim, f->v + i * f->v_dim, f->v_dim * sizeof(float));
+        op_rope(q, hp->n_head, hp->head_dim, hp->rope_dim, hp->rope_neox, pos, base, scale);
+        op_rope(k, hp->n_head_kv, hp->head_dim, hp->rope_dim, hp->rope_neox, pos, base, scale);
+        size_t row = l * f->ctx + pos;
+        memcpy(f->k_cache + row * kv_dim, k, kv_dim * sizeof(float));
+        memcpy(f->v_cache + row * v_dim, s->v + r * v_dim, v_dim * sizeof(float));
     }
 }
 
-static void attention_block(fwd_ctx *f, uint32_t il, uint32_t pos0, size_t n, float *x)
+/* x of every span += s->o's rows. */
+static void add_back(const model *m, const fwd_scratch *s, const fwd_span *sp, size_t ns)
 {
-    const model_hparams *hp = &f->m->hp;
-    const layer_weights *L = &f->m->layers[il];
-    norm_rows(f, f->xb, x, n, hp->n_embd, &L->attn_norm);
-    mm_job j = {.f = f, .x = f->xb, .m = n, .n = 3, .w = {&L->wq, &L->wk, &L->wv}, .y = {f->q, f->k, f->v}};
-    mm_run(&j);
-    qk_prepare(f, il, pos0, n);
-    att_job aj = {.f = f, .il = il, .pos0 = pos0, .n = n};
-    int tasks = (int)(n * hp->n_head);
-    size_t work = (size_t)tasks * (pos0 + n) * (hp->head_dim + hp->head_dim_v);
-    tp_run(work < MT_MIN_WORK ? NULL : f->tp, att_task, &aj, tasks);
-    matmul(f, &L->wo, f->att, n, f->o);
-    if (hp->post_norms)
-        norm_rows(f, f->o, f->o, n, hp->n_embd, &L->post_attn_norm);
-    op_add(x, f->o, n * hp->n_embd);
+    size_t d = m->hp.n_embd;
+    for (size_t i = 0; i < ns; i++)
+        op_add(sp[i].x, s->o + sp[i].row0 * d, sp[i].n * d);
 }
 
-static void ffn_block(fwd_ctx *f, uint32_t il, size_t n, float *x)
+static void gather_norm(const model *m, fwd_scratch *s, const fwd_span *sp, size_t ns, const weight *w)
 {
-    const model_hparams *hp = &f->m->hp;
-    const layer_weights *L = &f->m->layers[il];
-    norm_rows(f, f->xb, x, n, hp->n_embd, &L->ffn_norm);
-    mm_job j = {.f = f, .x = f->xb, .m = n, .n = 2, .w = {&L->w_gate, &L->w_up}, .y = {f->g, f->u}};
+    size_t d = m->hp.n_embd;
+    for (size_t i = 0; i < ns; i++)
+        norm_rows(m, s->xb + sp[i].row0 * d, sp[i].x, sp[i].n, d, w);
+}
+
+static void attention_block(const model *m, threadpool *tp, fwd_scratch *s, uint32_t il, const fwd_span *sp,
+                            size_t ns, size_t rows)
+{
+    const model_hparams *hp = &m->hp;
+    const layer_weights *L = &m->layers[il];
+    gather_norm(m, s, sp, ns, &L->attn_norm);
+    mm_job j = {.tp = tp, .s = s, .x = s->xb, .m = rows, .n = 3, .w = {&L->wq, &L->wk, &L->wv},
+                .y = {s->q, s->k, s->v}};
+    mm_run(&j);
+    size_t work = 0;
+    for (size_t i = 0; i < ns; i++) {
+        qk_prepare(m, s, il, &sp[i]);
+        work += sp[i].n * (sp[i].pos0 + sp[i].n);
+    }
+    att_job aj = {.m = m, .s = s, .il = il, .sp = sp, .ns = ns};
+    int tasks = (int)(rows * hp->n_head);
+    work *= (size_t)hp->n_head * (hp->head_dim + hp->head_dim_v);
+    tp_run(work < MT_MIN_WORK ? NULL : tp, att_task, &aj, tasks);
+    matmul(tp, s, &L->wo, s->att, rows, s->o);
+    if (hp->post_norms)
+        norm_rows(m, s->o, s->o, rows, hp->n_embd, &L->post_attn_norm);
+    add_back(m, s, sp, ns);
+}
+
+static void ffn_block(const model *m, threadpool *tp, fwd_scratch *s, uint32_t il, const fwd_span *sp, size_t ns,
+                      size_t rows)
+{
+    const model_hparams *hp = &m->hp;
+    const layer_weights *L = &m->layers[il];
+    gather_norm(m, s, sp, ns, &L->ffn_norm);
+    mm_job j = {.tp = tp, .s = s, .x = s->xb, .m = rows, .n = 2, .w = {&L->w_gate, &L->w_up}, .y = {s->g, s->u}};
     mm_run(&j);
     if (hp->gelu)
-        op_geglu(f->g, f->u, n * hp->n_ff);
+        op_geglu(s->g, s->u, rows * hp->n_ff);
     else
-        op_swiglu(f->g, f->u, n * hp->n_ff);
-    matmul(f, &L->w_down, f->g, n, f->o);
+        op_swiglu(s->g, s->u, rows * hp->n_ff);
+    matmul(tp, s, &L->w_down, s->g, rows, s->o);
     if (hp->post_norms)
-        norm_rows(f, f->o, f->o, n, hp->n_embd, &L->post_ffn_norm);
-    op_add(x, f->o, n * hp->n_embd);
+        norm_rows(m, s->o, s->o, rows, hp->n_embd, &L->post_ffn_norm);
+    add_back(m, s, sp, ns);
 }
+
+void fwd_pass_layer(const model *m, threadpool *tp, fwd_scratch *s, uint32_t il, const fwd_span *sp, size_t ns)
+{
+    if (ns == 0)
+        return;
+    size_t rows = sp[ns - 1].row0 + sp[ns - 1].n;
+    attention_block(m, tp, s, il, sp, ns, rows);
+    ffn_block(m, tp, s, il, sp, ns, rows);
+}
+
+void fwd_pass_head(const model *m, threadpool *tp, fwd_scratch *s, const float *const *rows, size_t n,
+                   float *logits)
+{
+    size_t d = m->hp.n_embd;
+    for (size_t i = 0; i < n; i++)
+        norm_rows(m, s->xb + i * d, rows[i], 1, d, &m->output_norm);
+    matmul(tp, s, &m->output, s->xb, n, logits);
+}
+
+/* ---- one context ---- */
 
 hinge_status fwd_layers(fwd_ctx *f, uint32_t pos0, size_t n, float *hidden)
 {
@@ -298,11 +373,9 @@ hinge_status fwd_layers(fwd_ctx *f, uint32_t pos0, size_t n, float *hidden)
     size_t d = f->m->hp.n_embd;
     for (size_t done = 0; done < n;) {
         size_t c = n - done < f->max_batch ? n - done : f->max_batch;
-        float *x = hidden + done * d;
-        for (uint32_t il = f->a; il < f->b; il++) {
-            attention_block(f, il, pos0 + (uint32_t)done, c, x);
-            ffn_block(f, il, c, x);
-        }
+        fwd_span sp = {.f = f, .pos0 = pos0 + (uint32_t)done, .n = c, .x = hidden + done * d, .row0 = 0};
+        for (uint32_t il = f->a; il < f->b; il++)
+            fwd_pass_layer(f->m, f->tp, &f->s, il, &sp, 1);
         done += c;
     }
     return HINGE_OK;
@@ -312,10 +385,14 @@ hinge_status fwd_head(fwd_ctx *f, const float *hidden, size_t n, float *logits)
 {
     const model *m = f->m;
     size_t d = m->hp.n_embd;
+    enum { ROWS = 64 };
+    const float *rows[ROWS];
     for (size_t done = 0; done < n;) {
         size_t c = n - done < f->max_batch ? n - done : f->max_batch;
-        norm_rows(f, f->xb, hidden + done * d, c, d, &m->output_norm);
-        matmul(f, &m->output, f->xb, c, logits + done * m->hp.n_vocab);
+        c = c < ROWS ? c : ROWS;
+        for (size_t i = 0; i < c; i++)
+            rows[i] = hidden + (done + i) * d;
+        fwd_pass_head(m, f->tp, &f->s, rows, c, logits + done * m->hp.n_vocab);
         done += c;
     }
     return HINGE_OK;

@@ -36,6 +36,8 @@ void fwd_destroy(fwd_ctx *f); /* NULL is a no-op */
 const char *fwd_errmsg(const fwd_ctx *f);
 
 uint32_t fwd_ctx_len(const fwd_ctx *f);
+uint32_t fwd_layer_begin(const fwd_ctx *f); /* a */
+uint32_t fwd_layer_end(const fwd_ctx *f);   /* b */
 /* Bytes fwd_create allocated (KV cache and scratch). */
 size_t fwd_bytes(const fwd_ctx *f);
 

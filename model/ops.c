@@ -1,11 +1,14 @@
 /* CPU ops: see ops.h. Plain loops, but for the ops that call exp (softmax,
- * GeGLU, SwiGLU), which have an AVX2 path next to the libm reference; the
- * matrix work is in quant.c. */
+ * GeGLU, SwiGLU) and attention, which have an AVX2 path next to the libm
+ * reference, and the NEON versions of the hot ops in ops_neon.c; the matrix
+ * work is in quant.c. Which runs follows the kernel set quant.c uses
+ * (quant_kset_best, HINGE_CPU). */
 #include "ops.h"
 
 #include <math.h>
 #include <string.h>
 
+#include "ops_neon.h"
 #include "quant_impl.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(HINGE_QUANT_NO_SIMD)
@@ -15,8 +18,22 @@
 #define OPS_HAVE_X86 0
 #endif
 
+#if OPS_HAVE_NEON
+static bool use_neon(void)
+{
+    const quant_kset k = quant_kset_best();
+    return k == QUANT_KSET_NEON || k == QUANT_KSET_DOTPROD;
+}
+#endif
+
 void op_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps)
 {
+#if OPS_HAVE_NEON
+    if (use_neon()) {
+        ops_neon_rmsnorm(out, x, w, n, eps);
+        return;
+    }
+#endif
     double ss = 0.0;
     for (size_t i = 0; i < n; i++)
         ss += (double)x[i] * x[i];
@@ -33,6 +50,12 @@ void op_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps)
 void op_rope(float *x, uint32_t n_heads, uint32_t head_dim, uint32_t rope_dim, bool neox,
              uint32_t pos, float base, float scale)
 {
+#if OPS_HAVE_NEON
+    if (use_neon() && rope_dim <= OPS_NEON_ROPE_MAX) {
+        ops_neon_rope(x, n_heads, head_dim, rope_dim, neox, pos, base, scale);
+        return;
+    }
+#endif
     uint32_t half = rope_dim / 2;
     float p = (float)pos / scale;
     for (uint32_t i = 0; i < half; i++) {
@@ -203,22 +226,24 @@ AVX2 static void softmax_avx2(float *x, size_t n)
     for (; i < n; i++)
         x[i] *= 1.0f / sum;
 }
-#endif
 
 static bool use_avx2(void)
 {
-#if OPS_HAVE_X86
-    return quant_kset_best() >= QUANT_KSET_AVX2;
-#else
-    return false;
-#endif
+    const quant_kset k = quant_kset_best();
+    return k == QUANT_KSET_AVX2 || k == QUANT_KSET_AVX512;
 }
+#endif
 
 void op_geglu(float *g, const float *u, size_t n)
 {
 #if OPS_HAVE_X86
     if (use_avx2()) {
         geglu_avx2(g, u, n);
+        return;
+    }
+#elif OPS_HAVE_NEON
+    if (use_neon()) {
+        ops_neon_geglu(g, u, n);
         return;
     }
 #endif
@@ -232,6 +257,11 @@ void op_swiglu(float *g, const float *u, size_t n)
         swiglu_avx2(g, u, n);
         return;
     }
+#elif OPS_HAVE_NEON
+    if (use_neon()) {
+        ops_neon_swiglu(g, u, n);
+        return;
+    }
 #endif
     op_swiglu_ref(g, u, n);
 }
@@ -241,6 +271,11 @@ void op_softmax(float *x, size_t n)
 #if OPS_HAVE_X86
     if (use_avx2()) {
         softmax_avx2(x, n);
+        return;
+    }
+#elif OPS_HAVE_NEON
+    if (use_neon()) {
+        ops_neon_softmax(x, n);
         return;
     }
 #endif
@@ -333,6 +368,11 @@ void op_attention_head(float *out, const float *q, const float *kc, const float 
 #if OPS_HAVE_X86
     if (use_avx2() && head_dim % 8 == 0 && head_dim_v % 8 == 0 && head_dim > 0 && head_dim_v > 0) {
         attention_head_avx2(out, q, kc, vc, k_stride, v_stride, head_dim, head_dim_v, lo, hi, scale, scores);
+        return;
+    }
+#elif OPS_HAVE_NEON
+    if (use_neon() && head_dim % 4 == 0 && head_dim_v % 4 == 0 && head_dim > 0 && head_dim_v > 0) {
+        ops_neon_attention_head(out, q, kc, vc, k_stride, v_stride, head_dim, head_dim_v, lo, hi, scale, scores);
         return;
     }
 #endif

@@ -13,7 +13,9 @@ typedef enum qtype {
     QT_F32 = 0,
     QT_F16 = 1,
     QT_Q4_0 = 2,
+    QT_Q4_1 = 3,
     QT_Q5_0 = 6,
+    QT_Q5_1 = 7,
     QT_Q8_0 = 8,
     QT_Q4_K = 12,
     QT_Q6_K = 14,
@@ -28,6 +30,11 @@ typedef struct block_q4_0 { uint16_t d; uint8_t qs[QK_0 / 2]; } block_q4_0;
 /* Q5_0: like Q4_0 with a fifth bit per weight in qh (bit i is weight i's),
  * q in 0..31, value d * (q - 16). 22 bytes. */
 typedef struct block_q5_0 { uint16_t d; uint8_t qh[4]; uint8_t qs[QK_0 / 2]; } block_q5_0;
+/* Q4_1: 32 weights = q * d + m, q in 0..15, nibbles as Q4_0. 20 bytes. */
+typedef struct block_q4_1 { uint16_t d, m; uint8_t qs[QK_0 / 2]; } block_q4_1;
+/* Q5_1: like Q4_1 with Q5_0's fifth bits, q in 0..31, value q * d + m.
+ * 24 bytes. */
+typedef struct block_q5_1 { uint16_t d, m; uint8_t qh[4]; uint8_t qs[QK_0 / 2]; } block_q5_1;
 /* Q8_0: 32 weights = d * q, q int8. 34 bytes. */
 typedef struct block_q8_0 { uint16_t d; int8_t qs[QK_0]; } block_q8_0;
 /* Q4_K: 256 weights in 8 sub-blocks of 32; sub-block j has a 6-bit scale
@@ -40,6 +47,8 @@ typedef struct block_q6_k { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t s
 
 _Static_assert(sizeof(block_q4_0) == 18, "q4_0 block");
 _Static_assert(sizeof(block_q5_0) == 22, "q5_0 block");
+_Static_assert(sizeof(block_q4_1) == 20, "q4_1 block");
+_Static_assert(sizeof(block_q5_1) == 24, "q5_1 block");
 _Static_assert(sizeof(block_q8_0) == 34, "q8_0 block");
 _Static_assert(sizeof(block_q4_k) == 144, "q4_k block");
 _Static_assert(sizeof(block_q6_k) == 210, "q6_k block");

@@ -66,6 +66,16 @@ hinge_status tail_logits(tail *t, const float *hidden, size_t n, float *logits)
     return fwd_head(t->f, hidden, n, logits);
 }
 
+fwd_item tail_item(tail *t, uint32_t pos, uint32_t n, float *hidden, bool sample)
+{
+    return (fwd_item){.f = t->f, .pos0 = pos, .n = n, .hidden = hidden, .logits = sample ? t->logits : NULL};
+}
+
+int32_t tail_sample(tail *t)
+{
+    return sampler_sample(t->smp, t->logits);
+}
+
 void tail_skip_samples(tail *t, uint64_t n) { sampler_skip(t->smp, n); }
 
 size_t tail_bytes(const tail *t) { return t ? t->bytes : 0; }

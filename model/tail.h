@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "batch.h"
 #include "forward.h"
 #include "model.h"
 #include "sampler.h"
@@ -45,6 +46,14 @@ hinge_status tail_step(tail *t, uint32_t pos, size_t n, float *hidden, int32_t *
 /* Logits (n_vocab floats each) of n rows of hidden that went through
  * tail_step: the head alone. */
 hinge_status tail_logits(tail *t, const float *hidden, size_t n, float *logits);
+
+/* The tail's part of a batched step (batch.h): layers [k, N) on hidden
+ * (n rows at pos .. pos+n-1, in place) and, when sample, the head of the
+ * last row into the tail's logit row, for tail_sample once the batch ran.
+ * tail_step on one session computes the same bits. */
+fwd_item tail_item(tail *t, uint32_t pos, uint32_t n, float *hidden, bool sample);
+/* The sampler on the logit row a batch wrote (see tail_item). */
+int32_t tail_sample(tail *t);
 
 /* The sampler continues as if n tokens had been sampled already. */
 void tail_skip_samples(tail *t, uint64_t n);

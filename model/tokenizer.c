@@ -1,7 +1,10 @@
-/* hinge: the SentencePiece tokenizer of "llama" GGUF vocabularies, as
- * llama.cpp's llm_tokenizer_spm runs it.
+/* hinge: the tokenizer of GGUF vocabularies: the vocabulary itself, special
+ * tokens, the pair-merging engine, and SentencePiece ("llama" vocabularies)
+ * as llama.cpp's llm_tokenizer_spm runs it. Byte-level BPE ("gpt2"
+ * vocabularies) is in tokenizer_bpe.c: it shares all but the fragment
+ * encoding and the decoding of normal tokens.
  *
- * Encoding: the text is first cut on the texts of special tokens (user-defined
+ * SentencePiece encoding: the text is first cut on the texts of special tokens (user-defined
  * ones always, control and unknown ones with parse_special), longest token
  * first. Each remaining raw fragment gets SentencePiece's dummy-prefix space
  * when it starts the text or follows a special token (if the vocabulary asks
@@ -11,7 +14,7 @@
  * leftmost pair), with a priority queue over a linked list of symbols:
  * O(n log n) in the fragment's length. Symbols that are not tokens become
  * byte-fallback tokens "<0xAB>". */
-#include "tokenizer.h"
+#include "tokenizer_impl.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -19,51 +22,11 @@
 #include <string.h>
 
 enum {
-    TOK_TEXT_MAX = 1024,     /* bytes of one token's text */
-    TOK_VOCAB_MAX = 1 << 24, /* tokens in a vocabulary */
-    TOK_INPUT_MAX = 1 << 22, /* bytes of text per tok_encode call (4 MiB): the
-                                workspace needs about 72 bytes per input byte */
-    TOK_EOG_MAX = 6,         /* eos, eot and the four end-of-turn texts */
-    MARK_RAW = -1,           /* partition: byte of raw text */
-    MARK_INSIDE = -2,        /* partition: byte inside a special token's match */
-};
-
-/* tokenizer.ggml.token_type values (llama.cpp's llama_token_type). */
-typedef enum tok_type {
-    TT_UNDEFINED = 0,
-    TT_NORMAL = 1,
-    TT_UNKNOWN = 2,
-    TT_CONTROL = 3,
-    TT_USER = 4,
-    TT_UNUSED = 5,
-    TT_BYTE = 6,
-} tok_type;
-
-struct tokenizer {
-    int32_t n_vocab;
-    char *text;            /* all token texts back to back; an empty text is
-                              stored as "[EMPTY_<id>]" as llama.cpp does */
-    size_t *off;           /* [n_vocab + 1]: text of i is text[off[i], off[i+1]) */
-    float *score;          /* [n_vocab]; NaN in the file reads as -inf */
-    uint8_t *type;         /* [n_vocab] tok_type */
-    int32_t *slot;         /* hash of texts -> id, -1 empty; duplicates: last id */
-    size_t slot_cap;       /* power of two >= 2 * n_vocab */
-    int32_t byte_tok[256]; /* byte fallback: "<0xAB>", else the byte itself as a
-                              token, else unk; -1 drops the byte */
-    int32_t *special;      /* [n_special] user-defined, control and unknown ids,
-                              longest text first (ties: lower id first) */
-    size_t n_special;
-    int32_t bos, eos, unk, eot; /* -1: none */
-    int32_t eog[TOK_EOG_MAX];   /* end-of-generation ids, [n_eog] */
-    size_t n_eog;
-    bool add_bos;
-    bool add_space_prefix;
+    MARK_RAW = -1,    /* partition: byte of raw text */
+    MARK_INSIDE = -2, /* partition: byte inside a special token's match */
 };
 
 static const char SPACE_MARK[] = "\xe2\x96\x81"; /* U+2581, SentencePiece's space */
-
-static size_t tok_len(const tokenizer *t, int32_t id) { return t->off[id + 1] - t->off[id]; }
-static const char *tok_text(const tokenizer *t, int32_t id) { return t->text + t->off[id]; }
 
 static uint32_t hash_bytes(const char *p, size_t n)
 {
@@ -75,8 +38,7 @@ static uint32_t hash_bytes(const char *p, size_t n)
     return h;
 }
 
-/* The id of the token whose text is p[0, n), or -1. */
-static int32_t find_token(const tokenizer *t, const char *p, size_t n)
+int32_t tok_find(const tokenizer *t, const char *p, size_t n)
 {
     size_t mask = t->slot_cap - 1;
     for (size_t h = hash_bytes(p, n) & mask;; h = (h + 1) & mask) {
@@ -88,7 +50,8 @@ static int32_t find_token(const tokenizer *t, const char *p, size_t n)
 
 /* ---- building the vocabulary ------------------------------------------- */
 
-static hinge_status check_model(const gguf_file *f, char *err, size_t errlen)
+/* Sets *bpe for "gpt2" (byte-level BPE), clears it for "llama" (SentencePiece). */
+static hinge_status check_model(const gguf_file *f, bool *bpe, char *err, size_t errlen)
 {
     gguf_str m;
     hinge_status s = gguf_get_str(f, "tokenizer.ggml.model", &m);
@@ -96,9 +59,11 @@ static hinge_status check_model(const gguf_file *f, char *err, size_t errlen)
         return hinge_fail(err, errlen, HINGE_ERR_FORMAT, "tokenizer.ggml.model: missing");
     if (s)
         return hinge_fail(err, errlen, HINGE_ERR_FORMAT, "tokenizer.ggml.model: not a string");
-    if (m.len != 5 || memcmp(m.ptr, "llama", 5) != 0)
+    *bpe = m.len == 4 && memcmp(m.ptr, "gpt2", 4) == 0;
+    if (!*bpe && (m.len != 5 || memcmp(m.ptr, "llama", 5) != 0))
         return hinge_fail(err, errlen, HINGE_ERR_UNSUPPORTED,
-                          "tokenizer.ggml.model '%.*s': only 'llama' (SentencePiece) is supported",
+                          "tokenizer.ggml.model '%.*s': only 'llama' (SentencePiece) and 'gpt2' "
+                          "(byte-level BPE) are supported",
                           m.len > 32 ? 32 : (int)m.len, m.ptr);
     return HINGE_OK;
 }
@@ -264,18 +229,27 @@ static hinge_status load_flag(const gguf_file *f, const char *key, bool dflt, bo
     return HINGE_OK;
 }
 
+/* Special ids and flags. Absent keys: SentencePiece's defaults (unk 0, bos
+ * 1, eos 2, BOS and the dummy prefix added); for BPE no ids, no prefix, and
+ * BOS as the pre-tokenizer has it (llama.cpp's defaults, except that it
+ * takes 11 for BPE's bos and eos). */
 static hinge_status load_ids(tokenizer *t, const gguf_file *f, char *err, size_t errlen)
 {
+    bool bpe = t->bpe != NULL;
     hinge_status s;
-    if ((s = load_id(t, f, "tokenizer.ggml.bos_token_id", 1, &t->bos, err, errlen)) ||
-        (s = load_id(t, f, "tokenizer.ggml.eos_token_id", 2, &t->eos, err, errlen)) ||
-        (s = load_id(t, f, "tokenizer.ggml.unknown_token_id", 0, &t->unk, err, errlen)) ||
+    if ((s = load_id(t, f, "tokenizer.ggml.bos_token_id", bpe ? -1 : 1, &t->bos, err, errlen)) ||
+        (s = load_id(t, f, "tokenizer.ggml.eos_token_id", bpe ? -1 : 2, &t->eos, err, errlen)) ||
+        (s = load_id(t, f, "tokenizer.ggml.unknown_token_id", bpe ? -1 : 0, &t->unk, err, errlen)) ||
         (s = load_id(t, f, "tokenizer.ggml.eot_token_id", -1, &t->eot, err, errlen)) ||
-        (s = load_flag(f, "tokenizer.ggml.add_bos_token", true, &t->add_bos, err, errlen)) ||
-        (s = load_flag(f, "tokenizer.ggml.add_space_prefix", true, &t->add_space_prefix, err, errlen)))
+        (s = load_flag(f, "tokenizer.ggml.add_bos_token", bpe ? bpe_default_add_bos(t->bpe) : true,
+                       &t->add_bos, err, errlen)) ||
+        (s = load_flag(f, "tokenizer.ggml.add_eos_token", false, &t->add_eos, err, errlen)) ||
+        (s = load_flag(f, "tokenizer.ggml.add_space_prefix", !bpe, &t->add_space_prefix, err, errlen)))
         return s;
     if (t->bos < 0)
         t->add_bos = false;
+    if (t->eos < 0)
+        t->add_eos = false;
     return HINGE_OK;
 }
 
@@ -292,19 +266,21 @@ static void add_eog(tokenizer *t, int32_t id)
 static void build_bytes_and_eog(tokenizer *t)
 {
     static const char hex[] = "0123456789ABCDEF";
-    for (int b = 0; b < 256; b++) {
+    for (int b = 0; b < 256 && !t->bpe; b++) {
         char name[7] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>', 0};
         char one = (char)b;
-        int32_t id = find_token(t, name, 6);
+        int32_t id = tok_find(t, name, 6);
         if (id < 0)
-            id = find_token(t, &one, 1);
+            id = tok_find(t, &one, 1);
         t->byte_tok[b] = id >= 0 ? id : t->unk;
     }
+    if (t->bpe)
+        bpe_byte_tokens(t);
     static const char *const eot_texts[] = {"<end_of_turn>", "<|eot_id|>", "<|im_end|>", "<|endoftext|>"};
     add_eog(t, t->eos);
     add_eog(t, t->eot);
     for (size_t i = 0; i < sizeof eot_texts / sizeof eot_texts[0]; i++)
-        add_eog(t, find_token(t, eot_texts[i], strlen(eot_texts[i])));
+        add_eog(t, tok_find(t, eot_texts[i], strlen(eot_texts[i])));
 }
 
 typedef struct special_ref {
@@ -350,10 +326,12 @@ hinge_status tok_create(const gguf_file *f, tokenizer **out, char *err, size_t e
     tokenizer *t = calloc(1, sizeof *t);
     if (!t)
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
+    bool bpe = false;
     hinge_status s;
-    if ((s = check_model(f, err, errlen)) || (s = load_texts(t, f, err, errlen)) ||
+    if ((s = check_model(f, &bpe, err, errlen)) || (s = load_texts(t, f, err, errlen)) ||
         (s = load_scores_types(t, f, err, errlen)) || (s = build_hash(t, err, errlen)) ||
-        (s = load_ids(t, f, err, errlen)) || (s = build_special(t, err, errlen))) {
+        (bpe && (s = bpe_create(t, f, err, errlen))) || (s = load_ids(t, f, err, errlen)) ||
+        (s = build_special(t, err, errlen))) {
         tok_destroy(t);
         return s;
     }
@@ -372,6 +350,7 @@ void tok_destroy(tokenizer *t)
     free(t->type);
     free(t->slot);
     free(t->special);
+    bpe_destroy(t->bpe);
     free(t);
 }
 
@@ -379,6 +358,7 @@ int32_t tok_n_vocab(const tokenizer *t) { return t ? t->n_vocab : 0; }
 int32_t tok_bos(const tokenizer *t) { return t ? t->bos : -1; }
 int32_t tok_eos(const tokenizer *t) { return t ? t->eos : -1; }
 bool tok_add_bos(const tokenizer *t) { return t && t->add_bos; }
+bool tok_add_eos(const tokenizer *t) { return t && t->add_eos; }
 bool tok_adds_space_prefix(const tokenizer *t) { return t && t->add_space_prefix; }
 
 bool tok_is_eog(const tokenizer *t, int32_t id)
@@ -391,44 +371,7 @@ bool tok_is_eog(const tokenizer *t, int32_t id)
     return false;
 }
 
-/* ---- encoding ----------------------------------------------------------- */
-
-/* A run of the escaped fragment; symbols form a doubly linked list. */
-typedef struct symbol {
-    uint32_t start; /* byte offset in work.esc */
-    uint32_t n;     /* bytes; 0 once merged into its left neighbour */
-    int32_t prev, next; /* symbol indices, -1 at the ends */
-} symbol;
-
-/* A candidate merge of two adjacent symbols. */
-typedef struct bigram {
-    float score;    /* of the token left+right */
-    int32_t left, right;
-    uint32_t size;  /* bytes of left+right when queued: stale if it changed */
-} bigram;
-
-/* Scratch for one tok_encode call, sized for its whole text of len bytes. */
-typedef struct work {
-    int32_t *mark;  /* [len] partition: MARK_RAW, MARK_INSIDE, or a special id
-                       where its match starts */
-    char *esc;      /* [3 * len + 3] a fragment with dummy prefix, ' ' -> U+2581 */
-    symbol *sym;    /* [len + 1] */
-    bigram *heap;   /* [3 * (len + 1)]: each merge queues at most 2 bigrams */
-    size_t n_heap;
-} work;
-
-typedef struct emitter {
-    int32_t *out;
-    size_t cap;
-    size_t n;       /* tokens produced; may exceed cap */
-} emitter;
-
-static void emit(emitter *e, int32_t id)
-{
-    if (e->n < e->cap)
-        e->out[e->n] = id;
-    e->n++;
-}
+/* ---- the pair-merging engine ------------------------------------------- */
 
 /* True when a pops before b: higher score, then the leftmost. */
 static bool heap_before(const bigram *a, const bigram *b)
@@ -474,10 +417,40 @@ static void try_bigram(const tokenizer *t, work *w, int32_t left, int32_t right)
     if (left < 0 || right < 0)
         return;
     const symbol *l = &w->sym[left], *r = &w->sym[right];
-    int32_t id = find_token(t, w->esc + l->start, (size_t)l->n + r->n);
-    if (id >= 0)
-        heap_push(w, (bigram){t->score[id], left, right, l->n + r->n});
+    float score;
+    if (t->bpe) {
+        if (!bpe_pair_score(t, w, l, r, &score))
+            return;
+    } else {
+        int32_t id = tok_find(t, w->esc + l->start, (size_t)l->n + r->n);
+        if (id < 0)
+            return;
+        score = t->score[id];
+    }
+    heap_push(w, (bigram){score, left, right, l->n + r->n});
 }
+
+void tok_merge(const tokenizer *t, work *w, int32_t n)
+{
+    w->n_heap = 0;
+    for (int32_t i = 1; i < n; i++)
+        try_bigram(t, w, i - 1, i);
+    while (w->n_heap > 0) {
+        bigram b = heap_pop(w);
+        symbol *l = &w->sym[b.left], *r = &w->sym[b.right];
+        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
+            continue; /* stale: one side was merged since */
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next >= 0)
+            w->sym[r->next].prev = b.left;
+        try_bigram(t, w, l->prev, b.left);
+        try_bigram(t, w, b.left, l->next);
+    }
+}
+
+/* ---- SentencePiece ------------------------------------------------------ */
 
 /* Bytes of the UTF-8 character at p (n > 0 bytes left): its lead byte's
  * length when that many bytes follow and all are continuation bytes, else 1,
@@ -528,15 +501,15 @@ static int32_t split_fragment(work *w, const char *s, size_t len, bool prefix)
 static void emit_symbol(const tokenizer *t, const work *w, const symbol *sy, emitter *e)
 {
     const char *p = w->esc + sy->start;
-    int32_t id = find_token(t, p, sy->n);
+    int32_t id = tok_find(t, p, sy->n);
     if (id >= 0) {
-        emit(e, id);
+        tok_emit(e, id);
         return;
     }
     for (uint32_t i = 0; i < sy->n; i++) {
         int32_t b = t->byte_tok[(unsigned char)p[i]];
         if (b >= 0)
-            emit(e, b);
+            tok_emit(e, b);
     }
 }
 
@@ -545,22 +518,7 @@ static void spm_fragment(const tokenizer *t, work *w, const char *s, size_t len,
     int32_t n = split_fragment(w, s, len, prefix);
     if (n == 0)
         return;
-    w->n_heap = 0;
-    for (int32_t i = 1; i < n; i++)
-        try_bigram(t, w, i - 1, i);
-    while (w->n_heap > 0) {
-        bigram b = heap_pop(w);
-        symbol *l = &w->sym[b.left], *r = &w->sym[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
-            continue; /* stale: one side was merged since */
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0)
-            w->sym[r->next].prev = b.left;
-        try_bigram(t, w, l->prev, b.left);
-        try_bigram(t, w, b.left, l->next);
-    }
+    tok_merge(t, w, n);
     for (int32_t i = 0; i != -1; i = w->sym[i].next)
         emit_symbol(t, w, &w->sym[i], e);
 }
@@ -654,17 +612,23 @@ static void work_free(work *w)
     free(w->esc);
     free(w->sym);
     free(w->heap);
+    free(w->cp);
+    free(w->cpoff);
     *w = (work){0};
 }
 
-static hinge_status work_init(work *w, size_t len)
+static hinge_status work_init(work *w, size_t len, bool bpe)
 {
     *w = (work){0};
     w->mark = malloc((len ? len : 1) * sizeof *w->mark);
     w->esc = malloc(3 * len + 3);
     w->sym = malloc((len + 1) * sizeof *w->sym);
     w->heap = malloc(3 * (len + 1) * sizeof *w->heap);
-    if (!w->mark || !w->esc || !w->sym || !w->heap) {
+    if (bpe) {
+        w->cp = malloc((len + 1) * sizeof *w->cp);
+        w->cpoff = malloc((len + 1) * sizeof *w->cpoff);
+    }
+    if (!w->mark || !w->esc || !w->sym || !w->heap || (bpe && (!w->cp || !w->cpoff))) {
         work_free(w);
         return HINGE_ERR_NOMEM;
     }
@@ -672,14 +636,14 @@ static hinge_status work_init(work *w, size_t len)
 }
 
 /* Tokenizes the text after the optional BOS: special tokens as found by
- * partition, raw runs between them through SentencePiece. */
+ * partition, raw runs between them through SentencePiece or BPE. */
 static void encode_fragments(const tokenizer *t, work *w, const char *text, size_t len, emitter *e)
 {
     bool prev_special = true; /* the first fragment gets the dummy prefix */
     for (size_t i = 0; i < len;) {
         int32_t m = w->mark[i];
         if (m >= 0) {
-            emit(e, m);
+            tok_emit(e, m);
             i += tok_len(t, m);
             prev_special = true;
             continue;
@@ -687,7 +651,10 @@ static void encode_fragments(const tokenizer *t, work *w, const char *text, size
         size_t j = i;
         while (j < len && w->mark[j] == MARK_RAW)
             j++;
-        spm_fragment(t, w, text + i, j - i, t->add_space_prefix && prev_special, e);
+        if (t->bpe)
+            bpe_fragment(t, w, text + i, j - i, e);
+        else
+            spm_fragment(t, w, text + i, j - i, t->add_space_prefix && prev_special, e);
         prev_special = false;
         i = j;
     }
@@ -702,10 +669,10 @@ hinge_status tok_encode(const tokenizer *t, const char *text, size_t len, bool a
         return HINGE_ERR_RANGE;
     emitter e = {out, cap, 0};
     if (add_bos)
-        emit(&e, t->bos);
+        tok_emit(&e, t->bos);
     if (len > 0) {
         work w;
-        hinge_status s = work_init(&w, len);
+        hinge_status s = work_init(&w, len, t->bpe != NULL);
         if (!s)
             s = partition(t, text, len, parse_special, w.mark);
         if (s) {
@@ -747,6 +714,8 @@ size_t tok_piece(const tokenizer *t, int32_t id, bool strip_space, char *buf, si
     char byte;
     switch (t->type[id]) {
     case TT_NORMAL: {
+        if (t->bpe)
+            return bpe_piece(t, id, strip_space, buf, cap);
         size_t i = 0;
         if (strip_space && n >= 3 && memcmp(p, SPACE_MARK, 3) == 0)
             i = 3;

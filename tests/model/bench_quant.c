@@ -70,7 +70,7 @@ static uint8_t *make_w(qtype t, size_t rows, size_t n)
             break;
         }
         case QT_F16: case QT_BF16: memcpy(w + p, &d, 2); break;
-        case QT_Q4_K:
+        case QT_Q4_K: case QT_Q4_1: case QT_Q5_1: /* d, then dmin or m */
             memcpy(w + p, &d, 2);
             memcpy(w + p + 2, &d, 2);
             break;

@@ -1,10 +1,15 @@
-/* The exp-based ops (softmax, GeGLU, SwiGLU) and attention heads: what the forward pass runs
- * (AVX2 where the CPU has it) against double-precision truth, over ordinary
+/* The exp-based ops (softmax, GeGLU, SwiGLU), attention heads, RMS norm and
+ * RoPE: what the forward pass runs (AVX2 or NEON where the CPU has it; the
+ * kernel set HINGE_CPU names) against double-precision truth, over ordinary
  * and extreme inputs, every tail length, and NaN. Tolerance: relative 2e-6
  * of the value (plus 1e-30 absolute, and 1e-7 of the row's largest value
  * for softmax), widened for GeGLU/SwiGLU by what a float exp argument y
  * costs any float implementation (2.4e-7 |y|). Attention heads (8 keys at
- * a time, value chunks, tails) against double truth within 1e-5. */
+ * a time, value chunks, tails) against double truth within 1e-5. RMS norm
+ * within 1e-6 relative (every tail, with and without weights, in place);
+ * RoPE within 1e-6 of the pair's size against the rotation by op_rope's
+ * own float angle (the angle's float rounding is the model's, not the
+ * kernel's), both layouts, every tail of pairs. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -232,6 +237,76 @@ static void test_attention(void **state)
     check_attention(12, 20, 0, 30);        /* not multiples of 8: the plain loops */
 }
 
+static void check_rmsnorm(size_t n, bool weights, bool in_place)
+{
+    float *x = malloc(n * sizeof *x), *w = malloc(n * sizeof *w), *out = malloc(n * sizeof *out);
+    double ss = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = (float)uniform(-3.0, 3.0);
+        w[i] = (float)uniform(0.5, 1.5);
+        ss += (double)x[i] * x[i];
+    }
+    const double inv = 1.0 / sqrt(ss / (double)n + 1e-6);
+    double *want = malloc(n * sizeof *want);
+    for (size_t i = 0; i < n; i++)
+        want[i] = x[i] * inv * (weights ? w[i] : 1.0);
+    float *dst = in_place ? x : out;
+    op_rmsnorm(dst, x, weights ? w : NULL, n, 1e-6f);
+    for (size_t i = 0; i < n; i++)
+        check_close("rmsnorm", i, dst[i], want[i], 1e-6 * fabs(want[i]) + ABS_TOL);
+    free(x);
+    free(w);
+    free(out);
+    free(want);
+}
+
+static void test_rmsnorm(void **state)
+{
+    (void)state;
+    for (size_t n = 1; n <= 33; n++)
+        for (int f = 0; f < 4; f++)
+            check_rmsnorm(n, f & 1, f & 2);
+    check_rmsnorm(640, true, true); /* Gemma 3 270M */
+    check_rmsnorm(2048, true, false);
+}
+
+/* heads x head_dim values, rope_dim of each head rotated at pos. */
+static void check_rope(uint32_t heads, uint32_t head_dim, uint32_t rope_dim, bool neox, uint32_t pos)
+{
+    const size_t n = (size_t)heads * head_dim;
+    float *x = malloc(n * sizeof *x), *x0 = malloc(n * sizeof *x0);
+    for (size_t i = 0; i < n; i++)
+        x0[i] = x[i] = (float)uniform(-2.0, 2.0);
+    const float base = 10000.0f, scale = 1.0f;
+    op_rope(x, heads, head_dim, rope_dim, neox, pos, base, scale);
+    const uint32_t half = rope_dim / 2;
+    for (uint32_t h = 0; h < heads; h++) {
+        const float *v0 = x0 + (size_t)h * head_dim, *v = x + (size_t)h * head_dim;
+        for (uint32_t i = 0; i < half; i++) {
+            const float theta = (float)pos / scale * powf(base, -2.0f * (float)i / (float)rope_dim);
+            const uint32_t a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+            const double c = cos((double)theta), s = sin((double)theta), r = fabs(v0[a]) + fabs(v0[b]);
+            check_close("rope a", a, v[a], v0[a] * c - v0[b] * s, 1e-6 * r + ABS_TOL);
+            check_close("rope b", b, v[b], v0[a] * s + v0[b] * c, 1e-6 * r + ABS_TOL);
+        }
+        for (uint32_t i = rope_dim; i < head_dim; i++) /* past rope_dim: untouched */
+            assert_true(v[i] == v0[i]);
+    }
+    free(x);
+    free(x0);
+}
+
+static void test_rope(void **state)
+{
+    (void)state;
+    for (uint32_t rd = 2; rd <= 20; rd += 2) /* every tail after 4 pairs at a time */
+        for (int neox = 0; neox < 2; neox++)
+            check_rope(3, 24, rd, neox, 7);
+    check_rope(4, 256, 256, true, 1000); /* Gemma 3's heads */
+    check_rope(8, 8, 8, false, 199);     /* stories260K's */
+    check_rope(2, 64, 32, false, 12345); /* partial rotation */
+}
+
 int main(void)
 {
     fprintf(stderr, "test_ops: kernel set %s\n", quant_isa());
@@ -241,6 +316,8 @@ int main(void)
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_matches_ref),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_rope),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

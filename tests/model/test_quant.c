@@ -1,6 +1,8 @@
 /* CPU weight kernels: every type, every kernel set, against a reference
  * dequantiser written here from ggml's block layouts (it shares no code with
- * quant.c) and dot products summed in double. */
+ * quant.c) and dot products summed in double. HINGE_TEST_KSETS ("neon
+ * dotprod") limits the sets checked (scripts/test-arm64: the scalar set is
+ * three quarters of the run under emulation, and plain C). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,7 +20,8 @@
 /* |got - ref| / sum |w_i x_i| allowed for dot products. */
 static const double TOL = 1e-5;
 
-static const qtype all_types[] = {QT_F32, QT_F16, QT_BF16, QT_Q4_0, QT_Q5_0, QT_Q8_0, QT_Q4_K, QT_Q6_K};
+static const qtype all_types[] = {QT_F32, QT_F16, QT_BF16, QT_Q4_0, QT_Q5_0, QT_Q8_0, QT_Q4_K, QT_Q6_K,
+                                  QT_Q4_1, QT_Q5_1};
 enum { N_TYPES = sizeof all_types / sizeof all_types[0] };
 
 /* Row lengths: Gemma 3 270M's 640/1024/2048 and small ones; k-quants need
@@ -72,7 +75,9 @@ static void lens_for(qtype t, const size_t **lens, size_t *count)
 
 static size_t ref_block_elems(qtype t)
 {
-    return t == QT_Q4_K || t == QT_Q6_K ? 256 : t == QT_Q4_0 || t == QT_Q5_0 || t == QT_Q8_0 ? 32 : 1;
+    return t == QT_Q4_K || t == QT_Q6_K                                                             ? 256
+           : t == QT_Q4_0 || t == QT_Q5_0 || t == QT_Q8_0 || t == QT_Q4_1 || t == QT_Q5_1 ? 32
+                                                                                            : 1;
 }
 
 static size_t ref_block_bytes(qtype t)
@@ -82,6 +87,8 @@ static size_t ref_block_bytes(qtype t)
     case QT_F16: case QT_BF16: return 2;
     case QT_Q4_0: return 18;
     case QT_Q5_0: return 22;
+    case QT_Q4_1: return 20;
+    case QT_Q5_1: return 24;
     case QT_Q8_0: return 34;
     case QT_Q4_K: return 144;
     case QT_Q6_K: return 210;
@@ -116,6 +123,10 @@ static uint8_t *make_rows(qtype t, size_t rows, size_t n)
             put16(p, (uint16_t)((rnd() & 1) << 15 | (100 + rnd() % 40) << 7 | (rnd() & 0x7f)));
             break;
         case QT_Q4_0: case QT_Q5_0: case QT_Q8_0: put16(p, rnd_scale16()); break;
+        case QT_Q4_1: case QT_Q5_1: /* d and m */
+            put16(p, rnd_scale16());
+            put16(p + 2, rnd_scale16());
+            break;
         case QT_Q4_K:
             put16(p, rnd_scale16());
             put16(p + 2, rnd_scale16());
@@ -193,6 +204,19 @@ static float ref_weight(qtype t, const uint8_t *blk, size_t i)
         return (float)((lo | hi << 4) - 16) * ref_f16(get16(blk));
     }
     case QT_Q8_0: return (float)(int8_t)blk[2 + i] * ref_f16(get16(blk));
+    case QT_Q4_1: {
+        const uint8_t *qs = blk + 4;
+        const int q = i < 16 ? qs[i] & 15 : qs[i - 16] >> 4;
+        const float p = (float)q * ref_f16(get16(blk));
+        return p + ref_f16(get16(blk + 2));
+    }
+    case QT_Q5_1: {
+        const uint8_t *qh = blk + 4, *qs = blk + 8;
+        const int lo = i < 16 ? qs[i] & 15 : qs[i - 16] >> 4;
+        const int hi = qh[i / 8] >> (i % 8) & 1;
+        const float p = (float)(lo | hi << 4) * ref_f16(get16(blk));
+        return p + ref_f16(get16(blk + 2));
+    }
     case QT_Q4_K: {
         const uint8_t *s = blk + 4, *qs = blk + 16;
         const size_t j = i / 32; /* sub-block */
@@ -289,10 +313,26 @@ static void check_dot(float got, dot_ref r, const char *what, qtype t, quant_kse
     }
 }
 
+/* Supported, and named by HINGE_TEST_KSETS if that is set. */
+static bool checked(quant_kset k)
+{
+    const char *only = getenv("HINGE_TEST_KSETS");
+    if (!quant_kset_supported(k))
+        return false;
+    if (!only || !*only)
+        return true;
+    const char *name = quant_kset_name(k);
+    const size_t len = strlen(name);
+    for (const char *p = strstr(only, name); p; p = strstr(p + 1, name))
+        if ((p == only || p[-1] == ' ') && (p[len] == ' ' || p[len] == '\0'))
+            return true;
+    return false;
+}
+
 static void each_kset(void (*fn)(quant_kset, qtype))
 {
     for (int k = 0; k < QUANT_KSET_COUNT; k++) {
-        if (!quant_kset_supported((quant_kset)k))
+        if (!checked((quant_kset)k))
             continue;
         for (size_t i = 0; i < N_TYPES; i++)
             fn((quant_kset)k, all_types[i]);
@@ -457,6 +497,68 @@ static void test_matmul(void **state)
     each_kset(matmul_one);
 }
 
+/* Batch invariance: each output of quant_matmul_k is bitwise the output of
+ * quant_matvec_k on that row of X alone, whatever m, the row range, the
+ * position of the row in X and the alignment of X. A session's logits on
+ * the edge then do not depend on how many others share its batch. */
+static void invariant_one(quant_kset k, qtype t)
+{
+    const size_t *lens;
+    size_t count;
+    lens_for(t, &lens, &count);
+    const size_t ms[] = {1, 2, 3, 4, 5, 7, 9, 17, 32, 64, 70};
+    const size_t ranges[3][2] = {{0, ROWS}, {3, 30}, {16, 17}};
+    enum { MMAX = 70 };
+    for (size_t li = 0; li < count; li++) {
+        const size_t n = lens[li];
+        if (n == 0)
+            continue;
+        uint8_t *w = make_rows(t, ROWS, n);
+        float *sbase, *scratch = alloc_floats(QUANT_MM_ROWS * n, 0, &sbase);
+        float *xbase, *x = make_x_at(MMAX * n + 4, 0, &xbase);
+        float *alone = malloc(MMAX * ROWS * sizeof *alone), *y = malloc(MMAX * ROWS * sizeof *y);
+        assert_true(alone && y);
+        for (size_t a = 0; a < 2; a++) {
+            if (a == 1) { /* the same values, misaligned */
+                memmove(xbase + 3, xbase, MMAX * n * sizeof *x);
+                x = xbase + 3;
+            }
+            for (size_t j = 0; j < MMAX; j++)
+                quant_matvec_k(k, t, w, n, x + j * n, alone + j * ROWS, 0, ROWS);
+            for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++) {
+                const size_t m = ms[mi];
+                for (size_t g = 0; g < 3; g++) {
+                    const size_t r0 = ranges[g][0], r1 = ranges[g][1];
+                    /* rows j0 .. j0+m of X: a row's place in the batch varies */
+                    const size_t j0 = (mi * 7 + g) % (MMAX - m + 1);
+                    quant_matmul_k(k, t, w, n, x + j0 * n, m, y, ROWS, r0, r1, scratch);
+                    for (size_t j = 0; j < m; j++)
+                        for (size_t r = r0; r < r1; r++) {
+                            const float got = y[j * ROWS + r], want = alone[(j0 + j) * ROWS + r];
+                            if (bits_of(got) != bits_of(want)) {
+                                print_error("%s/%s n=%zu m=%zu row %zu of X, output %zu: batched %.9g alone %.9g\n",
+                                            quant_name(t), quant_kset_name(k), n, m, j0 + j, r, (double)got,
+                                            (double)want);
+                                fail();
+                            }
+                        }
+                }
+            }
+        }
+        free(w);
+        free(sbase);
+        free(xbase);
+        free(alone);
+        free(y);
+    }
+}
+
+static void test_matmul_batch_invariant(void **state)
+{
+    (void)state;
+    each_kset(invariant_one);
+}
+
 static void test_dot_f32(void **state)
 {
     (void)state;
@@ -569,6 +671,7 @@ int main(void)
         cmocka_unit_test(test_dot_row),
         cmocka_unit_test(test_matvec),
         cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_matmul_batch_invariant),
         cmocka_unit_test(test_dot_f32),
         cmocka_unit_test(test_dispatch),
     };
@@ -580,7 +683,7 @@ int main(void)
     const int failed = cmocka_run_group_tests(tests, NULL, NULL);
     printf("worst normalised error (limit %.0e):\n", TOL);
     for (int k = 0; k < QUANT_KSET_COUNT; k++) {
-        if (!quant_kset_supported((quant_kset)k))
+        if (!checked((quant_kset)k))
             continue;
         printf("  %-7s", quant_kset_name((quant_kset)k));
         for (size_t i = 0; i < N_TYPES; i++)

@@ -127,13 +127,17 @@ typedef struct oracle {
     size_t n;
 } oracle;
 
-static void load_oracle(oracle *o)
+/* Reads ../shared/oracles/vocab-<name>.inp and .out. */
+static void load_oracle(oracle *o, const char *name)
 {
     static const char sep[] = "\n__ggml_vocab_test__\n";
     size_t len, olen;
+    char path[512];
     memset(o, 0, sizeof *o);
-    o->inp = read_all(HINGE_SHARED_DIR "/oracles/vocab-llama-spm.inp", &len);
-    o->out = read_all(HINGE_SHARED_DIR "/oracles/vocab-llama-spm.out", &olen);
+    snprintf(path, sizeof path, "%s/oracles/vocab-%s.inp", HINGE_SHARED_DIR, name);
+    o->inp = read_all(path, &len);
+    snprintf(path, sizeof path, "%s/oracles/vocab-%s.out", HINGE_SHARED_DIR, name);
+    o->out = read_all(path, &olen);
     for (char *p = o->inp, *q; (q = memmem(p, (size_t)(o->inp + len - p), sep, strlen(sep)));) {
         assert_true(o->n < 64);
         o->str[o->n] = p;
@@ -172,7 +176,7 @@ static void test_llama_spm_vectors(void **state)
     loaded l;
     oracle o;
     load_path(HINGE_SHARED_DIR "/models/vocab-llama-spm.gguf", &l);
-    load_oracle(&o);
+    load_oracle(&o, "llama-spm");
     assert_int_equal(o.n, 46);
     assert_int_equal(tok_n_vocab(l.t), 32000);
     assert_true(tok_adds_space_prefix(l.t));
@@ -346,14 +350,16 @@ static void v_bool(vbuild *v, const char *key, bool val)
     w_bytes(&v->body, &(uint8_t){val}, 1);
 }
 
-static void v_tokens(vbuild *v, const char *const *toks, size_t n)
+static void v_strs(vbuild *v, const char *key, const char *const *strs, size_t n)
 {
-    v_key(v, "tokenizer.ggml.tokens", GGUF_VT_ARRAY);
+    v_key(v, key, GGUF_VT_ARRAY);
     w_u32(&v->body, GGUF_VT_STRING);
     w_u64(&v->body, n);
     for (size_t i = 0; i < n; i++)
-        w_str(&v->body, toks[i]);
+        w_str(&v->body, strs[i]);
 }
+
+static void v_tokens(vbuild *v, const char *const *toks, size_t n) { v_strs(v, "tokenizer.ggml.tokens", toks, n); }
 
 /* An array of n 4-byte values (float32 or int32). */
 static void v_arr4(vbuild *v, const char *key, gguf_vtype t, const void *vals, size_t n)
@@ -485,8 +491,8 @@ static void test_bad_vocab(void **state)
     vbuild v = {0};
     v_tokens(&v, four, 4);
     expect_bad_vocab(&v, HINGE_ERR_FORMAT, "tokenizer.ggml.model");
-    v_str(&v, "tokenizer.ggml.model", "gpt2"), v_tokens(&v, four, 4);
-    expect_bad_vocab(&v, HINGE_ERR_UNSUPPORTED, "gpt2");
+    v_str(&v, "tokenizer.ggml.model", "bert"), v_tokens(&v, four, 4);
+    expect_bad_vocab(&v, HINGE_ERR_UNSUPPORTED, "bert");
     v_u32(&v, "tokenizer.ggml.model", 1), v_tokens(&v, four, 4);
     expect_bad_vocab(&v, HINGE_ERR_FORMAT, "tokenizer.ggml.model");
     v_str(&v, "tokenizer.ggml.model", "llama");
@@ -535,13 +541,254 @@ static void test_bad_vocab(void **state)
     tok_destroy(NULL);
 }
 
-/* ---- long inputs: the merge loop must stay O(n log n) ------------------- */
+/* ---- byte-level BPE: llama.cpp's vectors --------------------------------- */
 
-static void test_long_input(void **state)
+/* Every vector of vocab-<name> matches, with and without parse_special (no
+ * special texts in them), and decodes back to its text. */
+static void run_bpe_vectors(const char *name, int32_t n_vocab)
+{
+    char path[512];
+    loaded l;
+    oracle o;
+    snprintf(path, sizeof path, "%s/models/vocab-%s.gguf", HINGE_SHARED_DIR, name);
+    load_path(path, &l);
+    load_oracle(&o, name);
+    assert_int_equal(o.n, 46);
+    assert_int_equal(tok_n_vocab(l.t), n_vocab);
+    assert_false(tok_adds_space_prefix(l.t));
+    static int32_t want[MAX_IDS];
+    for (size_t i = 0; i < o.n; i++) {
+        size_t n = parse_ids(o.ids[i], want, MAX_IDS);
+        expect_ids(l.t, o.str[i], o.len[i], false, false, want, n);
+        expect_ids(l.t, o.str[i], o.len[i], false, true, want, n);
+        expect_round_trip(l.t, o.str[i], o.len[i], false);
+    }
+    print_message("vocab-%s: %zu vectors match\n", name, o.n);
+    free(o.inp);
+    free(o.out);
+    unload(&l);
+}
+
+static void test_gpt2_vectors(void **state)
+{
+    (void)state;
+    run_bpe_vectors("gpt-2", 50257);
+}
+
+static void test_llama_bpe_vectors(void **state)
+{
+    (void)state;
+    run_bpe_vectors("llama-bpe", 128256);
+}
+
+static void test_qwen2_vectors(void **state)
+{
+    (void)state;
+    run_bpe_vectors("qwen2", 151936);
+}
+
+/* ---- byte-level BPE: a tiny vocabulary ---------------------------------- */
+
+/* "Ġ" is the byte-to-unicode mapping's space (U+0120), "Ċ" its newline
+ * (U+010A). Merges make "abc" through "bc" (rank 0 beats "a b", rank 1);
+ * "ca" is a token that no merge makes. */
+#define G "\xc4\xa0"
+static const char *const BPE_TOKS[] = {"a", "b", "c", G, "\xc4\x8a", "ab", "bc", "abc", G "a", "ca",
+                                       "<|end|>", "<u>", "1", "2", "3", "12", "123"};
+static const int32_t BPE_TYPES[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 4, 1, 1, 1, 1, 1};
+static const char *const BPE_MERGES[] = {"b c", "a b", "a bc", G " a", "1 2", "12 3"};
+enum { N_BPE = sizeof BPE_TOKS / sizeof BPE_TOKS[0], N_MERGES = sizeof BPE_MERGES / sizeof BPE_MERGES[0] };
+
+static void v_bpe(vbuild *v, const char *pre)
+{
+    v_str(v, "tokenizer.ggml.model", "gpt2");
+    if (pre)
+        v_str(v, "tokenizer.ggml.pre", pre);
+    v_tokens(v, BPE_TOKS, N_BPE);
+    v_arr4(v, "tokenizer.ggml.token_type", GGUF_VT_INT32, BPE_TYPES, N_BPE);
+    v_strs(v, "tokenizer.ggml.merges", BPE_MERGES, N_MERGES);
+    v_u32(v, "tokenizer.ggml.bos_token_id", 10);
+}
+
+static void test_bpe_tiny(void **state)
+{
+    (void)state;
+    vbuild v = {0};
+    loaded l;
+    char err[HINGE_ERRMSG_MAX];
+    v_bpe(&v, "gpt-2");
+    v_u32(&v, "tokenizer.ggml.eos_token_id", 10);
+    assert_int_equal(vocab_create(&v, &l, err), HINGE_OK);
+    const tokenizer *t = l.t;
+    assert_false(tok_add_bos(t)), assert_false(tok_adds_space_prefix(t)), assert_false(tok_add_eos(t));
+    expect_ids(t, "abc", 3, false, false, IDS(7));            /* bc first, then a+bc */
+    expect_ids(t, "abc abc", 7, false, false, IDS(7, 3, 7));  /* " abc": no merge "Ġ abc" */
+    expect_ids(t, " a", 2, false, false, IDS(8));
+    expect_ids(t, "ca", 2, false, false, IDS(2, 0));          /* no merge makes "ca" */
+    expect_ids(t, "adb", 3, false, false, IDS(0, 1));         /* 'd' has no token: dropped */
+    expect_ids(t, "a\nb", 3, false, false, IDS(0, 4, 1));
+    expect_ids(t, "123", 3, false, false, IDS(16));           /* GPT-2: \p{N}+ is one word */
+    expect_ids(t, "a<u>b", 5, false, false, IDS(0, 11, 1));   /* user-defined: always */
+    expect_ids(t, "a<|end|>", 8, false, true, IDS(0, 10));
+    expect_ids(t, "<|end|>", 7, true, true, IDS(10, 10));
+    assert_true(tok_is_eog(t, 10));
+    char buf[16];
+    assert_int_equal(tok_piece(t, 8, false, buf, sizeof buf), 2), assert_memory_equal(buf, " a", 2);
+    assert_int_equal(tok_piece(t, 8, true, buf, sizeof buf), 1), assert_memory_equal(buf, "a", 1);
+    assert_int_equal(tok_piece(t, 4, false, buf, sizeof buf), 1), assert_int_equal(buf[0], '\n');
+    assert_int_equal(tok_piece(t, 11, false, buf, sizeof buf), 3), assert_memory_equal(buf, "<u>", 3);
+    assert_int_equal(tok_piece(t, 10, false, buf, sizeof buf), 0);
+    assert_int_equal(tok_piece(t, 7, false, buf, 2), 2), assert_memory_equal(buf, "ab", 2); /* cut at cap */
+    vocab_done(&v, &l);
+
+    v = (vbuild){0}; /* Llama 3: words that are tokens skip the merges; BOS by default */
+    v_bpe(&v, "llama-bpe");
+    assert_int_equal(vocab_create(&v, &l, err), HINGE_OK);
+    assert_true(tok_add_bos(l.t));
+    expect_ids(l.t, "ca", 2, false, false, IDS(9));
+    expect_ids(l.t, "123", 3, false, false, IDS(16));         /* \p{N}{1,3} */
+    expect_ids(l.t, "1231", 4, false, false, IDS(16, 12));
+    expect_ids(l.t, "abc", 3, true, false, IDS(10, 7));
+    vocab_done(&v, &l);
+
+    v = (vbuild){0}; /* Qwen 2 and SmolLM: one digit per word */
+    v_bpe(&v, "qwen2");
+    assert_int_equal(vocab_create(&v, &l, err), HINGE_OK);
+    assert_false(tok_add_bos(l.t));
+    expect_ids(l.t, "123", 3, false, false, IDS(12, 13, 14));
+    vocab_done(&v, &l);
+    v = (vbuild){0};
+    v_bpe(&v, "smollm");
+    v_bool(&v, "tokenizer.ggml.add_bos_token", true);
+    assert_int_equal(vocab_create(&v, &l, err), HINGE_OK);
+    assert_true(tok_add_bos(l.t));
+    expect_ids(l.t, "a123", 4, false, false, IDS(0, 12, 13, 14));
+    vocab_done(&v, &l);
+}
+
+static void test_bpe_bad_vocab(void **state)
+{
+    (void)state;
+    vbuild v = {0};
+    static const char *const merges_bad[] = {"x"};
+    v_bpe(&v, NULL); /* no pre-tokenizer named */
+    expect_bad_vocab(&v, HINGE_ERR_UNSUPPORTED, "tokenizer.ggml.pre");
+    v_bpe(&v, "deepseek-coder");
+    expect_bad_vocab(&v, HINGE_ERR_UNSUPPORTED, "'deepseek-coder'");
+    v_str(&v, "tokenizer.ggml.model", "gpt2"), v_str(&v, "tokenizer.ggml.pre", "gpt-2");
+    v_tokens(&v, BPE_TOKS, N_BPE);
+    expect_bad_vocab(&v, HINGE_ERR_FORMAT, "tokenizer.ggml.merges");
+    v_str(&v, "tokenizer.ggml.model", "gpt2"), v_str(&v, "tokenizer.ggml.pre", "gpt-2");
+    v_tokens(&v, BPE_TOKS, N_BPE);
+    v_arr4(&v, "tokenizer.ggml.merges", GGUF_VT_INT32, BPE_TYPES, 2);
+    expect_bad_vocab(&v, HINGE_ERR_FORMAT, "tokenizer.ggml.merges");
+    v_str(&v, "tokenizer.ggml.model", "gpt2"), v_u32(&v, "tokenizer.ggml.pre", 1);
+    v_tokens(&v, BPE_TOKS, N_BPE);
+    v_strs(&v, "tokenizer.ggml.merges", merges_bad, 1);
+    expect_bad_vocab(&v, HINGE_ERR_FORMAT, "tokenizer.ggml.pre");
+    char *big = malloc(2100);
+    assert_non_null(big);
+    memset(big, 'x', 2099), big[2099] = '\0', big[1] = ' ';
+    const char *const merges_big[] = {big};
+    v_str(&v, "tokenizer.ggml.model", "gpt2"), v_str(&v, "tokenizer.ggml.pre", "gpt-2");
+    v_tokens(&v, BPE_TOKS, N_BPE);
+    v_strs(&v, "tokenizer.ggml.merges", merges_big, 1);
+    expect_bad_vocab(&v, HINGE_ERR_FORMAT, "tokenizer.ggml.merges");
+    free(big);
+}
+#undef G
+
+/* The real vocabularies: special tokens, BOS flags, pieces of characters
+ * split across tokens, bytes outside UTF-8. */
+static void test_bpe_real(void **state)
 {
     (void)state;
     loaded l;
-    load_path(HINGE_SHARED_DIR "/models/vocab-llama-spm.gguf", &l);
+    load_path(HINGE_SHARED_DIR "/models/vocab-llama-bpe.gguf", &l);
+    const tokenizer *t = l.t;
+    assert_int_equal(tok_bos(t), 128000), assert_int_equal(tok_eos(t), 128001);
+    assert_true(tok_add_bos(t)); /* llama-bpe's default: the file has no add_bos_token */
+    assert_true(tok_is_eog(t, 128001)), assert_true(tok_is_eog(t, 128009));
+    static const char chat[] = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>";
+    expect_ids(t, chat, strlen(chat), false, true, IDS(128000, 128006, 882, 128007, 271, 13347, 128009));
+    expect_ids(t, "Hello", 5, true, false, IDS(128000, 9906));
+    /* bytes that are not UTF-8 stay bytes: the round trip is exact */
+    expect_round_trip(t, "\xff\xfe a\x80" "b \xe2\x82", 9, false);
+    expect_round_trip(t, "\xf0\x9f\xa6\x99 \xe4\xbd\xa0\xe5\xa5\xbd", 11, true);
+    unload(&l);
+
+    load_path(HINGE_SHARED_DIR "/models/vocab-gpt-2.gguf", &l);
+    t = l.t;
+    assert_false(tok_add_bos(t)), assert_int_equal(tok_bos(t), 50256);
+    assert_true(tok_is_eog(t, 50256));
+    expect_ids(t, "<|endoftext|>", 13, false, true, IDS(50256));
+    expect_ids(t, "<|endoftext|>", 13, false, false, IDS(27, 91, 437, 1659, 5239, 91, 29));
+    char buf[8];
+    assert_int_equal(tok_piece(t, 18435, false, buf, sizeof buf), 6), assert_memory_equal(buf, " Hello", 6);
+    expect_ids(t, "\xc3\xa9", 2, false, false, IDS(2634)); /* "é" is one token, "Ã©" */
+    assert_int_equal(tok_piece(t, 2634, false, buf, sizeof buf), 2), assert_memory_equal(buf, "\xc3\xa9", 2);
+    unload(&l);
+
+    load_path(HINGE_SHARED_DIR "/models/vocab-qwen2.gguf", &l);
+    t = l.t;
+    assert_false(tok_add_bos(t));
+    assert_true(tok_is_eog(t, 151643)), assert_true(tok_is_eog(t, 151645)), assert_false(tok_is_eog(t, 151644));
+    expect_ids(t, "<|im_start|>user\nHi<|im_end|>", 29, false, true, IDS(151644, 872, 198, 13048, 151645));
+    expect_ids(t, "a[PAD151646]b", 13, false, false, IDS(64, 151646, 65)); /* user-defined */
+    unload(&l);
+}
+
+/* ---- SmolLM2, when the machine has it (scripts/fetch-model smollm2) ----- */
+
+static bool smollm2_path(char *buf, size_t cap)
+{
+    const char *env = getenv("HINGE_SMOLLM2_MODEL");
+    if (env && *env)
+        snprintf(buf, cap, "%s", env);
+    else
+        snprintf(buf, cap, "%s/.cache/hinge/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+                 getenv("HOME") ? getenv("HOME") : "");
+    return access(buf, R_OK) == 0;
+}
+
+/* Expected ids from Hugging Face's tokenizers (0.23) on SmolLM2's vocabulary,
+ * merges and pre-tokenizer (\p{N} digits, then GPT-2's pattern). */
+static void test_smollm2(void **state)
+{
+    (void)state;
+    char path[1024];
+    if (!smollm2_path(path, sizeof path)) {
+        skip();
+        return;
+    }
+    loaded l;
+    load_path(path, &l);
+    const tokenizer *t = l.t;
+    assert_int_equal(tok_n_vocab(t), 49152);
+    assert_false(tok_add_bos(t)), assert_false(tok_adds_space_prefix(t));
+    assert_int_equal(tok_bos(t), 1), assert_int_equal(tok_eos(t), 2);
+    assert_true(tok_is_eog(t, 2)), assert_true(tok_is_eog(t, 0)), assert_false(tok_is_eog(t, 1));
+    expect_ids(t, "Once upon a time", 16, false, false, IDS(6403, 1980, 253, 655));
+    expect_ids(t, "Hello world! 123", 16, false, false, IDS(19556, 905, 17, 216, 33, 34, 35));
+    expect_ids(t, "  multiple   spaces\n\n", 21, false, false, IDS(216, 2701, 256, 5600, 1116));
+    expect_ids(t, "Caf\xc3\xa9 d\xc3\xa9j\xc3\xa0 vu.", 16, false, false, IDS(51, 1939, 2756, 32564, 90, 16739, 386, 101, 30));
+    static const char nums[] = "I'm 25 years old, it's 3.14159!";
+    expect_ids(t, nums, strlen(nums), false, false,
+               IDS(57, 5248, 216, 34, 37, 929, 1573, 28, 357, 506, 216, 35, 30, 33, 36, 33, 37, 41, 17));
+    static const char cjk[] = "\xe4\xbd\xa0\xe5\xa5\xbd\xef\xbc\x8c\xe4\xb8\x96\xe7\x95\x8c \xf0\x9f\xa6\x99";
+    expect_ids(t, cjk, strlen(cjk), false, false, IDS(18645, 250, 48392, 138, 12831, 7906, 240, 178, 239, 230, 15107, 116, 243));
+    static const char chat[] = "<|im_start|>user\nHi<|im_end|>\n";
+    expect_ids(t, chat, strlen(chat), false, true, IDS(1, 4093, 198, 26843, 2, 198));
+    expect_round_trip(t, cjk, strlen(cjk), false);
+    unload(&l);
+}
+
+/* ---- long inputs: the merge loop must stay O(n log n) ------------------- */
+
+static void long_input(const char *path)
+{
+    loaded l;
+    load_path(path, &l);
     size_t len = 256 * 1024;
     char *s = malloc(len);
     assert_non_null(s);
@@ -555,7 +802,7 @@ static void test_long_input(void **state)
     clock_gettime(CLOCK_MONOTONIC, &a);
     assert_int_equal(tok_encode(l.t, s, len, false, true, ids, len, &n), HINGE_OK);
     clock_gettime(CLOCK_MONOTONIC, &b);
-    print_message("encoded %zu bytes into %zu tokens in %.1f ms\n", len, n,
+    print_message("%s: encoded %zu bytes into %zu tokens in %.1f ms\n", strrchr(path, '/') + 1, len, n,
                   (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6);
     assert_true(n > len / 8 && n < len);
     memset(s, 'a', len); /* one long run of merges */
@@ -565,6 +812,14 @@ static void test_long_input(void **state)
     free(ids);
     free(s);
     unload(&l);
+}
+
+static void test_long_input(void **state)
+{
+    (void)state;
+    long_input(HINGE_SHARED_DIR "/models/vocab-llama-spm.gguf");
+    long_input(HINGE_SHARED_DIR "/models/vocab-gpt-2.gguf");
+    long_input(HINGE_SHARED_DIR "/models/vocab-llama-bpe.gguf");
 }
 
 /* ---- Gemma 3, when the machine has the model ---------------------------- */
@@ -625,6 +880,13 @@ int main(void)
         cmocka_unit_test(test_tiny_vocab),
         cmocka_unit_test(test_tiny_vocab_options),
         cmocka_unit_test(test_bad_vocab),
+        cmocka_unit_test(test_gpt2_vectors),
+        cmocka_unit_test(test_llama_bpe_vectors),
+        cmocka_unit_test(test_qwen2_vectors),
+        cmocka_unit_test(test_bpe_tiny),
+        cmocka_unit_test(test_bpe_bad_vocab),
+        cmocka_unit_test(test_bpe_real),
+        cmocka_unit_test(test_smollm2),
         cmocka_unit_test(test_long_input),
         cmocka_unit_test(test_gemma),
     };

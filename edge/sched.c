@@ -1,0 +1,229 @@
+/* The batching scheduler: what the compute worker runs between picking up
+ * new steps. Every admitted step (a session's frame of n rows) is in the
+ * active list until all its rows have run; each batch takes every decode
+ * step and up to `chunk` rows of the longer ones (edge_sched_plan), runs
+ * them as one fwd_batch (each session's layers [cut, N) against its own KV
+ * cache, sessions joining at their own cut, the head over those that
+ * sample) and finishes the steps whose last row ran. A long prefill thus
+ * runs chunk by chunk, interleaved with the decode steps of the others, and
+ * is answered after its last chunk.
+ *
+ * Everything here belongs to the worker thread, except `started`. */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "edge_impl.h"
+
+struct edge_sched {
+    const hinge_edge *e;
+    uint32_t cap, chunk;
+    fwd_batch *fb;
+    edge_session **active;   /* (cap) admitted steps in arrival order */
+    uint32_t n_active;
+    fwd_item *items;         /* (cap) */
+    edge_session **batch;    /* (cap) the session of items[i] */
+    uint32_t *left, *take;   /* (cap) */
+    atomic_uint_fast64_t started;
+};
+
+/* ---- the plan ---- */
+
+/* Gives rows from *budget to the steps of one class (fits: left <= chunk,
+ * or not), oldest first. */
+static size_t plan_class(const uint32_t *left, size_t n, uint32_t chunk, bool fits, uint32_t *budget,
+                         uint32_t *take)
+{
+    size_t given = 0;
+    for (size_t i = 0; i < n && *budget > 0; i++) {
+        if (left[i] <= 1 || (left[i] <= chunk) != fits)
+            continue;
+        uint32_t t = left[i] < *budget ? left[i] : *budget;
+        take[i] = t;
+        *budget -= t;
+        given++;
+    }
+    return given;
+}
+
+size_t edge_sched_plan(const uint32_t *left, size_t n, uint32_t chunk, uint32_t *take)
+{
+    size_t given = 0;
+    for (size_t i = 0; i < n; i++) {
+        take[i] = left[i] <= 1 ? left[i] : 0;
+        given += take[i] > 0;
+    }
+    uint32_t budget = chunk;
+    given += plan_class(left, n, chunk, true, &budget, take);
+    given += plan_class(left, n, chunk, false, &budget, take);
+    return given;
+}
+
+/* ---- creation ---- */
+
+hinge_status edge_sched_create(const hinge_edge *e, uint32_t cap, uint32_t chunk, edge_sched **out)
+{
+    edge_sched *sc = calloc(1, sizeof *sc);
+    if (!sc)
+        return HINGE_ERR_NOMEM;
+    sc->e = e;
+    sc->cap = cap;
+    sc->chunk = chunk;
+    atomic_init(&sc->started, 0);
+    char err[HINGE_ERRMSG_MAX];
+    fwd_batch_config bc = {.max_rows = cap + chunk, .max_items = cap, .max_ctx = e->max_ctx,
+                           .head_rows = cap < 16 ? cap : 16};
+    hinge_status s = fwd_batch_create(e->m, e->tp, &bc, &sc->fb, err, sizeof err);
+    sc->active = calloc(cap, sizeof *sc->active);
+    sc->items = calloc(cap, sizeof *sc->items);
+    sc->batch = calloc(cap, sizeof *sc->batch);
+    sc->left = calloc(cap, sizeof *sc->left);
+    sc->take = calloc(cap, sizeof *sc->take);
+    if (s != HINGE_OK || !sc->active || !sc->items || !sc->batch || !sc->left || !sc->take) {
+        edge_sched_destroy(sc);
+        return s != HINGE_OK ? s : HINGE_ERR_NOMEM;
+    }
+    *out = sc;
+    return HINGE_OK;
+}
+
+void edge_sched_destroy(edge_sched *sc)
+{
+    if (!sc)
+        return;
+    fwd_batch_destroy(sc->fb);
+    free(sc->active);
+    free(sc->items);
+    free(sc->batch);
+    free(sc->left);
+    free(sc->take);
+    free(sc);
+}
+
+uint32_t edge_sched_active(const edge_sched *sc) { return sc->n_active; }
+
+uint64_t edge_sched_started(const edge_sched *sc)
+{
+    return atomic_load_explicit(&sc->started, memory_order_relaxed);
+}
+
+/* ---- admission ---- */
+
+bool edge_sched_admit(edge_sched *sc, edge_session *s)
+{
+    edge_step *p = &s->step;
+    const uint32_t dim = sc->e->m->hp.n_embd;
+    p->token = -1;
+    tx_frame_limits lim = {.codec = s->codec, .dim = dim, .max_n = s->max_step};
+    hinge_status st = tx_frame_decode(s->rx, s->rx_len, &lim, s->hidden, (size_t)s->max_step * dim, &p->hdr, p->err,
+                                      sizeof p->err);
+    if (st != HINGE_OK || sc->n_active == sc->cap) { /* full cannot happen: one step per session, cap sessions */
+        p->http = st == HINGE_ERR_RANGE ? 413 : st != HINGE_OK ? 400 : 503;
+        if (st == HINGE_OK)
+            hinge_fail(p->err, sizeof p->err, HINGE_ERR_RANGE, "the scheduler is full");
+        p->t_start_us = p->t_end_us = edge_now_us();
+        return false;
+    }
+    s->done_rows = 0;
+    sc->active[sc->n_active++] = s;
+    return true;
+}
+
+/* ---- one batch ---- */
+
+static void finish(edge_session *s, int http, uint64_t now)
+{
+    s->step.http = http;
+    s->step.t_end_us = now;
+}
+
+/* Counts one batch: its sessions, rows, time, and the steps in it. */
+static void account(edge_sched *sc, size_t n, uint64_t t0, uint64_t t1, edge_batch_stats *st)
+{
+    uint32_t rows = 0, decode = 0, prefill = 0;
+    for (size_t i = 0; i < n; i++) {
+        const edge_session *s = sc->batch[i];
+        rows += sc->items[i].n;
+        if (s->step.hdr.n <= 1) {
+            decode++;
+            st->decode_positions += sc->items[i].n;
+        } else {
+            prefill += sc->items[i].n;
+            st->prefill_positions += sc->items[i].n;
+            st->prefill_chunks++;
+        }
+    }
+    st->batches++;
+    st->mixed_batches += decode > 0 && prefill > 0;
+    edge_hist_observe(&st->h[EDGE_H_BATCH_SIZE], EDGE_H_BATCH_SIZE, (double)n);
+    edge_hist_observe(&st->h[EDGE_H_BATCH_ROWS], EDGE_H_BATCH_ROWS, (double)rows);
+    edge_hist_observe(&st->h[EDGE_H_BATCH_SECONDS], EDGE_H_BATCH_SECONDS, (double)(t1 - t0) * 1e-6);
+}
+
+/* Items for the planned rows; stamps each step's first batch. */
+static size_t build(edge_sched *sc, uint64_t seq, uint64_t t0, edge_batch_stats *st)
+{
+    const size_t d = sc->e->m->hp.n_embd;
+    for (uint32_t i = 0; i < sc->n_active; i++)
+        sc->left[i] = sc->active[i]->step.hdr.n - sc->active[i]->done_rows;
+    edge_sched_plan(sc->left, sc->n_active, sc->chunk, sc->take);
+    size_t n = 0;
+    for (uint32_t i = 0; i < sc->n_active; i++) {
+        if (!sc->take[i])
+            continue;
+        edge_session *s = sc->active[i];
+        edge_step *p = &s->step;
+        if (p->batches++ == 0) {
+            p->t_start_us = t0;
+            p->wait_batches = seq > p->seq_queued + 1 ? (uint32_t)(seq - p->seq_queued - 1) : 0;
+            if (p->hdr.n <= 1)
+                edge_hist_observe(&st->h[EDGE_H_DECODE_WAIT], EDGE_H_DECODE_WAIT, (double)p->wait_batches);
+        }
+        bool last = s->done_rows + sc->take[i] == p->hdr.n;
+        bool sample = last && !(p->hdr.flags & TX_FLAG_NO_SAMPLE);
+        sc->items[n] = tail_item(s->t, p->hdr.pos + s->done_rows, sc->take[i], s->hidden + (size_t)s->done_rows * d,
+                                 sample);
+        sc->batch[n++] = s;
+    }
+    return n;
+}
+
+size_t edge_sched_step(edge_sched *sc, edge_session **out, edge_batch_stats *st)
+{
+    if (sc->n_active == 0)
+        return 0;
+    uint64_t seq = atomic_fetch_add_explicit(&sc->started, 1, memory_order_relaxed) + 1;
+    uint64_t t0 = edge_now_us();
+    size_t n = build(sc, seq, t0, st);
+    hinge_status rc = fwd_batch_run(sc->fb, sc->items, n);
+    uint64_t t1 = edge_now_us();
+    for (size_t i = 0; i < n; i++) {
+        edge_session *s = sc->batch[i];
+        s->done_rows += sc->items[i].n;
+        if (rc != HINGE_OK) { /* a bug: admitted steps are checked against their context */
+            hinge_fail(s->step.err, sizeof s->step.err, rc, "forward pass failed: %s", fwd_batch_errmsg(sc->fb));
+            s->done_rows = s->step.hdr.n;
+        } else if (sc->items[i].logits) {
+            s->step.token = tail_sample(s->t);
+            st->tokens++;
+        }
+    }
+    account(sc, n, t0, t1, st);
+    size_t done = 0;
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < sc->n_active; i++) {
+        edge_session *s = sc->active[i];
+        if (s->done_rows < s->step.hdr.n) {
+            sc->active[kept++] = s;
+            continue;
+        }
+        finish(s, rc == HINGE_OK ? 200 : 500, t1);
+        if (rc == HINGE_OK)
+            st->steps++;
+        else
+            st->step_errors++;
+        out[done++] = s;
+    }
+    sc->n_active = kept;
+    return done;
+}
