@@ -79,6 +79,28 @@ int cli_wire(const char *s, hinge_wire *out)
 
 const char *cli_wire_name(hinge_wire w) { return (unsigned)w < 3 ? WIRES[w] : "unknown"; }
 
+int cli_getopt(int argc, char **argv, const char *cmd, const char *short_opts, const struct option *opts,
+               cli_opt_fn one, void *user, void (*usage)(FILE *out))
+{
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, short_opts, opts, NULL)) != -1) {
+        if (c == 'h') {
+            usage(stdout);
+            return 1;
+        }
+        if (one(c, optarg, user) != 0) {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "hinge: %s: unexpected argument '%s'\n", cmd, argv[optind]);
+        return 2;
+    }
+    return 0;
+}
+
 const char *cli_default_model(void)
 {
     static char path[4096];

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <getopt.h>
 #include <stdio.h>
 
 #include <hinge/hinge.h>
@@ -25,6 +26,14 @@ int cli_f64(const char *s, const char *what, double lo, double hi, double *out);
 int cli_backend(const char *s, hinge_backend *out); /* cpu | vulkan */
 int cli_wire(const char *s, hinge_wire *out);       /* f32 | f16 | q8 */
 const char *cli_wire_name(hinge_wire w);
+
+/* One subcommand's options: getopt_long over argv with short and opts,
+ * each option handed to one(c, optarg, user) (0: taken, else a bad value);
+ * -h prints usage to stdout. Returns 0 to run, 1 after --help, 2 on a usage
+ * error (printed, with usage on stderr) or a positional argument. */
+typedef int (*cli_opt_fn)(int c, const char *arg, void *user);
+int cli_getopt(int argc, char **argv, const char *cmd, const char *short_opts, const struct option *opts,
+               cli_opt_fn one, void *user, void (*usage)(FILE *out));
 
 /* $HINGE_MODEL, else ~/CLI_DEFAULT_MODEL_REL. */
 const char *cli_default_model(void);

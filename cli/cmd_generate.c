@@ -94,8 +94,9 @@ static int parse_cut(const char *s, gen_opts *o)
 }
 
 /* One option; -1 on a bad value. */
-static int parse_one(int c, const char *arg, gen_opts *o)
+static int parse_one(int c, const char *arg, void *user)
 {
+    gen_opts *o = user;
     switch (c) {
     case 'm': o->model = arg; return 0;
     case 'p': o->prompt = arg; return 0;
@@ -138,22 +139,9 @@ static int parse_one(int c, const char *arg, gen_opts *o)
 static int parse(int argc, char **argv, gen_opts *o)
 {
     *o = (gen_opts){.n_new = 64, .cut = CUT_UNSET, .temp = 0.8f, .top_k = 40, .top_p = 0.95f};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "m:p:n:vh", OPTIONS, NULL)) != -1) {
-        if (c == 'h') {
-            usage(stdout);
-            return 1;
-        }
-        if (parse_one(c, optarg, o) != 0) {
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "hinge: generate: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
+    int rc = cli_getopt(argc, argv, "generate", "m:p:n:vh", OPTIONS, parse_one, o, usage);
+    if (rc)
+        return rc;
     if (!o->prompt) {
         fprintf(stderr, "hinge: generate needs --prompt TEXT (it may be empty: BOS alone)\n");
         return 2;

@@ -57,8 +57,9 @@ static void usage(FILE *out)
 }
 
 /* One option; -1 on a bad value. */
-static int parse_one(int c, const char *arg, part_opts *o)
+static int parse_one(int c, const char *arg, void *user)
 {
+    part_opts *o = user;
     switch (c) {
     case 'm': o->model = arg; return 0;
     case O_DEVICE: o->device = arg; return 0;
@@ -83,22 +84,9 @@ static int parse_one(int c, const char *arg, part_opts *o)
 static int parse(int argc, char **argv, part_opts *o)
 {
     *o = (part_opts){.new_tokens = 64};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "m:n:vh", OPTIONS, NULL)) != -1) {
-        if (c == 'h') {
-            usage(stdout);
-            return 1;
-        }
-        if (parse_one(c, optarg, o) != 0) {
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "hinge: partition: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
+    int rc = cli_getopt(argc, argv, "partition", "m:n:vh", OPTIONS, parse_one, o, usage);
+    if (rc)
+        return rc;
     if (!o->device) {
         fprintf(stderr, "hinge: partition: --device FILE (a device profile) is required\n");
         return 2;

@@ -49,8 +49,9 @@ static void usage(FILE *out)
 }
 
 /* One option; -1 on a bad value. */
-static int parse_one(int c, const char *arg, prof_opts *o)
+static int parse_one(int c, const char *arg, void *user)
 {
+    prof_opts *o = user;
     switch (c) {
     case 'm': o->model = arg; return 0;
     case 'o': o->output = arg; return 0;
@@ -76,22 +77,9 @@ static int parse_one(int c, const char *arg, prof_opts *o)
 static int parse(int argc, char **argv, prof_opts *o)
 {
     *o = (prof_opts){.backend = HINGE_BACKEND_CPU};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "m:o:vh", OPTIONS, NULL)) != -1) {
-        if (c == 'h') {
-            usage(stdout);
-            return 1;
-        }
-        if (parse_one(c, optarg, o) != 0) {
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "hinge: profile: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
+    int rc = cli_getopt(argc, argv, "profile", "m:o:vh", OPTIONS, parse_one, o, usage);
+    if (rc)
+        return rc;
     if (!o->output) {
         fprintf(stderr, "hinge: profile: -o FILE is required\n");
         return 2;
