@@ -1,26 +1,26 @@
 /* The DOTPROD kernel set's block-type kernels (quant_neon.h): q4_0, q4_1,
- * q5_0, q5_1, q8_0, q4_k and q6_k with the int8 dot product (SDOT, vdotq_s32). The one
- * file built with -march=armv8.2-a+dotprod (model/meson.build); nothing in it
- * runs unless quant_neon_has_dotprod().
+ * q5_0, q5_1, q8_0, q4_k and q6_k with the int8 dot product (SDOT,
+ * vdotq_s32). The one file built with -march=armv8.2-a+dotprod
+ * (model/meson.build); nothing in it runs unless quant_neon_has_dotprod().
  *
  * Activations without losing precision. SDOT multiplies int8 by int8, so
- * each pass of x is cut into blocks (32 weights for the _0 types, 256 for
- * the k-quants) and each block is written exactly as
- *     x_i ~ d * (65536 a_i + 256 b_i + c_i),  a, b, c int8,
- * d = max|x| / XQ_MAX: a 24-bit fixed-point value in three int8 limbs. Each
- * limb's dot product with the block's weights is exact in int32; the three
- * are joined in float. The only rounding besides float's is x to 24 bits,
- * |x_i - x'_i| <= 2^-24 max|x| over the block: the float sets' accuracy
- * (tests/model/test_quant.c, test_quant_neon.c), where the usual int8
- * activations (llama.cpp's q8_0/q8_K: 8 bits) would cost about 1e-2 of
- * each product. Three SDOTs per 16 weights and row still execute about
- * half the instructions of the float set's widen-convert-multiply
- * (docs/arm64.md).
+ * each pass of x is cut into blocks (32 weights for the 32-weight types,
+ * 256 for the k-quants) and each value is rounded to
+ *     x'_i = d * (65536 a_i + 256 b_i + c_i),  a, b, c int8,
+ * d = max|x| / XQ_MAX over the block: a 24-bit fixed-point value in three
+ * int8 limbs. Each limb's dot product with the block's weights is exact in
+ * int32; the three are joined in float. The only rounding besides float's
+ * is |x_i - x'_i| <= d/2 (about 2^-24 max|x|): the float sets' accuracy
+ * (tests/model/test_quant.c, test_quant_neon.c), where the usual 8-bit
+ * activations (llama.cpp's q8_0/q8_K) cost about 1e-2 of each product.
+ * Three SDOTs per 16 weights and activation row still execute 17-30% fewer
+ * instructions per weight in decode than the float set's widen, convert and
+ * multiply (docs/arm64.md).
  *
- * Integer bounds (int32): 32-weight types fold two limbs, (a.q << 8) + b.q
- * per lane <= (8*128*128 << 8) + 8*128*128 < 2^26 (|q| <= 128); the k-quants keep three
- * sums, each scaled by the sub-block's scale: Q4_K 8 * 63 * (8*15*128)
- * < 2^23, Q6_K 16 * 128 * (4*32*128) = 2^25.
+ * Integer bounds (int32): the 32-weight types fold two limbs,
+ * (a.q << 8) + b.q per lane <= (8*128*128 << 8) + 8*128*128 < 2^26
+ * (|q| <= 128); the k-quants keep three sums, each scaled by the sub-block's
+ * scale: Q4_K 8 * 63 * (8*15*128) < 2^23, Q6_K 16 * 128 * (4*32*128) = 2^25.
  *
  * Batch invariance: as quant_neon.c. x is quantised per row of X and per
  * pass (fixed by n), each kernel keeps per-row accumulators fed in the
@@ -29,6 +29,7 @@
 
 #if QUANT_HAVE_NEON
 #include <arm_neon.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -116,10 +117,8 @@ NEON_INLINE void blk32_one(qtype t, const uint8_t *blk, size_t b, const dp_rows 
     }
     if (qn_blk32_min(t)) {
         const float m = qn_f16(blk + 2);
-        for (int j = 0; j < J; j++) {
-            const float p = m * X->xs[j][b];
-            mins[j] += p;
-        }
+        for (int j = 0; j < J; j++)
+            mins[j] = fmaf(m, X->xs[j][b], mins[j]);
     }
 }
 

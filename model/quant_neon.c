@@ -7,8 +7,9 @@
  * block's d (d * sc for the k-quants); the mins of q4_1, q5_1 (m) and
  * Q4_K (dmin * m) add as min * sum(x) from per-32 sums of x. Results stay
  * within float rounding of dequantise-then-multiply
- * (tests/model/test_quant.c: 1e-5 of sum |w x|). Dequantisation is quant.c's scalar one, bit for bit: it only
- * serves the embedding's row lookup.
+ * (tests/model/test_quant.c: 1e-5 of sum |w x|). Dequantisation is
+ * quant.c's scalar one, bit for bit: it only serves the embedding's row
+ * lookup.
  *
  * Batch invariance, as in quant_x86.c: one kernel per type written for J
  * activation rows (J = 1..QN_J): the weights are decoded once and used for
@@ -22,6 +23,7 @@
 
 #if QUANT_HAVE_NEON
 #include <arm_neon.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #if defined(__linux__)
@@ -34,8 +36,8 @@
 #define HWCAP_ASIMDDP (1UL << 20) /* Linux arm64 uapi asm/hwcap.h; bionic's sys/auxv.h lacks it */
 #endif
 
-/* Weights per pass of a block type: a multiple of QK_K; Q4_K's per-32 sums
- * of x for QN_J rows of one pass live on the stack. */
+/* Weights per pass of a block type: a multiple of QK_K; the per-32 sums of
+ * x (q4_1, q5_1, q4_k) for QN_J rows of one pass live on the stack. */
 enum { QN_PASS = 2048 };
 
 bool quant_neon_has_dotprod(void)
@@ -103,10 +105,10 @@ NEON_INLINE void rows_float(qtype t, const uint8_t *row, const float *x, size_t 
             for (int k = 0; k < 4; k++)
                 acc[j][k] = vfmaq_f32(acc[j][k], w[k], vld1q_f32(x + j * ldx + i + 4 * k));
     }
-    for (; i < n; i++) {
+    for (; i < n; i++) { /* fmaf: one rounding, whatever the compiler's contraction rules */
         const float wi = wf1(t, row, i);
         for (int j = 0; j < J; j++)
-            tail[j] += wi * x[j * ldx + i];
+            tail[j] = fmaf(wi, x[j * ldx + i], tail[j]);
     }
     for (int j = 0; j < J; j++)
         out[j] = hsum4(acc[j]) + tail[j];
@@ -168,10 +170,8 @@ NEON_INLINE void blk32_one(qtype t, const uint8_t *blk, const float *x, size_t l
         acc[j][s] = vfmaq_n_f32(acc[j][s], dot32(f, x + j * ldx), d);
     if (qn_blk32_min(t)) {
         const float m = qn_f16(blk + 2);
-        for (int j = 0; j < J; j++) {
-            const float p = m * xs[j * ldxs];
-            mins[j] += p;
-        }
+        for (int j = 0; j < J; j++)
+            mins[j] = fmaf(m, xs[j * ldxs], mins[j]);
     }
 }
 

@@ -11,12 +11,19 @@
  *           rmsnorm | softmax | geglu     2048 values
  *           rope         Gemma 3's 4 query heads of 256
  *           attention    one head of 256 against 512 positions
- * Prints the work of one call ("units N": weights x rows of X, or values). */
+ *           decode       one token of a model (HINGE_GEMMA_MODEL, default
+ *                        ~/.cache/hinge/models/gemma-3-270m-q4_k_m.gguf) at
+ *                        positions 0, 1, ...: embed, every layer, head; one
+ *                        thread
+ * Prints the work of one call ("units N": weights x rows of X, values, or 1
+ * token). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "forward.h"
+#include "model.h"
 #include "ops.h"
 #include "quant.h"
 #include "quant_impl.h"
@@ -99,37 +106,72 @@ static int find_type(const char *name, qtype *t)
     return -1;
 }
 
+/* Values the in-place ops see fresh each time: rep r works on slice r % POOL. */
+enum { POOL = 64 };
+
 static long long ops(const char *what, long reps)
 {
-    float *x = floats(N), *u = floats(N), *q = floats(HEADS * HD);
+    float *pool = floats((size_t)POOL * N), *u = floats(N), *y = floats(N), *q = floats(HEADS * HD);
     float *kc = floats((size_t)KEYS * HD), *vc = floats((size_t)KEYS * HD), *out = floats(HD), *sc = floats(KEYS);
-    long long units = -1;
-    volatile float sink = 0;
-    for (long r = 0; r < reps; r++) {
-        if (strcmp(what, "rmsnorm") == 0) {
-            op_rmsnorm(out - 0 + 0 == out ? x : x, x, u, N, 1e-6f);
-        } else if (strcmp(what, "softmax") == 0) {
-            op_softmax(x, N);
-        } else if (strcmp(what, "geglu") == 0) {
-            op_geglu(x, u, N);
-            x[r % N] = 0.5f; /* keep the values from collapsing */
-        } else if (strcmp(what, "rope") == 0) {
-            op_rope(q, HEADS, HD, HD, true, (uint32_t)r + 100, 10000.0f, 1.0f);
-        } else if (strcmp(what, "attention") == 0) {
-            op_attention_head(out, q, kc, vc, HD, HD, HD, HD, 0, KEYS - 1, 0.0625f, sc);
-        } else {
-            return -1;
+    int kind = !strcmp(what, "rmsnorm") ? 0 : !strcmp(what, "softmax") ? 1 : !strcmp(what, "geglu") ? 2
+             : !strcmp(what, "rope") ? 3 : !strcmp(what, "attention") ? 4 : -1;
+    for (long r = 0; r < reps && kind >= 0; r++) {
+        float *x = pool + (size_t)(r % POOL) * N;
+        switch (kind) {
+        case 0: op_rmsnorm(y, x, u, N, 1e-6f); break;
+        case 1: op_softmax(x, N); break;
+        case 2: op_geglu(x, u, N); break;
+        case 3: op_rope(q, HEADS, HD, HD, true, (uint32_t)r + 100, 10000.0f, 1.0f); break;
+        case 4: op_attention_head(out, q, kc, vc, HD, HD, HD, HD, 0, KEYS - 1, 0.0625f, sc); break;
         }
-        sink += x[0];
     }
-    if (!strcmp(what, "rmsnorm") || !strcmp(what, "softmax") || !strcmp(what, "geglu"))
-        units = N;
-    else if (!strcmp(what, "rope"))
-        units = HEADS * HD;
-    else if (!strcmp(what, "attention"))
-        units = 2LL * KEYS * HD; /* q.k and the weighted sum of values */
-    (void)sink;
-    return units;
+    switch (kind) {
+    case 0: case 1: case 2: return N;
+    case 3: return HEADS * HD;
+    case 4: return 2LL * KEYS * HD; /* q.k and the weighted sum of values */
+    default: return -1;
+    }
+}
+
+/* reps decode steps of the model: 1 token each, one thread. */
+static int decode(long reps)
+{
+    char path[4096], err[HINGE_ERRMSG_MAX] = "";
+    const char *env = getenv("HINGE_GEMMA_MODEL"), *home = getenv("HOME");
+    if (env && *env)
+        snprintf(path, sizeof path, "%s", env);
+    else
+        snprintf(path, sizeof path, "%s/.cache/hinge/models/gemma-3-270m-q4_k_m.gguf", home ? home : ".");
+    model *m = NULL;
+    fwd_ctx *f = NULL;
+    const fwd_config cfg = {.layer_begin = 0, .ctx = 64, .max_batch = 1};
+    if (model_load(path, false, NULL, &m, err, sizeof err) != HINGE_OK) {
+        fprintf(stderr, "count_kernels: %s\n", err);
+        return 1;
+    }
+    fwd_config c = cfg;
+    c.layer_end = m->hp.n_layer;
+    if (fwd_create(m, NULL, &c, &f, err, sizeof err) != HINGE_OK) {
+        fprintf(stderr, "count_kernels: %s\n", err);
+        model_free(m);
+        return 1;
+    }
+    float *h = floats(m->hp.n_embd), *logits = floats(m->hp.n_vocab);
+    int32_t tok = 2;
+    for (long r = 0; r < reps && r < 64; r++) {
+        if (fwd_embed(f, &tok, 1, h) != HINGE_OK || fwd_layers(f, (uint32_t)r, 1, h) != HINGE_OK ||
+            fwd_head(f, h, 1, logits) != HINGE_OK) {
+            fprintf(stderr, "count_kernels: %s\n", fwd_errmsg(f));
+            return 1;
+        }
+        tok = (int32_t)(r * 7919 % m->hp.n_vocab);
+    }
+    printf("units 1\n");
+    fwd_destroy(f);
+    model_free(m);
+    free(h);
+    free(logits);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -142,6 +184,8 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *what = argv[2];
+    if (strcmp(what, "decode") == 0)
+        return strcmp(quant_isa(), argv[1]) ? 2 : decode(reps);
     if (strncmp(what, "matvec:", 7) == 0 || strncmp(what, "matmul:", 7) == 0) {
         qtype t;
         if (find_type(what + 7, &t)) {
