@@ -14,6 +14,13 @@ _Static_assert(sizeof(at_push) <= DEV_OP_PUSH_WORDS * 4, "push words");
 
 const uint32_t dev_attn_push_bytes = sizeof(at_push);
 
+/* Shared memory of attention_rows.comp with qv vec4s of q per lane: the
+ * octets' max and sum (8 floats each) and outputs (8 octets x 8 qv vec4s). */
+static uint32_t attention_rows_shared(uint32_t qv)
+{
+    return 2u * 8u * 4u + 8u * 8u * qv * 16u;
+}
+
 hinge_status dev_prepare_attention(dev_ops *o, const dev_attn_args *a, dev_op *op)
 {
     const char *what = "dev_prepare_attention";
@@ -49,10 +56,14 @@ hinge_status dev_prepare_attention(dev_ops *o, const dev_attn_args *a, dev_op *o
         .scale = a->scale,
         .flags = a->pos ? HK_F_POSBUF : 0,
     };
-    /* CPU devices: the shape llvmpipe runs well (when V reads as vec4s),
-     * its register arrays sized for the head: ceil(dim / 32) - 1 */
-    struct dev_kernel *k = o->rows_sg && sh->head_dim_v % 4 == 0 ? &o->attention_rows : &o->attention;
+    /* CPU devices: the shape llvmpipe runs well (when V reads as vec4s and
+     * its shared memory fits the limit), its register arrays sized for the
+     * head: ceil(dim / 32) - 1 */
     uint32_t dim = sh->head_dim > sh->head_dim_v ? sh->head_dim : sh->head_dim_v;
+    uint32_t rows_shared = attention_rows_shared((dim + 31) / 32);
+    struct dev_kernel *k = o->rows_sg && sh->head_dim_v % 4 == 0 && rows_shared <= o->v.shared_bytes
+                               ? &o->attention_rows
+                               : &o->attention;
     VkPipeline pipe = k->pipe;
     if (k == &o->attention_rows && (s = ops_pipeline(o, k, (dim + 31) / 32 - 1, &pipe)) != HINGE_OK)
         return s;

@@ -58,6 +58,15 @@ hinge_status dev_fail(dev_ctx *c, hinge_status s, const char *fmt, ...)
     return s;
 }
 
+hinge_status dev_refuse(dev_ctx *c, hinge_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
 static hinge_status status_of(VkResult r)
 {
     switch (r) {

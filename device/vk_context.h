@@ -87,8 +87,11 @@ VkDevice dev_ctx_device(const dev_ctx *c);
  * returns the matching status (NOMEM for the out-of-memory results, VULKAN
  * otherwise). For code built on the context (vk_ops.c). */
 hinge_status dev_vk_fail(dev_ctx *c, VkResult r, const char *call, const char *what);
-/* printf into c's message buffer; returns s. */
+/* printf into c's message buffer (and the log, ERROR); returns s. */
 hinge_status dev_fail(dev_ctx *c, hinge_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The same without the log: for an expected refusal the caller handles
+ * (a fused kernel that does not fit: the ops run one by one). */
+hinge_status dev_refuse(dev_ctx *c, hinge_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 const char *dev_vk_result_name(VkResult r);
 
 /* ---- memory ---- */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ops.h"
 #include "vk_exec_impl.h"
 
 static double now_ns(void)
@@ -46,18 +47,19 @@ static hinge_status create_commands(vk_exec *e)
         return HINGE_OK;
     }
     e->cmd_dec_ts = cmds[2];
+    e->n_steps_max = e->pre.n > e->dec.n ? e->pre.n : e->dec.n;
     VkQueryPoolCreateInfo qci = {
         .sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
         .queryType = VK_QUERY_TYPE_TIMESTAMP,
-        .queryCount = e->n_steps + 1,
+        .queryCount = e->n_steps_max + 1,
     };
     VkResult r = vkCreateQueryPool(dev_ctx_device(e->c), &qci, NULL, &e->ts_pool);
     if (r != VK_SUCCESS) {
         e->ts_pool = VK_NULL_HANDLE;
         return ex_fail_ctx(e, dev_vk_fail(e->c, r, "vkCreateQueryPool", "executor"), "timestamps");
     }
-    e->op_ns = calloc(e->n_steps + 1, sizeof *e->op_ns);
-    e->ts_raw = calloc(e->n_steps + 1, sizeof *e->ts_raw);
+    e->op_ns = calloc(e->n_steps_max + 1, sizeof *e->op_ns);
+    e->ts_raw = calloc(e->n_steps_max + 1, sizeof *e->ts_raw);
     if (!e->op_ns || !e->ts_raw)
         return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_NOMEM, "timestamps: out of host memory");
     return HINGE_OK;
@@ -100,14 +102,17 @@ hinge_status vk_exec_create(dev_ctx *c, const model *m, uint32_t k, uint32_t ctx
         s = create_commands(e);
     if (s == HINGE_OK)
         s = ex_record_decode(e);
+    e->last = &e->dec;
+    if (s == HINGE_OK && dev_ops_variant(e->ops)->selftest)
+        s = ex_selftest(e);
     if (s != HINGE_OK) {
         hinge_fail(err, errlen, s, "%s", e->errmsg);
         vk_exec_destroy(e);
         return s;
     }
     hinge_log(dev_ctx_logger(c), HINGE_LOG_INFO,
-              "vulkan: executor for embed + %u of %u layers, context %u, batch %u: %u ops, %u dispatches per "
-              "decode step (%s)", k, hp->n_layer, ctx, max_batch, e->n_steps, e->dec_dispatches,
+              "vulkan: executor for embed + %u of %u layers, context %u, batch %u: %u dispatches per decode step, "
+              "%u ops per prefill pass (%s)", k, hp->n_layer, ctx, e->max_batch, e->dec.dispatches, e->pre.n,
               dev_ops_describe(e->ops));
     *out = e;
     return HINGE_OK;
@@ -126,12 +131,16 @@ void vk_exec_destroy(vk_exec *e)
     ex_free_build(e);
     free(e->op_ns);
     free(e->ts_raw);
+    free(e->post_w);
+    free(e->post_tmp);
     free(e);
 }
 
 const char *vk_exec_errmsg(const vk_exec *e) { return e ? e->errmsg : "no executor"; }
 uint32_t vk_exec_layers(const vk_exec *e) { return e->k; }
 uint32_t vk_exec_ctx(const vk_exec *e) { return e->ctx; }
+uint32_t vk_exec_max_batch(const vk_exec *e) { return e->max_batch; }
+const char *vk_exec_describe(const vk_exec *e) { return dev_ops_describe(e->ops); }
 
 /* ---- runs ---- */
 
@@ -139,13 +148,13 @@ uint32_t vk_exec_ctx(const vk_exec *e) { return e->ctx; }
 static hinge_status read_timestamps(vk_exec *e)
 {
     const dev_features *f = dev_ctx_features(e->c);
-    uint32_t n = e->n_steps + 1;
+    uint32_t n = e->last->n + 1;
     VkResult r = vkGetQueryPoolResults(dev_ctx_device(e->c), e->ts_pool, 0, n, n * sizeof(uint64_t), e->ts_raw,
                                        sizeof(uint64_t), VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT);
     if (r != VK_SUCCESS)
         return ex_fail_ctx(e, dev_vk_fail(e->c, r, "vkGetQueryPoolResults", "executor"), "timestamps");
     uint64_t mask = f->timestamp_bits >= 64 ? ~0ull : (1ull << f->timestamp_bits) - 1;
-    for (uint32_t i = 0; i < e->n_steps; i++) {
+    for (uint32_t i = 0; i < e->last->n; i++) {
         double ns = (double)((e->ts_raw[i + 1] - e->ts_raw[i]) & mask) * f->timestamp_period_ns;
         e->op_ns[i] += ns;
         e->stats.gpu_ns += ns;
@@ -172,14 +181,25 @@ static hinge_status check_input(vk_exec *e, const int32_t *tokens, size_t n, uin
     return HINGE_OK;
 }
 
-/* One pass of m <= max_batch positions from pos. */
-static hinge_status run_chunk(vk_exec *e, const int32_t *tokens, uint32_t m, uint32_t pos, float *out)
+/* decode, gemma3: out (the residual) += norm(o) * post_ffw_norm, o read
+ * back after it; as model/forward.c's ffn_block ends. */
+static void add_post_norm(vk_exec *e, float *out)
+{
+    const float *o = (const float *)e->out.host + e->d;
+    op_rmsnorm(e->post_tmp, o, e->post_w, e->d, e->m->hp.rms_eps);
+    op_add(out, e->post_tmp, e->d);
+}
+
+/* One pass of m <= max_batch positions from pos: the decode pass for a run
+ * of one position, else the prefill pass (for each chunk, the last one of
+ * one position too: a run's timings are one pass's). */
+static hinge_status run_chunk(vk_exec *e, const int32_t *tokens, uint32_t m, uint32_t pos, float *out, bool decode)
 {
     memcpy(e->tok.host, tokens, m * sizeof(int32_t));
     *(uint32_t *)e->pos.host = pos;
     VkCommandBuffer cmd = e->profiling ? e->cmd_dec_ts : e->cmd_dec;
-    uint32_t dispatches = e->dec_dispatches;
-    if (m > 1) {
+    uint32_t dispatches = e->dec.dispatches;
+    if (!decode) {
         hinge_status s = ex_record_prefill(e, m, e->profiling, &dispatches);
         if (s != HINGE_OK)
             return s;
@@ -198,6 +218,8 @@ static hinge_status run_chunk(vk_exec *e, const int32_t *tokens, uint32_t m, uin
     if (e->profiling && (s = read_timestamps(e)) != HINGE_OK)
         return s;
     memcpy(out, e->out.host, (size_t)m * e->d * sizeof(float));
+    if (decode && e->dec_post)
+        add_post_norm(e, out);
     return HINGE_OK;
 }
 
@@ -209,11 +231,12 @@ hinge_status vk_exec_run(vk_exec *e, const int32_t *tokens, size_t n, uint32_t p
         return s;
     e->stats = (vk_exec_stats){.positions = (uint32_t)n};
     e->last_profiled = e->profiling;
+    e->last = n == 1 ? &e->dec : &e->pre;
     if (e->profiling)
-        memset(e->op_ns, 0, e->n_steps * sizeof *e->op_ns);
+        memset(e->op_ns, 0, e->n_steps_max * sizeof *e->op_ns);
     for (size_t done = 0; done < n && s == HINGE_OK;) {
         uint32_t m = n - done < e->max_batch ? (uint32_t)(n - done) : e->max_batch;
-        s = run_chunk(e, tokens + done, m, pos0 + (uint32_t)done, hidden_out + done * e->d);
+        s = run_chunk(e, tokens + done, m, pos0 + (uint32_t)done, hidden_out + done * e->d, n == 1);
         done += m;
     }
     e->stats.wall_ns = now_ns() - t0;
@@ -235,17 +258,17 @@ hinge_status vk_exec_set_profiling(vk_exec *e, bool on)
 
 void vk_exec_get_stats(const vk_exec *e, vk_exec_stats *out) { *out = e->stats; }
 
-uint32_t vk_exec_op_count(const vk_exec *e) { return e->n_steps; }
+uint32_t vk_exec_op_count(const vk_exec *e) { return e->last->n; }
 
 hinge_status vk_exec_op(const vk_exec *e, uint32_t i, vk_exec_op_info *out)
 {
-    if (i >= e->n_steps)
+    if (i >= e->last->n)
         return HINGE_ERR_RANGE;
-    const ex_step *st = &e->steps[i];
+    const ex_step *st = &e->last->steps[i];
     *out = (vk_exec_op_info){
         .layer = st->layer,
         .name = st->name,
-        .dispatches = st->dec.n_parts,
+        .dispatches = st->op.n_parts,
         .ns = e->last_profiled ? e->op_ns[i] : 0.0,
     };
     return HINGE_OK;
@@ -257,7 +280,7 @@ hinge_status vk_exec_layer_times(const vk_exec *e, double *ns)
         return HINGE_ERR_INVALID;
     for (uint32_t i = 0; i <= e->k; i++)
         ns[i] = 0.0;
-    for (uint32_t i = 0; i < e->n_steps; i++)
-        ns[e->steps[i].layer + 1] += e->op_ns[i];
+    for (uint32_t i = 0; i < e->last->n; i++)
+        ns[e->last->steps[i].layer + 1] += e->op_ns[i];
     return HINGE_OK;
 }

@@ -16,12 +16,18 @@
  *              out. Nothing is recorded, allocated or created. (Why a
  *              buffer rather than re-recorded push constants: with the
  *              position in memory the decode command buffer never changes,
- *              so it is recorded once and its ~150 dispatches cost no
- *              host time per token; the kernels add the buffer's value to
- *              the recorded pos0 = 0, HK_F_POSBUF.)
+ *              so it is recorded once and its dispatches cost no host time
+ *              per token; the kernels add the buffer's value to the
+ *              recorded pos0 = 0, HK_F_POSBUF.) The decode pass runs fused
+ *              kernels, five dispatches per layer (vk_exec_fused.c).
  *   prefill:   vk_exec_run with n > 1 records one command buffer per chunk
- *              of max_batch positions (matrix-matrix kernels), submits and
- *              waits once per chunk.
+ *              of max_batch positions (matrix-matrix kernels, the ops one
+ *              by one), submits and waits once per chunk.
+ *   self-test: at creation, unless HINGE_VK_FORCE=selftest=0, the kernels of
+ *              one layer run on small random inputs against the CPU
+ *              (vk_selftest.c): a driver that computes one of them wrongly
+ *              is refused with HINGE_ERR_UNSUPPORTED and a message naming
+ *              the op, rather than trusted to give silent garbage.
  *
  * The model and the context are borrowed and must outlive the executor. One
  * thread at a time; the executor uses the context's queue and fence, so work
@@ -41,7 +47,9 @@ typedef struct vk_exec vk_exec;
 
 /* Builds an executor for embed + layers [0, k) of m, 0 <= k <= n_layer
  * (k = 0: the embedding only), with a KV cache of ctx positions (0:
- * min(n_ctx_train, 4096)) and passes of at most max_batch positions (0: 64).
+ * min(n_ctx_train, 4096)) and passes of at most max_batch positions (0: 64;
+ * lowered to the device's cap on rows per dispatch, vk_exec_max_batch).
+ * Kernel variants follow the device and HINGE_VK_FORCE (vk_ops.h).
  * Errors, with the detail in err:
  *   HINGE_ERR_INVALID      k, ctx (> 2^24) or max_batch (> 4096) out of range;
  *   HINGE_ERR_NOMEM        the weights, activations or KV cache do not fit
@@ -49,8 +57,10 @@ typedef struct vk_exec vk_exec;
  *                          or the driver is out of memory), or the host is;
  *   HINGE_ERR_UNSUPPORTED  a weight type or shape the shaders do not read, a
  *                          head shape the kernels do not take, a buffer
- *                          larger than one storage descriptor spans, or a
- *                          device feature the kernels need;
+ *                          larger than one storage descriptor spans, a
+ *                          device feature the kernels need, or a kernel
+ *                          that fails the self-test ("self-test: <op> ...");
+ *   HINGE_ERR_INVALID      also: a malformed HINGE_VK_FORCE;
  *   HINGE_ERR_VULKAN       any other driver failure.
  * *out is untouched on failure. */
 hinge_status vk_exec_create(dev_ctx *c, const model *m, uint32_t k, uint32_t ctx, uint32_t max_batch, vk_exec **out,
@@ -58,8 +68,12 @@ hinge_status vk_exec_create(dev_ctx *c, const model *m, uint32_t k, uint32_t ctx
 void vk_exec_destroy(vk_exec *e); /* NULL is a no-op */
 const char *vk_exec_errmsg(const vk_exec *e); /* the last error's detail; owned by e */
 
-uint32_t vk_exec_layers(const vk_exec *e); /* k */
-uint32_t vk_exec_ctx(const vk_exec *e);    /* KV cache positions */
+uint32_t vk_exec_layers(const vk_exec *e);    /* k */
+uint32_t vk_exec_ctx(const vk_exec *e);       /* KV cache positions */
+uint32_t vk_exec_max_batch(const vk_exec *e); /* positions per prefill pass */
+/* The kernel variants in use, e.g. "matvec rows, reductions subgroup, ..."
+ * (owned by e). */
+const char *vk_exec_describe(const vk_exec *e);
 
 /* Embeds tokens[0 .. n) and runs layers [0, k) on positions pos0 .. pos0+n-1,
  * writing those rows of the KV cache (rows >= pos0 written earlier are
@@ -92,9 +106,10 @@ typedef struct vk_exec_stats {
 } vk_exec_stats;
 void vk_exec_get_stats(const vk_exec *e, vk_exec_stats *out);
 
-/* The ops of one pass, in execution order: the embedding, then each layer's
- * ops. After a profiled run, ns is the op's GPU time in that run (summed
- * over its chunks); 0 otherwise. */
+/* The ops of the last run's pass (decode for one position, prefill for
+ * more; before any run, decode), in execution order: the embedding, then
+ * each layer's ops. After a profiled run, ns is the op's GPU time in that
+ * run (summed over its chunks); 0 otherwise. */
 typedef struct vk_exec_op_info {
     int32_t layer;    /* -1: the embedding */
     const char *name; /* "qkv", "rope_kv", "attention", ... (static) */

@@ -1,7 +1,8 @@
 /* The executor at load time: device memory (weights, activations, KV
- * cache, the host-visible step buffer), uploads, and the list of prepared
- * ops that a pass runs. See vk_exec.h for the op sequence's source of
- * truth, model/forward.c. */
+ * cache, the host-visible step buffer), uploads, and the prefill pass's
+ * list of prepared ops (the decode pass's is vk_exec_fused.c's). The op
+ * sequence's source of truth is model/forward.c. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,8 @@
 /* Alignment slack per pool allocation (storage-descriptor alignment is at
  * most 256 bytes on every device we know; dev_pool_alloc checks). */
 enum { SLACK = 512, STEPS_PER_LAYER = EX_MAX_QKV + 10 };
+
+static hinge_status build_prefill(vk_exec *e);
 
 /* ---- weights ---- */
 
@@ -123,16 +126,17 @@ static hinge_status alloc_buffers(vk_exec *e)
 {
     const model_hparams *hp = &e->m->hp;
     uint64_t B = e->max_batch, d = e->d;
-    uint64_t act = B * (3 * d + e->qkv_stride + e->att_stride + 2 * (uint64_t)e->ff_stride) + hp->rope_dim;
+    uint64_t act = B * (4 * d + e->qkv_stride + e->att_stride + 2 * (uint64_t)e->ff_stride) + hp->rope_dim;
+    uint64_t rb = (B > 2 ? B : 2) * d; /* decode reads back the residual and (gemma3) o */
     uint64_t kv = (uint64_t)e->k * e->ctx * (e->kv_dim + e->v_dim) * sizeof(float) + 2 * (uint64_t)e->k * SLACK;
     /* the KV cache first: an absurd context is a clear NOMEM before any upload */
     hinge_status s = e->k ? create_pool(e, DEV_MEM_DEVICE, kv, "KV cache", &e->kv_pool) : HINGE_OK;
     if (s == HINGE_OK)
-        s = create_pool(e, DEV_MEM_DEVICE, act * sizeof(float) + 12 * SLACK, "activations", &e->act_pool);
+        s = create_pool(e, DEV_MEM_DEVICE, act * sizeof(float) + 13 * SLACK, "activations", &e->act_pool);
     if (s == HINGE_OK)
         s = create_pool(e, DEV_MEM_UPLOAD, B * sizeof(int32_t) + 2 * SLACK, "step", &e->host_pool);
     if (s == HINGE_OK)
-        s = create_pool(e, DEV_MEM_READBACK, B * d * sizeof(float) + SLACK, "hidden readback", &e->rb_pool);
+        s = create_pool(e, DEV_MEM_READBACK, rb * sizeof(float) + SLACK, "hidden readback", &e->rb_pool);
     for (uint32_t il = 0; il < e->k && s == HINGE_OK; il++) {
         s = alloc(e, e->kv_pool, (uint64_t)e->ctx * e->kv_dim, "K cache", &e->layers[il].k_cache);
         if (s == HINGE_OK)
@@ -140,6 +144,8 @@ static hinge_status alloc_buffers(vk_exec *e)
     }
     if (s == HINGE_OK)
         s = alloc(e, e->act_pool, B * d, "x", &e->x);
+    if (s == HINGE_OK)
+        s = alloc(e, e->act_pool, B * d, "x2", &e->x2);
     if (s == HINGE_OK)
         s = alloc(e, e->act_pool, B * d, "xb", &e->xb);
     if (s == HINGE_OK)
@@ -161,7 +167,7 @@ static hinge_status alloc_buffers(vk_exec *e)
     if (s == HINGE_OK)
         s = alloc(e, e->host_pool, 1, "position", &e->pos);
     if (s == HINGE_OK)
-        s = alloc(e, e->rb_pool, B * d, "hidden out", &e->out);
+        s = alloc(e, e->rb_pool, rb, "hidden out", &e->out);
     return s;
 }
 
@@ -183,18 +189,20 @@ static hinge_status upload_freqs(vk_exec *e)
     return s == HINGE_OK ? HINGE_OK : ex_fail_ctx(e, s, "rope tables");
 }
 
-/* ---- the op list ---- */
+/* ---- the op lists ---- */
 
-static ex_step *add_step(vk_exec *e, const char *name, int32_t layer, bool barrier)
+ex_step *ex_add_step(vk_exec *e, const char *name, int32_t layer, bool barrier)
 {
-    ex_step *st = &e->steps[e->n_steps++];
+    ex_pass *p = e->building;
+    assert(p->n < p->cap);
+    ex_step *st = &p->steps[p->n++];
     st->name = name;
     st->layer = layer;
     st->barrier = barrier;
     return st;
 }
 
-static hinge_status prep(vk_exec *e, hinge_status s, const char *what, int32_t layer)
+hinge_status ex_prep(vk_exec *e, hinge_status s, const char *what, int32_t layer)
 {
     if (s == HINGE_OK)
         return HINGE_OK;
@@ -203,26 +211,34 @@ static hinge_status prep(vk_exec *e, hinge_status s, const char *what, int32_t l
     return ex_fail_ctx(e, s, w);
 }
 
-/* A matrix product step: matvec for decode, matmul for prefill. */
-static hinge_status add_mm(vk_exec *e, const char *name, int32_t il, bool barrier, const dev_mm_args *a)
+hinge_status ex_add_mm(vk_exec *e, const char *name, int32_t il, bool barrier, const dev_mm_args *a)
 {
-    ex_step *st = add_step(e, name, il, barrier);
-    st->matrix = true;
-    hinge_status s = prep(e, dev_prepare_matvec(e->ops, a, &st->dec), name, il);
-    return s == HINGE_OK ? prep(e, dev_prepare_matmul(e->ops, a, &st->pre), name, il) : s;
+    ex_step *st = ex_add_step(e, name, il, barrier);
+    st->args.mm = *a;
+    hinge_status s = e->building->decode ? dev_prepare_matvec(e->ops, a, &st->op) : dev_prepare_matmul(e->ops, a, &st->op);
+    return ex_prep(e, s, name, il);
 }
 
-static hinge_status add_attention(vk_exec *e, uint32_t il)
+static dev_attn_shape attn_shape(const model_hparams *hp)
+{
+    return (dev_attn_shape){hp->n_head, hp->n_head_kv, hp->head_dim, hp->head_dim_v};
+}
+
+const dev_buf *ex_rope_freq(const vk_exec *e, uint32_t il)
+{
+    const model_hparams *hp = &e->m->hp;
+    return model_layer_rope_base(hp, il) == hp->rope_base ? &e->freq_global : &e->freq_swa;
+}
+
+hinge_status ex_add_rope(vk_exec *e, uint32_t il)
 {
     const model_hparams *hp = &e->m->hp;
     ex_layer *X = &e->layers[il];
-    bool swa = model_layer_is_swa(hp, il);
-    dev_attn_shape sh = {hp->n_head, hp->n_head_kv, hp->head_dim, hp->head_dim_v};
     dev_rope_args ra = {
-        .s = sh,
+        .s = attn_shape(hp),
         .rope_dim = hp->rope_dim,
         .neox = hp->rope_neox,
-        .pos_scale = swa ? 1.0f : hp->rope_scale,
+        .pos_scale = model_layer_is_swa(hp, il) ? 1.0f : hp->rope_scale,
         .qkv = &e->qkv,
         .in_stride = e->qkv_stride,
         .q_in = 0,
@@ -235,14 +251,21 @@ static hinge_status add_attention(vk_exec *e, uint32_t il)
         .q_norm = hp->qk_norm ? &X->q_norm : NULL,
         .k_norm = hp->qk_norm ? &X->k_norm : NULL,
         .eps = hp->rms_eps,
-        .freq = model_layer_rope_base(hp, il) == hp->rope_base ? &e->freq_global : &e->freq_swa,
+        .freq = ex_rope_freq(e, il),
         .pos = &e->pos,
     };
-    ex_step *st = add_step(e, "rope_kv", (int32_t)il, true);
-    hinge_status s = prep(e, dev_prepare_rope_kv(e->ops, &ra, &st->dec), "rope_kv", (int32_t)il);
+    ex_step *st = ex_add_step(e, "rope_kv", (int32_t)il, true);
+    st->args.rk = ra;
+    return ex_prep(e, dev_prepare_rope_kv(e->ops, &ra, &st->op), "rope_kv", (int32_t)il);
+}
+
+hinge_status ex_add_attention(vk_exec *e, uint32_t il)
+{
+    const model_hparams *hp = &e->m->hp;
+    ex_layer *X = &e->layers[il];
     dev_attn_args aa = {
-        .s = sh,
-        .window = swa ? hp->swa_window : 0,
+        .s = attn_shape(hp),
+        .window = model_layer_is_swa(hp, il) ? hp->swa_window : 0,
         .scale = hp->attn_scale,
         .q = &e->qkv,
         .q_stride = e->qkv_stride,
@@ -252,61 +275,52 @@ static hinge_status add_attention(vk_exec *e, uint32_t il)
         .o_stride = e->att_stride,
         .pos = &e->pos,
     };
-    st = add_step(e, "attention", (int32_t)il, true);
-    return s == HINGE_OK ? prep(e, dev_prepare_attention(e->ops, &aa, &st->dec), "attention", (int32_t)il) : s;
+    ex_step *st = ex_add_step(e, "attention", (int32_t)il, true);
+    st->args.at = aa;
+    return ex_prep(e, dev_prepare_attention(e->ops, &aa, &st->op), "attention", (int32_t)il);
 }
 
-/* The FFN's gate and up products: fused into one GLU product when the two
- * matrices share type and shape, else two products and the glu kernel. */
-static hinge_status add_gate_up(vk_exec *e, uint32_t il, const dev_buf *x, const dev_buf *norm)
+hinge_status ex_add_gate_up(vk_exec *e, uint32_t il, const dev_mm_args *in)
 {
     const model_hparams *hp = &e->m->hp;
     ex_layer *X = &e->layers[il];
     uint32_t act = hp->gelu ? HK_F_GEGLU : HK_F_SWIGLU;
-    dev_mm_args a = {
-        .w = &X->gate,
-        .x = x,
-        .x_stride = e->d,
-        .y = &e->g,
-        .y_stride = e->ff_stride,
-        .norm = norm,
-        .flags = norm ? HK_F_NORM : 0,
-        .eps = hp->rms_eps,
-    };
+    dev_mm_args a = *in;
+    a.w = &X->gate;
+    a.y = &e->g;
+    a.y_stride = e->ff_stride;
     if (X->glu_fused) {
         a.w2 = &X->up;
         a.flags |= act;
-        return add_mm(e, "ffn_gate_up", (int32_t)il, true, &a);
+        return ex_add_mm(e, "ffn_gate_up", (int32_t)il, true, &a);
     }
-    hinge_status s = add_mm(e, "ffn_gate", (int32_t)il, true, &a);
+    hinge_status s = ex_add_mm(e, "ffn_gate", (int32_t)il, true, &a);
     a.w = &X->up;
     a.y = &e->u;
     if (s == HINGE_OK)
-        s = add_mm(e, "ffn_up", (int32_t)il, false, &a);
-    ex_step *st = add_step(e, "ffn_glu", (int32_t)il, true);
-    return s == HINGE_OK ? prep(e, dev_prepare_glu(e->ops, &e->g, &e->u, e->ff_stride, act, &st->dec), "glu",
-                                (int32_t)il)
-                         : s;
+        s = ex_add_mm(e, "ffn_up", (int32_t)il, false, &a);
+    if (s != HINGE_OK)
+        return s;
+    ex_step *st = ex_add_step(e, "ffn_glu", (int32_t)il, true);
+    st->args.ew.a = &e->g;
+    st->args.ew.b = &e->u;
+    st->args.ew.per_pos = e->ff_stride;
+    st->args.ew.flags = act;
+    return ex_prep(e, dev_prepare_glu(e->ops, &e->g, &e->u, e->ff_stride, act, &st->op), "glu", (int32_t)il);
 }
 
-/* q | k | v from x (normed by norm when given) into qkv. */
-static hinge_status add_qkv(vk_exec *e, uint32_t il, const dev_buf *x, const dev_buf *norm)
+hinge_status ex_add_qkv(vk_exec *e, uint32_t il, const dev_mm_args *in)
 {
     ex_layer *X = &e->layers[il];
     hinge_status s = HINGE_OK;
     for (uint32_t g = 0; g < X->n_qkv && s == HINGE_OK; g++) {
-        dev_mm_args a = {
-            .w = &X->qkv[g],
-            .x = x,
-            .x_stride = e->d,
-            .y = &e->qkv,
-            .y_off = X->qkv_row0[g],
-            .y_stride = e->qkv_stride,
-            .norm = norm,
-            .flags = norm ? HK_F_NORM : 0,
-            .eps = e->m->hp.rms_eps,
-        };
-        s = add_mm(e, X->n_qkv == 1 ? "qkv" : g == 0 ? "qkv.0" : g == 1 ? "qkv.1" : "qkv.2", (int32_t)il, g == 0, &a);
+        dev_mm_args a = *in;
+        a.w = &X->qkv[g];
+        a.y = &e->qkv;
+        a.y_off = X->qkv_row0[g];
+        a.y_stride = e->qkv_stride;
+        s = ex_add_mm(e, X->n_qkv == 1 ? "qkv" : g == 0 ? "qkv.0" : g == 1 ? "qkv.1" : "qkv.2", (int32_t)il, g == 0,
+                      &a);
     }
     return s;
 }
@@ -316,18 +330,23 @@ static hinge_status add_qkv(vk_exec *e, uint32_t il, const dev_buf *x, const dev
 static hinge_status add_layer_llama(vk_exec *e, uint32_t il)
 {
     ex_layer *X = &e->layers[il];
-    hinge_status s = add_qkv(e, il, &e->x, &X->attn_norm);
+    float eps = e->m->hp.rms_eps;
+    dev_mm_args in = {.x = &e->x, .x_stride = e->d, .norm = &X->attn_norm, .flags = HK_F_NORM, .eps = eps};
+    hinge_status s = ex_add_qkv(e, il, &in);
     if (s == HINGE_OK)
-        s = add_attention(e, il);
+        s = ex_add_rope(e, il);
+    if (s == HINGE_OK)
+        s = ex_add_attention(e, il);
     dev_mm_args wo = {.w = &X->wo, .x = &e->att, .x_stride = e->att_stride, .y = &e->x, .y_stride = e->d,
                       .flags = HK_F_ACC};
     if (s == HINGE_OK)
-        s = add_mm(e, "wo", (int32_t)il, true, &wo);
+        s = ex_add_mm(e, "wo", (int32_t)il, true, &wo);
+    in.norm = &X->ffn_norm;
     if (s == HINGE_OK)
-        s = add_gate_up(e, il, &e->x, &X->ffn_norm);
+        s = ex_add_gate_up(e, il, &in);
     dev_mm_args down = {.w = &X->down, .x = &e->g, .x_stride = e->ff_stride, .y = &e->x, .y_stride = e->d,
                         .flags = HK_F_ACC};
-    return s == HINGE_OK ? add_mm(e, "ffn_down", (int32_t)il, true, &down) : s;
+    return s == HINGE_OK ? ex_add_mm(e, "ffn_down", (int32_t)il, true, &down) : s;
 }
 
 /* x = x + norm(o) * w1, then xb = norm(x) * w2 (w2 NULL: no second norm). */
@@ -348,8 +367,9 @@ static hinge_status add_post_norm(vk_exec *e, uint32_t il, const char *name, con
         .flags = HK_F_ADD | (w2 ? HK_F_NORM2 : 0),
         .eps = e->m->hp.rms_eps,
     };
-    ex_step *st = add_step(e, name, (int32_t)il, true);
-    return prep(e, dev_prepare_rmsnorm(e->ops, &a, &st->dec), name, (int32_t)il);
+    ex_step *st = ex_add_step(e, name, (int32_t)il, true);
+    st->args.rn = a;
+    return ex_prep(e, dev_prepare_rmsnorm(e->ops, &a, &st->op), name, (int32_t)il);
 }
 
 /* gemma3: each block's output is normed before the residual add; that norm
@@ -362,38 +382,59 @@ static hinge_status add_layer_gemma(vk_exec *e, uint32_t il)
     if (il == 0) {
         dev_norm_args a = {.n = e->d, .x = &e->x, .x_stride = e->d, .w = &X->attn_norm, .out = &e->xb,
                            .o_stride = e->d, .eps = e->m->hp.rms_eps};
-        ex_step *st = add_step(e, "attn_norm", 0, true);
-        s = prep(e, dev_prepare_rmsnorm(e->ops, &a, &st->dec), "attn_norm", 0);
+        ex_step *st = ex_add_step(e, "attn_norm", 0, true);
+        st->args.rn = a;
+        s = ex_prep(e, dev_prepare_rmsnorm(e->ops, &a, &st->op), "attn_norm", 0);
     }
+    dev_mm_args in = {.x = &e->xb, .x_stride = e->d};
     if (s == HINGE_OK)
-        s = add_qkv(e, il, &e->xb, NULL);
+        s = ex_add_qkv(e, il, &in);
     if (s == HINGE_OK)
-        s = add_attention(e, il);
+        s = ex_add_rope(e, il);
+    if (s == HINGE_OK)
+        s = ex_add_attention(e, il);
     dev_mm_args wo = {.w = &X->wo, .x = &e->att, .x_stride = e->att_stride, .y = &e->o, .y_stride = e->d};
     if (s == HINGE_OK)
-        s = add_mm(e, "wo", (int32_t)il, true, &wo);
+        s = ex_add_mm(e, "wo", (int32_t)il, true, &wo);
     if (s == HINGE_OK)
         s = add_post_norm(e, il, "post_attn_norm", &X->post_attn_norm, &X->ffn_norm);
     if (s == HINGE_OK)
-        s = add_gate_up(e, il, &e->xb, NULL);
+        s = ex_add_gate_up(e, il, &in);
     dev_mm_args down = {.w = &X->down, .x = &e->g, .x_stride = e->ff_stride, .y = &e->o, .y_stride = e->d};
     if (s == HINGE_OK)
-        s = add_mm(e, "ffn_down", (int32_t)il, true, &down);
+        s = ex_add_mm(e, "ffn_down", (int32_t)il, true, &down);
     const dev_buf *next = il + 1 < e->k ? &e->layers[il + 1].attn_norm : NULL;
     return s == HINGE_OK ? add_post_norm(e, il, "post_ffw_norm", &X->post_ffn_norm, next) : s;
 }
 
-static hinge_status build_steps(vk_exec *e)
+hinge_status ex_pass_init(vk_exec *e, ex_pass *p, bool decode)
 {
-    const model_hparams *hp = &e->m->hp;
-    e->steps = calloc(1 + (size_t)e->k * STEPS_PER_LAYER, sizeof *e->steps);
-    if (!e->steps)
+    p->cap = 1 + e->k * STEPS_PER_LAYER;
+    p->steps = calloc(p->cap, sizeof *p->steps);
+    p->decode = decode;
+    if (!p->steps)
         return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_NOMEM, "op list: out of host memory");
-    dev_embed_args ea = {.w = &e->embd, .tokens = &e->tok, .out = &e->x, .out_stride = e->d, .scale = hp->embd_scale};
-    ex_step *st = add_step(e, "embed", -1, false);
-    hinge_status s = prep(e, dev_prepare_embed(e->ops, &ea, &st->dec), "embed", -1);
+    e->building = p;
+    return HINGE_OK;
+}
+
+hinge_status ex_add_embed(vk_exec *e)
+{
+    dev_embed_args ea = {.w = &e->embd, .tokens = &e->tok, .out = &e->x, .out_stride = e->d,
+                         .scale = e->m->hp.embd_scale};
+    ex_step *st = ex_add_step(e, "embed", -1, false);
+    st->args.em = ea;
+    return ex_prep(e, dev_prepare_embed(e->ops, &ea, &st->op), "embed", -1);
+}
+
+/* The prefill pass: the model's ops one by one, matrix-matrix products. */
+static hinge_status build_prefill(vk_exec *e)
+{
+    hinge_status s = ex_pass_init(e, &e->pre, false);
+    if (s == HINGE_OK)
+        s = ex_add_embed(e);
     for (uint32_t il = 0; il < e->k && s == HINGE_OK; il++)
-        s = hp->post_norms ? add_layer_gemma(e, il) : add_layer_llama(e, il);
+        s = e->m->hp.post_norms ? add_layer_gemma(e, il) : add_layer_llama(e, il);
     return s;
 }
 
@@ -416,10 +457,15 @@ hinge_status ex_build(vk_exec *e)
     e->layers = calloc(e->k ? e->k : 1, sizeof *e->layers);
     if (!e->layers)
         return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_NOMEM, "out of host memory");
-    hinge_status s = alloc_buffers(e);
     dev_ops_config oc = {.types = used_types(e)};
-    if (s == HINGE_OK && (s = dev_ops_create(e->c, &oc, &e->ops)) != HINGE_OK)
-        s = ex_fail_ctx(e, s, "kernels");
+    hinge_status s = dev_ops_create(e->c, &oc, &e->ops);
+    if (s != HINGE_OK)
+        return ex_fail_ctx(e, s, "kernels");
+    /* positions per prefill dispatch: the device's cap (Adreno) or the forced one */
+    uint32_t cap = dev_ops_variant(e->ops)->max_batch;
+    if (cap && e->max_batch > cap)
+        e->max_batch = cap;
+    s = alloc_buffers(e);
     const weight *te = &e->m->tok_embd;
     if (s == HINGE_OK)
         s = create_pool(e, DEV_MEM_DEVICE, dev_weight_bytes(te->type, te->rows, te->cols) + SLACK, "embedding",
@@ -430,15 +476,18 @@ hinge_status ex_build(vk_exec *e)
         s = upload_layer(e, il);
     if (s == HINGE_OK && hp->rope_dim)
         s = upload_freqs(e);
-    return s == HINGE_OK ? build_steps(e) : s;
+    if (s == HINGE_OK)
+        s = build_prefill(e);
+    return s == HINGE_OK ? ex_build_decode(e) : s;
 }
 
 void ex_free_build(vk_exec *e)
 {
     dev_ops_destroy(e->ops); /* frees every op's descriptor sets */
     e->ops = NULL;
-    free(e->steps);
-    e->steps = NULL;
+    free(e->pre.steps);
+    free(e->dec.steps);
+    e->pre = e->dec = (ex_pass){0};
     if (e->layers)
         for (uint32_t il = 0; il < e->k; il++)
             dev_pool_destroy(e->layers[il].pool);

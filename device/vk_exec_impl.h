@@ -1,6 +1,7 @@
 /* hinge device: the executor's internals, shared by vk_exec.c (life cycle,
- * runs, measurement), vk_exec_build.c (weights, buffers, the op list) and
- * vk_exec_record.c (command buffers). Private to device/. */
+ * runs, measurement), vk_exec_build.c (weights, buffers, the prefill op
+ * list), vk_exec_fused.c (the decode op list), vk_exec_record.c (command
+ * buffers) and vk_selftest.c (the start-up self-test). Private to device/. */
 #ifndef HINGE_DEV_VK_EXEC_IMPL_H
 #define HINGE_DEV_VK_EXEC_IMPL_H
 
@@ -16,17 +17,40 @@ enum {
     EX_DEFAULT_BATCH = 64,
 };
 
-/* One dispatch site of a pass. Matrix products have two prepared ops (the
- * matrix-vector kernel for decode, matrix-matrix for prefill); every other
- * op serves both with its m set at record time. */
+/* A step's prepare arguments, kept for the self-test (vk_selftest.c),
+ * which prepares the first layer's steps again on buffers of its own. */
+typedef union ex_args {
+    dev_mm_args mm;    /* DEV_OP_MATVEC, DEV_OP_MATMUL */
+    dev_qkv_args qkv;  /* DEV_OP_QKV_ROPE */
+    dev_attn_args at;  /* DEV_OP_ATTENTION */
+    dev_rope_args rk;  /* DEV_OP_ROPE_KV */
+    dev_embed_args em; /* DEV_OP_EMBED */
+    dev_norm_args rn;  /* DEV_OP_RMSNORM */
+    struct {
+        const dev_buf *a, *b;
+        uint32_t per_pos, flags;
+    } ew;              /* DEV_OP_GLU */
+} ex_args;
+
+/* One dispatch site of a pass: its op is prepared for the pass (decode:
+ * matrix-vector and fused kernels, m = 1; prefill: matrix-matrix kernels
+ * and the others with m set at record time). */
 typedef struct ex_step {
     const char *name;  /* static */
     int32_t layer;     /* -1: the embedding */
     bool barrier;      /* reads what an earlier step wrote: a barrier goes before it */
-    bool matrix;       /* pre differs from dec */
-    dev_op dec;        /* decode (m = 1) */
-    dev_op pre;        /* prefill (matrix products only) */
+    dev_op op;
+    ex_args args;      /* what op was prepared from */
+    uint32_t flags;    /* DEV_OP_QKV_ROPE: its flags (the others' are in args) */
 } ex_step;
+
+/* The ops of one pass, in order. */
+typedef struct ex_pass {
+    ex_step *steps;
+    uint32_t n, cap;
+    bool decode;       /* prepared for m = 1 (matrix-vector products) */
+    uint32_t dispatches; /* of one run of the pass at m = 1 */
+} ex_pass;
 
 /* Layer il's weights and cache on the device. */
 typedef struct ex_layer {
@@ -61,6 +85,8 @@ struct vk_exec {
     ex_layer *layers;            /* k */
     /* activations, (max_batch, *) f32 */
     dev_buf x;                   /* residual stream, stride d */
+    dev_buf x2;                  /* decode, gemma3: the residual's other buffer (a consumer that
+                                    adds the block before reads one and writes the other) */
     dev_buf xb;                  /* normed input of the next product (gemma3), stride d */
     dev_buf qkv;                 /* stride qkv_stride; q is roped in place */
     dev_buf att;                 /* attention output, stride att_stride */
@@ -69,11 +95,19 @@ struct vk_exec {
     dev_buf freq_global, freq_swa; /* rope_dim / 2 f32 each */
     dev_buf tok;                 /* host-visible: max_batch int32 ids of this pass */
     dev_buf pos;                 /* host-visible: one uint32, the pass's first position */
-    dev_buf out;                 /* readback: (max_batch, d) f32 */
+    dev_buf out;                 /* readback: (max(max_batch, 2), d) f32 */
 
-    ex_step *steps;              /* one pass: the embedding, then every layer's ops */
-    uint32_t n_steps;
-    uint32_t dec_dispatches;     /* of a decode step */
+    ex_pass pre;                 /* prefill: the embedding, then every layer's ops */
+    ex_pass dec;                 /* decode: the same with the fused kernels */
+    ex_pass *building;           /* the pass ex_add_* append to */
+    const ex_pass *last;         /* the last run's pass (op queries) */
+    const dev_buf *dec_x;        /* where the decode pass leaves the residual */
+    bool dec_post;               /* gemma3 decode: the pass ends with o = the last FFN's
+                                    output before its post-norm; the host adds
+                                    norm(o) * post_w to the residual (saves a dispatch) */
+    float *post_w;               /* (d) the last layer's post_ffw_norm, host copy */
+    float *post_tmp;             /* (d) scratch of that add */
+    uint32_t n_steps_max;        /* max(pre.n, dec.n): timestamp slots */
     VkCommandBuffer cmd_dec;     /* the decode step, recorded once */
     VkCommandBuffer cmd_dec_ts;  /* the same with timestamps (VK_NULL_HANDLE without them) */
     VkCommandBuffer cmd_pre;     /* re-recorded for each prefill chunk */
@@ -81,15 +115,46 @@ struct vk_exec {
     bool profiling;
     bool broken;                 /* a driver failure mid-run: every later run fails */
     bool last_profiled;
-    double *op_ns;               /* n_steps: GPU time of each step in the last profiled run */
-    uint64_t *ts_raw;            /* n_steps + 1: the query results of one submission */
+    double *op_ns;               /* n_steps_max: GPU time of each step in the last profiled run */
+    uint64_t *ts_raw;            /* n_steps_max + 1: the query results of one submission */
     vk_exec_stats stats;
     char errmsg[HINGE_ERRMSG_MAX];
 };
 
-/* vk_exec_build.c: weights, buffers and the prepared ops (at creation). */
+/* vk_exec_build.c: weights, buffers and the prepared ops of both passes
+ * (at creation). */
 hinge_status ex_build(vk_exec *e);
 void ex_free_build(vk_exec *e);
+
+/* Steps of e->building (vk_exec_build.c, for vk_exec_fused.c). */
+ex_step *ex_add_step(vk_exec *e, const char *name, int32_t layer, bool barrier);
+/* HINGE_OK, or s with the context's message prefixed by the op and layer. */
+hinge_status ex_prep(vk_exec *e, hinge_status s, const char *what, int32_t layer);
+/* Starts p as the pass ex_add_* append to. */
+hinge_status ex_pass_init(vk_exec *e, ex_pass *p, bool decode);
+/* The embedding into e->x. */
+hinge_status ex_add_embed(vk_exec *e);
+/* The rope frequencies of layer il (global or sliding-window base). */
+const dev_buf *ex_rope_freq(const vk_exec *e, uint32_t il);
+/* A matrix product: matvec in a decode pass, matmul in prefill. */
+hinge_status ex_add_mm(vk_exec *e, const char *name, int32_t il, bool barrier, const dev_mm_args *a);
+/* rope_kv (unless fused) and attention of layer il, q | k | v in e->qkv. */
+hinge_status ex_add_rope(vk_exec *e, uint32_t il);
+hinge_status ex_add_attention(vk_exec *e, uint32_t il);
+/* The q | k | v products of layer il from a (x, norm, flags, RESNORM
+ * buffers as given; w, y set per group). */
+hinge_status ex_add_qkv(vk_exec *e, uint32_t il, const dev_mm_args *a);
+/* The FFN's gate and up products (fused GLU or two products and glu) from
+ * a (w, w2, y set here). */
+hinge_status ex_add_gate_up(vk_exec *e, uint32_t il, const dev_mm_args *a);
+
+/* vk_exec_fused.c: the decode pass (e->dec), with the fused kernels where
+ * the device has them. */
+hinge_status ex_build_decode(vk_exec *e);
+
+/* vk_selftest.c: one layer's ops on small random inputs against the CPU;
+ * HINGE_ERR_UNSUPPORTED naming the op that disagrees. */
+hinge_status ex_selftest(vk_exec *e);
 
 /* vk_exec_record.c */
 /* Records the decode command buffers (once, at creation). */

@@ -1,8 +1,9 @@
 /* The executor's command buffers: the decode step (recorded once, at
  * creation, and replayed) and the prefill chunks (recorded per chunk). A
- * pass is the op list in order, a barrier before each op that reads what
+ * pass is its op list in order, a barrier before each op that reads what
  * an earlier op wrote, then a copy of the hidden state into the readback
- * buffer. */
+ * buffer (decode, gemma3: the residual, then the last FFN output o that the
+ * host norms and adds). */
 #include "vk_exec_impl.h"
 
 static hinge_status begin(vk_exec *e, VkCommandBuffer cmd, bool once)
@@ -27,33 +28,37 @@ static hinge_status end(vk_exec *e, VkCommandBuffer cmd)
     return HINGE_OK;
 }
 
-/* One pass over m positions into cmd; with ts, timestamp 0 before the first
+/* Pass p over m positions into cmd; with ts, timestamp 0 before the first
  * op and i + 1 after op i. */
-static hinge_status record_pass(vk_exec *e, VkCommandBuffer cmd, uint32_t m, bool ts, uint32_t *dispatches)
+static hinge_status record_pass(vk_exec *e, const ex_pass *p, VkCommandBuffer cmd, uint32_t m, bool ts,
+                                uint32_t *dispatches)
 {
     uint32_t n = 0;
     if (ts) {
-        vkCmdResetQueryPool(cmd, e->ts_pool, 0, e->n_steps + 1);
+        vkCmdResetQueryPool(cmd, e->ts_pool, 0, p->n + 1);
         vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, e->ts_pool, 0);
     }
-    for (uint32_t i = 0; i < e->n_steps; i++) {
-        const ex_step *st = &e->steps[i];
-        const dev_op *op = st->matrix && m > 1 ? &st->pre : &st->dec;
+    for (uint32_t i = 0; i < p->n; i++) {
+        const ex_step *st = &p->steps[i];
         if (st->barrier)
             dev_cmd_barrier(cmd);
         /* positions come from the step buffer: record with pos0 = 0 */
-        hinge_status s = dev_op_record(cmd, op, m, 0);
+        hinge_status s = dev_op_record(cmd, &st->op, m, 0);
         if (s != HINGE_OK)
             return hinge_fail(e->errmsg, sizeof e->errmsg, s, "recording %s of layer %d for %u positions: over the "
                               "op's capacity", st->name, st->layer, m);
-        n += op->n_parts;
+        n += st->op.n_parts;
         if (ts)
             vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, e->ts_pool, i + 1);
     }
     dev_cmd_barrier(cmd);
-    VkBufferCopy region = {.srcOffset = e->x.off, .dstOffset = e->out.off,
-                           .size = (VkDeviceSize)m * e->d * sizeof(float)};
-    vkCmdCopyBuffer(cmd, e->x.buf, e->out.buf, 1, &region);
+    const dev_buf *x = p->decode ? e->dec_x : &e->x;
+    VkDeviceSize row = (VkDeviceSize)e->d * sizeof(float);
+    VkBufferCopy region[2] = {
+        {.srcOffset = x->off, .dstOffset = e->out.off, .size = m * row},
+        {.srcOffset = e->o.off, .dstOffset = e->out.off + row, .size = row},
+    };
+    vkCmdCopyBuffer(cmd, x->buf, e->out.buf, p->decode && e->dec_post ? 2 : 1, region);
     dev_cmd_barrier(cmd);
     *dispatches = n;
     return HINGE_OK;
@@ -63,7 +68,7 @@ hinge_status ex_record_decode(vk_exec *e)
 {
     hinge_status s = begin(e, e->cmd_dec, false);
     if (s == HINGE_OK)
-        s = record_pass(e, e->cmd_dec, 1, false, &e->dec_dispatches);
+        s = record_pass(e, &e->dec, e->cmd_dec, 1, false, &e->dec.dispatches);
     if (s == HINGE_OK)
         s = end(e, e->cmd_dec);
     if (s != HINGE_OK || !e->cmd_dec_ts)
@@ -71,7 +76,7 @@ hinge_status ex_record_decode(vk_exec *e)
     uint32_t n;
     s = begin(e, e->cmd_dec_ts, false);
     if (s == HINGE_OK)
-        s = record_pass(e, e->cmd_dec_ts, 1, true, &n);
+        s = record_pass(e, &e->dec, e->cmd_dec_ts, 1, true, &n);
     return s == HINGE_OK ? end(e, e->cmd_dec_ts) : s;
 }
 
@@ -79,6 +84,6 @@ hinge_status ex_record_prefill(vk_exec *e, uint32_t m, bool timestamps, uint32_t
 {
     hinge_status s = begin(e, e->cmd_pre, true);
     if (s == HINGE_OK)
-        s = record_pass(e, e->cmd_pre, m, timestamps, dispatches);
+        s = record_pass(e, &e->pre, e->cmd_pre, m, timestamps, dispatches);
     return s == HINGE_OK ? end(e, e->cmd_pre) : s;
 }

@@ -14,21 +14,52 @@ _Static_assert(sizeof(mm_push) <= DEV_OP_PUSH_WORDS * 4, "push words");
 
 const uint32_t dev_mm_push_bytes = sizeof(mm_push);
 
+/* matvec_rows.comp in decode: rows per invocation (constant 2), so that a
+ * large matrix's invocations prepare their (normed) input once for several
+ * rows, kept in XC chunks (constant 1) where a norm makes it worth keeping;
+ * small ones keep one row each, for enough workgroups. */
+static void rows_shape(const dev_weight *w, uint32_t flags, uint32_t spec[OPS_SPEC_IDS])
+{
+    uint32_t rows = w->part_rows < w->rows ? w->part_rows : w->rows;
+    uint32_t rpl = rows >= 32u * HK_WG ? 8 : rows >= 16u * HK_WG ? 4 : rows >= 8u * HK_WG ? 2 : 1;
+    if (rpl > 1)
+        spec[2] = rpl;
+    if (rpl > 1 && (flags & (HK_F_NORM | HK_F_RESNORM)) && w->cols / HK_CHUNK <= OPS_MAX_XC)
+        spec[1] = w->cols / HK_CHUNK;
+}
+
+/* matvec.comp (GPUs): the workgroup stages the normed input in shared
+ * memory once for its rows (constant 1: its chunks) where it fits. */
+static void split_shape(const dev_ops *o, const dev_weight *w, uint32_t flags, uint32_t spec[OPS_SPEC_IDS])
+{
+    uint32_t chunks = w->cols / HK_CHUNK;
+    if ((flags & (HK_F_NORM | HK_F_RESNORM)) && chunks && chunks * HK_CHUNK * 4 + OPS_SPLIT_SHARED <= o->v.shared_bytes)
+        spec[1] = chunks;
+}
+
 static hinge_status check_args(dev_ops *o, const dev_mm_args *a, const char *what)
 {
     const dev_weight *w = a->w;
     uint32_t glu = a->flags & (HK_F_SWIGLU | HK_F_GEGLU);
     if (!w || !a->x || !a->y)
         return dev_fail(o->c, HINGE_ERR_INVALID, "%s: weight, x and y are required", what);
-    if (a->flags & ~(HK_F_ACC | HK_F_NORM | HK_F_SWIGLU | HK_F_GEGLU))
+    if (a->flags & ~(HK_F_ACC | HK_F_NORM | HK_F_RESNORM | HK_F_SWIGLU | HK_F_GEGLU))
         return dev_fail(o->c, HINGE_ERR_INVALID, "%s: flags 0x%x are not for matrix products", what, a->flags);
     if (glu == (HK_F_SWIGLU | HK_F_GEGLU) || (glu && !a->w2) || (!glu && a->w2))
         return dev_fail(o->c, HINGE_ERR_INVALID, "%s: a gated product needs exactly one activation and w2", what);
     if (a->w2 && (a->w2->type != w->type || a->w2->rows != w->rows || a->w2->cols != w->cols ||
                   a->w2->part_rows != w->part_rows))
         return dev_fail(o->c, HINGE_ERR_INVALID, "%s: w2 differs from w in type or shape", what);
-    if ((a->flags & HK_F_NORM) && (!a->norm || a->norm->size < (uint64_t)w->cols * 4))
+    if ((a->flags & (HK_F_NORM | HK_F_RESNORM)) && (!a->norm || a->norm->size < (uint64_t)w->cols * 4))
         return dev_fail(o->c, HINGE_ERR_INVALID, "%s: the norm needs a weight of %u floats", what, w->cols);
+    if ((a->flags & HK_F_RESNORM) &&
+        (!a->res_o || !a->res_w || !a->x_out || a->res_w->size < (uint64_t)w->cols * 4 ||
+         (a->x_out->buf == a->x->buf && a->x_out->off < a->x->off + a->x->size &&
+          a->x->off < a->x_out->off + a->x_out->size)))
+        return dev_fail(o->c, HINGE_ERR_INVALID, "%s: HK_F_RESNORM needs res_o, res_w (%u floats) and an x_out apart "
+                        "from x", what, w->cols);
+    if ((a->flags & (HK_F_NORM | HK_F_RESNORM)) && w->cols % 4)
+        return dev_fail(o->c, HINGE_ERR_UNSUPPORTED, "%s: a norm over rows of %u (not a multiple of 4)", what, w->cols);
     if (a->x_off % 4 || a->x_stride % 4)
         return dev_fail(o->c, HINGE_ERR_INVALID, "%s: x offset %u and stride %u must be multiples of 4", what, a->x_off,
                         a->x_stride);
@@ -48,6 +79,14 @@ static hinge_status write_parts(dev_ops *o, const dev_mm_args *a, const struct d
         s = ops_buf_info(o, a->y, what, &bi[HK_MM_B_Y]);
     if (s == HINGE_OK)
         s = ops_buf_info(o, a->norm ? a->norm : a->x, what, &bi[HK_MM_B_NORM]);
+    /* without HK_F_RESNORM the kernel reads and writes none of these */
+    bool res = a->flags & HK_F_RESNORM;
+    if (s == HINGE_OK)
+        s = ops_buf_info(o, res ? a->res_o : a->x, what, &bi[HK_MM_B_RO]);
+    if (s == HINGE_OK)
+        s = ops_buf_info(o, res ? a->res_w : a->norm ? a->norm : a->x, what, &bi[HK_MM_B_RW]);
+    if (s == HINGE_OK)
+        s = ops_buf_info(o, res ? a->x_out : a->y, what, &bi[HK_MM_B_XOUT]);
     const dev_weight *w = a->w;
     uint32_t p = 0;
     for (uint32_t r0 = 0; s == HINGE_OK && r0 < w->rows; r0 += w->part_rows, p++) {
@@ -77,13 +116,24 @@ static hinge_status prepare(dev_ops *o, const dev_mm_args *a, dev_op *op, bool d
     struct dev_kernel *k = ops_kernel_for(o, arr, w->type, what);
     if (!k)
         return HINGE_ERR_UNSUPPORTED;
+    uint32_t spec[OPS_SPEC_IDS] = {a->flags, 0, 0};
+    if (decode && o->rows_sg)
+        rows_shape(w, a->flags, spec);
+    else if (decode && o->mv != DEV_MV_ROWS)
+        split_shape(o, w, a->flags, spec);
     VkPipeline pipe;
-    s = ops_pipeline(o, k, a->flags, &pipe);
+    s = ops_pipeline_spec(o, k, spec, &pipe);
     if (s != HINGE_OK)
         return s;
     uint32_t cap_x = ops_capacity(a->x, a->x_off, a->x_stride, w->cols);
     uint32_t cap_y = ops_capacity(a->y, a->y_off, a->y_stride, w->rows);
     uint32_t cap = cap_x < cap_y ? cap_x : cap_y;
+    if (a->flags & HK_F_RESNORM) {
+        uint32_t cap_o = ops_capacity(a->res_o, a->x_off, a->x_stride, w->cols);
+        uint32_t cap_e = ops_capacity(a->x_out, a->x_off, a->x_stride, w->cols);
+        cap = cap < cap_o ? cap : cap_o;
+        cap = cap < cap_e ? cap : cap_e;
+    }
     if (cap == 0)
         return dev_fail(o->c, HINGE_ERR_INVALID, "%s: x (%llu bytes) or y (%llu bytes) is too small for one %u x %u "
                         "product", what, (unsigned long long)a->x->size, (unsigned long long)a->y->size, w->rows,
@@ -102,7 +152,7 @@ static hinge_status prepare(dev_ops *o, const dev_mm_args *a, dev_op *op, bool d
     op->pipe = pipe;
     op->at_nrows = offsetof(mm_push, nrows) / 4;
     op->at_row0 = offsetof(mm_push, row0) / 4;
-    op->rows_per_group = rows ? HK_WG : HK_WG / HK_MV_LANES;
+    op->rows_per_group = rows ? HK_WG * (spec[2] ? spec[2] : 1) : HK_WG / HK_MV_LANES;
     if (decode) {
         op->max_m = 1;
     } else {

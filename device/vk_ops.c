@@ -1,6 +1,7 @@
 /* The kernel set: pipelines, descriptor sets, recording. See vk_ops.h; the
- * per-kernel host code is in vk_matmul.c, vk_embed.c, vk_rmsnorm.c,
- * vk_rope_kv.c, vk_attention.c and vk_eltwise.c. */
+ * variants are chosen in vk_variant.c; the per-kernel host code is in
+ * vk_matmul.c, vk_embed.c, vk_rmsnorm.c, vk_rope_kv.c, vk_attention.c,
+ * vk_eltwise.c and vk_qkv_rope.c. */
 #include "vk_ops_impl.h"
 
 #include <math.h>
@@ -13,7 +14,8 @@
 
 enum { SETS_PER_POOL = 256 };
 _Static_assert(HK_MM_BINDINGS <= OPS_MAX_BINDINGS && HK_RN_BINDINGS <= OPS_MAX_BINDINGS &&
-                   HK_RK_BINDINGS <= OPS_MAX_BINDINGS && HK_AT_BINDINGS <= OPS_MAX_BINDINGS,
+                   HK_RK_BINDINGS <= OPS_MAX_BINDINGS && HK_AT_BINDINGS <= OPS_MAX_BINDINGS &&
+                   HK_QR_BINDINGS <= OPS_MAX_BINDINGS,
                "bindings per kernel");
 
 static const uint32_t type_order[OPS_NTYPES] = {QT_F32, QT_F16, QT_Q8_0, QT_Q4_0, QT_Q5_0, QT_Q4_K, QT_Q6_K};
@@ -33,50 +35,13 @@ const char *ops_type_name(uint32_t qtype)
     return i < 0 ? "unsupported" : type_names[i];
 }
 
-/* ---- variant choice ---- */
-
-static dev_mv_variant choose_matvec(const dev_ctx *c, dev_mv_variant want)
-{
-    const dev_features *f = dev_ctx_features(c);
-    const char *e = getenv("HINGE_VK_MATVEC");
-    if (e && strcmp(e, "rows") == 0)
-        want = DEV_MV_ROWS;
-    else if (e && strcmp(e, "subgroup") == 0)
-        want = DEV_MV_SPLIT_SUBGROUP;
-    else if (e && strcmp(e, "shared") == 0)
-        want = DEV_MV_SPLIT_SHARED;
-    if (want != DEV_MV_AUTO)
-        return want;
-    /* A CPU device runs a subgroup as one SIMD register: loads every lane
-     * shares are cheap, per-lane loads are not, so one row per lane (x read
-     * by all lanes alike) wins. GPUs want neighbouring lanes on neighbouring
-     * bytes of a row. */
-    if (f->type == VK_PHYSICAL_DEVICE_TYPE_CPU)
-        return DEV_MV_ROWS;
-    if (f->subgroup_shuffle && f->subgroup_size >= HK_MV_LANES)
-        return DEV_MV_SPLIT_SUBGROUP;
-    return DEV_MV_SPLIT_SHARED;
-}
-
-static bool choose_subgroup(const dev_ctx *c, int want)
-{
-    const char *e = getenv("HINGE_VK_SUBGROUP");
-    if (e && strcmp(e, "0") == 0)
-        want = -1;
-    else if (e && strcmp(e, "1") == 0)
-        want = 1;
-    if (want != 0)
-        return want > 0;
-    return dev_ctx_features(c)->subgroup_arith;
-}
-
 /* ---- kernels ---- */
 
-/* A kernel whose bindings are storage buffers, except those with a format in
- * texel (may be NULL): uniform texel buffers of that format. */
-static hinge_status kernel_create_tex(dev_ops *o, const char *spv_name, uint32_t n_bind, uint32_t push_bytes,
-                                      const VkFormat *texel, struct dev_kernel *k)
+hinge_status ops_kernel_init(dev_ops *o, struct dev_kernel *k, const char *spv_name, uint32_t n_bind,
+                             uint32_t push_bytes, const VkFormat *texel)
 {
+    if (k->module)
+        return HINGE_OK;
     dev_ctx *c = o->c;
     VkDevice d = dev_ctx_device(c);
     snprintf(k->name, sizeof k->name, "%s", spv_name);
@@ -101,8 +66,10 @@ static hinge_status kernel_create_tex(dev_ops *o, const char *spv_name, uint32_t
         .pBindings = b,
     };
     VkResult r = vkCreateDescriptorSetLayout(d, &lci, NULL, &k->dsl);
-    if (r != VK_SUCCESS)
+    if (r != VK_SUCCESS) {
+        k->dsl = VK_NULL_HANDLE;
         return dev_vk_fail(c, r, "vkCreateDescriptorSetLayout", spv_name);
+    }
     VkPushConstantRange pcr = {.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT, .offset = 0, .size = push_bytes};
     VkPipelineLayoutCreateInfo pci = {
         .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
@@ -112,8 +79,10 @@ static hinge_status kernel_create_tex(dev_ops *o, const char *spv_name, uint32_t
         .pPushConstantRanges = &pcr,
     };
     r = vkCreatePipelineLayout(d, &pci, NULL, &k->layout);
-    if (r != VK_SUCCESS)
+    if (r != VK_SUCCESS) {
+        k->layout = VK_NULL_HANDLE;
         return dev_vk_fail(c, r, "vkCreatePipelineLayout", spv_name);
+    }
     VkShaderModuleCreateInfo mci = {
         .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
         .codeSize = spv->bytes,
@@ -124,25 +93,39 @@ static hinge_status kernel_create_tex(dev_ops *o, const char *spv_name, uint32_t
         k->module = VK_NULL_HANDLE;
         return dev_vk_fail(c, r, "vkCreateShaderModule", spv_name);
     }
-    return ops_pipeline(o, k, 0, &k->pipe);
+    return HINGE_OK;
 }
 
+/* A kernel with its unspecialized pipeline (the kernels whose prepare
+ * functions use k->pipe). */
 static hinge_status kernel_create(dev_ops *o, const char *spv_name, uint32_t n_bind, uint32_t push_bytes,
-                                  struct dev_kernel *k)
+                                  const VkFormat *texel, struct dev_kernel *k)
 {
-    return kernel_create_tex(o, spv_name, n_bind, push_bytes, NULL, k);
+    hinge_status s = ops_kernel_init(o, k, spv_name, n_bind, push_bytes, texel);
+    return s == HINGE_OK ? ops_pipeline(o, k, 0, &k->pipe) : s;
 }
 
-hinge_status ops_pipeline(dev_ops *o, struct dev_kernel *k, uint32_t flags, VkPipeline *out)
+hinge_status ops_pipeline(dev_ops *o, struct dev_kernel *k, uint32_t value, VkPipeline *out)
 {
-    if (flags >= OPS_FLAG_SETS)
-        return dev_fail(o->c, HINGE_ERR_INVALID, "%s: flags 0x%x out of range", k->name, flags);
-    if (k->by_flags[flags]) {
-        *out = k->by_flags[flags];
-        return HINGE_OK;
-    }
-    VkSpecializationMapEntry entry = {.constantID = 0, .offset = 0, .size = sizeof(uint32_t)};
-    VkSpecializationInfo spec = {.mapEntryCount = 1, .pMapEntries = &entry, .dataSize = sizeof flags, .pData = &flags};
+    const uint32_t v[OPS_SPEC_IDS] = {value, 0, 0};
+    return ops_pipeline_spec(o, k, v, out);
+}
+
+hinge_status ops_pipeline_spec(dev_ops *o, struct dev_kernel *k, const uint32_t v[OPS_SPEC_IDS], VkPipeline *out)
+{
+    for (uint32_t i = 0; i < k->n_spec; i++)
+        if (memcmp(k->spec_value[i], v, sizeof k->spec_value[i]) == 0) {
+            *out = k->spec_pipe[i];
+            return HINGE_OK;
+        }
+    if (k->n_spec == OPS_SPECS)
+        return dev_fail(o->c, HINGE_ERR_UNSUPPORTED, "%s: more than %d specializations", k->name, OPS_SPECS);
+    VkSpecializationMapEntry entries[OPS_SPEC_IDS];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < OPS_SPEC_IDS; i++)
+        if (v[i])
+            entries[n++] = (VkSpecializationMapEntry){.constantID = i, .offset = i * 4, .size = sizeof(uint32_t)};
+    VkSpecializationInfo spec = {.mapEntryCount = n, .pMapEntries = entries, .dataSize = OPS_SPEC_IDS * 4, .pData = v};
     VkComputePipelineCreateInfo cci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
         .stage =
@@ -151,27 +134,27 @@ hinge_status ops_pipeline(dev_ops *o, struct dev_kernel *k, uint32_t flags, VkPi
                 .stage = VK_SHADER_STAGE_COMPUTE_BIT,
                 .module = k->module,
                 .pName = "main",
-                .pSpecializationInfo = flags ? &spec : NULL,
+                .pSpecializationInfo = n ? &spec : NULL,
             },
         .layout = k->layout,
     };
     VkPipeline pipe;
     VkResult r = vkCreateComputePipelines(dev_ctx_device(o->c), VK_NULL_HANDLE, 1, &cci, NULL, &pipe);
     if (r != VK_SUCCESS) {
-        char what[48];
-        snprintf(what, sizeof what, "%s, flags 0x%x", k->name, flags);
+        char what[80];
+        snprintf(what, sizeof what, "%s, specialization 0x%x/%u/%u", k->name, v[0], v[1], v[2]);
         return dev_vk_fail(o->c, r, "vkCreateComputePipelines", what);
     }
-    k->by_flags[flags] = pipe;
+    memcpy(k->spec_value[k->n_spec], v, sizeof k->spec_value[0]);
+    k->spec_pipe[k->n_spec++] = pipe;
     *out = pipe;
     return HINGE_OK;
 }
 
 static void kernel_destroy(VkDevice d, struct dev_kernel *k)
 {
-    for (int i = 0; i < OPS_FLAG_SETS; i++)
-        if (k->by_flags[i])
-            vkDestroyPipeline(d, k->by_flags[i], NULL);
+    for (uint32_t i = 0; i < k->n_spec; i++)
+        vkDestroyPipeline(d, k->spec_pipe[i], NULL);
     if (k->module)
         vkDestroyShaderModule(d, k->module, NULL);
     if (k->layout)
@@ -181,69 +164,73 @@ static void kernel_destroy(VkDevice d, struct dev_kernel *k)
     memset(k, 0, sizeof *k);
 }
 
+/* The matrix kernels of one weight type (pipelines come with their flags,
+ * at prepare) and its embedding kernel. */
 static hinge_status create_type_kernels(dev_ops *o, int ti)
 {
-    char name[32];
+    char name[40];
     const char *t = type_names[ti];
     const char *mv = o->mv == DEV_MV_SPLIT_SUBGROUP ? "sg" : o->mv == DEV_MV_ROWS ? "rows" : "sh";
     snprintf(name, sizeof name, "matmul_%s_1", t);
-    hinge_status s = kernel_create(o, name, HK_MM_BINDINGS, dev_mm_push_bytes, &o->matmul1[ti]);
+    hinge_status s = ops_kernel_init(o, &o->matmul1[ti], name, HK_MM_BINDINGS, dev_mm_push_bytes, NULL);
     snprintf(name, sizeof name, "matmul_%s_n", t);
     if (s == HINGE_OK)
-        s = kernel_create(o, name, HK_MM_BINDINGS, dev_mm_push_bytes, &o->matmuln[ti]);
-    /* matvec_rows.comp reads weights and x as uniform texel buffers:
-     * llvmpipe fetches texels with gathers, storage buffers lane by lane */
-    VkFormat tex[HK_MM_BINDINGS] = {0};
-    tex[HK_MM_B_W] = tex[HK_MM_B_W2] = VK_FORMAT_R32G32B32A32_UINT;
-    tex[HK_MM_B_X] = VK_FORMAT_R32G32B32A32_SFLOAT;
+        s = ops_kernel_init(o, &o->matmuln[ti], name, HK_MM_BINDINGS, dev_mm_push_bytes, NULL);
     snprintf(name, sizeof name, "matvec_%s_%s", t, mv);
     if (s == HINGE_OK && (o->mv != DEV_MV_ROWS || o->rows_sg))
-        s = kernel_create_tex(o, name, HK_MM_BINDINGS, dev_mm_push_bytes, o->rows_sg ? tex : NULL, &o->matvec[ti]);
+        s = ops_kernel_init(o, &o->matvec[ti], name, HK_MM_BINDINGS, dev_mm_push_bytes,
+                            o->rows_sg ? ops_rows_texels() : NULL);
     snprintf(name, sizeof name, "matmul_%s_rows", t);
     if (s == HINGE_OK && o->rows_sg)
-        s = kernel_create_tex(o, name, HK_MM_BINDINGS, dev_mm_push_bytes, tex, &o->matmulr[ti]);
+        s = ops_kernel_init(o, &o->matmulr[ti], name, HK_MM_BINDINGS, dev_mm_push_bytes, ops_rows_texels());
     snprintf(name, sizeof name, "embed_%s", t);
     if (s == HINGE_OK)
-        s = kernel_create(o, name, HK_EM_BINDINGS, dev_embed_push_bytes, &o->embed[ti]);
+        s = kernel_create(o, name, HK_EM_BINDINGS, dev_embed_push_bytes, NULL, &o->embed[ti]);
     return s;
 }
 
 static hinge_status create_kernels(dev_ops *o)
 {
     const char *red = o->sg ? "sg" : "sh";
-    char name[32];
+    char name[40];
     hinge_status s = HINGE_OK;
     for (int ti = 0; ti < OPS_NTYPES && s == HINGE_OK; ti++)
         if (o->types & (1u << type_order[ti]))
             s = create_type_kernels(o, ti);
     snprintf(name, sizeof name, "rmsnorm_%s", red);
     if (s == HINGE_OK)
-        s = kernel_create(o, name, HK_RN_BINDINGS, dev_rmsnorm_push_bytes, &o->rmsnorm);
+        s = kernel_create(o, name, HK_RN_BINDINGS, dev_rmsnorm_push_bytes, NULL, &o->rmsnorm);
     snprintf(name, sizeof name, "rope_kv_%s", red);
     if (s == HINGE_OK)
-        s = kernel_create(o, name, HK_RK_BINDINGS, dev_rope_push_bytes, &o->rope_kv);
+        s = ops_kernel_init(o, &o->rope_kv, name, HK_RK_BINDINGS, dev_rope_push_bytes, NULL);
     snprintf(name, sizeof name, "attention_%s", red);
     if (s == HINGE_OK)
-        s = kernel_create(o, name, HK_AT_BINDINGS, dev_attn_push_bytes, &o->attention);
+        s = kernel_create(o, name, HK_AT_BINDINGS, dev_attn_push_bytes, NULL, &o->attention);
     VkFormat tex[HK_AT_BINDINGS] = {0};
     tex[HK_AT_B_Q] = tex[HK_AT_B_KC] = tex[HK_AT_B_VC] = VK_FORMAT_R32G32B32A32_SFLOAT;
     if (s == HINGE_OK && o->rows_sg)
-        s = kernel_create_tex(o, "attention_rows", HK_AT_BINDINGS, dev_attn_push_bytes, tex, &o->attention_rows);
+        s = ops_kernel_init(o, &o->attention_rows, "attention_rows", HK_AT_BINDINGS, dev_attn_push_bytes, tex);
     if (s == HINGE_OK)
-        s = kernel_create(o, "glu", HK_EW_BINDINGS, dev_eltwise_push_bytes, &o->glu);
+        s = kernel_create(o, "glu", HK_EW_BINDINGS, dev_eltwise_push_bytes, NULL, &o->glu);
     if (s == HINGE_OK)
-        s = kernel_create(o, "add", HK_EW_BINDINGS, dev_eltwise_push_bytes, &o->add);
+        s = kernel_create(o, "add", HK_EW_BINDINGS, dev_eltwise_push_bytes, NULL, &o->add);
     return s;
 }
 
-static const char *mv_name(dev_mv_variant v)
+const VkFormat *ops_rows_texels(void)
 {
-    switch (v) {
-    case DEV_MV_ROWS: return "rows";
-    case DEV_MV_SPLIT_SUBGROUP: return "split-subgroup";
-    case DEV_MV_SPLIT_SHARED: return "split-shared";
-    default: return "auto";
-    }
+    /* matvec_rows.comp and qkv_rope.comp's rows flavour read weights, x, o
+     * and the norm weights as uniform texel buffers: llvmpipe fetches texels
+     * with gathers, storage buffers lane by lane */
+    static const VkFormat tex[OPS_MAX_BINDINGS] = {
+        [HK_MM_B_W] = VK_FORMAT_R32G32B32A32_UINT,
+        [HK_MM_B_W2] = VK_FORMAT_R32G32B32A32_UINT,
+        [HK_MM_B_X] = VK_FORMAT_R32G32B32A32_SFLOAT,
+        [HK_MM_B_RO] = VK_FORMAT_R32G32B32A32_SFLOAT,
+        [HK_MM_B_NORM] = VK_FORMAT_R32G32B32A32_SFLOAT,
+        [HK_MM_B_RW] = VK_FORMAT_R32G32B32A32_SFLOAT,
+    };
+    return tex;
 }
 
 hinge_status dev_ops_create(dev_ctx *c, const dev_ops_config *cfg, dev_ops **out)
@@ -251,35 +238,25 @@ hinge_status dev_ops_create(dev_ctx *c, const dev_ops_config *cfg, dev_ops **out
     static const dev_ops_config defaults = {0};
     if (!cfg)
         cfg = &defaults;
-    const dev_features *f = dev_ctx_features(c);
     dev_ops *o = calloc(1, sizeof *o);
     if (!o)
         return dev_fail(c, HINGE_ERR_NOMEM, "dev_ops_create: out of host memory");
     o->c = c;
-    o->mv = choose_matvec(c, cfg->matvec);
-    o->sg = choose_subgroup(c, cfg->subgroup);
-    /* (any buffer one storage descriptor spans fits one texel buffer view) */
-    o->rows_sg = o->mv == DEV_MV_ROWS && f->subgroup_shuffle && f->subgroup_arith && f->subgroup_size >= 8 &&
-                 HK_WG % f->subgroup_size == 0 && (uint64_t)f->max_texel_elements * 16 >= f->max_storage_range;
+    hinge_status s = ops_choose_variant(c, cfg, &o->v);
+    o->mv = o->v.matvec;
+    o->sg = o->v.subgroup;
+    o->rows_sg = o->v.rows_sg;
     uint32_t all = 0;
     for (int i = 0; i < OPS_NTYPES; i++)
         all |= 1u << type_order[i];
     o->types = cfg->types ? cfg->types & all : all;
-    hinge_status s = HINGE_OK;
-    if (o->mv == DEV_MV_SPLIT_SUBGROUP && !(f->subgroup_shuffle && f->subgroup_size >= HK_MV_LANES))
-        s = dev_fail(c, HINGE_ERR_UNSUPPORTED, "matvec variant split-subgroup needs subgroup shuffles in subgroups of "
-                     ">= %d (%s: size %u%s)", HK_MV_LANES, f->name, f->subgroup_size,
-                     f->subgroup_shuffle ? "" : ", no shuffle");
-    else if (o->sg && !f->subgroup_arith)
-        s = dev_fail(c, HINGE_ERR_UNSUPPORTED, "subgroup reductions need subgroup arithmetic, which %s lacks", f->name);
     if (s == HINGE_OK)
         s = create_kernels(o);
     if (s != HINGE_OK) {
         dev_ops_destroy(o);
         return s;
     }
-    snprintf(o->desc, sizeof o->desc, "matvec %s, reductions %s", mv_name(o->mv),
-             o->sg ? "subgroup" : "shared memory");
+    ops_describe_variant(&o->v, o->desc, sizeof o->desc);
     hinge_log(dev_ctx_logger(c), HINGE_LOG_INFO, "vulkan: kernels ready (%s)", o->desc);
     *out = o;
     return HINGE_OK;
@@ -302,6 +279,9 @@ void dev_ops_destroy(dev_ops *o)
         kernel_destroy(d, &o->matvec[i]);
         kernel_destroy(d, &o->embed[i]);
     }
+    for (int i = 0; i < OPS_NTYPES; i++)
+        for (int j = 0; j < OPS_QKV_PAIRS; j++)
+            kernel_destroy(d, &o->qkv[i][j]);
     kernel_destroy(d, &o->rmsnorm);
     kernel_destroy(d, &o->rope_kv);
     kernel_destroy(d, &o->attention);
@@ -313,12 +293,13 @@ void dev_ops_destroy(dev_ops *o)
 
 dev_mv_variant dev_ops_matvec_variant(const dev_ops *o) { return o->mv; }
 bool dev_ops_subgroup(const dev_ops *o) { return o->sg; }
+const dev_variant *dev_ops_variant(const dev_ops *o) { return &o->v; }
 const char *dev_ops_describe(const dev_ops *o) { return o->desc; }
 
 struct dev_kernel *ops_kernel_for(dev_ops *o, struct dev_kernel *arr, uint32_t type, const char *what)
 {
     int ti = ops_type_index(type);
-    if (ti < 0 || !arr[ti].pipe) {
+    if (ti < 0 || !arr[ti].module) {
         dev_fail(o->c, HINGE_ERR_UNSUPPORTED, "%s: no kernel for %s weights (%s)", what, quant_name(type),
                  ti < 0 ? "the shaders do not read this type" : "not among the types the ops were built for");
         return NULL;
@@ -335,7 +316,7 @@ static hinge_status add_pool(dev_ops *o)
                         o->n_pools * SETS_PER_POOL);
     VkDescriptorPoolSize size[2] = {
         {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .descriptorCount = SETS_PER_POOL * OPS_MAX_BINDINGS},
-        {.type = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, .descriptorCount = SETS_PER_POOL * 3},
+        {.type = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, .descriptorCount = SETS_PER_POOL * OPS_MAX_TEXELS},
     };
     VkDescriptorPoolCreateInfo pci = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,

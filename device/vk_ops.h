@@ -45,24 +45,64 @@ typedef struct dev_ops_config {
      * 0: every type the shaders read. */
     uint32_t types;
     /* 0: chosen from the device (CPU device: rows; subgroup shuffles with
-     * subgroups >= HK_MV_LANES: split-subgroup; else split-shared); the
-     * environment variable HINGE_VK_MATVEC=rows|subgroup|shared overrides. */
+     * subgroups >= HK_MV_LANES: split-subgroup; else split-shared);
+     * HINGE_VK_FORCE=matvec=... (or the older HINGE_VK_MATVEC) overrides. */
     dev_mv_variant matvec;
     /* Reductions in rmsnorm/rope/attention: > 0 subgroup arithmetic, < 0
-     * shared memory, 0: subgroup arithmetic when the device has it (the
-     * environment variable HINGE_VK_SUBGROUP=0|1 overrides). */
+     * shared memory, 0: subgroup arithmetic when the device has it
+     * (HINGE_VK_FORCE=reduce=..., or HINGE_VK_SUBGROUP=0|1, overrides). */
     int subgroup;
+    /* Fused decode kernels (qkv_rope, the deferred residual's prologue): > 0
+     * yes, < 0 no, 0: yes unless HINGE_VK_FORCE=fuse=0. */
+    int fuse;
 } dev_ops_config;
 
-/* Builds the pipelines. c is borrowed and must outlive the ops. Errors:
- * HINGE_ERR_UNSUPPORTED (a forced variant the device cannot run),
+/* The kernel variants a dev_ops runs, chosen at creation from the device's
+ * limits and features and the overrides in the environment variable
+ * HINGE_VK_FORCE, a comma-separated list of key=value (every key optional;
+ * an unknown key or value is an error, HINGE_ERR_INVALID):
+ *   matvec=rows|subgroup|shared  decode products: one row per invocation
+ *                                (CPU devices), 8 lanes per row meeting in
+ *                                subgroups, or in shared memory
+ *   reduce=subgroup|shared       reductions (norms, rope, attention)
+ *   subgroup=N                   pretend the subgroup size is N (0: no subgroup
+ *                                operations at all), as on Mali (4..16),
+ *                                Adreno (64/128) or PowerVR (128); every
+ *                                choice that depends on it follows
+ *   shared=BYTES                 pretend maxComputeSharedMemorySize is BYTES
+ *                                (kernels that need more get their
+ *                                small-memory variant)
+ *   fuse=0|1                     the fused decode kernels
+ *   batch=N                      at most N positions (matrix rows) per
+ *                                dispatch in prefill (as Adreno needs)
+ *   selftest=0|1                 the executor's start-up self-test
+ * e.g. HINGE_VK_FORCE=matvec=shared,reduce=shared,subgroup=0. A forced
+ * variant the device cannot run is HINGE_ERR_UNSUPPORTED. */
+typedef struct dev_variant {
+    dev_mv_variant matvec;  /* never DEV_MV_AUTO */
+    bool subgroup;          /* reductions use subgroup arithmetic */
+    bool rows_sg;           /* matvec rows with subgroup shuffles: the kernels shaped for
+                               CPU devices (matvec_rows.comp, attention_rows.comp) */
+    bool fuse;              /* fused decode kernels */
+    bool selftest;          /* run the executor's self-test */
+    uint32_t subgroup_size; /* as the choices saw it (forced or the device's); 0: none */
+    uint32_t shared_bytes;  /* shared memory a kernel may use */
+    uint32_t max_batch;     /* positions per prefill dispatch; 0: no cap */
+} dev_variant;
+
+/* Chooses the variants and makes the kernels (their pipelines are made by
+ * the first prepare that needs each). c is borrowed and must outlive the
+ * ops. Errors: HINGE_ERR_INVALID (a malformed HINGE_VK_FORCE),
+ * HINGE_ERR_UNSUPPORTED (a forced variant the device cannot run, or a
+ * device below the kernels' workgroup and shared-memory needs),
  * HINGE_ERR_VULKAN, HINGE_ERR_NOMEM; the detail is in dev_ctx_errmsg(c). */
 hinge_status dev_ops_create(dev_ctx *c, const dev_ops_config *cfg, dev_ops **out);
 void dev_ops_destroy(dev_ops *o); /* NULL is a no-op; frees every op's descriptor sets */
 
 dev_mv_variant dev_ops_matvec_variant(const dev_ops *o);
 bool dev_ops_subgroup(const dev_ops *o);
-/* "matvec rows, reductions subgroup" and the like, for logs. */
+const dev_variant *dev_ops_variant(const dev_ops *o);
+/* "matvec rows, reductions subgroup, subgroup 8, fused yes" and the like. */
 const char *dev_ops_describe(const dev_ops *o);
 
 typedef enum dev_op_kind {
@@ -75,9 +115,10 @@ typedef enum dev_op_kind {
     DEV_OP_ATTENTION,
     DEV_OP_GLU,
     DEV_OP_ADD,
+    DEV_OP_QKV_ROPE,
 } dev_op_kind;
 
-enum { DEV_OP_MAX_PARTS = 16, DEV_OP_PUSH_WORDS = 16, DEV_PUSH_NONE = 0xFF };
+enum { DEV_OP_MAX_PARTS = 16, DEV_OP_PUSH_WORDS = 20, DEV_PUSH_NONE = 0xFF };
 
 /* One prepared dispatch site: caller storage, filled by a dev_prepare_*
  * function; read-only afterwards. Its descriptor sets belong to the
@@ -110,9 +151,14 @@ typedef struct dev_mm_args {
     uint32_t x_off, x_stride;
     const dev_buf *y;      /* position j's output at y_off + j * y_stride, rows floats */
     uint32_t y_off, y_stride;
-    const dev_buf *norm;   /* HK_F_NORM: the norm weight, cols floats; else NULL */
-    uint32_t flags;        /* HK_F_ACC, HK_F_NORM, HK_F_SWIGLU or HK_F_GEGLU */
-    float eps;             /* HK_F_NORM */
+    const dev_buf *norm;   /* HK_F_NORM, HK_F_RESNORM: the norm weight, cols floats; else NULL */
+    /* HK_F_RESNORM: the input is norm(x + norm(res_o) * res_w) * norm: gemma3's
+     * post-norm and residual add of the block before, done by its consumer.
+     * res_o and x_out are laid out as x (x_off, x_stride); x_out gets
+     * x + norm(res_o) * res_w and must be another buffer than x. */
+    const dev_buf *res_o, *res_w, *x_out;
+    uint32_t flags;        /* HK_F_ACC, HK_F_NORM or HK_F_RESNORM, HK_F_SWIGLU or HK_F_GEGLU */
+    float eps;             /* HK_F_NORM, HK_F_RESNORM */
 } dev_mm_args;
 
 /* Decode: y = W x for one position, with the device's matvec variant.
@@ -209,6 +255,37 @@ typedef struct dev_attn_args {
 /* Record with (m, pos0): queries at positions pos0 .. pos0 + m - 1 (plus
  * *pos), each attending to cache rows [lo, its position]. */
 hinge_status dev_prepare_attention(dev_ops *o, const dev_attn_args *a, dev_op *op);
+
+/* ---- fused decode: q/k/v, norms, RoPE and the cache write ---- */
+
+typedef struct dev_qkv_args {
+    dev_attn_shape s;       /* head_dim_v = head_dim */
+    const dev_weight *w;    /* rows [0, split) of wq | wk | wv (all of them without w2) */
+    const dev_weight *w2;   /* rows [split, q_dim + 2 kv_dim) in a second type, or NULL */
+    const dev_buf *x;       /* the residual, n_embd floats at x_off (a multiple of 4) */
+    uint32_t x_off;
+    const dev_buf *norm;    /* attn_norm, n_embd floats */
+    const dev_buf *res_o, *res_w, *x_out; /* HK_F_RESNORM as in dev_mm_args; else NULL */
+    const dev_buf *q_out;   /* q head h at q_off + h * head_dim */
+    uint32_t q_off;
+    const dev_buf *k_cache, *v_cache; /* the layer's (ctx, n_head_kv * head_dim) */
+    const dev_buf *q_norm, *k_norm;   /* head_dim floats each (gemma3), or both NULL */
+    const dev_buf *freq;    /* rope_dim / 2 floats from dev_rope_freqs */
+    uint32_t rope_dim;
+    bool neox;
+    float pos_scale;        /* positions are divided by this (1: none) */
+    const dev_buf *pos;     /* the uint added to pos0 (the decode step's position) */
+    float eps;
+} dev_qkv_args;
+/* The decode step's q | k | v product of norm(x) (HK_F_RESNORM: of the
+ * deferred residual) with the q/k norms, RoPE, and k and v into cache row
+ * pos0 + *pos, in one dispatch: what rmsnorm, the product and rope_kv do in
+ * three. Record with m = 1. HINGE_ERR_UNSUPPORTED (nothing prepared; the
+ * caller runs the unfused ops) when the shapes or types have no fused
+ * kernel: head_dim_v != head_dim, heads a workgroup cannot own, a split
+ * inside a workgroup's rows, a type pair without a variant, weights bound
+ * in parts, fusion off. */
+hinge_status dev_prepare_qkv_rope(dev_ops *o, const dev_qkv_args *a, uint32_t flags, dev_op *op);
 
 /* ---- recording (the per-token path) ---- */
 

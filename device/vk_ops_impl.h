@@ -8,33 +8,50 @@
 /* The weight types the shaders read, in the order of the kernel arrays. */
 enum { OPS_NTYPES = 7 };
 
-/* Matrix kernels take their HK_F_* flags as specialization constant 0, so
- * that no flag costs a run-time branch: one pipeline per flag set, made by
- * the first prepare that asks for it (at load). */
-enum { OPS_FLAG_SETS = 16 };
+/* Kernels take their HK_F_* flags (or a shape: rope_kv, attention_rows)
+ * as specialization constant 0, and shapes as constants 1 and 2 (the rows
+ * kernels: x chunks cached per invocation, rows per invocation), so that no
+ * flag costs a run-time branch: one pipeline per set of values, made by the
+ * first prepare that asks for it (at load). A kernel holds at most
+ * OPS_SPECS of them. Constants 1 and 2 are given only when not 0 (the
+ * shader's default stands). */
+enum { OPS_SPECS = 16, OPS_SPEC_IDS = 3 };
+/* Chunks of input a rows-kernel invocation keeps at most (constant 1;
+ * n_embd <= 8192). */
+enum { OPS_MAX_XC = 256 };
+/* Shared memory of the split kernels besides the staged input (bytes, with
+ * room for qkv_rope.comp's head). */
+enum { OPS_SPLIT_SHARED = 4096 };
 
-/* Bindings of one kernel at most; texel buffer views one dev_ops may own
- * (three per matrix part at most: a hard cap, reached only by absurd models). */
-enum { OPS_MAX_BINDINGS = 8, OPS_MAX_VIEWS = 1 << 20 };
+/* Bindings of one kernel at most, texel buffers among them; texel buffer
+ * views one dev_ops may own (a hard cap, reached only by absurd models). */
+enum { OPS_MAX_BINDINGS = 16, OPS_MAX_TEXELS = 6, OPS_MAX_VIEWS = 1 << 20 };
 
 struct dev_kernel {
     VkDescriptorSetLayout dsl;
     VkPipelineLayout layout;
-    VkShaderModule module;               /* kept for the flag sets made later */
-    VkPipeline pipe;                     /* no specialization (flags 0) */
-    VkPipeline by_flags[OPS_FLAG_SETS];  /* specialized kernels; [0] is pipe */
+    VkShaderModule module;               /* kept for the pipelines made later */
+    VkPipeline pipe;                     /* no specialization (value 0); NULL until asked for */
+    uint32_t spec_value[OPS_SPECS][OPS_SPEC_IDS]; /* specialized pipelines made so far */
+    VkPipeline spec_pipe[OPS_SPECS];
+    uint32_t n_spec;
     uint32_t n_bind;
     VkFormat texel[OPS_MAX_BINDINGS];    /* uniform texel buffer of this format; 0: storage buffer */
     uint32_t push_bytes;
-    char name[32];
+    char name[40];
 };
+
+/* qkv_rope.comp kernels: by the type of W and of W2 (its second type, or
+ * the same type's kernel at [t][t]). */
+enum { OPS_QKV_PAIRS = OPS_NTYPES };
 
 struct dev_ops {
     dev_ctx *c;
-    dev_mv_variant mv;
-    bool sg;                            /* reductions use subgroup arithmetic */
-    bool rows_sg;                       /* DEV_MV_ROWS with subgroup shuffles: the kernels shaped
-                                           for CPU devices (matvec_rows.comp, attention_rows.comp);
+    dev_variant v;                      /* the chosen variants */
+    dev_mv_variant mv;                  /* v.matvec */
+    bool sg;                            /* v.subgroup: reductions use subgroup arithmetic */
+    bool rows_sg;                       /* v.rows_sg: DEV_MV_ROWS with subgroup shuffles: the kernels
+                                           shaped for CPU devices (matvec_rows.comp, attention_rows.comp);
                                            DEV_MV_ROWS without: matmul.comp MM_POS 1, attention.comp */
     uint32_t types;                     /* built: bit (1u << qtype) */
     struct dev_kernel matmul1[OPS_NTYPES]; /* matmul.comp MM_POS=1: rows matvec */
@@ -42,12 +59,13 @@ struct dev_ops {
     struct dev_kernel matmulr[OPS_NTYPES]; /* matvec_rows.comp MM_POS HK_MM_POS: prefill with rows_sg */
     struct dev_kernel matvec[OPS_NTYPES];  /* matvec.comp sg or sh, or matvec_rows.comp, per mv */
     struct dev_kernel embed[OPS_NTYPES];
+    struct dev_kernel qkv[OPS_NTYPES][OPS_QKV_PAIRS]; /* qkv_rope.comp, made on first use */
     struct dev_kernel rmsnorm, rope_kv, attention, attention_rows, glu, add;
     VkDescriptorPool pools[64];
     uint32_t n_pools;
     VkBufferView *views;                /* made by ops_write_set, destroyed with the ops */
     uint32_t n_views, cap_views;
-    char desc[96];
+    char desc[128];
 };
 
 /* Push-block sizes, from the host file of each kernel (which mirrors the
@@ -55,8 +73,28 @@ struct dev_ops {
 extern const uint32_t dev_mm_push_bytes, dev_embed_push_bytes, dev_rmsnorm_push_bytes, dev_rope_push_bytes,
     dev_attn_push_bytes, dev_eltwise_push_bytes;
 
-/* k's pipeline for flags (< OPS_FLAG_SETS), made now if it is not yet. */
-hinge_status ops_pipeline(dev_ops *o, struct dev_kernel *k, uint32_t flags, VkPipeline *out);
+/* vk_variant.c: the variants for cfg on c's device and HINGE_VK_FORCE
+ * (HINGE_ERR_INVALID for a malformed HINGE_VK_FORCE, HINGE_ERR_UNSUPPORTED
+ * for a forced variant the device cannot run; the detail in c's message),
+ * and a one-line description of them. */
+hinge_status ops_choose_variant(dev_ctx *c, const dev_ops_config *cfg, dev_variant *out);
+void ops_describe_variant(const dev_variant *v, char *buf, size_t len);
+
+/* k's pipeline for the specialization value (flags), made now if it is not
+ * yet; HINGE_ERR_UNSUPPORTED past OPS_SPECS values. */
+hinge_status ops_pipeline(dev_ops *o, struct dev_kernel *k, uint32_t value, VkPipeline *out);
+/* The same with constants 0, 1, 2. */
+hinge_status ops_pipeline_spec(dev_ops *o, struct dev_kernel *k, const uint32_t v[OPS_SPEC_IDS], VkPipeline *out);
+
+/* Makes k's layouts and shader module from the embedded SPIR-V spv_name
+ * (no pipeline yet) unless k has them: bindings are storage buffers,
+ * except those with a format in texel (may be NULL). */
+hinge_status ops_kernel_init(dev_ops *o, struct dev_kernel *k, const char *spv_name, uint32_t n_bind,
+                             uint32_t push_bytes, const VkFormat *texel);
+
+/* The texel formats of the rows-shaped product kernels' bindings (W, W2:
+ * uvec4; x, o: vec4; the rest storage buffers). */
+const VkFormat *ops_rows_texels(void);
 
 /* Index of a weight type in the kernel arrays; -1 if the shaders lack it. */
 int ops_type_index(uint32_t qtype);

@@ -6,13 +6,41 @@
 
 #include "kernel_abi.h"
 
+// Weight types as numbers, for `#if WT == TY_Q4_K` (and for dequant.glsl's
+// DQ_T, which lets one shader read two types).
+#define TY_F32 1
+#define TY_F16 2
+#define TY_Q8_0 3
+#define TY_Q4_0 4
+#define TY_Q5_0 5
+#define TY_Q4_K 6
+#define TY_Q6_K 7
+
 // The weight type of this variant: exactly one of T_F32, T_F16, T_Q8_0,
 // T_Q4_0, T_Q5_0, T_Q4_K, T_Q6_K is defined by the build (kernels without
-// weights define none).
-#if defined(T_Q4_K)
+// weights define none); WT is its number. A second type (qkv_rope.comp's V
+// rows) comes as T2 = TY_* on the command line.
+#if defined(T_F32)
+#define WT TY_F32
+#elif defined(T_F16)
+#define WT TY_F16
+#elif defined(T_Q8_0)
+#define WT TY_Q8_0
+#elif defined(T_Q4_0)
+#define WT TY_Q4_0
+#elif defined(T_Q5_0)
+#define WT TY_Q5_0
+#elif defined(T_Q4_K)
+#define WT TY_Q4_K
+#elif defined(T_Q6_K)
+#define WT TY_Q6_K
+#else
+#define WT 0
+#endif
+#if WT == TY_Q4_K
 #define HAS_MIN 1 // weight = scale * q + min
 #endif
-#if defined(T_F32) || defined(T_F16)
+#if WT == TY_F32 || WT == TY_F16
 #define HAS_TAIL 1 // rows need not be a whole number of chunks
 #endif
 

@@ -4,19 +4,24 @@
 //          element of a storage buffer, or a texel fetch),
 //   DQ32   the name of the chunk decoder to define,
 //   WEL    the name of the element reader to define (f32/f16 tails).
+//   DQ_T   (optional) the weight type, a TY_* number; default WT, the
+//          variant's type. Undefined again at the end.
 // DQ32(rb, c, n, q, sc, mn): rb is the row's first word, c the chunk, n the
 // row length; weight 4k+i of the chunk is sc[k/4] * q[k][i] + mn[k/4].
 // The caller includes common.glsl first.
+#ifndef DQ_T
+#define DQ_T WT
+#endif
 
 void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
 {
     mn = vec2(0.0);
-#if defined(T_F32)
+#if DQ_T == TY_F32
     uint b4 = (rb >> 2) + c * 8u;
     [[unroll]] for (uint k = 0u; k < 8u; k++)
         q[k] = uintBitsToFloat(W4(b4 + k));
     sc = vec2(1.0);
-#elif defined(T_F16)
+#elif DQ_T == TY_F16
     uint b4 = (rb >> 2) + c * 4u;
     [[unroll]] for (uint k = 0u; k < 4u; k++) {
         uvec4 w = W4(b4 + k);
@@ -24,7 +29,7 @@ void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
         q[2u * k + 1u] = vec4(unpackHalf2x16(w.z), unpackHalf2x16(w.w));
     }
     sc = vec2(1.0);
-#elif defined(T_Q8_0)
+#elif DQ_T == TY_Q8_0
     uint nb = n >> 5;
     uvec4 w0 = W4((rb >> 2) + c * 2u);
     uvec4 w1 = W4((rb >> 2) + c * 2u + 1u);
@@ -32,7 +37,7 @@ void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
     q[4] = s8x4(w1.x); q[5] = s8x4(w1.y); q[6] = s8x4(w1.z); q[7] = s8x4(w1.w);
     float d = unpackHalf2x16(W1(rb + nb * 8u + (c >> 1)))[c & 1u];
     sc = vec2(d);
-#elif defined(T_Q4_0)
+#elif DQ_T == TY_Q4_0
     uint nb = n >> 5;
     uvec4 w = W4((rb >> 2) + c);
     q[0] = nib4(w.x, 0u) - 8.0; q[1] = nib4(w.y, 0u) - 8.0;
@@ -41,7 +46,7 @@ void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
     q[6] = nib4(w.z, 4u) - 8.0; q[7] = nib4(w.w, 4u) - 8.0;
     float d = unpackHalf2x16(W1(rb + nb * 4u + (c >> 1)))[c & 1u];
     sc = vec2(d);
-#elif defined(T_Q5_0)
+#elif DQ_T == TY_Q5_0
     uint nb = n >> 5;
     uvec4 w = W4((rb >> 2) + c);
     uint h = W1(rb + nb * 4u + c);
@@ -55,7 +60,7 @@ void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
     q[7] = nib4(w.w, 4u) + hbit4(h, 28u) - 16.0;
     float d = unpackHalf2x16(W1(rb + nb * 5u + (c >> 1)))[c & 1u];
     sc = vec2(d);
-#elif defined(T_Q4_K)
+#elif DQ_T == TY_Q4_K
     // ggml block: word 0 = d | dmin << 16, words 1..3 = 12 scale bytes,
     // words 4..35 = qs; sub-block s uses the low (even s) or high (odd s)
     // nibbles of qs bytes 32*(s/2) .. +31; get_scale_min_k4 for s.
@@ -83,7 +88,7 @@ void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
     q[4] = nib4(w1.x, sh); q[5] = nib4(w1.y, sh); q[6] = nib4(w1.z, sh); q[7] = nib4(w1.w, sh);
     sc = vec2(dm.x * float(scl));
     mn = vec2(-(dm.y * float(mnv)));
-#elif defined(T_Q6_K)
+#elif DQ_T == TY_Q6_K
     // Block of 256 = two halves of 128; chunk g (0..3) of half h takes ql
     // bytes 64h + 32(g&1) .. +31 (low nibbles for g < 2, high for g >= 2),
     // qh bytes 32h .. +31 shifted by 2g, scales 8h + 2g (first 16) and
@@ -118,14 +123,15 @@ void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
 #endif
 }
 
-#ifdef HAS_TAIL
+#if DQ_T == TY_F32 || DQ_T == TY_F16
 // Element i of an f32/f16 row (for the part after the last whole chunk).
 float WEL(uint rb, uint i)
 {
-#if defined(T_F32)
+#if DQ_T == TY_F32
     return uintBitsToFloat(W1(rb + i));
 #else
     return unpackHalf2x16(W1(rb + (i >> 1)))[i & 1u];
 #endif
 }
 #endif
+#undef DQ_T

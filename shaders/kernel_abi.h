@@ -32,13 +32,26 @@
 /* Weights per chunk (see above). */
 #define HK_CHUNK 32
 
-/* matmul.comp, matvec.comp: y = W x (x: f32 activations) */
+/* matmul.comp, matvec.comp, matvec_rows.comp: y = W x (x: f32 activations) */
 #define HK_MM_B_W 0    /* weight rows [row0, row0 + nrows) of the matrix */
 #define HK_MM_B_X 1    /* x, f32 (vec4 reads: x_off and x_stride multiples of 4) */
 #define HK_MM_B_Y 2    /* y, f32 */
 #define HK_MM_B_W2 3   /* second matrix (up) for HK_F_SWIGLU / HK_F_GEGLU */
 #define HK_MM_B_NORM 4 /* rms-norm weight (n floats) for HK_F_NORM */
-#define HK_MM_BINDINGS 5
+#define HK_MM_B_RO 5   /* HK_F_RESNORM: o, laid out as x (the block's output before its post-norm) */
+#define HK_MM_B_RW 6   /* HK_F_RESNORM: o's post-norm weight (n floats) */
+#define HK_MM_B_XOUT 7 /* HK_F_RESNORM: x + norm(o) * rw, laid out as x; another buffer than x */
+#define HK_MM_BINDINGS 8
+
+/* qkv_rope.comp: the product bindings above (Y: the roped q; W2: the rows
+ * from `split` on, of a second type), then */
+#define HK_QR_B_KC 8     /* K cache (ctx, n_head_kv * head_dim) f32 */
+#define HK_QR_B_VC 9     /* V cache (ctx, n_head_kv * head_dim) f32 */
+#define HK_QR_B_QNORM 10 /* HK_F_QKNORM: (head_dim) f32 */
+#define HK_QR_B_KNORM 11 /* HK_F_QKNORM: (head_dim) f32 */
+#define HK_QR_B_FREQ 12  /* (rope_dim / 2) f32: base^(-2i/rope_dim) */
+#define HK_QR_B_POS 13   /* uint added to pos0 (the decode step's position) */
+#define HK_QR_BINDINGS 14
 
 /* embed.comp */
 #define HK_EM_B_W 0   /* embedding rows [row0, row0 + nrows) */
@@ -92,5 +105,10 @@
  * from a buffer at run time, so that a command buffer recorded once serves
  * every decode step (the host writes the position before each submit). */
 #define HK_F_POSBUF 256u
+/* matmul/matvec/qkv_rope: the input is norm(x + norm(o) * rw) * w (gemma3's
+ * post-norm and residual add of the block before, done by its consumer);
+ * workgroup 0 (of each position block) also stores x + norm(o) * rw into
+ * x_out. Implies HK_F_NORM. */
+#define HK_F_RESNORM 512u
 
 #endif

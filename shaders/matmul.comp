@@ -7,8 +7,9 @@
 // all MM_POS positions. Grid: (ceil(nrows / HK_WG), ceil(m / MM_POS)).
 //
 // Flags (the specialization constant FLAGS): HK_F_NORM (x rms-normed with
-// the weight at HK_MM_B_NORM first), HK_F_SWIGLU / HK_F_GEGLU
-// (y = act(W x) * (W2 x)), HK_F_ACC (y += ...).
+// the weight at HK_MM_B_NORM first), HK_F_RESNORM (the same norm of
+// x + norm(o) * rw; workgroup (0, y) stores that into x_out), HK_F_SWIGLU /
+// HK_F_GEGLU (y = act(W x) * (W2 x)), HK_F_ACC (y += ...).
 #include "common.glsl"
 
 #ifndef MM_POS
@@ -25,6 +26,9 @@ layout(binding = HK_MM_B_X) readonly buffer X { float x[]; };
 layout(binding = HK_MM_B_X) readonly buffer X4 { vec4 x4[]; };
 layout(binding = HK_MM_B_Y) buffer Y { float y[]; };
 layout(binding = HK_MM_B_NORM) readonly buffer Nw { float nw[]; };
+layout(binding = HK_MM_B_RO) readonly buffer Ro { float ro_[]; };
+layout(binding = HK_MM_B_RW) readonly buffer Rw { float rw[]; };
+layout(binding = HK_MM_B_XOUT) writeonly buffer Xe { float xe[]; };
 
 layout(push_constant) uniform P {
     uint ncols;    // weights per row
@@ -58,17 +62,41 @@ layout(constant_id = 0) const uint FLAGS = 0u;
 #define WEL wel_b
 #include "dequant.glsl"
 
-// 1 / rms of position j's x (uniform across the workgroup).
-float rms_inv(uint j)
+const bool RESNORM = (FLAGS & HK_F_RESNORM) != 0u;
+
+// Element i of position j's residual (xb = its first float): x, or with
+// HK_F_RESNORM x + o / rms(o) * rw (model/forward.c's order of operations).
+float res1(uint xb, float ro, uint i)
 {
-    uint o = (p.x_off + j * p.x_stride) >> 2;
+    float v = x[xb + i];
+    if (RESNORM)
+        v += ro_[xb + i] * ro * rw[i];
+    return v;
+}
+
+// 1 / rms of position j's x, or of its o (of_o), or of its residual (uniform
+// across the workgroup). With HK_F_RESNORM workgroup (0, y) stores the
+// residual into x_out.
+float rms_inv(uint j, bool of_o, float ro)
+{
+    uint xb = p.x_off + j * p.x_stride;
     vec4 s = vec4(0.0);
     uint n4 = p.ncols >> 2;
-    for (uint i = 0u; i < n4; i++)
-        s += x4[o + i] * x4[o + i];
+    for (uint i = 0u; i < n4; i++) {
+        vec4 v = of_o ? vec4(ro_[xb + 4u * i], ro_[xb + 4u * i + 1u], ro_[xb + 4u * i + 2u], ro_[xb + 4u * i + 3u])
+                      : RESNORM ? vec4(res1(xb, ro, 4u * i), res1(xb, ro, 4u * i + 1u), res1(xb, ro, 4u * i + 2u),
+                                       res1(xb, ro, 4u * i + 3u))
+                                : x4[(xb >> 2) + i];
+        s += v * v;
+    }
     float ss = s.x + s.y + s.z + s.w;
-    for (uint i = n4 * 4u; i < p.ncols; i++)
-        ss += x[(o << 2) + i] * x[(o << 2) + i];
+    for (uint i = n4 * 4u; i < p.ncols; i++) {
+        float v = of_o ? ro_[xb + i] : res1(xb, ro, i);
+        ss += v * v;
+    }
+    if (RESNORM && !of_o && gl_WorkGroupID.x == 0u)
+        for (uint i = gl_LocalInvocationIndex; i < p.ncols; i += HK_WG)
+            xe[xb + i] = res1(xb, ro, i);
     return 1.0 / sqrt(ss / float(p.ncols) + p.eps);
 }
 
@@ -76,20 +104,21 @@ void main()
 {
     uint r = gl_GlobalInvocationID.x;
     uint j0 = gl_WorkGroupID.y * MM_POS;
-    if (r >= p.nrows || j0 >= p.m)
-        return;
-    bool norm = (FLAGS & HK_F_NORM) != 0u;
+    bool norm = (FLAGS & (HK_F_NORM | HK_F_RESNORM)) != 0u;
     bool glu = (FLAGS & (HK_F_SWIGLU | HK_F_GEGLU)) != 0u;
     uint xo[MM_POS];
-    float ri[MM_POS];
+    float ro[MM_POS], ri[MM_POS];
     float acc[MM_POS], acc2[MM_POS];
     [[unroll]] for (uint t = 0u; t < MM_POS; t++) {
         uint j = min(j0 + t, p.m - 1u); // past the end: repeat the last, never stored
         xo[t] = (p.x_off + j * p.x_stride) >> 2;
-        ri[t] = norm ? rms_inv(j) : 1.0;
+        ro[t] = RESNORM ? rms_inv(j, true, 1.0) : 1.0;
+        ri[t] = norm ? rms_inv(j, false, ro[t]) : 1.0; // (before the return: workgroup 0 stores x_out)
         acc[t] = 0.0;
         acc2[t] = 0.0;
     }
+    if (r >= p.nrows || j0 >= p.m)
+        return;
     uint rb = r * p.stride;
     uint nfull = p.ncols / HK_CHUNK;
     for (uint c = 0u; c < nfull; c++) {
@@ -105,8 +134,13 @@ void main()
                              nw[c * 32u + 4u * k + 3u]);
         [[unroll]] for (uint t = 0u; t < MM_POS; t++) {
             vec4 xv[8];
-            [[unroll]] for (uint k = 0u; k < 8u; k++)
-                xv[k] = norm ? x4[xo[t] + c * 8u + k] * ri[t] * nv[k] : x4[xo[t] + c * 8u + k];
+            [[unroll]] for (uint k = 0u; k < 8u; k++) {
+                uint i = c * 32u + 4u * k;
+                vec4 xr = RESNORM ? vec4(res1(xo[t] << 2, ro[t], i), res1(xo[t] << 2, ro[t], i + 1u),
+                                         res1(xo[t] << 2, ro[t], i + 2u), res1(xo[t] << 2, ro[t], i + 3u))
+                                  : x4[xo[t] + c * 8u + k];
+                xv[k] = norm ? xr * ri[t] * nv[k] : xr;
+            }
             float d0 = dot(qa[0], xv[0]) + dot(qa[1], xv[1]) + dot(qa[2], xv[2]) + dot(qa[3], xv[3]);
             float d1 = dot(qa[4], xv[4]) + dot(qa[5], xv[5]) + dot(qa[6], xv[6]) + dot(qa[7], xv[7]);
             acc[t] += sa.x * d0 + sa.y * d1;
@@ -131,7 +165,7 @@ void main()
         float wv = wel_a(rb, i);
         float wu = glu ? wel_b(rb, i) : 0.0;
         [[unroll]] for (uint t = 0u; t < MM_POS; t++) {
-            float xv = x[(xo[t] << 2) + i];
+            float xv = res1(xo[t] << 2, ro[t], i);
             if (norm)
                 xv = xv * ri[t] * nw[i];
             acc[t] += wv * xv;

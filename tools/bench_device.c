@@ -3,7 +3,7 @@
  * not a user command: it drives the engines through their private headers.
  *
  *   hinge-bench-device --model M --backend vulkan|cpu [--layers K] [-n STEPS]
- *                      [--threads N] [--ctx N] [--prompt TEXT]
+ *                      [--threads N] [--ctx N] [--prompt TEXT] [--json]
  *
  * Runs embed + layers [0, K) (K defaults to all) on a 128-position prompt
  * (synthetic ids, or --prompt's tokens) and then STEPS decode steps (default
@@ -15,7 +15,9 @@
  * per decode step and the share of a step spent outside the shaders (wall
  * time minus the summed GPU timestamps, over wall time). The last line,
  * "summary ...", is key=value pairs for scripts (scripts/bench-device).
- * Output goes to stdout.
+ * Output goes to stdout. With --json, stdout gets one JSON object instead
+ * (see print_json; the names decode_tokens_per_s, prefill_tokens_per_s and
+ * dispatches_per_step are a contract with scripts).
  *
  * Timing protocol, for machines shared with other work: decode tokens/s
  * come from the median step (the mean is printed too), prefill from the
@@ -27,6 +29,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "clock.h"
 #include "forward.h"
@@ -58,6 +62,10 @@ typedef struct bench {
     double name_ns[MAX_NAMES];
     uint32_t n_names;
     double *lt;         /* k + 1: scratch for vk_exec_layer_times */
+    char device[256];   /* the Vulkan device's name; "cpu" */
+    char kernels[128];  /* the executor's kernel variants (vk_exec_describe) */
+    double ready_s;     /* executor creation (Vulkan: uploads, pipelines, self-test) */
+    bool json;          /* --json: nothing but the JSON object on stdout */
     float *h, *logits;  /* (PROMPT, d), n_vocab */
     fwd_ctx *tail;      /* [k, N) and the head */
 } bench;
@@ -170,8 +178,12 @@ static int vk_bench(bench *b)
         dev_ctx_destroy(c);
         return fail("executor", s, err);
     }
-    printf("device: %s; executor ready in %.2f s (LP_NUM_THREADS=%s)\n", dev_ctx_features(c)->name, clk_now_s() - t0,
-           getenv("LP_NUM_THREADS") ? getenv("LP_NUM_THREADS") : "unset");
+    b->ready_s = clk_now_s() - t0;
+    snprintf(b->device, sizeof b->device, "%s", dev_ctx_features(c)->name);
+    snprintf(b->kernels, sizeof b->kernels, "%s", vk_exec_describe(e));
+    if (!b->json)
+        printf("device: %s; executor ready in %.2f s (%s; LP_NUM_THREADS=%s)\n", b->device, b->ready_s, b->kernels,
+               getenv("LP_NUM_THREADS") ? getenv("LP_NUM_THREADS") : "unset");
     int rc = 0;
     double *lt = b->lt;
     /* prefill: timed twice without timestamps, then with them */
@@ -301,6 +313,58 @@ static void report(const bench *b, bool vk)
            vk ? b->waits / b->n_dec : 0, outside);
 }
 
+/* One JSON object with the figures of report(). Per-layer arrays are in
+ * microseconds; shares are fractions; null where a figure does not apply
+ * to the backend. */
+static int print_json(const bench *b, bool vk)
+{
+    const model *m = b->m;
+    json_t *pre = json_array(), *dec = json_array(), *ops = json_object();
+    double steps = b->n_dec ? b->n_dec : 1;
+    for (uint32_t l = 0; l <= b->k; l++) {
+        json_array_append_new(pre, json_real(b->pre_ns[l] * 1e-3));
+        json_array_append_new(dec, json_real(b->dec_ns[l] * 1e-3));
+    }
+    for (uint32_t i = 0; vk && i < b->n_names; i++)
+        json_object_set_new(ops, b->names[i], json_real(b->name_ns[i] / (b->gpu_step_s * 1e9)));
+    const char *lp = getenv("LP_NUM_THREADS");
+    double outside = vk && b->wall_step_s > 0 ? (b->wall_step_s - b->gpu_step_s) / b->wall_step_s : 0;
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:s?}", "model", m->name,
+                          "arch", m->hp.arch == ARCH_GEMMA3 ? "gemma3" : "llama", "backend", vk ? "vulkan" : "cpu",
+                          "device", vk ? b->device : "cpu", "kernels", vk ? b->kernels : "cpu", "layers", (int)b->k,
+                          "n_layer", (int)m->hp.n_layer, "prompt_tokens", (int)b->n_prompt, "decode_steps",
+                          (int)b->n_dec, "threads", tp_threads(b->tp), "lp_num_threads", lp);
+    int rc = o && pre && dec && ops ? 0 : -1;
+    if (rc == 0) {
+        json_object_set_new(o, "decode_tokens_per_s", json_real(1.0 / b->dec_s));
+        json_object_set_new(o, "decode_full_tokens_per_s", json_real(1.0 / (b->dec_s + b->dec_tail_s)));
+        json_object_set_new(o, "decode_mean_tokens_per_s", json_real(1.0 / b->dec_mean_s));
+        json_object_set_new(o, "prefill_tokens_per_s", json_real(b->n_prompt / b->prefill_s));
+        json_object_set_new(o, "dispatches_per_step", vk ? json_real(b->dispatches / steps) : json_null());
+        json_object_set_new(o, "submits_per_step", vk ? json_real(b->submits / steps) : json_null());
+        json_object_set_new(o, "waits_per_step", vk ? json_real(b->waits / steps) : json_null());
+        json_object_set_new(o, "outside_shaders_share", vk ? json_real(outside) : json_null());
+        json_object_set_new(o, "executor_ready_s", vk ? json_real(b->ready_s) : json_null());
+        json_object_set_new(o, "prefill_us_per_position", pre);
+        json_object_set_new(o, "decode_us_per_token", dec);
+        json_object_set_new(o, "decode_gpu_share_by_op", vk ? ops : json_null());
+        pre = dec = NULL;
+        if (!vk)
+            json_decref(ops);
+        ops = NULL;
+        char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
+        rc = text ? 0 : -1;
+        if (text)
+            printf("%s\n", text);
+        free(text);
+    }
+    json_decref(pre);
+    json_decref(dec);
+    json_decref(ops);
+    json_decref(o);
+    return rc == 0 ? 0 : fail("--json", HINGE_ERR_NOMEM, "cannot build the JSON object");
+}
+
 /* ---- command line ---- */
 
 #define DEFAULT_MODEL_REL ".cache/hinge/models/gemma-3-270m-q4_k_m.gguf"
@@ -308,30 +372,33 @@ static void report(const bench *b, bool vk)
 typedef struct bench_opts {
     const char *model, *prompt;
     uint32_t layers, n_dec, threads, ctx;
-    bool have_layers, vulkan;
+    bool have_layers, vulkan, json;
 } bench_opts;
 
-enum { O_BACKEND = 256, O_LAYERS, O_THREADS, O_CTX };
+enum { O_BACKEND = 256, O_LAYERS, O_THREADS, O_CTX, O_JSON };
 
 static const struct option OPTIONS[] = {
     {"model", required_argument, NULL, 'm'},     {"backend", required_argument, NULL, O_BACKEND},
     {"layers", required_argument, NULL, O_LAYERS}, {"cut", required_argument, NULL, O_LAYERS},
     {"n", required_argument, NULL, 'n'},         {"threads", required_argument, NULL, O_THREADS},
     {"ctx", required_argument, NULL, O_CTX},     {"prompt", required_argument, NULL, 'p'},
-    {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0},
+    {"json", no_argument, NULL, O_JSON},         {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
 };
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: hinge-bench-device [--model PATH] [--backend vulkan|cpu] [--layers K] [-n STEPS]\n"
-                 "                          [--threads N] [--ctx N] [--prompt TEXT]\n"
+                 "                          [--threads N] [--ctx N] [--prompt TEXT] [--json]\n"
                  "  --model PATH          GGUF model (default $HINGE_MODEL, else ~/" DEFAULT_MODEL_REL ")\n"
                  "  --backend vulkan|cpu  the engine measured (default cpu)\n"
                  "  --layers K            embed + layers [0, K) on it (default: all)\n"
                  "  -n STEPS              decode steps (default 64, at most 4096)\n"
                  "  --threads N           CPU threads (default: all)\n"
                  "  --ctx N               KV cache positions (default: prompt + STEPS)\n"
-                 "  --prompt TEXT         the prompt's tokens (default: 128 synthetic ids)\n");
+                 "  --prompt TEXT         the prompt's tokens (default: 128 synthetic ids)\n"
+                 "  --json                print one JSON object (decode_tokens_per_s, prefill_tokens_per_s,\n"
+                 "                        dispatches_per_step, ...) instead of the tables\n");
 }
 
 static int parse_u32(const char *s, const char *what, uint32_t max, uint32_t *out)
@@ -356,6 +423,7 @@ static int parse_one(int c, const char *arg, bench_opts *o)
     case O_LAYERS: o->have_layers = true; return parse_u32(arg, "--layers", 4096, &o->layers);
     case O_THREADS: return parse_u32(arg, "--threads", 256, &o->threads);
     case O_CTX: return parse_u32(arg, "--ctx", 1u << 20, &o->ctx);
+    case O_JSON: o->json = true; return 0;
     case O_BACKEND:
         if (strcmp(arg, "cpu") != 0 && strcmp(arg, "vulkan") != 0) {
             fprintf(stderr, "hinge-bench-device: --backend: '%s' is not vulkan or cpu\n", arg);
@@ -485,14 +553,18 @@ int main(int argc, char **argv)
         model_free(m);
         return 1;
     }
+    b.json = o.json;
     rc = bench_init(&b, &o);
-    if (rc == 0) {
+    if (rc == 0 && !o.json) {
         printf("hinge-bench-device: %s (%s, %u layers), backend %s, layers [0, %u), prompt %u, %u decode steps, "
                "CPU threads %d\n", m->name, m->hp.arch == ARCH_GEMMA3 ? "gemma3" : "llama", m->hp.n_layer,
                o.vulkan ? "vulkan" : "cpu", b.k, b.n_prompt, b.n_dec, tp_threads(b.tp));
-        rc = o.vulkan ? vk_bench(&b) : cpu_bench(&b);
     }
     if (rc == 0)
+        rc = o.vulkan ? vk_bench(&b) : cpu_bench(&b);
+    if (rc == 0 && o.json)
+        rc = print_json(&b, o.vulkan);
+    else if (rc == 0)
         report(&b, o.vulkan);
     bench_free(&b);
     tp_destroy(b.tp);

@@ -8,8 +8,15 @@
  *    decode, against the CPU; bad input, an absurd context (NOMEM),
  *    profiling counters.
  *  - Gemma 3 270M (HINGE_GEMMA_MODEL, else the default cache path; skipped
- *    when absent), k in {1, 6, 12, 18}: the first 32 greedy tokens of three
- *    prompts equal the CPU-only run's.
+ *    when absent), k in {1, 6, 12, 18} (HINGE_TEST_GEMMA_CUTS=6,18 for
+ *    fewer): the first 32 greedy tokens of three prompts equal the CPU-only
+ *    run's.
+ *  - The start-up self-test rejects a kernel broken on purpose
+ *    (HINGE_VK_SELFTEST_BREAK), naming it; HINGE_VK_FORCE's cap on positions
+ *    per dispatch and its errors.
+ * meson runs this program once per forced kernel variant (HINGE_VK_FORCE in
+ * the environment, tests/device/meson.build): every variant passes the
+ * same layer tests.
  *
  * Hidden-state error: sum|got - ref| / sum|ref| over the (n, n_embd) rows.
  * TOL_HIDDEN = 1e-5 for stories (all f32). The two sides compute the same
@@ -102,6 +109,8 @@ static int setup(void **state)
         print_error("dev_ctx_create: %s: %s\n", hinge_strerror(s), fx.why);
         return -1;
     }
+    print_message("kernels: %s (HINGE_VK_FORCE=%s)\n", dev_ctx_features(fx.ctx)->name,
+                  getenv("HINGE_VK_FORCE") ? getenv("HINGE_VK_FORCE") : "");
     fx.stories = load(STORIES);
     if (!fx.stories || tp_create(2, &fx.tp) != HINGE_OK)
         return -1;
@@ -270,11 +279,15 @@ static void test_stories_prefill(void **state)
     for (uint32_t k = 1; k <= hp->n_layer; k += 2) {
         vk_exec *e = exec_create(m, k, 64, 16);
         fwd_ctx *f = stage(m, 0, k, 64);
+        if (k == 1 && verbose())
+            print_message("kernels: %s\n", vk_exec_describe(e));
         run_ok(e, toks, N, 0, h);
         vk_exec_stats st;
         vk_exec_get_stats(e, &st);
-        assert_int_equal(st.chunks, 3);
-        assert_int_equal(st.submits, 3);
+        uint32_t b = vk_exec_max_batch(e); /* 16, or a forced cap */
+        assert_true(b >= 1 && b <= 16);
+        assert_int_equal(st.chunks, (N + b - 1) / b);
+        assert_int_equal(st.submits, st.chunks);
         assert_int_equal(fwd_embed(f, toks, N, ref), HINGE_OK);
         assert_int_equal(fwd_layers(f, 0, N, ref), HINGE_OK);
         check_hidden("prefill", h, ref, N * d);
@@ -397,7 +410,8 @@ static void test_profiling(void **state)
     run_ok(e, toks, 10, 0, h);
     vk_exec_stats st;
     vk_exec_get_stats(e, &st);
-    assert_int_equal(st.recorded, 1);
+    assert_int_equal(st.recorded, st.chunks); /* one, or more under a forced cap on positions */
+    assert_int_equal(st.chunks, (10 + vk_exec_max_batch(e) - 1) / vk_exec_max_batch(e));
     assert_int_equal(vk_exec_layer_times(e, layers), HINGE_OK);
     run_ok(e, toks, 1, 10, h);
     vk_exec_get_stats(e, &st);
@@ -405,7 +419,7 @@ static void test_profiling(void **state)
     assert_int_equal(st.submits, 1);
     assert_int_equal(st.waits, 1);
     assert_int_equal(st.recorded, 0);
-    assert_true(st.dispatches >= 1 + 5 * 6);
+    assert_true(st.dispatches >= 1 + 5 * 5);
     assert_true(st.gpu_ns > 0 && st.gpu_ns <= st.wall_ns);
     uint32_t dispatches = 0;
     double sum = 0;
@@ -428,6 +442,102 @@ static void test_profiling(void **state)
     run_ok(e, toks, 1, 11, h);
     assert_int_equal(vk_exec_layer_times(e, layers), HINGE_ERR_INVALID);
     vk_exec_destroy(e);
+}
+
+/* ---- the self-test, HINGE_VK_FORCE ---- */
+
+/* Restores HINGE_VK_FORCE after a test changed it. */
+static char saved_force[256];
+static void save_force(void)
+{
+    const char *v = getenv("HINGE_VK_FORCE");
+    snprintf(saved_force, sizeof saved_force, "%s", v ? v : "");
+}
+/* HINGE_VK_FORCE = the variant's own list, then more. */
+static void force_more(const char *more)
+{
+    char v[512];
+    snprintf(v, sizeof v, "%s%s%s", saved_force, saved_force[0] ? "," : "", more);
+    setenv("HINGE_VK_FORCE", v, 1);
+}
+static void restore_force(void)
+{
+    if (saved_force[0])
+        setenv("HINGE_VK_FORCE", saved_force, 1);
+    else
+        unsetenv("HINGE_VK_FORCE");
+}
+
+/* A kernel broken on purpose (a test-only switch) is caught at creation,
+ * by name, and the executor refused; with the self-test off it is not. */
+static void test_selftest_rejects(void **state)
+{
+    (void)state;
+    need_device();
+    save_force();
+    static const char *const ops[] = {"embed", "qkv_rope", "attention", "wo", "ffn_gate_up", "ffn_down",
+                                      "rope_kv", "qkv", "ffn_glu"};
+    uint32_t broken = 0;
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        setenv("HINGE_VK_SELFTEST_BREAK", ops[i], 1);
+        char err[HINGE_ERRMSG_MAX] = "", want[64];
+        vk_exec *e = NULL;
+        hinge_status s = vk_exec_create(fx.ctx, fx.stories, 2, 32, 8, &e, err, sizeof err);
+        if (s == HINGE_OK) { /* not a step of this variant (ffn_glu: gate and up fused; qkv: fused) */
+            vk_exec_destroy(e);
+            continue;
+        }
+        assert_int_equal(s, HINGE_ERR_UNSUPPORTED);
+        assert_null(e);
+        snprintf(want, sizeof want, "self-test: %s ", ops[i]);
+        if (!strstr(err, want))
+            fail_msg("breaking %s: %s", ops[i], err);
+        if (verbose())
+            print_message("%s\n", err);
+        broken++;
+    }
+    assert_true(broken >= 5); /* embed, attention, wo, ffn_gate_up or its parts, ffn_down at least */
+    setenv("HINGE_VK_SELFTEST_BREAK", "ffn_down", 1);
+    force_more("selftest=0");
+    vk_exec *e = exec_create(fx.stories, 2, 32, 8);
+    vk_exec_destroy(e);
+    unsetenv("HINGE_VK_SELFTEST_BREAK");
+    restore_force();
+}
+
+/* batch=N caps the positions of a prefill dispatch (the executor's passes);
+ * a malformed list is an error that names it. */
+static void test_force(void **state)
+{
+    (void)state;
+    need_device();
+    save_force();
+    force_more("batch=4");
+    const model *m = fx.stories;
+    vk_exec *e = exec_create(m, 3, 32, 16);
+    assert_int_equal(vk_exec_max_batch(e), 4);
+    int32_t toks[10] = {1, 20, 30, 40, 50, 60, 70, 80, 90, 100};
+    float h[64 * 10], ref[64 * 10];
+    run_ok(e, toks, 10, 0, h);
+    vk_exec_stats st;
+    vk_exec_get_stats(e, &st);
+    assert_int_equal(st.chunks, 3);
+    fwd_ctx *f = stage(m, 0, 3, 32);
+    assert_int_equal(fwd_embed(f, toks, 10, ref), HINGE_OK);
+    assert_int_equal(fwd_layers(f, 0, 10, ref), HINGE_OK);
+    check_hidden("prefill in chunks of 4", h, ref, 10 * 64);
+    fwd_destroy(f);
+    vk_exec_destroy(e);
+    static const char *const bad[] = {"matvec=fast", "batch=0", "subgroup", "fuse=2", "colour=blue"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        force_more(bad[i]);
+        char err[HINGE_ERRMSG_MAX] = "";
+        e = NULL;
+        assert_int_equal(vk_exec_create(fx.ctx, m, 1, 16, 4, &e, err, sizeof err), HINGE_ERR_INVALID);
+        assert_null(e);
+        assert_non_null(strstr(err, "HINGE_VK_FORCE"));
+    }
+    restore_force();
 }
 
 /* ---- Gemma 3 270M ---- */
@@ -462,6 +572,27 @@ static void gemma_greedy(vk_exec *e, fwd_ctx *f, const int32_t *prompt, size_t n
     free(logits);
 }
 
+/* HINGE_TEST_GEMMA_CUTS ("6,18"), else {1, 6, 12, 18}; returns the count. */
+static int gemma_cut_list(uint32_t *cuts)
+{
+    static const uint32_t all[4] = {1, 6, 12, 18};
+    const char *env = getenv("HINGE_TEST_GEMMA_CUTS");
+    if (!env || !*env) {
+        memcpy(cuts, all, sizeof all);
+        return 4;
+    }
+    int n = 0;
+    for (const char *p = env; *p && n < 4;) {
+        char *end;
+        unsigned long v = strtoul(p, &end, 10);
+        if (end == p)
+            fail_msg("HINGE_TEST_GEMMA_CUTS=%s: not a list of layer counts", env);
+        cuts[n++] = (uint32_t)v;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
 static void test_gemma_cuts(void **state)
 {
     (void)state;
@@ -476,7 +607,8 @@ static void test_gemma_cuts(void **state)
         "Question: What is the capital of France?\nAnswer:",
         "Once upon a time, in a small village by the sea, there lived",
     };
-    static const uint32_t cuts[4] = {1, 6, 12, 18};
+    uint32_t cuts[4];
+    int n_cuts = gemma_cut_list(cuts);
     int32_t toks[3][64], want[3][G_NEW], got[G_NEW];
     size_t n[3];
     for (int p = 0; p < 3; p++) {
@@ -487,7 +619,7 @@ static void test_gemma_cuts(void **state)
         gemma_greedy(NULL, f, toks[p], n[p], want[p]);
         fwd_destroy(f);
     }
-    for (int c = 0; c < 4; c++) {
+    for (int c = 0; c < n_cuts; c++) {
         uint32_t k = cuts[c] < m->hp.n_layer ? cuts[c] : m->hp.n_layer;
         vk_exec *e = exec_create(m, k, G_CTX, 32);
         for (int p = 0; p < 3; p++) {
@@ -511,6 +643,8 @@ int main(void)
         cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_unsupported_weight),
         cmocka_unit_test(test_profiling),
+        cmocka_unit_test(test_selftest_rejects),
+        cmocka_unit_test(test_force),
         cmocka_unit_test(test_gemma_cuts),
     };
     int failures = cmocka_run_group_tests_name("vk_exec", tests, setup, teardown);

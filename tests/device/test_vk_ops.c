@@ -17,7 +17,9 @@
  *    these errors add up like a random walk to ~0.2 * u * n term sizes,
  *    against a result of ~sqrt(n) term sizes: ~0.2 * u * sqrt(n) relative
  *    per side, ~8e-7 for the difference at n = 2048. The bound leaves ~6x.
- *    With the fused norm, add the norm's error (below).
+ *    With the fused norm, add the norm's error (below); with the deferred
+ *    residual (HK_F_RESNORM: the input is norm(x + norm(o) * rw) * nw, and
+ *    x + norm(o) * rw is stored: 1e-6 [~1e-7]) two norms' errors.
  *  - rmsnorm: 1e-6 [7e-8]. The CPU sums squares in double, the device in
  *    float (~0.2 * u * sqrt(n) on the scale), then a rounding or two per
  *    element.
@@ -49,20 +51,27 @@ typedef struct mm_case {
 } mm_case;
 
 /* The CPU reference of one case: y = act(W x') * (W2 x') [+ y0] with
- * x' = rmsnorm(x) * nw for HK_F_NORM. */
+ * x' = rmsnorm(x) * nw for HK_F_NORM, x' = rmsnorm(xe) * nw with
+ * xe = x + rmsnorm(o) * rw for HK_F_RESNORM (xe into xe_ref). */
 static void mm_reference(const mm_case *c, const void *w, const void *w2, const float *x, const float *nw,
-                         const float *y0, float *ref)
+                         const float *o, const float *rw, const float *y0, float *ref, float *xe_ref)
 {
     uint32_t m = c->m ? c->m : 1;
     float *xin = malloc((size_t)m * c->cols * sizeof *xin);
     float *r2 = malloc((size_t)m * c->rows * sizeof *r2);
     float *scratch = malloc((size_t)QUANT_MM_ROWS * c->cols * sizeof *scratch);
     assert_true(xin && r2 && scratch);
+    memcpy(xe_ref, x, (size_t)m * c->cols * sizeof *xe_ref);
     for (uint32_t j = 0; j < m; j++) {
-        if (c->flags & HK_F_NORM)
-            op_rmsnorm(xin + (size_t)j * c->cols, x + (size_t)j * c->cols, nw, c->cols, 1e-6f);
+        float *xe = xe_ref + (size_t)j * c->cols, *xi = xin + (size_t)j * c->cols;
+        if (c->flags & HK_F_RESNORM) {
+            op_rmsnorm(xi, o + (size_t)j * c->cols, rw, c->cols, 1e-6f);
+            op_add(xe, xi, c->cols);
+        }
+        if (c->flags & (HK_F_NORM | HK_F_RESNORM))
+            op_rmsnorm(xi, xe, nw, c->cols, 1e-6f);
         else
-            memcpy(xin + (size_t)j * c->cols, x + (size_t)j * c->cols, c->cols * sizeof *xin);
+            memcpy(xi, xe, c->cols * sizeof *xin);
     }
     quant_matmul(c->type, w, c->cols, xin, m, ref, c->rows, 0, c->rows, scratch);
     if (w2) {
@@ -99,10 +108,12 @@ static void mm_run_case(const mm_case *c)
     bool glu = c->flags & (HK_F_SWIGLU | HK_F_GEGLU);
     void *w = fx_rnd_weights(c->type, c->rows, c->cols), *w2 = glu ? fx_rnd_weights(c->type, c->rows, c->cols) : NULL;
     float *x = fx_rnd_vec((size_t)m * c->cols, -1.0f, 1.0f), *nw = fx_rnd_vec(c->cols, 0.5f, 1.5f);
+    float *o = fx_rnd_vec((size_t)m * c->cols, -3.0f, 3.0f), *rw = fx_rnd_vec(c->cols, 0.5f, 1.5f);
     float *y0 = fx_rnd_vec((size_t)m * c->rows, -1.0f, 1.0f);
     float *ref = malloc((size_t)m * c->rows * sizeof *ref), *got = malloc((size_t)m * c->rows * sizeof *got);
-    assert_true(ref && got);
-    mm_reference(c, w, w2, x, nw, y0, ref);
+    float *xe_ref = malloc((size_t)m * c->cols * sizeof *xe_ref), *xe = malloc((size_t)m * c->cols * sizeof *xe);
+    assert_true(ref && got && xe_ref && xe);
+    mm_reference(c, w, w2, x, nw, o, rw, y0, ref, xe_ref);
     fx_reset_pools();
     weight hw = fx_weight(c->type, c->rows, c->cols, w), hw2 = fx_weight(c->type, c->rows, c->cols, w2);
     dev_weight dw, dw2;
@@ -114,10 +125,14 @@ static void mm_run_case(const mm_case *c)
         dw2.part_rows = dw.part_rows;
     }
     dev_buf bx = fx_upload(x, (size_t)m * c->cols * 4), bn = fx_upload(nw, c->cols * 4);
+    dev_buf bo = fx_upload(o, (size_t)m * c->cols * 4), brw = fx_upload(rw, c->cols * 4);
+    dev_buf bxe = fx_alloc(fx.apool, (size_t)m * c->cols * 4);
     dev_buf by = fx_alloc(fx.apool, (size_t)m * c->rows * 4);
+    bool res = c->flags & HK_F_RESNORM;
     dev_mm_args a = {
         .w = &dw, .w2 = glu ? &dw2 : NULL, .x = &bx, .x_stride = c->cols, .y = &by, .y_stride = c->rows,
-        .norm = (c->flags & HK_F_NORM) ? &bn : NULL, .flags = c->flags, .eps = 1e-6f,
+        .norm = (c->flags & (HK_F_NORM | HK_F_RESNORM)) ? &bn : NULL, .flags = c->flags, .eps = 1e-6f,
+        .res_o = res ? &bo : NULL, .res_w = res ? &brw : NULL, .x_out = res ? &bxe : NULL,
     };
     for (int v = 0; v < fx.n_ops; v++) {
         dev_op op;
@@ -130,14 +145,22 @@ static void mm_run_case(const mm_case *c)
         snprintf(what, sizeof what, "%s %s %ux%u m=%u flags=0x%x parts=%u [%s]", c->m ? "matmul" : "matvec",
                  quant_name(c->type), c->rows, c->cols, m, c->flags, op.n_parts, dev_ops_describe(fx.ops[v]));
         fx_check(what, got, ref, (size_t)m * c->rows, TOL_MAT);
+        if (res) {
+            fx_download(&bxe, xe, (size_t)m * c->cols * 4);
+            fx_check(what, xe, xe_ref, (size_t)m * c->cols, TOL_F32);
+        }
     }
     free(w);
     free(w2);
     free(x);
     free(nw);
+    free(o);
+    free(rw);
     free(y0);
     free(ref);
     free(got);
+    free(xe_ref);
+    free(xe);
 }
 
 /* Shapes of the two models that the type can hold (K-quants need cols a
@@ -163,6 +186,9 @@ static void mm_type(uint32_t t, uint32_t m)
         {t, rows, cols, HK_F_SWIGLU, m, 1},
         {t, rows, cols, HK_F_GEGLU | HK_F_NORM, m, 1},
         {t, rows, cols, 0, m, 3},
+        {t, rows, cols, HK_F_GEGLU | HK_F_RESNORM, m, 1}, /* gemma3's gate_up in decode */
+        {t, 256, cols, HK_F_RESNORM, m, 1},               /* one row per invocation */
+        {t, rows, cols, HK_F_ACC | HK_F_NORM, m, 2},      /* the kept input, parts */
     };
     for (size_t i = 0; i < sizeof fused / sizeof fused[0]; i++)
         mm_run_case(&fused[i]);
