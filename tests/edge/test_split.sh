@@ -198,7 +198,8 @@ PY
 check "h2c edge exits 0 on SIGTERM" stop_edge h2c
 
 # ---- SIGTERM while steps are queued: they finish, then exit 0 ----
-start_edge drain --insecure-h2c --threads 1 --max-step 2048 --no-measure || exit 1
+# small chunks: the batching worker runs the three prefills together, so they must last long enough to be seen
+start_edge drain --insecure-h2c --threads 1 --max-step 2048 --prefill-chunk 4 --no-measure || exit 1
 url="http://127.0.0.1:$port"
 python3 - "$tmp/big.frame" <<'PY'
 import struct, sys
