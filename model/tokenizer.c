@@ -28,20 +28,10 @@ enum {
 
 static const char SPACE_MARK[] = "\xe2\x96\x81"; /* U+2581, SentencePiece's space */
 
-static uint32_t hash_bytes(const char *p, size_t n)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
 int32_t tok_find(const tokenizer *t, const char *p, size_t n)
 {
     size_t mask = t->slot_cap - 1;
-    for (size_t h = hash_bytes(p, n) & mask;; h = (h + 1) & mask) {
+    for (size_t h = tok_fnv(TOK_FNV_SEED, p, n) & mask;; h = (h + 1) & mask) {
         int32_t id = t->slot[h];
         if (id < 0 || (tok_len(t, id) == n && memcmp(tok_text(t, id), p, n) == 0))
             return id;
@@ -181,7 +171,7 @@ static hinge_status build_hash(tokenizer *t, char *err, size_t errlen)
     for (int32_t id = 0; id < t->n_vocab; id++) {
         const char *p = tok_text(t, id);
         size_t n = tok_len(t, id);
-        size_t h = hash_bytes(p, n) & mask;
+        size_t h = tok_fnv(TOK_FNV_SEED, p, n) & mask;
         while (t->slot[h] >= 0 && !(tok_len(t, t->slot[h]) == n && !memcmp(tok_text(t, t->slot[h]), p, n)))
             h = (h + 1) & mask;
         t->slot[h] = id; /* a duplicate text maps to its last id, as in llama.cpp */

@@ -105,17 +105,6 @@ void bpe_byte_tokens(tokenizer *t)
 
 /* ---- merges ------------------------------------------------------------- */
 
-static uint32_t fnv(uint32_t h, const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
-static const uint32_t FNV_SEED = 2166136261u;
-
 static const char *merge_text(const tok_bpe *b, int32_t r) { return b->merge_text + b->merge_off[r]; }
 static size_t merge_len(const tok_bpe *b, int32_t r) { return b->merge_off[r + 1] - b->merge_off[r]; }
 
@@ -181,7 +170,7 @@ static hinge_status build_merge_hash(tok_bpe *b, char *err, size_t errlen)
     b->slot_cap = cap;
     for (int32_t r = 0; r < b->n_merges; r++) {
         const char *p = merge_text(b, r);
-        size_t n = merge_len(b, r), h = fnv(FNV_SEED, p, n) & (cap - 1);
+        size_t n = merge_len(b, r), h = tok_fnv(TOK_FNV_SEED, p, n) & (cap - 1);
         for (; b->slot[h] >= 0; h = (h + 1) & (cap - 1))
             if (merge_len(b, b->slot[h]) == n && memcmp(merge_text(b, b->slot[h]), p, n) == 0)
                 break;
@@ -196,7 +185,7 @@ bool bpe_pair_score(const tokenizer *t, const work *w, const symbol *a, const sy
     const tok_bpe *bp = t->bpe;
     const char *l = w->esc + a->start, *r = w->esc + b->start;
     size_t n = (size_t)a->n + 1 + b->n, mask = bp->slot_cap - 1;
-    size_t h = fnv(fnv(fnv(FNV_SEED, l, a->n), " ", 1), r, b->n) & mask;
+    size_t h = tok_fnv(tok_fnv(tok_fnv(TOK_FNV_SEED, l, a->n), " ", 1), r, b->n) & mask;
     for (;; h = (h + 1) & mask) {
         int32_t m = bp->slot[h];
         if (m < 0)

@@ -60,6 +60,18 @@ static inline const char *tok_text(const tokenizer *t, int32_t id) { return t->t
 /* The id of the token whose text is p[0, n), or -1. */
 int32_t tok_find(const tokenizer *t, const char *p, size_t n);
 
+/* FNV-1a over p[0..n), continuing from h (TOK_FNV_SEED to start): the
+ * hash of the vocabulary and of the merge table. */
+static const uint32_t TOK_FNV_SEED = 2166136261u;
+static inline uint32_t tok_fnv(uint32_t h, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
 /* ---- the pair-merging engine, shared by SentencePiece and BPE ---------- */
 
 /* A run of w->esc; the symbols of a fragment form a doubly linked list. */
