@@ -9,7 +9,8 @@
  * the program hinge-COMMAND, as git runs its external commands: found beside
  * this binary, in ../tools/ of a build tree, or on PATH. Benchmarks of the
  * internals (hinge bench-device: tools/hinge-bench-device) live there, so
- * that this program needs nothing but the public API. */
+ * that this program needs nothing but the public API. Experiments take a
+ * second word: hinge experiment NAME runs hinge-experiment-NAME. */
 #include <errno.h>
 #include <limits.h>
 #include <string.h>
@@ -73,6 +74,7 @@ static void usage(FILE *out)
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         fprintf(out, "  %-12s %s\n", COMMANDS[i].name, COMMANDS[i].what);
     fprintf(out, "  %-12s %s\n", "bench-device", "benchmark the Vulkan executor (the program hinge-bench-device)");
+    fprintf(out, "  %-12s %s\n", "experiment", "experiment privacy|latency: sweeps with CSV, JSON and plots");
     fprintf(out, "\n  --version   libhinge's version\n  --help      this text\n"
                  "The model defaults to $HINGE_MODEL, else ~/" CLI_DEFAULT_MODEL_REL ".\n");
 }
@@ -95,6 +97,18 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         if (strcmp(cmd, COMMANDS[i].name) == 0)
             return COMMANDS[i].run(argc - 1, argv + 1);
+    if (strcmp(cmd, "experiment") == 0) {
+        if (argc < 3 || argv[2][0] == '-') {
+            fprintf(stderr, "usage: hinge experiment privacy|latency [OPTIONS]\n");
+            return 2;
+        }
+        const char *name = argv[2];
+        char sub[128];
+        if (snprintf(sub, sizeof sub, "experiment-%s", name) < (int)sizeof sub)
+            run_external(sub, argv + 2);
+        fprintf(stderr, "hinge: unknown experiment '%s'\n", name);
+        return 2;
+    }
     run_external(cmd, argv + 1);
     fprintf(stderr, "hinge: unknown command '%s'\n", cmd);
     usage(stderr);
