@@ -120,7 +120,7 @@ hinge_status sess_open_client(hinge_session *s)
 hinge_status sess_open_edge_session(hinge_session *s)
 {
     tx_session_config sc = {.cut = s->cut, .codec = s->codec, .sampling = sampling(&s->cfg), .ctx = s->ctx,
-                            .max_step = s->cfg.max_step};
+                            .max_step = s->cfg.max_step, .sample_skip = s->skip};
     memcpy(sc.model_sha256, s->m->sha256, sizeof sc.model_sha256);
     hinge_status st = tx_session_open(s->client, &sc, &s->sess, s->err, sizeof s->err);
     if (st == HINGE_OK && tx_session_get_info(s->sess)->n_embd != s->m->hp.n_embd)

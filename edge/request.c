@@ -128,7 +128,7 @@ static hinge_status get_real(const json_t *v, const char *name, double lo, doubl
     return HINGE_OK;
 }
 
-static hinge_status parse_sampling(const json_t *obj, sampler_params *sp, char *err, size_t errlen)
+static hinge_status parse_sampling(const json_t *obj, sampler_params *sp, uint64_t *skip, char *err, size_t errlen)
 {
     if (!json_is_object(obj))
         return hinge_fail(err, errlen, HINGE_ERR_FORMAT, "sampling must be an object");
@@ -147,7 +147,9 @@ static hinge_status parse_sampling(const json_t *obj, sampler_params *sp, char *
         } else if (strcmp(key, "seed") == 0) {
             s = get_uint(v, "sampling.seed", 0, INT64_MAX, &u, err, errlen);
             sp->seed = u;
-        } else
+        } else if (strcmp(key, "skip") == 0)
+            s = get_uint(v, "sampling.skip", 0, INT64_MAX, skip, err, errlen);
+        else
             s = hinge_fail(err, errlen, HINGE_ERR_FORMAT, "unknown key sampling.%.64s", key);
         if (s != HINGE_OK)
             return s;
@@ -189,7 +191,7 @@ static hinge_status parse_field(const char *key, const json_t *v, edge_session_r
         return s;
     }
     if (strcmp(key, "sampling") == 0)
-        return parse_sampling(v, &r->sampling, err, errlen);
+        return parse_sampling(v, &r->sampling, &r->skip, err, errlen);
     return hinge_fail(err, errlen, HINGE_ERR_FORMAT, "unknown key %.64s", key);
 }
 

@@ -37,7 +37,7 @@ edge_route edge_route_path(const char *path, size_t len, char sid[EDGE_SID_MAX])
 
 /* The body of POST /v1/sessions (docs/protocol.md):
  *   {"model_sha256": "<64 hex>", "cut": k, "codec": "f32"|"f16"|"q8",
- *    "sampling": {"temp": t, "top_k": n, "top_p": p, "seed": s},
+ *    "sampling": {"temp": t, "top_k": n, "top_p": p, "seed": s, "skip": n},
  *    "ctx": n, "max_step": n}
  * sampling and each of its fields, and max_step, are optional (greedy,
  * no cuts, seed 0, the edge's default step). Unknown keys are errors. */
@@ -48,6 +48,7 @@ typedef struct edge_session_req {
     sampler_params sampling;
     uint32_t ctx;      /* 1 .. EDGE_REQ_MAX_CTX */
     uint32_t max_step; /* 0: the edge's default; else <= ctx */
+    uint64_t skip;     /* sampling.skip: draws the sampler discards first (a resumed stream) */
 } edge_session_req;
 
 /* Parses and checks (types, ranges) body[0..len), at most EDGE_JSON_MAX

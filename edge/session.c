@@ -67,7 +67,7 @@ static edge_session *free_slot(hinge_edge *e)
 }
 
 /* Allocates the session's compute state. */
-static hinge_status session_alloc(hinge_edge *e, edge_session *s, char *detail, size_t detail_len)
+static hinge_status session_alloc(hinge_edge *e, edge_session *s, uint64_t skip, char *detail, size_t detail_len)
 {
     const model_hparams *hp = &e->m->hp;
     /* max_batch 1: the session's own pass scratch goes unused (its steps run
@@ -76,6 +76,7 @@ static hinge_status session_alloc(hinge_edge *e, edge_session *s, char *detail, 
     hinge_status st = tail_create(e->m, e->tp, &tc, &s->t, detail, detail_len);
     if (st != HINGE_OK)
         return st;
+    tail_skip_samples(s->t, skip);
     if (tx_frame_size(s->codec, s->max_step, hp->n_embd, &s->rx_cap) != HINGE_OK)
         return hinge_fail(detail, detail_len, HINGE_ERR_RANGE, "max_step %u too large", s->max_step);
     s->hidden = malloc((size_t)s->max_step * hp->n_embd * sizeof(float));
@@ -118,7 +119,7 @@ int edge_session_open(hinge_edge *e, const edge_session_req *rq, edge_session **
     s->max_step = step < rq->ctx ? step : rq->ctx;
     s->sp = rq->sampling;
     s->last_ms = edge_now_ms();
-    hinge_status st = session_alloc(e, s, detail, detail_len);
+    hinge_status st = session_alloc(e, s, rq->skip, detail, detail_len);
     if (st != HINGE_OK) {
         session_release(s);
         *code = st == HINGE_ERR_NOMEM ? "out_of_memory" : "bad_request";

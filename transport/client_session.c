@@ -41,6 +41,11 @@ static json_t *open_request(const tx_session_config *cfg)
                           "sampling", "temp", (double)cfg->sampling.temp, "top_k", (json_int_t)cfg->sampling.top_k,
                           "top_p", (double)cfg->sampling.top_p, "seed", (json_int_t)cfg->sampling.seed, "ctx",
                           (json_int_t)cfg->ctx);
+    json_t *smp = j ? json_object_get(j, "sampling") : NULL;
+    if (smp && cfg->sample_skip && json_object_set_new(smp, "skip", json_integer((json_int_t)cfg->sample_skip)) != 0) {
+        json_decref(j);
+        return NULL;
+    }
     if (j && cfg->max_step && json_object_set_new(j, "max_step", json_integer(cfg->max_step)) != 0) {
         json_decref(j);
         return NULL;
@@ -151,6 +156,8 @@ static hinge_status check_config(const tx_session_config *cfg, char *err, size_t
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "unknown codec %d", (int)cfg->codec);
     if (cfg->ctx == 0)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "ctx must be at least 1");
+    if (cfg->sample_skip > (uint64_t)INT64_MAX)
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "sample_skip over 2^63-1 cannot travel as a JSON integer");
     if (cfg->sampling.seed > (uint64_t)INT64_MAX)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "seed over 2^63-1 cannot travel as a JSON integer");
     return HINGE_OK;

@@ -187,6 +187,8 @@ typedef struct tx_session_config {
     uint32_t ctx;      /* positions the session holds (prompt + generated) */
     uint32_t max_step; /* most positions per request; 0: the edge's default. A longer
                           prefill is sent in chunks of max_step. */
+    uint64_t sample_skip; /* draws the edge's sampler discards first: a sampled stream resumed on a new
+                             edge session continues where the old one was */
 } tx_session_config;
 
 /* What the edge said when the session was opened. */

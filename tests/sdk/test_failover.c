@@ -192,6 +192,11 @@ static void test_kill_with_a_second_edge(void **state)
         assert_int_equal(st.remote, 1);
         assert_true(st.replayed_positions >= FAULT_AT);
     }
+    /* seeded sampling: the second edge's sampler goes on with the first's stream */
+    reference(HINGE_WIRE_F32, 0.9f, &ref);
+    faulted(F_KILL, true, HINGE_WIRE_F32, 0.9f, &st, &r);
+    assert_string_equal(r.text, ref.text);
+    assert_int_equal(st.edge_index, 1);
 }
 
 static void test_stalled_edge(void **state)
