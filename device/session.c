@@ -307,11 +307,29 @@ hinge_status sess_through_codec(hinge_session *s, size_t n, uint32_t pos0)
     return st;
 }
 
+/* A decode step's deadline: 10x the recent decode steps' time + 1 s, at
+ * most the configured timeout; a prefill (or the first decode step) gets
+ * the whole timeout, as its time is not known yet. A stall is noticed
+ * within about a second instead of after 30 s. */
+static uint32_t step_deadline_ms(const hinge_session *s, size_t n)
+{
+    uint32_t cap = s->cfg.timeout_ms ? s->cfg.timeout_ms : DEFAULT_TIMEOUT_MS;
+    if (n != 1 || s->decode_ms <= 0.0)
+        return cap;
+    double ms = 10.0 * s->decode_ms + 1000.0;
+    return ms < cap ? (uint32_t)ms : cap;
+}
+
 static hinge_status run_tail(hinge_session *s, size_t n, int32_t *next, hinge_step_info *t)
 {
     if (s->sess) {
         tx_timing tt = {0};
+        tx_session_set_deadline(s->sess, step_deadline_ms(s, n));
         hinge_status st = tx_session_step(s->sess, s->pos, (uint32_t)n, s->hidden, next, &tt);
+        if (st == HINGE_OK && n == 1) {
+            double ms = (double)tt.request_us * 1e-3;
+            s->decode_ms = s->decode_ms > 0.0 ? 0.8 * s->decode_ms + 0.2 * ms : ms;
+        }
         t->edge_ms = (double)tt.edge_us * 1e-3;
         t->queue_ms = (double)tt.queue_us * 1e-3;
         t->network_ms = (double)tt.network_us * 1e-3;

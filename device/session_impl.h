@@ -81,6 +81,7 @@ struct hinge_session {
     int32_t *hist;         /* (ctx): every token fed, position by position: what a failover replays */
     uint64_t samples;      /* tokens sampled so far (a rebuilt sampler skips as many) */
     uint64_t skip;         /* draws the next edge session's sampler discards first (failover) */
+    double decode_ms;      /* recent average of a decode step's request time (0: none seen yet) */
     atomic_bool cancel;
     hinge_step_cb step_cb;
     void *step_user;

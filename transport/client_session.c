@@ -285,6 +285,12 @@ hinge_status tx_session_step(tx_session *s, uint32_t pos, uint32_t n, const floa
     return st;
 }
 
+void tx_session_set_deadline(tx_session *s, uint32_t ms)
+{
+    if (s)
+        curl_easy_setopt(s->easy, CURLOPT_TIMEOUT_MS, ms ? (long)ms : s->c->timeout_ms);
+}
+
 hinge_status tx_session_close(tx_session *s, char *err, size_t errlen)
 {
     if (!s)

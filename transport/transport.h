@@ -239,6 +239,10 @@ hinge_status tx_session_step(tx_session *s, uint32_t pos, uint32_t n, const floa
 long tx_session_http_status(const tx_session *s);
 const char *tx_session_errmsg(const tx_session *s);
 
+/* The deadline of each following step request, in ms (0: the client's
+ * timeout_ms). A stalled edge is noticed after this long. */
+void tx_session_set_deadline(tx_session *s, uint32_t ms);
+
 /* DELETE /v1/sessions/{id}, then frees s (whatever the DELETE's outcome,
  * which is returned; detail in err). NULL is a no-op returning HINGE_OK. */
 hinge_status tx_session_close(tx_session *s, char *err, size_t errlen);

@@ -188,7 +188,9 @@ typedef struct hinge_session_config {
     uint32_t max_new_hint;  /* new tokens the decision assumes; 0: 64 */
     /* Edge connection. */
     uint32_t max_step;      /* positions per request (a longer prefill is chunked); 0: the edge's */
-    uint32_t timeout_ms;    /* per request; 0: 30000 */
+    uint32_t timeout_ms;    /* per request, the most a step may take; 0: 30000. Once decode steps
+                               have been seen, a decode step's deadline is derived from their time
+                               (10x the recent average + 1 s, at most this) */
     uint32_t spin_us;       /* busy-poll the socket this long before sleeping; 0: never */
     /* Logging. */
     hinge_log_cb log;       /* NULL: no log */
@@ -214,15 +216,14 @@ void hinge_session_config_init(hinge_session_config *c);
  *
  * Failover: the session keeps the tokens it has fed (4 bytes a position).
  * When the edge fails during a step (connection lost, 5xx, draining, the
- * session gone, no answer within timeout_ms), the session opens a new edge
+ * session gone, no answer by the step's deadline), the session opens a new edge
  * session (same edge first, then the fallback edges), recomputes the
  * boundary rows of the positions so far with its own layers and replays
  * them as one prefill; when no edge answers it finishes on this device
  * (unless no_local_fallback), rebuilding the KV cache of the layers after
- * the cut. Greedy output, and anything finished locally, is identical to an
- * uninterrupted run; a new edge's sampler starts afresh, so sampled text
- * after an edge-to-edge failover may differ. Each recovery is a WARN in the
- * log and counted in hinge_stats.
+ * the cut. The output, greedy or seeded sampling, is identical to an
+ * uninterrupted run (a new edge's sampler skips the draws already made).
+ * Each recovery is a WARN in the log and counted in hinge_stats.
  * Errors: HINGE_ERR_INVALID (bad config: cut outside [0, n_layer] or under
  * min_cut, edge_url given with HINGE_CUT_ALL, n_ctx over the model's),
  * HINGE_ERR_NOMEM (also: over mem_limit), HINGE_ERR_UNSUPPORTED (backend not built), HINGE_ERR_VULKAN,
