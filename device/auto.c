@@ -78,15 +78,16 @@ static hinge_status read_edge(const model *m, const char *text, size_t len, auto
     return st;
 }
 
-/* Asks the edge for its profile and load. An edge that cannot be reached
- * leaves in->have_edge false (a warning): the session runs locally. */
-static hinge_status fetch_edge(hinge_session *s, auto_inputs *in, char *err, size_t errlen)
+/* Asks edge c for its profile and load. An edge that cannot be reached
+ * leaves in->have_edge false (a warning). */
+static hinge_status fetch_edge(hinge_session *s, tx_client *c, const char *url, auto_inputs *in, char *err,
+                               size_t errlen)
 {
     char *text = NULL;
     size_t len = 0;
-    hinge_status st = tx_client_profile(s->client, &text, &len, err, errlen);
+    hinge_status st = tx_client_profile(c, &text, &len, err, errlen);
     if (st == HINGE_ERR_NETWORK) { /* no connection, timeout, or a TLS peer we do not trust */
-        hinge_log(&s->lg, HINGE_LOG_WARN, "HINGE_CUT_AUTO: the edge cannot be reached (%s): running locally", err);
+        hinge_log(&s->lg, HINGE_LOG_WARN, "HINGE_CUT_AUTO: the edge %s cannot be reached (%s)", url, err);
         in->have_edge = false;
         return HINGE_OK;
     }
@@ -94,6 +95,31 @@ static hinge_status fetch_edge(hinge_session *s, auto_inputs *in, char *err, siz
         st = read_edge(s->m, text, len, in, err, errlen);
     free(text);
     return st;
+}
+
+/* With several edges: edge i's profile and load, and a round trip timed
+ * on the warm connection (a second GET /v1/profile). An edge that fails
+ * otherwise (another model, no profile) is left out with a warning. */
+static void probe_edge(hinge_session *s, uint32_t i, tx_client **c, auto_inputs *in, double *rtt_s)
+{
+    char err[HINGE_ERRMSG_MAX];
+    tx_client_config cc = {.base_url = s->edges[i], .cacert = s->ca_file, .timeout_ms = s->cfg.timeout_ms,
+                           .spin_us = s->cfg.spin_us};
+    hinge_status st = *c ? HINGE_OK : tx_client_create(&cc, c, err, sizeof err);
+    if (st == HINGE_OK)
+        st = fetch_edge(s, *c, s->edges[i], in, err, sizeof err);
+    if (st != HINGE_OK) {
+        hinge_log(&s->lg, HINGE_LOG_WARN, "HINGE_CUT_AUTO: leaving out the edge %s: %s", s->edges[i], err);
+        in->have_edge = false;
+    }
+    if (!in->have_edge)
+        return;
+    char *text = NULL;
+    size_t len = 0;
+    double t0 = clk_now_s();
+    if (tx_client_profile(*c, &text, &len, err, sizeof err) == HINGE_OK)
+        *rtt_s = clk_now_s() - t0;
+    free(text);
 }
 
 /* The live estimate, from cfg.channel_cache when it holds one. */
@@ -112,42 +138,115 @@ static hinge_status open_estimate(hinge_session *s, auto_inputs *in, char *err, 
     return HINGE_OK;
 }
 
+/* Makes edge i the session's edge (its client kept, the others' closed):
+ * the rest stay fall-backs in ring order after it (recover). */
+static void choose_edge(hinge_session *s, uint32_t i, tx_client **clients, uint32_t n)
+{
+    for (uint32_t j = 0; j < n; j++)
+        if (j != i && clients[j] != s->client)
+            tx_client_destroy(clients[j]);
+    if (clients[i] != s->client) {
+        tx_client_destroy(s->client);
+        s->client = clients[i];
+    }
+    s->edge_i = (int)i;
+    s->edge_url = s->edges[i];
+}
+
 hinge_status auto_decide(hinge_session *s, uint32_t n_prompt, char *err, size_t errlen)
 {
     const hinge_session_config *c = &s->cfg;
-    auto_inputs *in = calloc(1, sizeof *in);
-    if (!in)
+    uint32_t n = s->client ? s->n_edges : 1; /* the edges to weigh */
+    auto_inputs *in = calloc(n, sizeof *in);
+    tx_client **clients = calloc(n, sizeof *clients);
+    double *rtt = calloc(n, sizeof *rtt);
+    if (!in || !clients || !rtt) {
+        free(in);
+        free(clients);
+        free(rtt);
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
-    in->load.queue_us = -1;
-    hinge_status st = load_inputs(s, in, err, errlen);
-    if (st == HINGE_OK && s->client)
-        st = fetch_edge(s, in, err, errlen);
-    bool split = st == HINGE_OK && s->client && in->have_edge;
-    if (split)
-        st = open_estimate(s, in, err, errlen);
-    part_inputs pi = {.model = &in->pm, .device = &in->dev, .edge = split ? &in->edge : NULL, .load = in->load,
-                      .channel = split ? &in->live : NULL,
-                      .req = {.prompt_len = n_prompt, .new_tokens = c->max_new_hint ? c->max_new_hint : 64},
-                      .pol = {.min_cut = c->min_cut, .mem_cap_bytes = (double)c->mem_limit,
-                              .energy_weight = c->energy_weight}};
-    if (st == HINGE_OK && c->codecs)
-        st = part_codec_mask_parse(c->codecs, &pi.pol.codec_mask, err, errlen);
-    part_decision d;
-    if (st == HINGE_OK)
-        st = part_decide(&pi, NULL, 0, &d, err, errlen);
-    if (st == HINGE_OK) {
-        s->cut = d.cut;
-        s->codec = d.codec == PART_CODEC_NONE ? TX_CODEC_F32 : (tx_codec)d.codec;
-        s->remote = split && d.cut < in->pm.n_layer;
-        hinge_log(&s->lg, HINGE_LOG_INFO, "HINGE_CUT_AUTO chose k=%u, %s (predicted TTFT %.1f ms, %.2f ms per token, "
-                  "channel %s)", d.cut, part_codec_name(d.codec), d.chosen.ttft_s * 1e3, d.chosen.tpot_s * 1e3,
-                  pi.channel ? pi.channel->name : "none");
     }
+    in[0].load.queue_us = -1;
+    hinge_status st = load_inputs(s, &in[0], err, errlen);
+    for (uint32_t i = 1; i < n; i++)
+        in[i] = in[0];
+    if (st == HINGE_OK && s->client && n == 1)
+        st = fetch_edge(s, s->client, s->edge_url, &in[0], err, errlen);
+    else if (st == HINGE_OK && s->client) {
+        clients[s->edge_i] = s->client;
+        for (uint32_t i = 0; i < n; i++)
+            probe_edge(s, i, &clients[i], &in[i], &rtt[i]);
+    }
+    /* one live estimate of this device's link; each edge further away by
+     * its measured round trip over the nearest one's */
+    auto_inputs base = in[0];
+    double rtt_min = -1.0;
+    bool split = false;
+    for (uint32_t i = 0; i < n; i++)
+        if (st == HINGE_OK && s->client && in[i].have_edge) {
+            split = true;
+            rtt_min = rtt_min < 0.0 || rtt[i] < rtt_min ? rtt[i] : rtt_min;
+        }
+    if (split)
+        st = open_estimate(s, &base, err, errlen);
+    part_decision best = {0};
+    uint32_t best_i = 0;
+    bool have_best = false;
+    for (uint32_t i = 0; st == HINGE_OK && i < n; i++) {
+        bool remote = split && in[i].have_edge;
+        if (!remote && have_best)
+            continue;
+        part_channel live = base.live;
+        live.rtt_s += rtt[i] - rtt_min;
+        part_edge_load load = in[i].load;
+        if (i == (uint32_t)s->edge_i && base.load.queue_us >= 0) /* the estimate is of the first edge */
+            load.queue_us = base.load.queue_us;
+        part_inputs pi = {.model = &in[0].pm, .device = &in[0].dev, .edge = remote ? &in[i].edge : NULL,
+                          .load = load, .channel = remote ? &live : NULL,
+                          .req = {.prompt_len = n_prompt, .new_tokens = c->max_new_hint ? c->max_new_hint : 64},
+                          .pol = {.min_cut = c->min_cut, .mem_cap_bytes = (double)c->mem_limit,
+                                  .energy_weight = c->energy_weight}};
+        if (c->codecs)
+            st = part_codec_mask_parse(c->codecs, &pi.pol.codec_mask, err, errlen);
+        part_decision d;
+        if (st == HINGE_OK)
+            st = part_decide(&pi, NULL, 0, &d, err, errlen);
+        if (st == HINGE_ERR_RANGE && (have_best || i + 1 < n)) { /* nothing feasible with this edge (or none) */
+            st = HINGE_OK;
+            continue;
+        }
+        if (st == HINGE_OK && remote && n > 1)
+            hinge_log(&s->lg, HINGE_LOG_INFO, "edge %s: round trip %.2f ms, %u steps queued: k=%u, objective %.4f",
+                      s->edges[i], rtt[i] * 1e3, load.queued_steps, d.cut, d.chosen.objective);
+        if (st == HINGE_OK && (!have_best || d.chosen.objective < best.chosen.objective)) {
+            best = d;
+            best_i = i;
+            have_best = true;
+            s->remote = remote && d.cut < in[0].pm.n_layer;
+        }
+    }
+    if (st == HINGE_OK) {
+        s->cut = best.cut;
+        s->codec = best.codec == PART_CODEC_NONE ? TX_CODEC_F32 : (tx_codec)best.codec;
+        if (n > 1 && s->remote)
+            choose_edge(s, best_i, clients, n);
+        hinge_log(&s->lg, HINGE_LOG_INFO, "HINGE_CUT_AUTO chose k=%u, %s%s%s (predicted TTFT %.1f ms, %.2f ms per "
+                  "token, channel %s)", best.cut, part_codec_name(best.codec), s->remote ? " on " : "",
+                  s->remote ? s->edge_url : "", best.chosen.ttft_s * 1e3, best.chosen.tpot_s * 1e3,
+                  split ? base.live.name : "none");
+    } else
+        s->remote = false;
+    if (n > 1 && !(st == HINGE_OK && s->remote)) /* keep only the session's own client */
+        for (uint32_t j = 0; j < n; j++)
+            if (clients[j] != s->client)
+                tx_client_destroy(clients[j]);
     if (!s->remote) { /* local: no step will tell anything about the link */
         part_chan_est_destroy(s->est);
         s->est = NULL;
     }
     free(in);
+    free(clients);
+    free(rtt);
     return st;
 }
 

@@ -137,11 +137,14 @@ static hinge_status open_tail(hinge_session *s)
     hinge_status st = sess_open_client(s);
     if (st == HINGE_OK)
         st = sess_open_edge_session(s);
-    while (st != HINGE_OK && recover_can(st) && s->edge_i + 1 < (int)s->n_edges) { /* the next edge */
-        hinge_log(&s->lg, HINGE_LOG_WARN, "edge %s: %s: trying %s", s->edge_url, s->err, s->edges[s->edge_i + 1]);
+    /* the next edges, in ring order from the one chosen */
+    for (uint32_t k = 1; st != HINGE_OK && recover_can(st) && k < s->n_edges; k++) {
+        int next = (s->edge_i + 1) % (int)s->n_edges;
+        hinge_log(&s->lg, HINGE_LOG_WARN, "edge %s: %s: trying %s", s->edge_url, s->err, s->edges[next]);
         tx_client_destroy(s->client);
         s->client = NULL;
-        s->edge_url = s->edges[++s->edge_i];
+        s->edge_i = next;
+        s->edge_url = s->edges[next];
         if ((st = sess_open_client(s)) == HINGE_OK)
             st = sess_open_edge_session(s);
     }

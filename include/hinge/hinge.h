@@ -209,7 +209,9 @@ void hinge_session_config_init(hinge_session_config *c);
 /* Creates a session on m (borrowed: it must outlive the session). Allocates
  * everything a step needs (KV cache, scratch, Vulkan buffers); with an edge,
  * connects and opens the edge session (one TLS handshake); with
- * HINGE_CUT_AUTO, asks the edge for its profile and load and decides.
+ * HINGE_CUT_AUTO, asks the edge (each edge, when fallback_edges are given:
+ * the best (edge, cut) wins, the others stay fall-backs) for its profile and
+ * load and decides.
  * An edge that cannot be reached with HINGE_CUT_AUTO gives a local session
  * (a WARN in the log); with a fixed cut the fallback edges are tried, then
  * it is an error.
