@@ -230,6 +230,12 @@ hinge_status auto_decide(hinge_session *s, uint32_t n_prompt, char *err, size_t 
         s->codec = best.codec == PART_CODEC_NONE ? TX_CODEC_F32 : (tx_codec)best.codec;
         if (n > 1 && s->remote)
             choose_edge(s, best_i, clients, n);
+        if (s->remote && (s->ai = malloc(sizeof *s->ai))) { /* kept to decide again (re-cut) */
+            *s->ai = in[best_i];
+            if (best_i == (uint32_t)s->edge_i && base.load.queue_us >= 0)
+                s->ai->load.queue_us = base.load.queue_us;
+        }
+        s->stats.first_cut = (int)best.cut;
         hinge_log(&s->lg, HINGE_LOG_INFO, "HINGE_CUT_AUTO chose k=%u, %s%s%s (predicted TTFT %.1f ms, %.2f ms per "
                   "token, channel %s)", best.cut, part_codec_name(best.codec), s->remote ? " on " : "",
                   s->remote ? s->edge_url : "", best.chosen.ttft_s * 1e3, best.chosen.tpot_s * 1e3,
@@ -260,8 +266,58 @@ void auto_observe(hinge_session *s, const hinge_step_info *t)
     part_chan_est_observe(s->est, &obs);
 }
 
+/* Re-cut: every RECONSIDER_STEPS decode steps the decision is made again
+ * for the tokens left, with the live channel estimate; another cut is
+ * taken when its whole cost (the move: the prefix replayed at the new cut,
+ * then its decode steps) beats staying by RECUT_MARGIN. The margin and the
+ * wait between two looks are the hysteresis: a cut does not flap on noise. */
+enum { RECONSIDER_STEPS = 8 };
+static const double RECUT_MARGIN = 0.25;
+
+void auto_reconsider(hinge_session *s)
+{
+    if (!s->ai || !s->est || !s->sess || ++s->since_recut < RECONSIDER_STEPS)
+        return;
+    s->since_recut = 0;
+    const hinge_session_config *c = &s->cfg;
+    auto_inputs *in = s->ai;
+    uint32_t n_layer = in->pm.n_layer;
+    uint32_t left = s->left ? s->left : c->max_new_hint ? c->max_new_hint : 64;
+    if (left < 2 * RECONSIDER_STEPS)
+        return; /* too few tokens left to pay for a move */
+    part_channel live;
+    part_chan_est_get(s->est, &live);
+    part_edge_load load = in->load;
+    if (part_chan_est_queue_us(s->est) >= 0)
+        load.queue_us = part_chan_est_queue_us(s->est);
+    part_inputs pi = {.model = &in->pm, .device = &in->dev, .edge = &in->edge, .load = load, .channel = &live,
+                      .req = {.prompt_len = s->pos, .new_tokens = left},
+                      .pol = {.min_cut = c->min_cut, .mem_cap_bytes = (double)c->mem_limit,
+                              .energy_weight = c->energy_weight}};
+    char err[HINGE_ERRMSG_MAX];
+    part_prediction *table = calloc(n_layer + 1, sizeof *table);
+    part_decision d;
+    hinge_status st = table ? HINGE_OK : HINGE_ERR_NOMEM;
+    if (st == HINGE_OK && c->codecs)
+        st = part_codec_mask_parse(c->codecs, &pi.pol.codec_mask, err, sizeof err);
+    if (st == HINGE_OK)
+        st = part_decide(&pi, table, n_layer + 1, &d, err, sizeof err);
+    double stay = st == HINGE_OK ? left * table[s->cut].tpot_s : 0.0;
+    free(table);
+    if (st != HINGE_OK || d.cut == s->cut || !(d.chosen.total_s < (1.0 - RECUT_MARGIN) * stay))
+        return;
+    hinge_log(&s->lg, HINGE_LOG_INFO, "re-cut: k=%u predicts %.1f ms for the %u tokens left (the move included), "
+              "k=%u %.1f ms (channel now %.1f ms round trip, %.1f Mbit/s up)", d.cut, d.chosen.total_s * 1e3, left,
+              s->cut, stay * 1e3, live.rtt_s * 1e3, live.up_bps * 1e-6);
+    tx_codec codec = d.codec == PART_CODEC_NONE ? TX_CODEC_F32 : (tx_codec)d.codec;
+    if ((st = recut(s, d.cut, codec)) != HINGE_OK && (st = recover(s, st)) != HINGE_OK)
+        hinge_log(&s->lg, HINGE_LOG_ERROR, "re-cut to k=%u failed and nothing recovered: %s", d.cut, s->err);
+}
+
 void auto_finish(hinge_session *s)
 {
+    free(s->ai);
+    s->ai = NULL;
     if (!s->est)
         return;
     char err[HINGE_ERRMSG_MAX];

@@ -98,12 +98,14 @@ static hinge_status decode(hinge_session *s, int32_t prev, int32_t next, int max
             break;
         }
         prev = next;
+        s->left = (uint32_t)(max_tokens - i - 1); /* what a re-cut weighs */
         if ((st = step(s, &prev, 1, &next)) != HINGE_OK) {
             stop = HINGE_STOP_NONE;
             break;
         }
     }
     s->stats.stop = stop;
+    s->left = 0;
     return st;
 }
 

@@ -112,3 +112,35 @@ hinge_status recover(hinge_session *s, hinge_status st)
     }
     return st;
 }
+
+hinge_status recut(hinge_session *s, uint32_t k, tx_codec c)
+{
+    double t0 = clk_now_s();
+    uint32_t from = s->cut;
+    /* the device's layers anew; their KV cache is recomputed from the
+     * tokens kept (try_edge's or this replay) */
+    sess_close_front(s);
+    s->cut = k;
+    s->codec = c;
+    hinge_status st = sess_open_front(s);
+    tx_session_close(s->sess, NULL, 0); /* the old cut's edge session is done */
+    s->sess = NULL;
+    if (st == HINGE_OK && k < s->m->hp.n_layer)
+        st = try_edge(s, s->edge_i);
+    else if (st == HINGE_OK) { /* all layers here: only the head and the sampler after them */
+        st = sess_open_local_tail(s, false);
+        if (st == HINGE_OK)
+            st = recompute_prefix(s);
+        if (st == HINGE_OK) {
+            tail_skip_samples(s->tail, s->samples);
+            s->remote = false;
+            auto_finish(s); /* no more steps over the link */
+        }
+    }
+    s->stats.recuts++;
+    s->stats.recut_ms += (clk_now_s() - t0) * 1e3;
+    if (st == HINGE_OK)
+        hinge_log(&s->lg, HINGE_LOG_INFO, "re-cut from k=%u to k=%u at position %u in %.1f ms", from, k, s->pos,
+                  (clk_now_s() - t0) * 1e3);
+    return st;
+}

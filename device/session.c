@@ -69,7 +69,7 @@ static hinge_status check_config(hinge_session *s)
     return HINGE_OK;
 }
 
-static hinge_status open_front(hinge_session *s)
+hinge_status sess_open_front(hinge_session *s)
 {
     if (s->cfg.backend == HINGE_BACKEND_VULKAN) {
 #ifdef HINGE_HAVE_VULKAN
@@ -84,6 +84,19 @@ static hinge_status open_front(hinge_session *s)
     hinge_status st = fwd_create(s->m, s->tp, &fc, &s->front, s->err, sizeof s->err);
     s->bytes += fwd_bytes(s->front);
     return st;
+}
+
+void sess_close_front(hinge_session *s)
+{
+#ifdef HINGE_HAVE_VULKAN
+    vk_exec_destroy(s->vx);
+    dev_ctx_destroy(s->vk);
+    s->vx = NULL;
+    s->vk = NULL;
+#endif
+    s->bytes -= fwd_bytes(s->front);
+    fwd_destroy(s->front);
+    s->front = NULL;
 }
 
 static sampler_params sampling(const hinge_session_config *c)
@@ -171,7 +184,7 @@ static hinge_status build(hinge_session *s)
     if (!s->hidden || !s->tokens || !s->hist)
         return hinge_fail(s->err, sizeof s->err, HINGE_ERR_NOMEM, "out of memory for %u positions", s->ctx);
     s->bytes += hidden + ((size_t)s->ctx * 2 + 1) * sizeof(int32_t);
-    if ((st = open_front(s)) != HINGE_OK)
+    if ((st = sess_open_front(s)) != HINGE_OK)
         return st;
     return open_tail(s);
 }
@@ -343,6 +356,9 @@ static hinge_status run_tail(hinge_session *s, size_t n, int32_t *next, hinge_st
             return hinge_fail(s->err, sizeof s->err, st, "edge: %s", tx_session_errmsg(s->sess));
         return HINGE_OK;
     }
+    if (!s->tail) /* a failed re-cut left neither half after the cut */
+        return hinge_fail(s->err, sizeof s->err, HINGE_ERR_NETWORK, "the layers after the cut were lost in a "
+                          "re-cut that nothing recovered");
     hinge_status st = s->frame ? sess_through_codec(s, n, s->pos) : HINGE_OK;
     if (st == HINGE_OK && (st = tail_step(s->tail, s->pos, n, s->hidden, next)) != HINGE_OK)
         hinge_fail(s->err, sizeof s->err, st, "layers after the cut: %s", tail_errmsg(s->tail));
@@ -384,6 +400,8 @@ hinge_status sess_step(hinge_session *s, const int32_t *tokens, size_t n, int32_
     s->last_n = n;
     s->stats.requests += t->requests;
     auto_observe(s, t);
+    if (n == 1)
+        auto_reconsider(s);
     return HINGE_OK;
 }
 
@@ -471,6 +489,8 @@ void hinge_session_get_stats(const hinge_session *s, hinge_stats *out)
     out->edge_index = s->sess ? s->edge_i : -1;
     out->pos = s->pos;
     out->n_ctx = s->ctx;
+    if (!s->stats.recuts)
+        out->first_cut = (int)s->cut;
     if (s->client) {
         tx_client_stats cs;
         tx_client_get_stats(s->client, &cs);

@@ -73,6 +73,9 @@ struct hinge_session {
     tx_client *client;
     tx_session *sess;
     part_chan_est *est;    /* HINGE_CUT_AUTO with an edge: the live channel estimate */
+    struct auto_inputs *ai; /* ... and the rest of the decision's inputs, to decide again (re-cut) */
+    uint32_t since_recut;  /* decode steps since the cut was last weighed */
+    uint32_t left;         /* tokens the running hinge_generate may still make (0: unknown) */
     /* conversation */
     uint32_t pos;          /* next position */
     int32_t pending;       /* sampled and shown, not yet fed; -1: none */
@@ -97,6 +100,8 @@ hinge_status api_model_hash(hinge_model *hm, char *err, size_t errlen);
 
 /* The session's parts (session.c), for recover.c. */
 hinge_status sess_run_front(hinge_session *s, const int32_t *tokens, size_t n, uint32_t pos0);
+hinge_status sess_open_front(hinge_session *s);
+void sess_close_front(hinge_session *s);
 hinge_status sess_open_local_tail(hinge_session *s, bool wire);
 hinge_status sess_open_client(hinge_session *s);
 hinge_status sess_open_edge_session(hinge_session *s);
@@ -107,6 +112,9 @@ hinge_status sess_through_codec(hinge_session *s, size_t n, uint32_t pos0);
  * when the step can be run again; st (or the last error) otherwise. */
 bool recover_can(hinge_status st);
 hinge_status recover(hinge_session *s, hinge_status st);
+/* Re-cut (recover.c): between two steps, the device's layers become
+ * [0, k) and the edge's [k, N) with wire codec c (k = N: all here). */
+hinge_status recut(hinge_session *s, uint32_t k, tx_codec c);
 
 /* One step (session.c): tokens at positions pos.., both halves, *next
  * sampled. Detail of a failure in s->err. */
@@ -119,7 +127,11 @@ hinge_status sess_step(hinge_session *s, const int32_t *tokens, size_t n, int32_
 hinge_status auto_decide(hinge_session *s, uint32_t n_prompt, char *err, size_t errlen);
 /* Adds one step's timing to s->est (NULL est: nothing). */
 void auto_observe(hinge_session *s, const hinge_step_info *t);
-/* Saves s->est to cfg.channel_cache and frees it. */
+/* After a decode step: now and then, the decision again for the tokens
+ * left with the live estimate; moves the cut (recut) when another wins
+ * by a margin. */
+void auto_reconsider(hinge_session *s);
+/* Saves s->est to cfg.channel_cache and frees it (and s->ai). */
 void auto_finish(hinge_session *s);
 
 #endif

@@ -65,6 +65,8 @@ struct part_linkemu {
     conn *conns; /* max_conns */
     uint32_t max_conns, cap; /* cap: chunks per direction */
     uint64_t rng;
+    double then_after_s; /* > 0: the links change to then[] */
+    part_link_dir then[2];
     bool stop;
     part_linkemu_stats st;
     char errmsg[HINGE_ERRMSG_MAX];
@@ -144,18 +146,28 @@ static hinge_status open_listener(part_linkemu *l, const struct sockaddr_in *add
     return HINGE_OK;
 }
 
-static void set_defaults(part_linkemu *l, const part_linkemu_config *cfg)
+/* l->link[] = up, down with their defaults filled in. */
+static void set_links(part_linkemu *l, const part_link_dir *up, const part_link_dir *down)
 {
-    double rtt = cfg->up.delay_s + cfg->down.delay_s;
+    double rtt = up->delay_s + down->delay_s;
     for (int s = 0; s < 2; s++) {
         part_link_dir *d = &l->link[s];
-        *d = s == 0 ? cfg->up : cfg->down;
+        *d = s == 0 ? *up : *down;
         if (d->burst_bytes <= 0)
             d->burst_bytes = 2.0 * (LINKEMU_SEG_PAYLOAD + LINKEMU_SEG_HEADER);
         if (d->loss_penalty_s <= 0)
             d->loss_penalty_s = fmax(2.0 * rtt, 0.010);
-        l->bk[s].tokens = d->burst_bytes;
+        if (l->bk[s].tokens > d->burst_bytes || l->bk[s].t_ns == 0)
+            l->bk[s].tokens = d->burst_bytes;
     }
+}
+
+static void set_defaults(part_linkemu *l, const part_linkemu_config *cfg)
+{
+    set_links(l, &cfg->up, &cfg->down);
+    l->then_after_s = cfg->then_after_s;
+    l->then[0] = cfg->then_up;
+    l->then[1] = cfg->then_down;
     size_t qb = cfg->queue_bytes ? cfg->queue_bytes : (size_t)2 << 20;
     l->cap = (uint32_t)(qb / LINKEMU_SEG_PAYLOAD) + 1;
     l->max_conns = cfg->max_conns ? cfg->max_conns : 64;
@@ -171,6 +183,12 @@ hinge_status part_linkemu_create(const part_linkemu_config *cfg, part_linkemu **
         s = check_dir("up", &cfg->up, err, errlen);
     if (s == HINGE_OK)
         s = check_dir("down", &cfg->down, err, errlen);
+    if (s == HINGE_OK && cfg->then_after_s > 0)
+        s = check_dir("then up", &cfg->then_up, err, errlen);
+    if (s == HINGE_OK && cfg->then_after_s > 0)
+        s = check_dir("then down", &cfg->then_down, err, errlen);
+    if (s == HINGE_OK && !(cfg->then_after_s >= 0 && cfg->then_after_s < 86400))
+        s = hinge_fail(err, errlen, HINGE_ERR_INVALID, "then_after_s %g out of [0, 86400)", cfg->then_after_s);
     if (s == HINGE_OK && (cfg->queue_bytes > ((size_t)1 << 30) || cfg->max_conns > 4096))
         s = hinge_fail(err, errlen, HINGE_ERR_INVALID, "queue over 1 GiB or more than 4096 connections");
     if (s == HINGE_OK && !(l = calloc(1, sizeof *l)))
@@ -497,8 +515,18 @@ hinge_status part_linkemu_run(part_linkemu *l)
 {
     struct epoll_event evs[MAX_EVENTS];
     l->stop = false;
+    uint64_t change_ns = l->then_after_s > 0 ? now_ns() + (uint64_t)(l->then_after_s * 1e9) : 0;
     while (!l->stop) {
-        int n = epoll_wait(l->epfd, evs, MAX_EVENTS, -1);
+        int wait_ms = -1;
+        if (change_ns) {
+            uint64_t t = now_ns();
+            if (t >= change_ns) { /* the channel changes; chunks already scheduled keep their times */
+                set_links(l, &l->then[0], &l->then[1]);
+                change_ns = 0;
+            } else
+                wait_ms = (int)((change_ns - t) / 1000000u) + 1;
+        }
+        int n = epoll_wait(l->epfd, evs, MAX_EVENTS, wait_ms);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)

@@ -52,6 +52,9 @@ typedef struct part_linkemu_config {
     size_t queue_bytes;   /* per direction and connection; 0: 2 MiB */
     uint32_t max_conns;   /* 0: 64; more are refused (closed at once) */
     uint64_t seed;        /* jitter and loss draws */
+    double then_after_s;  /* > 0: this long after run starts, the links become then_up and then_down
+                             (a channel that changes mid-run) */
+    part_link_dir then_up, then_down;
 } part_linkemu_config;
 
 typedef struct part_linkemu_stats {

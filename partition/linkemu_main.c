@@ -30,10 +30,12 @@ static const char usage_text[] =
     "  --loss-penalty-ms X  recovery delay of a lost segment (default max(2 RTT, 10 ms))\n"
     "  --queue-kb N         bytes held per direction and connection (default 2048)\n"
     "  --seed N             seed of the jitter and loss draws (default 1)\n"
+    "  --then-channel FILE  with --after-s: the channel the link becomes later\n"
+    "  --after-s T          seconds after the start when the link becomes --then-channel's\n"
     "Options after --channel override its figures.\n";
 
 enum { OPT_LISTEN = 256, OPT_UPSTREAM, OPT_CHANNEL, OPT_UP, OPT_DOWN, OPT_RTT, OPT_JITTER, OPT_LOSS, OPT_PENALTY,
-       OPT_QUEUE, OPT_SEED };
+       OPT_QUEUE, OPT_SEED, OPT_THEN, OPT_AFTER };
 
 static const struct option long_opts[] = {
     {"listen", required_argument, NULL, OPT_LISTEN}, {"upstream", required_argument, NULL, OPT_UPSTREAM},
@@ -41,7 +43,8 @@ static const struct option long_opts[] = {
     {"down-mbps", required_argument, NULL, OPT_DOWN}, {"rtt-ms", required_argument, NULL, OPT_RTT},
     {"jitter-ms", required_argument, NULL, OPT_JITTER}, {"loss", required_argument, NULL, OPT_LOSS},
     {"loss-penalty-ms", required_argument, NULL, OPT_PENALTY}, {"queue-kb", required_argument, NULL, OPT_QUEUE},
-    {"seed", required_argument, NULL, OPT_SEED}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+    {"seed", required_argument, NULL, OPT_SEED}, {"then-channel", required_argument, NULL, OPT_THEN},
+    {"after-s", required_argument, NULL, OPT_AFTER}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
 };
 
 static int parse_num(const char *s, const char *what, double lo, double hi, double *out)
@@ -57,13 +60,15 @@ static int parse_num(const char *s, const char *what, double lo, double hi, doub
     return 0;
 }
 
-static void apply_channel(const part_channel *ch, part_linkemu_config *cfg)
+static bool have_then; /* --then-channel given */
+
+static void apply_channel(const part_channel *ch, part_link_dir *up, part_link_dir *down)
 {
-    cfg->up.rate_bps = ch->up_bps;
-    cfg->down.rate_bps = ch->down_bps;
-    cfg->up.delay_s = cfg->down.delay_s = ch->rtt_s / 2;
-    cfg->up.jitter_s = cfg->down.jitter_s = ch->jitter_s;
-    cfg->up.loss = cfg->down.loss = ch->loss;
+    up->rate_bps = ch->up_bps;
+    down->rate_bps = ch->down_bps;
+    up->delay_s = down->delay_s = ch->rtt_s / 2;
+    up->jitter_s = down->jitter_s = ch->jitter_s;
+    up->loss = down->loss = ch->loss;
 }
 
 static int parse_option(int opt, const char *arg, part_linkemu_config *cfg)
@@ -75,12 +80,18 @@ static int parse_option(int opt, const char *arg, part_linkemu_config *cfg)
     case OPT_LISTEN: cfg->listen = arg; return 0;
     case OPT_UPSTREAM: cfg->upstream = arg; return 0;
     case OPT_CHANNEL:
+    case OPT_THEN:
         if (part_channel_load(arg, &ch, err, sizeof err) != HINGE_OK) {
             fprintf(stderr, "hinge-linkemu: %s\n", err);
             return -1;
         }
-        apply_channel(&ch, cfg);
+        if (opt == OPT_CHANNEL)
+            apply_channel(&ch, &cfg->up, &cfg->down);
+        else
+            apply_channel(&ch, &cfg->then_up, &cfg->then_down);
+        have_then |= opt == OPT_THEN;
         return 0;
+    case OPT_AFTER: if (parse_num(arg, "after-s", 0.001, 86399, &v)) return -1; cfg->then_after_s = v; return 0;
     case OPT_UP: if (parse_num(arg, "up-mbps", 0, 1e7, &v)) return -1; cfg->up.rate_bps = v * 1e6; return 0;
     case OPT_DOWN: if (parse_num(arg, "down-mbps", 0, 1e7, &v)) return -1; cfg->down.rate_bps = v * 1e6; return 0;
     case OPT_RTT:
@@ -162,6 +173,10 @@ int main(int argc, char **argv)
             fputs(usage_text, stderr);
             return 2;
         }
+    }
+    if (have_then != (cfg.then_after_s > 0)) {
+        fprintf(stderr, "hinge-linkemu: --then-channel and --after-s go together\n");
+        return 2;
     }
     if (optind < argc || !cfg.upstream) {
         fprintf(stderr, "hinge-linkemu: %s\n", optind < argc ? "unexpected argument" : "--upstream is required");

@@ -304,6 +304,10 @@ typedef struct hinge_stats {
     double device_ms, network_ms, edge_ms, queue_ms; /* summed over the steps */
     uint64_t uplink_bytes, downlink_bytes;
     uint64_t prefill_uplink_bytes;
+    /* re-cutting (HINGE_CUT_AUTO with an edge), over the session's life */
+    uint32_t recuts;          /* moves of the cut between two tokens */
+    int first_cut;            /* the cut decided when the session opened */
+    double recut_ms;          /* time spent moving */
 } hinge_stats;
 
 void hinge_session_get_stats(const hinge_session *s, hinge_stats *out);

@@ -11,30 +11,7 @@ hinge=$1 edge=$2 linkemu=$3 shared=$4 src=$5
 stories="$shared/models/stories260K.gguf"
 oracle="$shared/oracles/stories260K-greedy-200.txt"
 prof="$src/profiles"
-tmp=$(mktemp -d /tmp/hinge-multi-edge-XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done; rm -rf "$tmp"; }
-trap cleanup EXIT
-pass=0 fail=0
-check() {
-  local name=$1; shift
-  if "$@"; then pass=$((pass + 1)); echo "ok - $name"; else fail=$((fail + 1)); echo "not ok - $name"; fi
-}
-
-start() { # name, program, args...; sets port from its "listening on" line
-  local name=$1; shift
-  "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
-  pids+=($!)
-  disown $!
-  port=""
-  for _ in $(seq 100); do
-    port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$tmp/$name.out")
-    [ -n "$port" ] && return 0
-    sleep 0.1
-  done
-  cat "$tmp/$name.err"
-  return 1
-}
+. "$(dirname "$0")/lib.sh"
 
 edge_args=(--model "$stories" --listen 127.0.0.1:0 --threads 1 --no-measure --insecure-h2c)
 start near "$edge" "${edge_args[@]}" || exit 1
