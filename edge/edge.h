@@ -45,6 +45,9 @@ typedef struct hinge_edge_config {
     uint32_t max_conns;     /* concurrent connections [64] */
     uint32_t max_ctx;       /* most positions a session may hold [min(4096, n_ctx_train)] */
     uint32_t max_step;      /* most positions per step request [512] */
+    uint64_t kv_budget;     /* bytes of KV cache all sessions together may hold; a session's cache grows
+                               in blocks as it is used, and a new session or a step that does not fit
+                               is refused (503, Retry-After) [0: no limit] */
     uint32_t prefill_chunk; /* most positions of longer steps per batch: a longer prompt runs in
                                chunks between decode batches, and decode steps wait at most one [64] */
     uint32_t stall_timeout_ms;   /* a request body or handshake making no progress for this long is dropped (408) [10000] */

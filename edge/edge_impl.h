@@ -37,6 +37,7 @@
 #include "batch.h"
 #include "edge.h"
 #include "forward.h"
+#include "kv.h"
 #include "model.h"
 #include "request.h"
 #include "sampler.h"
@@ -225,6 +226,7 @@ struct hinge_edge {
     uint32_t stall_ms, idle_ms, session_ms, drain_ms;
     uint32_t spin_us;     /* see hinge_edge_config.spin_us */
     uint32_t prefill_chunk; /* positions of a step per batch when it has more than one */
+    kv_pool *kv;          /* the sessions' KV blocks and their budget (model/kv.h) */
     uint32_t steps_out;   /* steps handed to the worker and not yet back */
     uint64_t spin_until_us; /* the loop polls without sleeping until then while steps_out > 0 */
     char *record_dir;     /* owned; NULL: off */
@@ -300,6 +302,9 @@ int edge_session_open(hinge_edge *e, const edge_session_req *rq, edge_session **
 edge_session *edge_session_find(hinge_edge *e, const char *sid);
 /* Frees the session, or marks it closing when a step is out. */
 void edge_session_close(hinge_edge *e, edge_session *s);
+/* Bytes of KV cache the session holds now (grows with its positions,
+ * shrinks as its sliding-window layers move on); 0 for NULL. Any thread. */
+size_t edge_session_kv_bytes(const edge_session *s);
 /* Closes sessions idle for longer than session_ms. */
 void edge_session_expire(hinge_edge *e, uint64_t now_ms);
 void edge_sessions_free(hinge_edge *e);

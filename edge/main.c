@@ -27,6 +27,8 @@ static const char usage_text[] =
     "  --max-conns N           concurrent connections (default 64)\n"
     "  --max-ctx N             most positions per session (default min(4096, trained context))\n"
     "  --max-step N            most positions per step request (default 512)\n"
+    "  --kv-budget BYTES       KV cache bytes of all sessions together (suffix K, M or G: KiB, MiB,\n"
+    "                          GiB); sessions and steps that do not fit get 503 (default: no limit)\n"
     "  --prefill-chunk N       most prefill positions per batch: longer prompts run in chunks\n"
     "                          between decode batches (default 64)\n"
     "  --stall-timeout-ms N    drop a request whose body stops arriving (default 10000)\n"
@@ -44,7 +46,7 @@ static const char usage_text[] =
 enum {
     OPT_CERT = 256, OPT_KEY, OPT_H2C, OPT_THREADS, OPT_MAX_SESSIONS, OPT_MAX_CONNS, OPT_MAX_CTX, OPT_MAX_STEP,
     OPT_STALL, OPT_IDLE, OPT_SESSION_TO, OPT_DRAIN, OPT_NO_MEASURE, OPT_RECORD, OPT_LOG_LEVEL, OPT_SPIN,
-    OPT_PROFILE, OPT_PREFILL_CHUNK,
+    OPT_PROFILE, OPT_PREFILL_CHUNK, OPT_KV_BUDGET,
 };
 
 static const struct option long_opts[] = {
@@ -59,6 +61,7 @@ static const struct option long_opts[] = {
     {"max-ctx", required_argument, NULL, OPT_MAX_CTX},
     {"max-step", required_argument, NULL, OPT_MAX_STEP},
     {"prefill-chunk", required_argument, NULL, OPT_PREFILL_CHUNK},
+    {"kv-budget", required_argument, NULL, OPT_KV_BUDGET},
     {"stall-timeout-ms", required_argument, NULL, OPT_STALL},
     {"idle-timeout-ms", required_argument, NULL, OPT_IDLE},
     {"session-timeout-ms", required_argument, NULL, OPT_SESSION_TO},
@@ -98,6 +101,23 @@ static int parse_level(const char *s, hinge_log_level *out)
     return -1;
 }
 
+/* BYTES with an optional K, M or G (powers of 1024), at least 1. */
+static int parse_bytes(const char *s, const char *what, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    int shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : 0;
+    if (shift)
+        end++;
+    if (errno || end == s || *end || s[0] == '-' || v == 0 || v > (UINT64_MAX >> 30)) {
+        fprintf(stderr, "hinge-edge: --%s: '%s' is not a byte count (N, NK, NM or NG)\n", what, s);
+        return -1;
+    }
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
 /* Options that take a u32: where each goes and its range. */
 static int parse_number(int opt, const char *arg, hinge_edge_config *cfg)
 {
@@ -132,6 +152,10 @@ static int parse_args(int argc, char **argv, hinge_edge_config *cfg, hinge_logge
         case OPT_NO_MEASURE: cfg->no_measure = true; break;
         case OPT_PROFILE: cfg->profile = optarg; break;
         case OPT_RECORD: cfg->record_dir = optarg; break;
+        case OPT_KV_BUDGET:
+            if (parse_bytes(optarg, "kv-budget", &cfg->kv_budget) != 0)
+                return 2;
+            break;
         case OPT_LOG_LEVEL:
             if (parse_level(optarg, &lg->level) != 0)
                 return 2;

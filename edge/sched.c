@@ -124,6 +124,16 @@ bool edge_sched_admit(edge_sched *sc, edge_session *s)
         p->t_start_us = p->t_end_us = edge_now_us();
         return false;
     }
+    /* the step's KV blocks, all of them now: a step refused for the budget
+     * has not run (503, the session intact: its client may retry), and one
+     * admitted runs to its end */
+    st = tail_kv_reserve(s->t, p->hdr.pos, p->hdr.pos + p->hdr.n);
+    if (st != HINGE_OK) {
+        p->http = st == HINGE_ERR_NOMEM ? 503 : 409;
+        hinge_fail(p->err, sizeof p->err, st, "%s", tail_errmsg(s->t));
+        p->t_start_us = p->t_end_us = edge_now_us();
+        return false;
+    }
     s->done_rows = 0;
     sc->active[sc->n_active++] = s;
     return true;

@@ -246,6 +246,8 @@ static hinge_status edge_init(hinge_edge *e, const hinge_edge_config *cfg, char 
     e->sessions = calloc(e->max_sessions, sizeof *e->sessions);
     e->conns = calloc(e->max_conns, sizeof *e->conns);
     e->cuts = calloc(e->m->hp.n_layer + 1, sizeof *e->cuts);
+    if (kv_pool_create((size_t)cfg->kv_budget, &e->kv) != HINGE_OK)
+        return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
     if (cfg->record_dir && !(e->record_dir = strdup(cfg->record_dir)))
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
     if (!e->sessions || !e->conns || !e->cuts)
@@ -303,6 +305,7 @@ void hinge_edge_destroy(hinge_edge *e)
         if (e->conns[i])
             edge_conn_close(e->conns[i]);
     edge_sessions_free(e);
+    kv_pool_destroy(e->kv); /* after the sessions: they give their blocks back */
     close_fd(&e->listen_fd);
     close_fd(&e->stop_fd);
     close_fd(&e->sig_fd);

@@ -1,9 +1,13 @@
 /* The session table.
  *
  * Everything a step touches is allocated when the session is created (the
- * fwd_ctx with the KV cache of layers [cut, N), the sampler, the activation
- * and logit rows, the frame buffer): a step allocates nothing. The steps
- * themselves run in the worker's batches (sched.c). */
+ * fwd_ctx of layers [cut, N), the sampler, the activation and logit rows,
+ * the frame buffer), except the KV cache: it is paged (model/kv.h), its
+ * blocks taken from the edge's budget as the session's positions grow,
+ * before a step is admitted (sched.c), never inside one. A session opens
+ * with its first block per layer, so an edge whose budget is spent refuses
+ * new sessions (503) rather than their first step. The steps themselves run
+ * in the worker's batches (sched.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,17 +70,23 @@ static edge_session *free_slot(hinge_edge *e)
     return NULL;
 }
 
-/* Allocates the session's compute state. */
-static hinge_status session_alloc(hinge_edge *e, edge_session *s, uint64_t skip, char *detail, size_t detail_len)
+/* Allocates the session's compute state, its sampler past skip draws;
+ * *code says why it failed. */
+static hinge_status session_alloc(hinge_edge *e, edge_session *s, uint64_t skip, const char **code, char *detail,
+                                  size_t detail_len)
 {
     const model_hparams *hp = &e->m->hp;
     /* max_batch 1: the session's own pass scratch goes unused (its steps run
      * in the worker's fwd_batch), so keep it small */
-    tail_config tc = {.cut = s->cut, .ctx = s->ctx, .max_batch = 1, .sp = s->sp};
+    tail_config tc = {.cut = s->cut, .ctx = s->ctx, .max_batch = 1, .pool = e->kv, .sp = s->sp};
     hinge_status st = tail_create(e->m, e->tp, &tc, &s->t, detail, detail_len);
     if (st != HINGE_OK)
         return st;
     tail_skip_samples(s->t, skip);
+    if (s->cut < hp->n_layer && (st = tail_kv_reserve(s->t, 0, 1)) != HINGE_OK) {
+        *code = "kv_budget";
+        return hinge_fail(detail, detail_len, st, "%s", tail_errmsg(s->t));
+    }
     if (tx_frame_size(s->codec, s->max_step, hp->n_embd, &s->rx_cap) != HINGE_OK)
         return hinge_fail(detail, detail_len, HINGE_ERR_RANGE, "max_step %u too large", s->max_step);
     s->hidden = malloc((size_t)s->max_step * hp->n_embd * sizeof(float));
@@ -119,16 +129,22 @@ int edge_session_open(hinge_edge *e, const edge_session_req *rq, edge_session **
     s->max_step = step < rq->ctx ? step : rq->ctx;
     s->sp = rq->sampling;
     s->last_ms = edge_now_ms();
-    hinge_status st = session_alloc(e, s, rq->skip, detail, detail_len);
+    *code = "out_of_memory";
+    hinge_status st = session_alloc(e, s, rq->skip, code, detail, detail_len);
     if (st != HINGE_OK) {
         session_release(s);
-        *code = st == HINGE_ERR_NOMEM ? "out_of_memory" : "bad_request";
+        *code = st == HINGE_ERR_NOMEM ? *code : "bad_request";
         return st == HINGE_ERR_NOMEM ? 503 : 400;
     }
     s->used = true;
     e->n_sessions++;
     *out = s;
     return 201;
+}
+
+size_t edge_session_kv_bytes(const edge_session *s)
+{
+    return s && s->used ? tail_kv_bytes(s->t) : 0;
 }
 
 edge_session *edge_session_find(hinge_edge *e, const char *sid)

@@ -73,10 +73,12 @@ static hinge_status check(fwd_batch *b, const fwd_item *items, size_t count)
         if (it->f->m != b->m || it->n == 0)
             return hinge_fail(b->errmsg, sizeof b->errmsg, HINGE_ERR_INVALID,
                               "item %zu: %s", i, it->n ? "a context of another model" : "no rows");
-        if ((uint64_t)it->pos0 + it->n > it->f->ctx || it->f->ctx > b->s.ctx)
+        if ((uint64_t)it->pos0 + it->n > it->f->kv_end || it->pos0 < it->f->pos_floor || it->f->ctx > b->s.ctx)
             return hinge_fail(b->errmsg, sizeof b->errmsg, HINGE_ERR_RANGE,
-                              "item %zu: positions [%u, %llu) in a %u-position context (batch limit %u)", i,
-                              it->pos0, (unsigned long long)it->pos0 + it->n, it->f->ctx, b->s.ctx);
+                              "item %zu: positions [%u, %llu) outside the KV blocks held, [%u, %u) of a "
+                              "%u-position context (batch limit %u)",
+                              i, it->pos0, (unsigned long long)it->pos0 + it->n, it->f->pos_floor, it->f->kv_end,
+                              it->f->ctx, b->s.ctx);
         for (size_t k = 0; k < i; k++)
             if (items[k].f == it->f)
                 return hinge_fail(b->errmsg, sizeof b->errmsg, HINGE_ERR_INVALID, "items %zu and %zu share a context",

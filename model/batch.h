@@ -53,7 +53,7 @@ size_t fwd_batch_bytes(const fwd_batch *b);
 
 /* Runs every item (see above). The items are checked first; on an error
  * nothing has run. Errors: HINGE_ERR_RANGE (positions beyond an item's
- * context, more rows or items than the limits, a context longer than
+ * context or the KV blocks it holds (fwd_kv_reserve), more rows or items than the limits, a context longer than
  * max_ctx), HINGE_ERR_INVALID (n = 0, an item of another model, two items
  * of one context). */
 hinge_status fwd_batch_run(fwd_batch *b, const fwd_item *items, size_t count);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv.h"
 #include "ops.h"
 #include "quant.h"
 
@@ -149,14 +150,11 @@ hinge_status fwd_create(const model *m, threadpool *tp, const fwd_config *cfg, f
     fwd_ctx *f = calloc(1, sizeof *f);
     if (!f)
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
-    *f = (fwd_ctx){.m = m, .tp = tp, .a = cfg->layer_begin, .b = cfg->layer_end, .ctx = ctx, .max_batch = mb};
+    *f = (fwd_ctx){.m = m, .tp = tp, .a = cfg->layer_begin, .b = cfg->layer_end, .ctx = ctx, .max_batch = mb,
+                   .pool = cfg->pool};
     size_t nl = f->b - f->a;
-    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, v_dim = (size_t)hp->n_head_kv * hp->head_dim_v;
-    bool ok = true;
     f->bytes = sizeof *f;
-    f->k_cache = alloc_f(nl * ctx * kv_dim, &f->bytes, &ok);
-    f->v_cache = alloc_f(nl * ctx * v_dim, &f->bytes, &ok);
-    if (!ok || fwd_scratch_init(&f->s, m, tp, mb, ctx) != HINGE_OK) {
+    if (fwd_kv_init(f) != HINGE_OK || fwd_scratch_init(&f->s, m, tp, mb, ctx) != HINGE_OK) {
         fwd_destroy(f);
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory for a %u-position context of %zu layers",
                           ctx, nl);
@@ -170,8 +168,7 @@ void fwd_destroy(fwd_ctx *f)
 {
     if (!f)
         return;
-    free(f->k_cache);
-    free(f->v_cache);
+    fwd_kv_finish(f);
     fwd_scratch_finish(&f->s);
     free(f);
 }
@@ -244,13 +241,14 @@ static void att_task(void *ctx, int task, int n_tasks, int thread)
         lo = pos + 1 - hp->swa_window;
     size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, v_dim = (size_t)hp->n_head_kv * hp->head_dim_v;
     size_t q_dim = (size_t)hp->n_head * hp->head_dim, o_dim = (size_t)hp->n_head * hp->head_dim_v;
-    size_t l = j->il - f->a;
-    const float *kc = f->k_cache + l * f->ctx * kv_dim + (size_t)kvh * hp->head_dim;
-    const float *vc = f->v_cache + l * f->ctx * v_dim + (size_t)kvh * hp->head_dim_v;
+    const float *const *blk = (const float *const *)f->blk + (j->il - f->a) * f->n_blk;
+    op_kv_view kv = {.kb = blk, .vb = blk, .k_off = (size_t)kvh * hp->head_dim,
+                     .v_off = (size_t)f->blk_pos * kv_dim + (size_t)kvh * hp->head_dim_v, .k_stride = kv_dim,
+                     .v_stride = v_dim, .shift = f->shift};
     const float *q = s->q + row * q_dim + (size_t)h * hp->head_dim;
     float *out = s->att + row * o_dim + (size_t)h * hp->head_dim_v;
-    op_attention_head(out, q, kc, vc, kv_dim, v_dim, hp->head_dim, hp->head_dim_v, lo, pos, hp->attn_scale,
-                      s->scores + (size_t)thread * s->ctx);
+    op_attention_head_kv(out, q, &kv, hp->head_dim, hp->head_dim_v, lo, pos, hp->attn_scale,
+                         s->scores + (size_t)thread * s->ctx);
 }
 
 /* Norm of each of n rows of x (dim d) into out with weight w. */
@@ -281,9 +279,8 @@ static void qk_prepare(const model *m, fwd_scratch *s, uint32_t il, const fwd_sp
         }
         op_rope(q, hp->n_head, hp->head_dim, hp->rope_dim, hp->rope_neox, pos, base, scale);
         op_rope(k, hp->n_head_kv, hp->head_dim, hp->rope_dim, hp->rope_neox, pos, base, scale);
-        size_t row = l * f->ctx + pos;
-        memcpy(f->k_cache + row * kv_dim, k, kv_dim * sizeof(float));
-        memcpy(f->v_cache + row * v_dim, s->v + r * v_dim, v_dim * sizeof(float));
+        memcpy(fwd_key_row(f, l, pos, kv_dim), k, kv_dim * sizeof(float));
+        memcpy(fwd_value_row(f, l, pos, kv_dim, v_dim), s->v + r * v_dim, v_dim * sizeof(float));
     }
 }
 
@@ -370,6 +367,9 @@ hinge_status fwd_layers(fwd_ctx *f, uint32_t pos0, size_t n, float *hidden)
         return hinge_fail(f->errmsg, sizeof f->errmsg, HINGE_ERR_RANGE,
                           "positions [%u, %llu) do not fit the %u-position context", pos0,
                           (unsigned long long)pos0 + n, f->ctx);
+    hinge_status st = n ? fwd_kv_reserve(f, pos0, pos0 + (uint32_t)n) : HINGE_OK;
+    if (st != HINGE_OK)
+        return st;
     size_t d = f->m->hp.n_embd;
     for (size_t done = 0; done < n;) {
         size_t c = n - done < f->max_batch ? n - done : f->max_batch;

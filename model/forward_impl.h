@@ -11,11 +11,13 @@
 #ifndef HINGE_FORWARD_IMPL_H
 #define HINGE_FORWARD_IMPL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "forward.h"
+#include "kv.h"
 
 /* Buffers of a pass over up to `rows` rows, allocated once. */
 typedef struct fwd_scratch {
@@ -38,8 +40,19 @@ struct fwd_ctx {
     uint32_t a, b;         /* layers [a, b) */
     uint32_t ctx;          /* cache positions */
     uint32_t max_batch;    /* positions per pass */
-    float *k_cache;        /* (b - a, ctx, kv_dim) */
-    float *v_cache;        /* (b - a, ctx, v_dim) */
+    /* The KV cache: per layer, blocks of blk_pos = 1 << shift positions,
+     * each keys (blk_pos, kv_dim) then values (blk_pos, v_dim). Without a
+     * pool, one block of ctx positions per layer (shift 31), allocated at
+     * creation; with one, KV_BLOCK positions, taken by fwd_kv_reserve. */
+    kv_pool *pool;         /* borrowed; NULL: none */
+    uint32_t shift, blk_pos, n_blk;
+    size_t blk_bytes;
+    float **blk;           /* (b - a, n_blk); NULL where not held */
+    bool has_swa;          /* a sliding-window layer is in [a, b) */
+    uint32_t swa_lo;       /* sliding-window layers hold their blocks from this one on */
+    uint32_t kv_end;       /* blocks are held for positions [pos_floor, kv_end) */
+    uint32_t pos_floor;    /* the lowest position a pass may start at (0 but for released windows) */
+    atomic_size_t kv_bytes; /* of the blocks held; read by other threads */
     fwd_scratch s;         /* max_batch rows, ctx */
     size_t bytes;          /* caches, scratch and this struct */
     char errmsg[HINGE_ERRMSG_MAX];
@@ -55,6 +68,24 @@ typedef struct fwd_span {
     float *x;
     size_t row0;
 } fwd_span;
+
+/* Key row and value row of position pos of layer index l (il - a). */
+static inline float *fwd_key_row(const fwd_ctx *f, size_t l, uint32_t pos, size_t kv_dim)
+{
+    return f->blk[l * f->n_blk + (pos >> f->shift)] + (size_t)(pos & ((1u << f->shift) - 1)) * kv_dim;
+}
+
+static inline float *fwd_value_row(const fwd_ctx *f, size_t l, uint32_t pos, size_t kv_dim, size_t v_dim)
+{
+    return f->blk[l * f->n_blk + (pos >> f->shift)] + (size_t)f->blk_pos * kv_dim +
+           (size_t)(pos & ((1u << f->shift) - 1)) * v_dim;
+}
+
+/* Allocates the block table (and, without a pool, every block); adds to
+ * f->bytes. HINGE_ERR_NOMEM. kv.c. */
+hinge_status fwd_kv_init(fwd_ctx *f);
+/* Frees every block held and the table. kv.c. */
+void fwd_kv_finish(fwd_ctx *f);
 
 /* Allocates s for `rows` rows attending up to ctx positions, with per-thread
  * buffers for tp's threads (s->bytes says how much). HINGE_ERR_NOMEM. */

@@ -282,18 +282,17 @@ void op_softmax(float *x, size_t n)
     op_softmax_ref(x, n);
 }
 
-void op_attention_head_ref(float *out, const float *q, const float *kc, const float *vc, size_t k_stride,
-                           size_t v_stride, uint32_t head_dim, uint32_t head_dim_v, uint32_t lo, uint32_t hi,
-                           float scale, float *scores)
+void op_attention_head_kv_ref(float *out, const float *q, const op_kv_view *kv, uint32_t head_dim,
+                              uint32_t head_dim_v, uint32_t lo, uint32_t hi, float scale, float *scores)
 {
     uint32_t n = hi - lo + 1;
     for (uint32_t t = 0; t < n; t++)
-        scores[t] = scale * quant_dot_f32(q, kc + (size_t)(lo + t) * k_stride, head_dim);
+        scores[t] = scale * quant_dot_f32(q, op_kv_key(kv, lo + t), head_dim);
     op_softmax_ref(scores, n);
     for (uint32_t d = 0; d < head_dim_v; d++)
         out[d] = 0.0f;
     for (uint32_t t = 0; t < n; t++) {
-        const float *v = vc + (size_t)(lo + t) * v_stride;
+        const float *v = op_kv_value(kv, lo + t);
         float s = scores[t];
         for (uint32_t d = 0; d < head_dim_v; d++)
             out[d] += s * v[d];
@@ -316,16 +315,15 @@ AVX2_INLINE static __m256 hsum8x8(const __m256 a[8])
 /* op_attention_head for head_dim and head_dim_v multiples of 8: scores of 8
  * keys at a time (one 8-lane accumulator per key, reduced together), the
  * softmax, then the values in chunks of up to 64 dims held in registers. */
-AVX2 static void attention_head_avx2(float *out, const float *q, const float *kc, const float *vc, size_t k_stride,
-                                     size_t v_stride, uint32_t head_dim, uint32_t head_dim_v, uint32_t lo,
-                                     uint32_t hi, float scale, float *scores)
+AVX2 static void attention_head_avx2(float *out, const float *q, const op_kv_view *kv, uint32_t head_dim,
+                                     uint32_t head_dim_v, uint32_t lo, uint32_t hi, float scale, float *scores)
 {
     uint32_t n = hi - lo + 1, t = 0;
     const __m256 vscale = _mm256_set1_ps(scale);
     for (; t + 8 <= n; t += 8) {
         __m256 acc[8];
         for (int j = 0; j < 8; j++) {
-            const float *k = kc + (size_t)(lo + t + (uint32_t)j) * k_stride;
+            const float *k = op_kv_key(kv, lo + t + (uint32_t)j);
             acc[j] = _mm256_mul_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(k));
             for (uint32_t d = 8; d < head_dim; d += 8)
                 acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), acc[j]);
@@ -333,7 +331,7 @@ AVX2 static void attention_head_avx2(float *out, const float *q, const float *kc
         _mm256_storeu_ps(scores + t, _mm256_mul_ps(hsum8x8(acc), vscale));
     }
     for (; t < n; t++) {
-        const float *k = kc + (size_t)(lo + t) * k_stride;
+        const float *k = op_kv_key(kv, lo + t);
         __m256 acc[8] = {_mm256_mul_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(k))};
         for (uint32_t d = 8; d < head_dim; d += 8)
             acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), acc[0]);
@@ -350,7 +348,7 @@ AVX2 static void attention_head_avx2(float *out, const float *q, const float *kc
         for (uint32_t c = 0; c < 8; c++)
             o[c] = _mm256_setzero_ps();
         for (t = 0; t < n; t++) {
-            const float *v = vc + (size_t)(lo + t) * v_stride + d0;
+            const float *v = op_kv_value(kv, lo + t) + d0;
             __m256 s = _mm256_broadcast_ss(scores + t);
             for (uint32_t c = 0; c < nc; c++)
                 o[c] = _mm256_fmadd_ps(s, _mm256_loadu_ps(v + 8 * c), o[c]);
@@ -361,22 +359,43 @@ AVX2 static void attention_head_avx2(float *out, const float *q, const float *kc
 }
 #endif
 
-void op_attention_head(float *out, const float *q, const float *kc, const float *vc, size_t k_stride,
-                       size_t v_stride, uint32_t head_dim, uint32_t head_dim_v, uint32_t lo, uint32_t hi,
-                       float scale, float *scores)
+void op_attention_head_kv(float *out, const float *q, const op_kv_view *kv, uint32_t head_dim, uint32_t head_dim_v,
+                          uint32_t lo, uint32_t hi, float scale, float *scores)
 {
 #if OPS_HAVE_X86
     if (use_avx2() && head_dim % 8 == 0 && head_dim_v % 8 == 0 && head_dim > 0 && head_dim_v > 0) {
-        attention_head_avx2(out, q, kc, vc, k_stride, v_stride, head_dim, head_dim_v, lo, hi, scale, scores);
+        attention_head_avx2(out, q, kv, head_dim, head_dim_v, lo, hi, scale, scores);
         return;
     }
 #elif OPS_HAVE_NEON
     if (use_neon() && head_dim % 4 == 0 && head_dim_v % 4 == 0 && head_dim > 0 && head_dim_v > 0) {
-        ops_neon_attention_head(out, q, kc, vc, k_stride, v_stride, head_dim, head_dim_v, lo, hi, scale, scores);
+        ops_neon_attention_head(out, q, kv, head_dim, head_dim_v, lo, hi, scale, scores);
         return;
     }
 #endif
-    op_attention_head_ref(out, q, kc, vc, k_stride, v_stride, head_dim, head_dim_v, lo, hi, scale, scores);
+    op_attention_head_kv_ref(out, q, kv, head_dim, head_dim_v, lo, hi, scale, scores);
+}
+
+/* A contiguous cache as one block of 2^31 positions. */
+static op_kv_view contiguous(const float *const *kc, const float *const *vc, size_t k_stride, size_t v_stride)
+{
+    return (op_kv_view){.kb = kc, .vb = vc, .k_stride = k_stride, .v_stride = v_stride, .shift = 31};
+}
+
+void op_attention_head(float *out, const float *q, const float *kc, const float *vc, size_t k_stride,
+                       size_t v_stride, uint32_t head_dim, uint32_t head_dim_v, uint32_t lo, uint32_t hi,
+                       float scale, float *scores)
+{
+    op_kv_view kv = contiguous(&kc, &vc, k_stride, v_stride);
+    op_attention_head_kv(out, q, &kv, head_dim, head_dim_v, lo, hi, scale, scores);
+}
+
+void op_attention_head_ref(float *out, const float *q, const float *kc, const float *vc, size_t k_stride,
+                           size_t v_stride, uint32_t head_dim, uint32_t head_dim_v, uint32_t lo, uint32_t hi,
+                           float scale, float *scores)
+{
+    op_kv_view kv = contiguous(&kc, &vc, k_stride, v_stride);
+    op_attention_head_kv_ref(out, q, &kv, head_dim, head_dim_v, lo, hi, scale, scores);
 }
 
 void op_attention(float *out, const float *q, const float *kc, const float *vc, uint32_t n_head,

@@ -44,9 +44,39 @@ void op_attention(float *out, const float *q, const float *kc, const float *vc, 
                   uint32_t n_head_kv, uint32_t head_dim, uint32_t head_dim_v, uint32_t lo,
                   uint32_t hi, float scale, float *scores);
 
-/* One head of op_attention: q (head_dim), key row p at kc + p*k_stride,
- * value row p at vc + p*v_stride, out (head_dim_v). AVX2 where the CPU has
- * it and both head sizes are multiples of 8; _ref: plain loops and expf. */
+/* The key and value rows of one kv head, in blocks of 1 << shift
+ * positions (a paged KV cache): key row p at
+ * kb[p >> shift] + k_off + (p & (2^shift - 1)) * k_stride, and likewise
+ * for values. A contiguous cache is one block with shift 31. */
+typedef struct op_kv_view {
+    const float *const *kb, *const *vb;
+    size_t k_off, v_off;       /* floats from a block's start to the head's first row */
+    size_t k_stride, v_stride; /* floats between rows */
+    uint32_t shift;
+} op_kv_view;
+
+static inline const float *op_kv_key(const op_kv_view *kv, uint32_t p)
+{
+    return kv->kb[p >> kv->shift] + kv->k_off + (size_t)(p & ((1u << kv->shift) - 1)) * kv->k_stride;
+}
+
+static inline const float *op_kv_value(const op_kv_view *kv, uint32_t p)
+{
+    return kv->vb[p >> kv->shift] + kv->v_off + (size_t)(p & ((1u << kv->shift) - 1)) * kv->v_stride;
+}
+
+/* One head of op_attention: q (head_dim), keys and values of positions
+ * lo..hi from kv, out (head_dim_v). Every score and the value sum run in
+ * position order whatever the blocks, so a paged cache gives the bits of a
+ * contiguous one. AVX2 (NEON) where the CPU has it and both head sizes are
+ * multiples of 8 (4); _ref: plain loops and expf. */
+void op_attention_head_kv(float *out, const float *q, const op_kv_view *kv, uint32_t head_dim, uint32_t head_dim_v,
+                          uint32_t lo, uint32_t hi, float scale, float *scores);
+void op_attention_head_kv_ref(float *out, const float *q, const op_kv_view *kv, uint32_t head_dim,
+                              uint32_t head_dim_v, uint32_t lo, uint32_t hi, float scale, float *scores);
+
+/* The same on a contiguous cache: key row p at kc + p*k_stride, value row
+ * p at vc + p*v_stride. */
 void op_attention_head(float *out, const float *q, const float *kc, const float *vc, size_t k_stride,
                        size_t v_stride, uint32_t head_dim, uint32_t head_dim_v, uint32_t lo, uint32_t hi,
                        float scale, float *scores);

@@ -187,21 +187,20 @@ NEON_INLINE float32x4_t qk4(const float *q, const float *k, uint32_t d)
 /* Scores of 4 keys at a time; a key's score is the same pairwise sum of its
  * lanes (vpaddq, as vaddvq) in a group of 4 or alone. Then the softmax and
  * the values in chunks of up to 64 dims held in registers. */
-void ops_neon_attention_head(float *out, const float *q, const float *kc, const float *vc, size_t k_stride,
-                             size_t v_stride, uint32_t head_dim, uint32_t head_dim_v, uint32_t lo, uint32_t hi,
-                             float scale, float *scores)
+void ops_neon_attention_head(float *out, const float *q, const op_kv_view *kv, uint32_t head_dim,
+                             uint32_t head_dim_v, uint32_t lo, uint32_t hi, float scale, float *scores)
 {
     const uint32_t n = hi - lo + 1;
     uint32_t t = 0;
     for (; t + 4 <= n; t += 4) {
         float32x4_t a[4];
         for (int j = 0; j < 4; j++)
-            a[j] = qk4(q, kc + (size_t)(lo + t + (uint32_t)j) * k_stride, head_dim);
+            a[j] = qk4(q, op_kv_key(kv, lo + t + (uint32_t)j), head_dim);
         const float32x4_t s = vpaddq_f32(vpaddq_f32(a[0], a[1]), vpaddq_f32(a[2], a[3]));
         vst1q_f32(scores + t, vmulq_n_f32(s, scale));
     }
     for (; t < n; t++)
-        scores[t] = vaddvq_f32(qk4(q, kc + (size_t)(lo + t) * k_stride, head_dim)) * scale;
+        scores[t] = vaddvq_f32(qk4(q, op_kv_key(kv, lo + t), head_dim)) * scale;
     ops_neon_softmax(scores, n);
     for (uint32_t d0 = 0; d0 < head_dim_v; d0 += 64) {
         const uint32_t nc = head_dim_v - d0 < 64 ? (head_dim_v - d0) / 4 : 16;
@@ -209,7 +208,7 @@ void ops_neon_attention_head(float *out, const float *q, const float *kc, const 
         for (uint32_t c = 0; c < 16; c++)
             o[c] = vdupq_n_f32(0.0f);
         for (t = 0; t < n; t++) {
-            const float *v = vc + (size_t)(lo + t) * v_stride + d0;
+            const float *v = op_kv_value(kv, lo + t) + d0;
             const float s = scores[t];
             for (uint32_t c = 0; c < nc; c++)
                 o[c] = vfmaq_n_f32(o[c], vld1q_f32(v + 4 * c), s);

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ops.h"        /* op_kv_view */
 #include "quant_neon.h" /* QUANT_HAVE_NEON */
 
 #define OPS_HAVE_NEON QUANT_HAVE_NEON
@@ -27,9 +28,8 @@ void ops_neon_geglu(float *g, const float *u, size_t n);
 void ops_neon_swiglu(float *g, const float *u, size_t n);
 void ops_neon_softmax(float *x, size_t n);
 /* head_dim and head_dim_v multiples of 4, both > 0. */
-void ops_neon_attention_head(float *out, const float *q, const float *kc, const float *vc, size_t k_stride,
-                             size_t v_stride, uint32_t head_dim, uint32_t head_dim_v, uint32_t lo, uint32_t hi,
-                             float scale, float *scores);
+void ops_neon_attention_head(float *out, const float *q, const op_kv_view *kv, uint32_t head_dim,
+                             uint32_t head_dim_v, uint32_t lo, uint32_t hi, float scale, float *scores);
 #endif
 
 #endif

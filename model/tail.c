@@ -22,7 +22,8 @@ hinge_status tail_create(const model *m, threadpool *tp, const tail_config *c, t
     if (!t)
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory for the tail stage");
     t->m = m;
-    fwd_config fc = {.layer_begin = c->cut, .layer_end = hp->n_layer, .ctx = c->ctx, .max_batch = c->max_batch};
+    fwd_config fc = {.layer_begin = c->cut, .layer_end = hp->n_layer, .ctx = c->ctx, .max_batch = c->max_batch,
+                     .pool = c->pool};
     hinge_status s = fwd_create(m, tp, &fc, &t->f, err, errlen);
     if (s == HINGE_OK && (s = sampler_create(&c->sp, hp->n_vocab, &t->smp)) != HINGE_OK)
         hinge_fail(err, errlen, s, "bad sampling parameters (temperature %g, top_p %g)", (double)c->sp.temp,
@@ -79,3 +80,5 @@ int32_t tail_sample(tail *t)
 void tail_skip_samples(tail *t, uint64_t n) { sampler_skip(t->smp, n); }
 
 size_t tail_bytes(const tail *t) { return t ? t->bytes : 0; }
+hinge_status tail_kv_reserve(tail *t, uint32_t pos0, uint32_t end) { return fwd_kv_reserve(t->f, pos0, end); }
+size_t tail_kv_bytes(const tail *t) { return t ? fwd_kv_bytes(t->f) : 0; }

@@ -26,6 +26,7 @@ typedef struct tail_config {
     uint32_t cut;         /* k: the first layer of the tail; 0..n_layer */
     uint32_t ctx;         /* positions of the KV cache */
     uint32_t max_batch;   /* positions per internal pass; 0: fwd's default */
+    kv_pool *pool;        /* borrowed; NULL: the whole KV cache now; else paged (fwd_config.pool) */
     sampler_params sp;
 } tail_config;
 
@@ -60,5 +61,8 @@ void tail_skip_samples(tail *t, uint64_t n);
 
 /* Bytes tail_create allocated. */
 size_t tail_bytes(const tail *t);
+/* fwd_kv_reserve and fwd_kv_bytes of the tail's layers; errors in tail_errmsg. */
+hinge_status tail_kv_reserve(tail *t, uint32_t pos0, uint32_t end);
+size_t tail_kv_bytes(const tail *t);
 
 #endif
