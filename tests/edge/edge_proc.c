@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,7 +16,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
-static double now_s(void)
+double edge_now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -61,6 +62,11 @@ static void child(const edge_proc *p, int out_fd, const char *bin, const char *m
     dup2(out_fd, 1);
     if (lfd >= 0)
         dup2(lfd, 2);
+    if (p->nofile > 0) {
+        struct rlimit rl = {(rlim_t)p->nofile, (rlim_t)p->nofile};
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            _exit(126);
+    }
     execv(bin, (char *const *)argv);
     _exit(127);
 }
@@ -76,8 +82,8 @@ int edge_proc_start(edge_proc *p, const char *bin, const char *model, bool tls, 
     close(fds[1]);
     char line[256] = "";
     size_t len = 0;
-    double deadline = now_s() + 20.0;
-    while (len < sizeof line - 1 && !strchr(line, '\n') && now_s() < deadline) {
+    double deadline = edge_now_s() + 20.0;
+    while (len < sizeof line - 1 && !strchr(line, '\n') && edge_now_s() < deadline) {
         struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
         if (poll(&pfd, 1, 200) <= 0)
             continue;
@@ -106,9 +112,9 @@ int edge_proc_stop(edge_proc *p)
     if (p->pid <= 0)
         return -1;
     kill(p->pid, SIGTERM);
-    double deadline = now_s() + 15.0;
+    double deadline = edge_now_s() + 15.0;
     int status = 0;
-    while (now_s() < deadline) {
+    while (edge_now_s() < deadline) {
         pid_t r = waitpid(p->pid, &status, WNOHANG);
         if (r == p->pid) {
             p->pid = 0;
@@ -145,6 +151,22 @@ typedef struct source {
     size_t len, off, stall_after;
 } source;
 
+static _Thread_local char last_headers[2048];
+
+const char *edge_req_headers(void)
+{
+    return last_headers;
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *user)
+{
+    (void)user;
+    size_t n = size * nmemb, len = strlen(last_headers), room = sizeof last_headers - 1 - len;
+    memcpy(last_headers + len, ptr, n < room ? n : room);
+    last_headers[len + (n < room ? n : room)] = '\0';
+    return n;
+}
+
 static size_t on_write(char *ptr, size_t size, size_t nmemb, void *user)
 {
     sink *s = user;
@@ -180,6 +202,15 @@ long edge_req(const edge_proc *p, const char *method, const char *path, const vo
     source in = {body, len, 0, stall_after};
     CURL *e = curl_easy_init();
     struct curl_slist *h = curl_slist_append(NULL, "Expect:");
+    char auth[300];
+    if (p->token) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", p->token);
+        h = curl_slist_append(h, auth);
+    }
+    last_headers[0] = '\0';
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    if (p->source)
+        curl_easy_setopt(e, CURLOPT_INTERFACE, p->source);
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                      (long)(p->cacert[0] ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE));

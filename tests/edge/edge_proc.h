@@ -14,7 +14,13 @@ typedef struct edge_proc {
     char url[64];      /* https://127.0.0.1:PORT or http://... */
     char dir[256];     /* temp dir: cert.pem, key.pem, edge.log */
     char cacert[300];  /* dir/cert.pem, or "" for h2c */
+    const char *token; /* edge_req sends "Authorization: Bearer TOKEN" when set */
+    const char *source; /* edge_req connects from this loopback address (e.g. "127.0.0.2"); NULL: any */
+    int nofile;        /* > 0: the edge runs with RLIMIT_NOFILE at this */
 } edge_proc;
+
+/* CLOCK_MONOTONIC in seconds. */
+double edge_now_s(void);
 
 /* Makes a temp dir with a self-signed certificate for 127.0.0.1 (openssl
  * CLI). Returns 0 on success. */
@@ -36,6 +42,9 @@ void edge_proc_cleanup(edge_proc *p);
  * paused, never resumed) and the call waits for the edge's answer. */
 long edge_req(const edge_proc *p, const char *method, const char *path, const void *body, size_t len,
               size_t stall_after, char *resp, size_t cap);
+
+/* The response headers of this thread's last edge_req ("" when none). */
+const char *edge_req_headers(void);
 
 /* True when resp is {"error": "...", "detail": "..."} with error == code
  * (code NULL: any). */
