@@ -211,6 +211,10 @@ long edge_req(const edge_proc *p, const char *method, const char *path, const vo
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     if (p->source)
         curl_easy_setopt(e, CURLOPT_INTERFACE, p->source);
+    if (p->client_cert) {
+        curl_easy_setopt(e, CURLOPT_SSLCERT, p->client_cert);
+        curl_easy_setopt(e, CURLOPT_SSLKEY, p->client_key);
+    }
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                      (long)(p->cacert[0] ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE));

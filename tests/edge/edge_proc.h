@@ -17,6 +17,7 @@ typedef struct edge_proc {
     const char *token; /* edge_req sends "Authorization: Bearer TOKEN" when set */
     const char *source; /* edge_req connects from this loopback address (e.g. "127.0.0.2"); NULL: any */
     int nofile;        /* > 0: the edge runs with RLIMIT_NOFILE at this */
+    const char *client_cert, *client_key; /* edge_req presents this certificate (mutual TLS) when set */
 } edge_proc;
 
 /* CLOCK_MONOTONIC in seconds. */

@@ -668,6 +668,79 @@ static void test_config_file(void **state)
     edge_proc_cleanup(&p);
 }
 
+static void test_kv_quota(void **state)
+{
+    (void)state;
+    edge_proc p = {0};
+    static const char *const args[] = {"--client-kv-bytes", "200K", NULL};
+    start(&p, false, true, args);
+    char id[33], resp[RESP];
+    assert_int_equal(open_session(&p, TOKEN_M, 512, id), 429); /* about 680 KB */
+    assert_true(has_header("retry-after: 1"));
+    int n = 0;
+    long st;
+    while (n < 8 && (st = open_session(&p, TOKEN_M, 32, id)) == 201) /* about 62 KB each */
+        n++;
+    assert_int_equal(st, 429);
+    assert_int_equal(n, 3);
+    honest(&p, TOKEN_A, "a client at its KV quota");
+    assert_int_equal(req(&p, TOKEN_A, "GET", "/metrics", NULL, resp), 200);
+    assert_non_null(strstr(resp, "hinge_edge_sessions_rejected_total{reason=\"quota_kv_bytes\"} 2\n"));
+    stop(&p);
+}
+
+/* A CA, a client certificate it signs (CN=phone-1), and a rogue self-signed one. */
+static void make_client_certs(const edge_proc *p)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "(cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
+             "-subj /CN=test-ca -keyout ca.key -out ca.pem && "
+             "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=phone-1 "
+             "-keyout client.key -out client.csr && "
+             "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -out client.pem && "
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=phone-1 "
+             "-keyout rogue.key -out rogue.pem) >/dev/null 2>&1",
+             p->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_mutual_tls(void **state)
+{
+    (void)state;
+    edge_proc p = {0};
+    assert_int_equal(edge_proc_cert(&p), 0);
+    make_client_certs(&p);
+    char keys[300], ca[300], cert[300], key[300], rogue[300], rogue_key[300];
+    snprintf(ca, sizeof ca, "%s/ca.pem", p.dir);
+    snprintf(cert, sizeof cert, "%s/client.pem", p.dir);
+    snprintf(key, sizeof key, "%s/client.key", p.dir);
+    snprintf(rogue, sizeof rogue, "%s/rogue.pem", p.dir);
+    snprintf(rogue_key, sizeof rogue_key, "%s/rogue.key", p.dir);
+    write_keys(&p, TOKEN_A, "alice", TOKEN_M, "mallory");
+    snprintf(keys, sizeof keys, "%s/keys", p.dir);
+    const char *args[] = {"--no-measure", "--threads", "1", "--api-keys", keys, "--client-ca", ca, NULL};
+    if (edge_proc_start(&p, W.bin, MODEL, true, args) != 0)
+        fail_msg("hinge-edge did not start (log in %s)", p.dir);
+    char id[33], path[128], resp[RESP];
+    assert_int_equal(req(&p, NULL, "GET", "/v1/profile", NULL, resp), 401); /* neither key nor certificate */
+    p.client_cert = cert;
+    p.client_key = key;
+    assert_int_equal(open_session(&p, NULL, 32, id), 201); /* the certificate is the client */
+    snprintf(path, sizeof path, "/v1/sessions/%s", id);
+    assert_int_equal(req(&p, NULL, "GET", path, NULL, resp), 200);
+    p.client_cert = p.client_key = NULL;
+    assert_int_equal(req(&p, TOKEN_A, "GET", path, NULL, resp), 404); /* alice is someone else */
+    p.client_cert = rogue;
+    p.client_key = rogue_key;
+    assert_int_equal(req(&p, NULL, "GET", "/v1/profile", NULL, resp), 0); /* not signed by the CA: no handshake */
+    p.client_cert = p.client_key = NULL;
+    assert_true(log_has(&p, "opened by 127.0.0.1"));
+    assert_true(log_has(&p, "(CN=phone-1)"));
+    honest(&p, TOKEN_A, "mutual TLS edge");
+    stop(&p);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -699,7 +772,8 @@ int main(void)
         cmocka_unit_test(test_idle_h2),              cmocka_unit_test(test_flow_control_stall),
         cmocka_unit_test(test_fd_limit),             cmocka_unit_test(test_sigterm_generation),
         cmocka_unit_test(test_drain_timeout),        cmocka_unit_test(test_session_grace),
-        cmocka_unit_test(test_config_file),
+        cmocka_unit_test(test_config_file),          cmocka_unit_test(test_kv_quota),
+        cmocka_unit_test(test_mutual_tls),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
