@@ -34,6 +34,7 @@
 
 #include <jansson.h>
 #include <nghttp2/nghttp2.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 
 #include "batch.h"
@@ -272,7 +273,8 @@ struct hinge_edge {
     threadpool *tp;
     SSL_CTX *tls;         /* NULL: h2c; replaced on reload (connections hold a reference to theirs) */
     char *cert_path, *key_path, *client_ca_path, *keys_path; /* owned; for reloads */
-    edge_key *keys;       /* n_keys; owned */
+    edge_key *keys;       /* n_keys, sorted by hash; owned */
+    EVP_MD *sha256;       /* fetched once: an implicit fetch per request costs microseconds */
     size_t n_keys;
     bool auth_on;         /* keys or client certificates are required */
     uint32_t client_max_sessions, max_conns_per_addr, handshake_ms, session_grace_ms;
@@ -458,8 +460,9 @@ void edge_tls_client(SSL *ssl, char *out, size_t cap);
  * digits, optionally a space and a name), HINGE_ERR_NOMEM. */
 hinge_status edge_auth_load(hinge_edge *e, const char *path, char *err, size_t errlen);
 /* Checks an authorization header value ("Bearer TOKEN"): the key's name
- * into name (cap bytes) and true when it is one of e's keys. Compares the
- * token's hash with every key in constant time. */
+ * into name (cap bytes) and true when it is one of e's keys. Finds the
+ * token's hash among the sorted key hashes; the final equality is checked
+ * in constant time. */
 bool edge_auth_bearer(const hinge_edge *e, const uint8_t *value, size_t len, char *name, size_t cap);
 /* Whom stream st speaks for, or false (and a 401 sent) when the edge
  * requires authentication and st has none. */

@@ -447,6 +447,7 @@ void hinge_edge_destroy(hinge_edge *e)
     json_decref(e->profile);
     free(e->record_dir);
     free(e->keys);
+    EVP_MD_free(e->sha256);
     free(e->cert_path);
     free(e->key_path);
     free(e->client_ca_path);
