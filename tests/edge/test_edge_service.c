@@ -418,6 +418,17 @@ static void test_auth_quota_isolation(void **state)
     assert_int_equal(req(&p, TOKEN_M, "GET", "/v1/profile", NULL, resp), 401);
     assert_int_equal((int)metric(&p, TOKEN_A, "hinge_edge_reloads_total"), 1);
     honest(&p, TOKEN_C, "auth: after SIGHUP");
+    /* a broken key file on SIGHUP: refused whole, the keys in use stay */
+    char keys[300];
+    snprintf(keys, sizeof keys, "%s/keys", p.dir);
+    write_file(keys, "not-a-hash carol\n");
+    kill(p.pid, SIGHUP);
+    end = edge_now_s() + 5;
+    while (edge_now_s() < end && !log_has(&p, "reload failed, keeping the old ones"))
+        usleep(20000);
+    assert_true(log_has(&p, "keys:1: expected 64 lowercase hex digits"));
+    assert_int_equal(req(&p, TOKEN_C, "GET", "/v1/profile", NULL, resp), 200);
+    assert_int_equal((int)metric(&p, TOKEN_A, "hinge_edge_reloads_total"), 1);
     stop(&p);
 }
 
@@ -470,6 +481,20 @@ static void test_half_open_tls(void **state)
     assert_true(metric(&p, TOKEN_A, "hinge_edge_tls_handshake_failures_total") >= 8);
     assert_true(log_has(&p, "TLS handshake timed out after 300 ms"));
     assert_true(metric(&p, TOKEN_A, "hinge_edge_connections_refused_total") >= 40);
+    /* SIGHUP rereads the certificate: a new one, trusted by the client only after the reload */
+    char cmd[900], resp[RESP];
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=127.0.0.1 "
+             "-addext subjectAltName=IP:127.0.0.1 -keyout %s/key.pem -out %s/cert.pem >/dev/null 2>&1",
+             p.dir, p.dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(req(&p, TOKEN_A, "GET", "/v1/profile", NULL, resp), 0); /* still the old certificate */
+    kill(p.pid, SIGHUP);
+    double end = edge_now_s() + 5;
+    while (edge_now_s() < end && req(&p, TOKEN_A, "GET", "/v1/profile", NULL, resp) != 200)
+        usleep(20000);
+    assert_int_equal(req(&p, TOKEN_A, "GET", "/v1/profile", NULL, resp), 200);
+    honest(&p, TOKEN_A, "after a certificate reload");
     stop(&p);
 }
 
