@@ -168,7 +168,7 @@ static void log_json(void *user, hinge_log_level level, const char *line)
         if (*p == '"' || *p == '\\') {
             msg[n++] = '\\';
             msg[n++] = (char)*p;
-        } else if (*p < 0x20) {
+        } else if (*p < 0x20 || *p >= 0x7f) { /* peer bytes may not be UTF-8: the line stays valid JSON */
             n += (size_t)snprintf(msg + n, sizeof msg - n, "\\u%04x", *p);
         } else {
             msg[n++] = (char)*p;

@@ -63,6 +63,7 @@ typedef struct gen {
     const edge_proc *p;
     const char *token;
     int pace_us;            /* sleep per token (to be in flight when something happens) */
+    bool via_fallback;      /* edge_url is a closed port; p is the first fallback edge */
     atomic_int made;
     int32_t tokens[GEN_N];
     size_t n;
@@ -91,7 +92,10 @@ static void gen_run(gen *g)
 {
     hinge_session_config c;
     hinge_session_config_init(&c);
-    c.edge_url = g->p ? g->p->url : NULL;
+    const char *fallback[1] = {g->p ? g->p->url : NULL};
+    c.edge_url = g->p ? (g->via_fallback ? "http://127.0.0.1:1" : g->p->url) : NULL;
+    c.fallback_edges = g->via_fallback ? fallback : NULL;
+    c.n_fallback_edges = g->via_fallback ? 1 : 0;
     c.ca_file = g->p && g->p->cacert[0] ? g->p->cacert : NULL;
     c.api_key = g->token;
     c.cut = g->p ? CUT : HINGE_CUT_ALL;
@@ -402,6 +406,12 @@ static void test_auth_quota_isolation(void **state)
     gen anon = {.p = &p};
     gen_run(&anon);
     assert_int_equal(anon.status, HINGE_ERR_INVALID);
+    /* the key goes to the fallback edges too */
+    gen fb = {.p = &p, .token = TOKEN_A, .via_fallback = true};
+    gen_run(&fb);
+    if (fb.status != HINGE_OK || fb.n != GEN_N || memcmp(fb.tokens, W.ref, sizeof W.ref) != 0)
+        fail_msg("through a fallback edge: %zu tokens (%s)", fb.n, fb.status ? fb.err : "wrong tokens");
+    assert_int_equal(fb.stats.edge_index, 1);
     /* the refusals are counted */
     assert_true(metric(&p, TOKEN_A, "hinge_edge_auth_failures_total") >= 18);
     assert_int_equal((int)metric(&p, TOKEN_A, "hinge_edge_sessions"), 2);
