@@ -1,14 +1,18 @@
 /* See edge_proc.h. */
 #include "edge_proc.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -250,4 +254,92 @@ bool edge_is_error(const char *resp, const char *code)
               (!code || strcmp(err, code) == 0);
     json_decref(j);
     return ok;
+}
+
+/* ---- the edge process and raw sockets ---- */
+
+long edge_proc_rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kib = strtol(line + 6, NULL, 10);
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+/* CPU seconds the process has used. */
+double edge_proc_cpu_s(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    unsigned long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+long edge_proc_file_size(const edge_proc *p, const char *name)
+{
+    char path[300];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/%s", p->dir, name);
+    return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+bool edge_proc_log_has(const edge_proc *p, const char *text)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "grep -qF '%s' %s/edge.log", text, p->dir);
+    return system(cmd) == 0;
+}
+
+/* A TCP connection to port from source (a loopback address); -1 on failure. */
+int edge_raw_connect(int port, const char *source)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    if (fd < 0)
+        return -1;
+    if (source) {
+        inet_pton(AF_INET, source, &a.sin_addr);
+        if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+            close(fd);
+            return -1;
+        }
+    }
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Reads and drops what fd gets until the peer closes it: true when it did
+ * within ms. */
+bool edge_closed_within(int fd, int ms)
+{
+    double end = edge_now_s() + ms / 1e3;
+    char buf[4096];
+    while (edge_now_s() < end) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 50) <= 0)
+            continue;
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            return true;
+    }
+    return false;
 }

@@ -51,4 +51,20 @@ const char *edge_req_headers(void);
  * (code NULL: any). */
 bool edge_is_error(const char *resp, const char *code);
 
+/* The process's resident memory in KiB (-1: unknown). */
+long edge_proc_rss_kib(pid_t pid);
+/* CPU seconds (user + system) the process has used (-1: unknown). */
+double edge_proc_cpu_s(pid_t pid);
+/* Size of p->dir/name in bytes (-1: none). */
+long edge_proc_file_size(const edge_proc *p, const char *name);
+/* True when the edge's log (p->dir/edge.log) holds text. */
+bool edge_proc_log_has(const edge_proc *p, const char *text);
+
+/* A TCP connection to 127.0.0.1:port from source (a loopback address, NULL:
+ * any); -1 on failure. */
+int edge_raw_connect(int port, const char *source);
+/* Reads and drops what fd gets until the peer closes it: true when it did
+ * within ms. */
+bool edge_closed_within(int fd, int ms);
+
 #endif

@@ -16,10 +16,6 @@
  *   HINGE_EDGE_BIN=build/edge/hinge-edge test_edge_service
  *
  * Every loop is bounded in count and time; deadlines are short flags. */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -31,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -241,94 +236,6 @@ static double metric(edge_proc *p, const char *token, const char *name)
     return at ? strtod(at + strlen(key), NULL) : -1;
 }
 
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kib = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kib = strtol(line + 6, NULL, 10);
-    if (f)
-        fclose(f);
-    return kib;
-}
-
-/* CPU seconds the process has used. */
-static double cpu_s(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f)
-        fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    unsigned long ut = 0, st = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static long file_size(const edge_proc *p, const char *name)
-{
-    char path[300];
-    struct stat sb;
-    snprintf(path, sizeof path, "%s/%s", p->dir, name);
-    return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
-}
-
-static bool log_has(const edge_proc *p, const char *text)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "grep -qF '%s' %s/edge.log", text, p->dir);
-    return system(cmd) == 0;
-}
-
-/* ---- raw sockets ---- */
-
-/* A TCP connection to port from source (a loopback address); -1 on failure. */
-static int raw_connect(int port, const char *source)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    if (fd < 0)
-        return -1;
-    if (source) {
-        inet_pton(AF_INET, source, &a.sin_addr);
-        if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-            close(fd);
-            return -1;
-        }
-    }
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-/* Reads and drops what fd gets until the peer closes it: true when it did
- * within ms. */
-static bool closed_within(int fd, int ms)
-{
-    double end = edge_now_s() + ms / 1e3;
-    char buf[4096];
-    while (edge_now_s() < end) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, 50) <= 0)
-            continue;
-        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-            return true;
-    }
-    return false;
-}
-
 /* The HTTP/2 client preface and an empty SETTINGS frame: an idle h2c
  * connection. */
 static const uint8_t h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
@@ -434,9 +341,9 @@ static void test_auth_quota_isolation(void **state)
     write_file(keys, "not-a-hash carol\n");
     kill(p.pid, SIGHUP);
     end = edge_now_s() + 5;
-    while (edge_now_s() < end && !log_has(&p, "reload failed, keeping the old ones"))
+    while (edge_now_s() < end && !edge_proc_log_has(&p, "reload failed, keeping the old ones"))
         usleep(20000);
-    assert_true(log_has(&p, "keys:1: expected 64 lowercase hex digits"));
+    assert_true(edge_proc_log_has(&p, "keys:1: expected 64 lowercase hex digits"));
     assert_int_equal(req(&p, TOKEN_C, "GET", "/v1/profile", NULL, resp), 200);
     assert_int_equal((int)metric(&p, TOKEN_A, "hinge_edge_reloads_total"), 1);
     stop(&p);
@@ -481,15 +388,15 @@ static void test_half_open_tls(void **state)
     start(&p, true, true, args);
     int fds[FLOOD];
     for (int i = 0; i < FLOOD; i++)
-        assert_true((fds[i] = raw_connect(p.port, "127.0.0.2")) >= 0);
-    printf("# 64 half-open TLS connections: edge RSS %ld KiB\n", rss_kib(p.pid));
+        assert_true((fds[i] = edge_raw_connect(p.port, "127.0.0.2")) >= 0);
+    printf("# 64 half-open TLS connections: edge RSS %ld KiB\n", edge_proc_rss_kib(p.pid));
     honest(&p, TOKEN_A, "64 half-open TLS connections");
     for (int i = 0; i < FLOOD; i++) {
-        assert_true(closed_within(fds[i], 3000));
+        assert_true(edge_closed_within(fds[i], 3000));
         close(fds[i]);
     }
     assert_true(metric(&p, TOKEN_A, "hinge_edge_tls_handshake_failures_total") >= 8);
-    assert_true(log_has(&p, "TLS handshake timed out after 300 ms"));
+    assert_true(edge_proc_log_has(&p, "TLS handshake timed out after 300 ms"));
     assert_true(metric(&p, TOKEN_A, "hinge_edge_connections_refused_total") >= 40);
     /* SIGHUP rereads the certificate: a new one, trusted by the client only after the reload */
     char cmd[900], resp[RESP];
@@ -517,16 +424,16 @@ static void test_idle_h2(void **state)
     start(&p, false, true, args);
     int fds[FLOOD];
     for (int i = 0; i < FLOOD; i++) {
-        assert_true((fds[i] = raw_connect(p.port, "127.0.0.2")) >= 0);
+        assert_true((fds[i] = edge_raw_connect(p.port, "127.0.0.2")) >= 0);
         send_all(fds[i], h2_preface, sizeof h2_preface - 1);
     }
     honest(&p, TOKEN_A, "64 idle HTTP/2 connections from one address");
     for (int i = 0; i < FLOOD; i++) {
-        assert_true(closed_within(fds[i], 3000));
+        assert_true(edge_closed_within(fds[i], 3000));
         close(fds[i]);
     }
-    assert_true(log_has(&p, "too many connections from this address"));
-    assert_true(log_has(&p, "idle for 400 ms"));
+    assert_true(edge_proc_log_has(&p, "too many connections from this address"));
+    assert_true(edge_proc_log_has(&p, "idle for 400 ms"));
     /* from 64 addresses, with no idle deadline to help: the idle ones are evicted for newcomers */
     stop(&p);
     static const char *const args2[] = {"--max-conns", "16", "--idle-timeout-ms", "60000", NULL};
@@ -535,7 +442,7 @@ static void test_idle_h2(void **state)
     for (int i = 0; i < FLOOD; i++) {
         char src[32];
         snprintf(src, sizeof src, "127.0.1.%d", i + 1);
-        assert_true((fds[i] = raw_connect(q.port, src)) >= 0);
+        assert_true((fds[i] = edge_raw_connect(q.port, src)) >= 0);
         send_all(fds[i], h2_preface, sizeof h2_preface - 1);
     }
     usleep(1100 * 1000); /* the flood is idle long enough to give way */
@@ -564,7 +471,7 @@ static void test_flow_control_stall(void **state)
     edge_proc p = {0};
     static const char *const args[] = {"--stall-timeout-ms", "300", NULL};
     start(&p, false, false, args);
-    int fd = raw_connect(p.port, NULL);
+    int fd = edge_raw_connect(p.port, NULL);
     assert_true(fd >= 0);
     /* preface, then SETTINGS with INITIAL_WINDOW_SIZE 0: no response body can come */
     static const uint8_t preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -575,12 +482,12 @@ static void test_flow_control_stall(void **state)
     send_all(fd, hb, get_metrics_headers(hb));
     double t0 = edge_now_s();
     honest(&p, NULL, "a client that never opens its window");
-    assert_true(closed_within(fd, 4000));
+    assert_true(edge_closed_within(fd, 4000));
     double dt = edge_now_s() - t0;
     close(fd);
     printf("# the stalled client was dropped after %.0f ms\n", dt * 1e3);
     assert_true(dt >= 0.25);
-    assert_true(log_has(&p, "closing: a response blocked by flow control"));
+    assert_true(edge_proc_log_has(&p, "closing: a response blocked by flow control"));
     stop(&p);
 }
 
@@ -593,15 +500,15 @@ static void test_fd_limit(void **state)
     int fds[FLOOD];
     int n = 0;
     for (int i = 0; i < FLOOD; i++)
-        if ((fds[n] = raw_connect(p.port, NULL)) >= 0)
+        if ((fds[n] = edge_raw_connect(p.port, NULL)) >= 0)
             n++;
     assert_true(n >= 48);
     usleep(200000);
-    long log0 = file_size(&p, "edge.log");
-    double c0 = cpu_s(p.pid);
+    long log0 = edge_proc_file_size(&p, "edge.log");
+    double c0 = edge_proc_cpu_s(p.pid);
     usleep(2000000);
-    double busy = cpu_s(p.pid) - c0;
-    long logged = file_size(&p, "edge.log") - log0;
+    double busy = edge_proc_cpu_s(p.pid) - c0;
+    long logged = edge_proc_file_size(&p, "edge.log") - log0;
     printf("# fd limit 40, %d connections: %.2f s of CPU in 2 s, %ld log bytes\n", n, busy, logged);
     assert_true(busy >= 0 && busy < 0.3);    /* was: half a core */
     assert_true(logged >= 0 && logged < 4096); /* was: 7 MB a second */
@@ -609,7 +516,7 @@ static void test_fd_limit(void **state)
         close(fds[i]);
     honest(&p, NULL, "after the fd limit was hit");
     assert_true(metric(&p, NULL, "hinge_edge_connections_refused_total") >= 1);
-    assert_true(log_has(&p, "accept: Too many open files: not accepting for"));
+    assert_true(edge_proc_log_has(&p, "accept: Too many open files: not accepting for"));
     stop(&p);
 }
 
@@ -770,8 +677,8 @@ static void test_mutual_tls(void **state)
     p.client_key = rogue_key;
     assert_int_equal(req(&p, NULL, "GET", "/v1/profile", NULL, resp), 0); /* not signed by the CA: no handshake */
     p.client_cert = p.client_key = NULL;
-    assert_true(log_has(&p, "opened by 127.0.0.1"));
-    assert_true(log_has(&p, "(CN=phone-1)"));
+    assert_true(edge_proc_log_has(&p, "opened by 127.0.0.1"));
+    assert_true(edge_proc_log_has(&p, "(CN=phone-1)"));
     honest(&p, TOKEN_A, "mutual TLS edge");
     stop(&p);
 }
