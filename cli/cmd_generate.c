@@ -13,7 +13,7 @@
 enum { MAX_EDGES = 16 };
 
 typedef struct gen_opts {
-    const char *model, *prompt, *edge, *cacert, *wire, *codecs;
+    const char *model, *prompt, *edge, *cacert, *wire, *codecs, *api_key;
     const char *edges[MAX_EDGES]; /* --edge, in order: edge is edges[0] */
     uint32_t n_edges, timeout_ms;
     bool no_local_fallback;
@@ -33,7 +33,7 @@ enum { CUT_UNSET = -3 };
 
 enum { O_TEMP = 256, O_TOPK, O_TOPP, O_SEED, O_JSON, O_THREADS, O_CTX, O_IGNORE_EOS, O_BACKEND, O_CUT, O_EDGE,
        O_WIRE, O_CACERT, O_DEVICE, O_CHANNEL, O_EDGE_PROFILE, O_MIN_CUT, O_MEM_CAP, O_ENERGY, O_CODECS, O_TIMEOUT,
-       O_NO_LOCAL };
+       O_NO_LOCAL, O_API_KEY };
 
 static const struct option OPTIONS[] = {
     {"model", required_argument, NULL, 'm'},     {"prompt", required_argument, NULL, 'p'},
@@ -49,6 +49,7 @@ static const struct option OPTIONS[] = {
     {"min-cut", required_argument, NULL, O_MIN_CUT}, {"mem-cap", required_argument, NULL, O_MEM_CAP},
     {"energy-weight", required_argument, NULL, O_ENERGY}, {"codecs", required_argument, NULL, O_CODECS},
     {"timeout-ms", required_argument, NULL, O_TIMEOUT}, {"no-local-fallback", no_argument, NULL, O_NO_LOCAL},
+    {"api-key", required_argument, NULL, O_API_KEY},
     {"verbose", no_argument, NULL, 'v'},          {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -73,6 +74,7 @@ static void usage(FILE *out)
             "  --cut K|auto          layers on this device; auto: the partitioner decides\n"
             "  --wire f32|f16|q8     activation codec on the wire (default f32: exact)\n"
             "  --cacert FILE         PEM certificate(s) to trust for the edge\n"
+            "  --api-key TOKEN       sent to the edges as Authorization: Bearer TOKEN (default $HINGE_API_KEY)\n"
             "  --cut auto takes: --device FILE (required) [--channel FILE (required with --edge)]\n"
             "                    [--edge-profile FILE] [--min-cut K] [--mem-cap BYTES] [--energy-weight W]\n"
             "                    [--codecs f32,f16,q8]\n"
@@ -123,6 +125,7 @@ static int parse_one(int c, const char *arg, void *user)
     case O_NO_LOCAL: o->no_local_fallback = true; return 0;
     case O_WIRE: o->wire = arg; return 0;
     case O_CACERT: o->cacert = arg; return 0;
+    case O_API_KEY: o->api_key = arg; return 0;
     case O_DEVICE: o->device = arg; return 0;
     case O_CHANNEL: o->channel = arg; return 0;
     case O_EDGE_PROFILE: o->edge_profile = arg; return 0;
@@ -157,6 +160,8 @@ static int parse(int argc, char **argv, gen_opts *o)
     }
     if (!o->model)
         o->model = cli_default_model();
+    if (!o->api_key) /* the environment keeps the token out of ps */
+        o->api_key = getenv("HINGE_API_KEY");
     return 0;
 }
 
@@ -265,6 +270,7 @@ static int make_config(const gen_opts *o, uint32_t n_prompt, hinge_session_confi
     c->timeout_ms = o->timeout_ms;
     c->no_local_fallback = o->no_local_fallback;
     c->ca_file = o->cacert;
+    c->api_key = o->api_key && *o->api_key ? o->api_key : NULL;
     c->cut = o->cut == CUT_UNSET ? HINGE_CUT_ALL : o->cut;
     c->backend = o->backend;
     if (o->wire && cli_wire(o->wire, &c->wire) != 0)

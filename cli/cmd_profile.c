@@ -12,19 +12,20 @@
 #include "cli.h"
 
 typedef struct prof_opts {
-    const char *model, *role, *name, *edge, *cacert, *output;
+    const char *model, *role, *name, *edge, *cacert, *output, *api_key;
     uint32_t threads, ctx;
     hinge_backend backend;
     bool verbose;
 } prof_opts;
 
-enum { O_BACKEND = 256, O_THREADS, O_CTX, O_ROLE, O_NAME, O_EDGE, O_CACERT };
+enum { O_BACKEND = 256, O_THREADS, O_CTX, O_ROLE, O_NAME, O_EDGE, O_CACERT, O_API_KEY };
 
 static const struct option OPTIONS[] = {
     {"model", required_argument, NULL, 'm'},       {"backend", required_argument, NULL, O_BACKEND},
     {"threads", required_argument, NULL, O_THREADS}, {"ctx", required_argument, NULL, O_CTX},
     {"role", required_argument, NULL, O_ROLE},     {"name", required_argument, NULL, O_NAME},
     {"edge", required_argument, NULL, O_EDGE},     {"cacert", required_argument, NULL, O_CACERT},
+    {"api-key", required_argument, NULL, O_API_KEY},
     {"output", required_argument, NULL, 'o'},      {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0},
 };
@@ -45,6 +46,7 @@ static void usage(FILE *out)
             "  --name NAME           the profile's name (default this-machine-cpu or this-machine-vulkan)\n"
             "  --edge URL            also measure the HTTP/2 overhead of a step against this edge\n"
             "  --cacert FILE         PEM certificate(s) to trust for the edge\n"
+            "  --api-key TOKEN       bearer token for the edge (default $HINGE_API_KEY)\n"
             "  -v, --verbose         the library's log down to DEBUG on stderr\n");
 }
 
@@ -68,6 +70,7 @@ static int parse_one(int c, const char *arg, void *user)
     case O_NAME: o->name = arg; return 0;
     case O_EDGE: o->edge = arg; return 0;
     case O_CACERT: o->cacert = arg; return 0;
+    case O_API_KEY: o->api_key = arg; return 0;
     case 'v': o->verbose = true; return 0;
     }
     return -1;
@@ -171,6 +174,7 @@ int cmd_profile(int argc, char **argv)
     c.n_threads = (int)o.threads;
     c.edge_url = o.edge;
     c.ca_file = o.cacert;
+    c.api_key = o.api_key ? o.api_key : getenv("HINGE_API_KEY");
     char *json = NULL;
     hinge_status s = hinge_profile_measure(m, &c, &json);
     if (s != HINGE_OK)

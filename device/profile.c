@@ -229,7 +229,7 @@ static hinge_status measure_encode(prof *p)
 
 static hinge_status measure_http(prof *p)
 {
-    tx_client_config cc = {.base_url = p->cfg.edge_url, .cacert = p->cfg.ca_file};
+    tx_client_config cc = {.base_url = p->cfg.edge_url, .cacert = p->cfg.ca_file, .api_key = p->cfg.api_key};
     tx_session_config sc = {.cut = p->m->hp.n_layer, .codec = TX_CODEC_F32, .ctx = HTTP_STEPS};
     memcpy(sc.model_sha256, p->m->sha256, sizeof sc.model_sha256);
     tx_client *c = NULL;

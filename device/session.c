@@ -124,7 +124,7 @@ hinge_status sess_open_client(hinge_session *s)
 {
     if (s->client || !s->edge_url)
         return HINGE_OK;
-    tx_client_config cc = {.base_url = s->edge_url, .cacert = s->ca_file,
+    tx_client_config cc = {.base_url = s->edge_url, .cacert = s->ca_file, .api_key = s->api_key,
                            .timeout_ms = s->cfg.timeout_ms ? s->cfg.timeout_ms : DEFAULT_TIMEOUT_MS,
                            .spin_us = s->cfg.spin_us};
     return tx_client_create(&cc, &s->client, s->err, sizeof s->err);
@@ -245,6 +245,8 @@ hinge_status hinge_session_create(hinge_model *m, const hinge_session_config *c,
     }
     bool ok = copy_edges(s);
     s->ca_file = dup_str(s->cfg.ca_file, &ok);
+    s->api_key = dup_str(s->cfg.api_key, &ok);
+    s->cfg.api_key = NULL; /* the caller's string is borrowed for this call only */
     s->channel_cache = dup_str(s->cfg.channel_cache, &ok);
     s->cfg.channel_cache = s->channel_cache;
     s->lg = (hinge_logger){.fn = s->cfg.log, .user = s->cfg.log_user, .level = s->cfg.log_level};
@@ -288,6 +290,9 @@ void hinge_session_free(hinge_session *s)
         free(s->edges[i]);
     free(s->edges);
     free(s->ca_file);
+    if (s->api_key) /* a secret: do not leave it in freed memory */
+        explicit_bzero(s->api_key, strlen(s->api_key));
+    free(s->api_key);
     free(s->channel_cache);
     free(s);
 }

@@ -53,6 +53,7 @@ struct hinge_session {
     int edge_i;            /* the edge in use (index into edges); -1: none */
     char *edge_url;        /* edges[edge_i], or NULL */
     char *ca_file;         /* owned copy */
+    char *api_key;         /* owned copy; NULL: none */
     char *channel_cache;   /* owned copy; cfg.channel_cache points at it */
     hinge_logger lg;
     threadpool *tp;

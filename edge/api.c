@@ -10,7 +10,11 @@
  *
  * A step's body goes straight into its session's frame buffer (capped at
  * one frame of max_step rows); its header is checked as soon as 32 bytes
- * are in, so a bad frame is refused before the rest arrives. */
+ * are in, so a bad frame is refused before the rest arrives.
+ *
+ * Everything but /v1/health needs a client (auth.c) when the edge has keys
+ * or client certificates: 401 otherwise. A session is its opener's: for
+ * any other client its id does not exist (404). */
 #include <string.h>
 
 #include "edge_impl.h"
@@ -103,6 +107,7 @@ static const char *status_code(int http)
     case 408: return "request_timeout";
     case 409: return "conflict";
     case 413: return "payload_too_large";
+    case 429: return "quota";
     case 503: return "unavailable";
     default: return "internal";
     }
@@ -128,13 +133,29 @@ static bool method_ok(edge_conn *c, edge_stream *st)
 
 /* ---- request stages ---- */
 
+/* The stream's session, bound to its connection (a session outlives a lost
+ * connection for session_grace_ms: a new one takes it over); NULL and an
+ * answer sent when there is none. Another client's session is not there. */
+static edge_session *find_session(edge_conn *c, edge_stream *st)
+{
+    edge_session *s = edge_session_find(c->e, st->sid, st->client);
+    if (s) {
+        s->conn_id = c->id;
+        s->orphan_ms = 0;
+    } else if (c->e->draining) {
+        edge_respond_error(c, st, 503, "draining", "the edge is shutting down; no session %.40s here",
+                           st->sid[0] ? st->sid : "(bad id)");
+    } else {
+        edge_respond_error(c, st, 404, "unknown_session", "no session %.40s", st->sid[0] ? st->sid : "(bad id)");
+    }
+    return s;
+}
+
 static void step_headers(edge_conn *c, edge_stream *st)
 {
-    edge_session *s = edge_session_find(c->e, st->sid);
-    if (!s) {
-        edge_respond_error(c, st, 404, "unknown_session", "no session %.40s", st->sid[0] ? st->sid : "(bad id)");
+    edge_session *s = find_session(c, st);
+    if (!s)
         return;
-    }
     if (s->busy || s->rx_owner) {
         edge_respond_error(c, st, 409, "step_in_flight", "session %.8s already has a step in flight", s->id);
         return;
@@ -161,6 +182,8 @@ void edge_api_headers(edge_conn *c, edge_stream *st)
         edge_respond_error(c, st, 404, "not_found", "no resource %s", st->path);
         return;
     }
+    if (st->route != EDGE_ROUTE_HEALTH && !edge_auth_check(c, st))
+        return;
     if (!method_ok(c, st))
         return;
     if (st->route == EDGE_ROUTE_STEPS) {
@@ -281,14 +304,16 @@ static void sessions_post(edge_conn *c, edge_stream *st)
     }
     edge_session *s = NULL;
     const char *code = "internal";
-    int http = edge_session_open(e, &rq, &s, &code, detail, sizeof detail);
+    int http = edge_session_open(e, &rq, st->client, &s, &code, detail, sizeof detail);
     if (http != 201) {
         edge_respond_error(c, st, http, code, "%s", detail);
         return;
     }
+    s->conn_id = c->id;
     const model_hparams *hp = &e->m->hp;
-    hinge_log(&e->log, HINGE_LOG_INFO, "session %.8s opened by %s: cut %u, %s, ctx %u, max_step %u", s->id, c->peer,
-              s->cut, tx_codec_name(s->codec), s->ctx, s->max_step);
+    hinge_log(&e->log, HINGE_LOG_INFO, "session %.8s opened by %s (%s): cut %u, %s, ctx %u, max_step %u, %zu bytes",
+              s->id, c->peer, s->owner[0] ? s->owner : "anonymous", s->cut, tx_codec_name(s->codec), s->ctx,
+              s->max_step, s->bytes);
     edge_respond_json(c, st, 201,
                       json_pack("{s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:I}", "id", s->id, "protocol", "v1", "cut",
                                 (json_int_t)s->cut, "codec", tx_codec_name(s->codec), "n_embd", (json_int_t)hp->n_embd,
@@ -298,11 +323,9 @@ static void sessions_post(edge_conn *c, edge_stream *st)
 
 static void session_resource(edge_conn *c, edge_stream *st)
 {
-    edge_session *s = edge_session_find(c->e, st->sid);
-    if (!s) {
-        edge_respond_error(c, st, 404, "unknown_session", "no session %.40s", st->sid[0] ? st->sid : "(bad id)");
+    edge_session *s = find_session(c, st);
+    if (!s)
         return;
-    }
     if (st->method == EDGE_M_DELETE) {
         edge_session_close(c->e, s);
         edge_respond(c, st, 204, "", 0);
@@ -375,8 +398,14 @@ void edge_api_step_done(hinge_edge *e, edge_session *s)
     }
     edge_conn *c = edge_conn_find(e, p->conn_id);
     edge_stream *st = c ? edge_stream_find(c, p->stream_id) : NULL;
+    if (p->http == 200) {
+        edge_lat_observe(e, EDGE_L_STEP, (double)(p->t_end_us - p->t_start_us) * 1e-6);
+        edge_lat_observe(e, EDGE_L_QUEUE, (double)(p->t_start_us - p->t_queued_us) * 1e-6);
+    }
     if (st && st->state == ES_COMPUTE) {
-        if (s->closing) {
+        if (s->closing && e->draining) {
+            edge_respond_error(c, st, 503, "draining", "the edge is shutting down and ended the session");
+        } else if (s->closing) {
             edge_respond_error(c, st, 404, "unknown_session", "the session was closed during the step");
         } else if (p->http == 200) {
             char body[EDGE_RESP_SMALL];

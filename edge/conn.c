@@ -23,19 +23,67 @@ static void set_interest(edge_conn *c, bool want_out)
         c->events = ev;
 }
 
+enum { EVICT_IDLE_MS = 1000 }; /* a connection without a stream this long may give its place to a new one */
+
 static void die(edge_conn *c, const char *why)
 {
-    if (!c->dead)
-        hinge_log(&c->e->log, HINGE_LOG_DEBUG, "%s: closing: %s", c->peer, why);
+    if (c->dead)
+        return;
+    hinge_log(&c->e->log, HINGE_LOG_DEBUG, "%s: closing: %s", c->peer, why);
     c->dead = true;
+    c->e->n_live--;
 }
 
-hinge_status edge_conn_open(hinge_edge *e, int fd, const char *peer, edge_conn **out)
+static bool any_stream(const edge_conn *c)
+{
+    for (int i = 0; i < EDGE_MAX_STREAMS; i++)
+        if (c->streams[i].state != ES_FREE)
+            return true;
+    return false;
+}
+
+/* The live connection idle the longest (no stream for EVICT_IDLE_MS, or a
+ * handshake that long unfinished); NULL when none. */
+static edge_conn *eviction_victim(hinge_edge *e, uint64_t now)
+{
+    edge_conn *victim = NULL;
+    for (uint32_t i = 0; i < e->conn_slots; i++) {
+        edge_conn *c = e->conns[i];
+        if (!c || c->dead || (c->handshaken && any_stream(c)) || now - c->last_stream_ms < EVICT_IDLE_MS)
+            continue;
+        if (!victim || c->last_stream_ms < victim->last_stream_ms)
+            victim = c;
+    }
+    return victim;
+}
+
+const char *edge_conn_admit(hinge_edge *e, const char *addr)
+{
+    uint32_t same = 0;
+    for (uint32_t i = 0; i < e->conn_slots; i++)
+        if (e->conns[i] && !e->conns[i]->dead && strcmp(e->conns[i]->addr, addr) == 0)
+            same++;
+    if (same >= e->max_conns_per_addr)
+        return "too many connections from this address";
+    if (e->n_live < e->max_conns)
+        return NULL;
+    edge_conn *v = eviction_victim(e, edge_now_ms());
+    if (!v)
+        return "too many connections";
+    e->conns_evicted++;
+    if (v->h2)
+        nghttp2_session_terminate_session(v->h2, NGHTTP2_NO_ERROR); /* one try at a GOAWAY */
+    edge_conn_flush(v);
+    die(v, "idle: its place went to a new connection");
+    return NULL;
+}
+
+hinge_status edge_conn_open(hinge_edge *e, int fd, const char *peer, const char *addr, edge_conn **out)
 {
     uint32_t slot = 0;
-    while (slot < e->max_conns && e->conns[slot])
+    while (slot < e->conn_slots && e->conns[slot])
         slot++;
-    if (slot == e->max_conns)
+    if (slot == e->conn_slots || e->n_live >= e->max_conns)
         return HINGE_ERR_RANGE;
     edge_conn *c = calloc(1, sizeof *c);
     if (!c)
@@ -44,8 +92,9 @@ hinge_status edge_conn_open(hinge_edge *e, int fd, const char *peer, edge_conn *
     c->fd = fd;
     c->id = ++e->next_conn_id;
     c->watch = (edge_watch){EDGE_W_CONN, c};
-    c->created_ms = c->last_io_ms = edge_now_ms();
+    c->created_ms = c->last_io_ms = c->last_stream_ms = c->last_write_ms = edge_now_ms();
     snprintf(c->peer, sizeof c->peer, "%s", peer);
+    snprintf(c->addr, sizeof c->addr, "%s", addr);
     hinge_status s = HINGE_OK;
     if (e->tls) {
         c->ssl = SSL_new(e->tls);
@@ -70,6 +119,7 @@ hinge_status edge_conn_open(hinge_edge *e, int fd, const char *peer, edge_conn *
     c->events = EPOLLIN;
     e->conns[slot] = c;
     e->n_conns++;
+    e->n_live++;
     *out = c;
     return HINGE_OK;
 }
@@ -86,9 +136,14 @@ static void handshake(edge_conn *c)
         }
         char detail[160] = "";
         ERR_error_string_n(ERR_get_error(), detail, sizeof detail);
+        c->e->handshakes_failed++;
+        edge_log_limited(c->e, EDGE_RL_HANDSHAKE, HINGE_LOG_INFO, "%s: TLS handshake failed: %s", c->peer,
+                         detail[0] ? detail : "?");
         die(c, detail[0] ? detail : "TLS handshake failed");
         return;
     }
+    c->e->handshakes_ok++;
+    edge_tls_client(c->ssl, c->cert_client, sizeof c->cert_client);
     const unsigned char *alpn = NULL;
     unsigned int alpn_len = 0;
     SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
@@ -140,6 +195,7 @@ static void conn_read(edge_conn *c)
         if (n <= 0)
             return;
         c->last_io_ms = edge_now_ms();
+        c->e->bytes_in += (uint64_t)n;
         ssize_t rv = nghttp2_session_mem_recv(c->h2, buf, (size_t)n);
         if (rv < 0) {
             die(c, nghttp2_strerror((int)rv));
@@ -176,7 +232,8 @@ static bool write_out(edge_conn *c)
             }
         }
         c->out_off += (size_t)n;
-        c->last_io_ms = edge_now_ms();
+        c->last_io_ms = c->last_write_ms = edge_now_ms();
+        c->e->bytes_out += (uint64_t)n;
     }
     c->out_off = c->out_len = 0;
     return true;
@@ -243,26 +300,41 @@ void edge_conn_close(edge_conn *c)
         SSL_free(c->ssl);
     }
     close(c->fd);
-    for (uint32_t i = 0; i < e->max_conns; i++)
+    for (uint32_t i = 0; i < e->conn_slots; i++)
         if (e->conns[i] == c)
             e->conns[i] = NULL;
     e->n_conns--;
+    if (!c->dead)
+        e->n_live--;
+    edge_sessions_orphan(e, c->id);
     free(c);
 }
 
 edge_conn *edge_conn_find(hinge_edge *e, uint64_t id)
 {
-    for (uint32_t i = 0; i < e->max_conns; i++)
+    for (uint32_t i = 0; i < e->conn_slots; i++)
         if (e->conns[i] && e->conns[i]->id == id && !e->conns[i]->dead)
             return e->conns[i];
     return NULL;
 }
 
-static bool any_stream(const edge_conn *c)
+/* A response the client does not take (its flow-control window stays shut,
+ * or it stops reading the socket) holds the connection: drop it after
+ * stall_ms without progress. True when it was dropped. */
+static bool output_stalled(edge_conn *c, uint64_t now_ms)
 {
-    for (int i = 0; i < EDGE_MAX_STREAMS; i++)
-        if (c->streams[i].state != ES_FREE)
+    uint32_t stall = c->e->stall_ms;
+    if (c->out_len > c->out_off && now_ms - c->last_write_ms > stall) {
+        die(c, "the client stopped reading");
+        return true;
+    }
+    for (int i = 0; i < EDGE_MAX_STREAMS; i++) {
+        const edge_stream *st = &c->streams[i];
+        if (st->state == ES_RESPONDED && st->resp_off < st->resp_len && now_ms - st->last_ms > stall) {
+            die(c, "a response blocked by flow control");
             return true;
+        }
+    }
     return false;
 }
 
@@ -272,10 +344,16 @@ void edge_conn_tick(edge_conn *c, uint64_t now_ms)
     if (c->dead)
         return;
     if (!c->handshaken) {
-        if (now_ms - c->created_ms > e->stall_ms)
+        if (now_ms - c->created_ms > e->handshake_ms) {
+            e->handshakes_failed++;
+            edge_log_limited(e, EDGE_RL_HANDSHAKE, HINGE_LOG_INFO, "%s: TLS handshake timed out after %u ms",
+                             c->peer, e->handshake_ms);
             die(c, "TLS handshake timed out");
+        }
         return;
     }
+    if (output_stalled(c, now_ms))
+        return;
     for (int i = 0; i < EDGE_MAX_STREAMS; i++) {
         edge_stream *st = &c->streams[i];
         if (st->state == ES_RESPONDED && st->answered_ms && now_ms - st->answered_ms > e->stall_ms) {
@@ -292,7 +370,7 @@ void edge_conn_tick(edge_conn *c, uint64_t now_ms)
         if (st->state == ES_BODY)
             edge_api_stall(c, st);
     }
-    if (!any_stream(c) && now_ms - c->last_io_ms > e->idle_ms) {
+    if (!any_stream(c) && now_ms - c->last_stream_ms > e->idle_ms) {
         hinge_log(&e->log, HINGE_LOG_DEBUG, "%s: idle for %u ms", c->peer, e->idle_ms);
         nghttp2_session_terminate_session(c->h2, NGHTTP2_NO_ERROR);
     }
@@ -321,7 +399,7 @@ bool edge_conn_busy(const edge_conn *c)
 
 void edge_conns_reap(hinge_edge *e)
 {
-    for (uint32_t i = 0; i < e->max_conns; i++)
+    for (uint32_t i = 0; i < e->conn_slots; i++)
         if (e->conns[i] && e->conns[i]->dead)
             edge_conn_close(e->conns[i]);
 }

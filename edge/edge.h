@@ -16,9 +16,10 @@
  * with (batch invariance: model/batch.h).
  *
  * The caller must ignore SIGPIPE (a peer may close mid-write). With
- * handle_signals, it must also block SIGTERM and SIGINT in every thread
- * before hinge_edge_create (which starts threads); the edge then stops on
- * either through a signalfd. */
+ * handle_signals, it must also block SIGTERM, SIGINT and SIGHUP in every
+ * thread before hinge_edge_create (which starts threads); the edge then
+ * drains on SIGTERM/SIGINT and reloads its certificate, key and API keys
+ * on SIGHUP, through a signalfd. */
 #ifndef HINGE_EDGE_H
 #define HINGE_EDGE_H
 
@@ -53,7 +54,7 @@ typedef struct hinge_edge_config {
     uint32_t stall_timeout_ms;   /* a request body or handshake making no progress for this long is dropped (408) [10000] */
     uint32_t idle_timeout_ms;    /* a connection with no open stream and no traffic is closed [120000] */
     uint32_t session_timeout_ms; /* a session without requests is closed [600000] */
-    uint32_t drain_timeout_ms;   /* on stop, the longest wait for in-flight steps [30000] */
+    uint32_t drain_timeout_ms;   /* on stop, the longest wait for open sessions to finish [30000] */
     uint32_t spin_us;       /* busy-poll instead of sleeping: the loop while steps are out, the worker
                                after a step, for at most this long [0: never]. Saves thread wake-ups
                                per token on a server with cores to spare; costs a spinning core. */
@@ -61,6 +62,21 @@ typedef struct hinge_edge_config {
     const char *profile;    /* an edge profile of this model (`hinge profile --role edge`), checked at
                                start and served whole in /v1/profile for --cut auto; NULL: none */
     const char *record_dir; /* debug: write every request received (method, path, body) here; NULL: off */
+    /* Authentication (docs/deploy/README.md). With neither api_keys nor client_ca the edge is open, which
+     * it refuses on a non-loopback address unless no_auth. */
+    const char *api_keys;   /* file: per line the lowercase hex SHA-256 of a token, then optionally a space and
+                               the client's name; clients send "Authorization: Bearer TOKEN" */
+    const char *client_ca;  /* PEM of the CAs that sign client certificates (mutual TLS); the identity is
+                               the certificate's subject */
+    bool no_auth;           /* serve without authentication on any address */
+    /* Quotas per client (an API key's name or a certificate's subject; an open edge has one client). */
+    uint32_t client_max_sessions; /* [max_sessions] */
+    uint64_t client_kv_bytes;     /* bytes of KV cache and session buffers [0: no limit] */
+    /* Connection hygiene. */
+    uint32_t max_conns_per_addr;  /* connections from one IP address [max_conns: off, as clients behind a
+                                     carrier NAT share one] */
+    uint32_t handshake_timeout_ms; /* a TLS handshake must finish within this [5000] */
+    uint32_t session_grace_ms;    /* a session whose connection closed lives this long without one [30000] */
     const hinge_logger *log; /* copied; NULL: silent */
 } hinge_edge_config;
 
@@ -78,10 +94,17 @@ const char *hinge_edge_address(const hinge_edge *e);
 
 const char *hinge_edge_errmsg(const hinge_edge *e);
 
+/* Reloads the certificate, key and API keys (what SIGHUP does): new
+ * connections use them, open ones keep theirs. On failure the old ones stay
+ * and err says why. Loop thread only (or before hinge_edge_run). */
+hinge_status hinge_edge_reload(hinge_edge *e, char *err, size_t errlen);
+
 /* Serves until stopped (hinge_edge_stop, or SIGTERM/SIGINT with
- * handle_signals). On stop it accepts nothing more, lets the steps already
- * received finish and their responses go out (at most drain_timeout_ms),
- * then returns HINGE_OK. Errors: HINGE_ERR_IO (epoll failed). */
+ * handle_signals). On stop it opens no new session (503 "draining") but
+ * serves the steps of the open ones until they are closed or
+ * drain_timeout_ms pass; then it ends the rest (their requests get 503
+ * "draining": the SDK fails over), lets the responses go out and returns
+ * HINGE_OK. Errors: HINGE_ERR_IO (epoll failed). */
 hinge_status hinge_edge_run(hinge_edge *e);
 
 /* Asks hinge_edge_run to stop. Safe from any thread and from a signal

@@ -12,7 +12,9 @@
  *   metrics.c  /metrics (Prometheus text) from the batch statistics
  *   profile.c  per-layer timing and the /v1/profile document
  *   request.c  routing and the JSON request parser (request.h)
- *   tls.c      the OpenSSL server context
+ *   tls.c      the OpenSSL server context (and client certificates)
+ *   auth.c     API keys (hashed, reloaded on SIGHUP) and client identities
+ *   ratelog.c  log lines that may repeat, at most one a second per kind
  *   record.c   --record-dir
  *
  * Threads: everything here belongs to the loop thread, except
@@ -32,6 +34,7 @@
 
 #include <jansson.h>
 #include <nghttp2/nghttp2.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 
 #include "batch.h"
@@ -54,13 +57,15 @@ enum {
     EDGE_READ_CHUNK = 16384, /* bytes read per call */
     EDGE_READS_PER_WAKE = 64,
     EDGE_TICK_MS = 50,       /* timer resolution of stalls and idles */
-    EDGE_METRICS_MAX = 16384, /* the /metrics document (about 6 KB) */
+    EDGE_METRICS_MAX = 32768, /* the /metrics document (about 12 KB) */
+    EDGE_CLIENT_MAX = 128,   /* a client's identity (key name, certificate subject), NUL included */
+    EDGE_ADDR_MAX = 48,      /* a peer's IP address as text */
 };
 
 typedef enum edge_watch_kind {
     EDGE_W_LISTEN,
     EDGE_W_STOP,   /* eventfd written by hinge_edge_stop */
-    EDGE_W_SIGNAL, /* signalfd (SIGTERM, SIGINT) */
+    EDGE_W_SIGNAL, /* signalfd (SIGTERM, SIGINT, SIGHUP) */
     EDGE_W_WORKER, /* eventfd: steps done */
     EDGE_W_CONN,
 } edge_watch_kind;
@@ -109,6 +114,9 @@ typedef struct edge_stream {
                                 response makes libcurl 7.88 drop the response.) */
     char path[EDGE_PATH_MAX];
     char sid[EDGE_SID_MAX];
+    bool auth_given;         /* an authorization header came */
+    bool auth_bad;           /* ... and it was not a known bearer token */
+    char client[EDGE_CLIENT_MAX]; /* who asks: the key's name, else the connection's certificate; "" none */
     struct edge_session *sess; /* steps: the session whose rx takes the body */
     size_t json_len;
     char json[EDGE_JSON_MAX]; /* JSON request body */
@@ -134,7 +142,11 @@ typedef struct edge_conn {
     nghttp2_session *h2;     /* created once TLS is up */
     uint32_t events;         /* current epoll interest */
     uint64_t created_ms, last_io_ms;
+    uint64_t last_stream_ms; /* a stream last opened or closed: idleness ignores PINGs and the like */
+    uint64_t last_write_ms;  /* output last went out (or began waiting): a reader that stops is dropped */
     char peer[64];
+    char addr[EDGE_ADDR_MAX]; /* peer without the port: the per-address cap */
+    char cert_client[EDGE_CLIENT_MAX]; /* the client certificate's subject (mutual TLS); "" none */
     size_t out_len, out_off; /* out[out_off..out_len) waits for the socket */
     uint8_t out[EDGE_OUTBUF];
     edge_stream streams[EDGE_MAX_STREAMS];
@@ -171,6 +183,10 @@ typedef struct edge_session {
     size_t rx_cap, rx_len;
     uint32_t done_rows; /* worker: rows of the step already run */
     edge_stream *rx_owner; /* the stream filling rx; NULL when none */
+    char owner[EDGE_CLIENT_MAX]; /* the client that opened it: nobody else sees it */
+    size_t bytes;       /* KV cache and buffers (the per-client quota counts these) */
+    uint64_t conn_id;   /* the connection of its last request */
+    uint64_t orphan_ms; /* when that connection closed (0: open): freed session_grace_ms later */
     uint64_t last_ms;
     uint64_t steps;
     edge_step step;
@@ -214,11 +230,69 @@ typedef struct edge_batch_stats {
 typedef struct edge_worker edge_worker;
 typedef struct edge_sched edge_sched;
 
+/* Why a session was refused (hinge_edge_sessions_rejected_total{reason}). */
+typedef enum edge_reject {
+    EDGE_REJ_FULL,          /* 503: --max-sessions */
+    EDGE_REJ_DRAINING,      /* 503 */
+    EDGE_REJ_QUOTA_SESSIONS, /* 429: --client-max-sessions */
+    EDGE_REJ_QUOTA_KV,      /* 429: --client-kv-bytes */
+    EDGE_REJ_MEMORY,        /* 503: allocation failed */
+    EDGE_REJ_INVALID,       /* 400/422 */
+    EDGE_REJ_COUNT
+} edge_reject;
+
+/* Log lines that an attacker could repeat (ratelog.c). */
+typedef enum edge_rl_kind {
+    EDGE_RL_ACCEPT,    /* accept failed (EMFILE ...) */
+    EDGE_RL_REFUSE,    /* connection refused: caps */
+    EDGE_RL_HANDSHAKE, /* TLS handshake failed or timed out */
+    EDGE_RL_AUTH,      /* 401 */
+    EDGE_RL_COUNT
+} edge_rl_kind;
+
+typedef struct edge_ratelog {
+    uint64_t last_ms[EDGE_RL_COUNT];
+    uint64_t suppressed[EDGE_RL_COUNT];
+} edge_ratelog;
+
+/* One API key: the SHA-256 of its token, and the client's name. */
+typedef struct edge_key {
+    uint8_t hash[32];
+    char name[EDGE_CLIENT_MAX];
+} edge_key;
+
+/* Latency histograms the loop keeps (bounds in metrics.c). */
+typedef enum edge_lat_kind {
+    EDGE_L_STEP,  /* a step's compute: its first batch's start to its last's end */
+    EDGE_L_QUEUE, /* a step's wait for the worker */
+    EDGE_L_COUNT
+} edge_lat_kind;
+
 struct hinge_edge {
     hinge_logger log;
     model *m;
     threadpool *tp;
-    SSL_CTX *tls;         /* NULL: h2c */
+    SSL_CTX *tls;         /* NULL: h2c; replaced on reload (connections hold a reference to theirs) */
+    char *cert_path, *key_path, *client_ca_path, *keys_path; /* owned; for reloads */
+    edge_key *keys;       /* n_keys, sorted by hash; owned */
+    EVP_MD *sha256;       /* fetched once: an implicit fetch per request costs microseconds */
+    size_t n_keys;
+    bool auth_on;         /* keys or client certificates are required */
+    uint32_t client_max_sessions, max_conns_per_addr, handshake_ms, session_grace_ms;
+    uint64_t client_kv_bytes;
+    uint32_t conn_slots;  /* conns has this many: max_conns live plus room for ones evicted and not yet reaped */
+    uint32_t n_live;      /* connections not marked dead */
+    bool accept_paused;   /* EMFILE: the listening socket is out of the epoll set until accept_resume_ms */
+    uint64_t accept_resume_ms;
+    uint32_t accept_backoff_ms;
+    edge_ratelog rl;
+    bool drain_ending;    /* the drain timed out: open sessions are being ended */
+    uint64_t drain_end_ms;
+    /* counters for /metrics */
+    uint64_t rejected[EDGE_REJ_COUNT];
+    uint64_t conns_accepted, conns_refused, conns_evicted, handshakes_ok, handshakes_failed, auth_failures;
+    uint64_t bytes_in, bytes_out, sessions_opened, sessions_orphaned, reloads;
+    edge_hist lat[EDGE_L_COUNT];
     int ep, listen_fd, stop_fd, sig_fd;
     edge_watch w_listen, w_stop, w_sig, w_worker;
     char address[80];
@@ -231,7 +305,7 @@ struct hinge_edge {
     uint64_t spin_until_us; /* the loop polls without sleeping until then while steps_out > 0 */
     char *record_dir;     /* owned; NULL: off */
     uint64_t record_seq;
-    edge_conn **conns;    /* max_conns slots */
+    edge_conn **conns;    /* conn_slots slots */
     uint32_t n_conns;
     uint64_t next_conn_id;
     edge_session *sessions; /* max_sessions slots */
@@ -249,19 +323,28 @@ struct hinge_edge {
 
 /* ---- server.c ---- */
 uint64_t edge_now_ms(void);
+/* The connection's session lost its connection: sessions it was the last
+ * connection of start their grace period. */
+void edge_sessions_orphan(hinge_edge *e, uint64_t conn_id);
 uint64_t edge_now_us(void);
 /* Changes fd's epoll interest (EPOLLIN, EPOLLOUT). */
 int edge_epoll_mod(hinge_edge *e, int fd, edge_watch *w, uint32_t events);
 
 /* ---- conn.c ---- */
-hinge_status edge_conn_open(hinge_edge *e, int fd, const char *peer, edge_conn **out);
+/* Makes room for a connection from addr (evicting the connection idle the
+ * longest when all max_conns are taken); NULL when there is, else why not:
+ * addr has max_conns_per_addr, or none can be evicted. */
+const char *edge_conn_admit(hinge_edge *e, const char *addr);
+/* HINGE_ERR_RANGE (no room: call edge_conn_admit first), HINGE_ERR_NOMEM, HINGE_ERR_IO. */
+hinge_status edge_conn_open(hinge_edge *e, int fd, const char *peer, const char *addr, edge_conn **out);
 void edge_conn_event(edge_conn *c, uint32_t events);
 /* Sends what nghttp2 has queued, then fixes the epoll interest; marks the
  * connection dead when it is finished or broken. */
 void edge_conn_flush(edge_conn *c);
 void edge_conn_close(edge_conn *c);
 edge_conn *edge_conn_find(hinge_edge *e, uint64_t id);
-/* Timeouts: stalled streams (408), handshakes, idle connections. */
+/* Timeouts: stalled requests (408), handshakes, responses the client does
+ * not take, idle connections (no stream for idle_ms; PINGs do not count). */
 void edge_conn_tick(edge_conn *c, uint64_t now_ms);
 void edge_conn_goaway(edge_conn *c);
 /* True while a response is owed or output is queued. */
@@ -295,17 +378,21 @@ void edge_api_stream_gone(edge_stream *st);
 void edge_api_step_done(hinge_edge *e, edge_session *s);
 
 /* ---- session.c ---- */
-/* Creates a session; returns the HTTP status (201 or the error's) and,
- * for errors, the code and detail. */
-int edge_session_open(hinge_edge *e, const edge_session_req *rq, edge_session **out, const char **code,
-                      char *detail, size_t detail_len);
-edge_session *edge_session_find(hinge_edge *e, const char *sid);
+/* Creates a session owned by client (copied); returns the HTTP status (201
+ * or the error's: 400, 422, 429 over the client's quota, 503 full or
+ * draining) and, for errors, the code and detail. */
+int edge_session_open(hinge_edge *e, const edge_session_req *rq, const char *client, edge_session **out,
+                      const char **code, char *detail, size_t detail_len);
+/* The open session sid that client owns; NULL otherwise (also when another
+ * client owns it: its id is not disclosed). */
+edge_session *edge_session_find(hinge_edge *e, const char *sid, const char *client);
 /* Frees the session, or marks it closing when a step is out. */
 void edge_session_close(hinge_edge *e, edge_session *s);
 /* Bytes of KV cache the session holds now (grows with its positions,
  * shrinks as its sliding-window layers move on); 0 for NULL. Any thread. */
 size_t edge_session_kv_bytes(const edge_session *s);
-/* Closes sessions idle for longer than session_ms. */
+/* Closes sessions idle for longer than session_ms, orphaned for longer
+ * than session_grace_ms, and while draining those idle for a while. */
 void edge_session_expire(hinge_edge *e, uint64_t now_ms);
 void edge_sessions_free(hinge_edge *e);
 
@@ -334,6 +421,7 @@ uint64_t edge_sched_started(const edge_sched *sc);
 
 /* ---- metrics.c ---- */
 void edge_hist_observe(edge_hist *h, edge_hist_kind k, double v);
+void edge_lat_observe(hinge_edge *e, edge_lat_kind k, double seconds);
 /* The /metrics document (Prometheus text format 0.0.4) into buf; its
  * length, or 0 when it does not fit. */
 size_t edge_metrics_text(hinge_edge *e, char *buf, size_t cap);
@@ -363,7 +451,33 @@ hinge_status edge_profile_load(hinge_edge *e, const char *path, char *err, size_
 json_t *edge_profile_json(hinge_edge *e);
 
 /* ---- tls.c ---- */
-SSL_CTX *edge_tls_create(const char *cert, const char *key, char *err, size_t errlen);
+/* client_ca: PEM of CAs for client certificates, NULL none; require: a
+ * client without a certificate fails the handshake (no API keys to fall
+ * back on). */
+SSL_CTX *edge_tls_create(const char *cert, const char *key, const char *client_ca, bool require, char *err,
+                         size_t errlen);
+/* The verified client certificate's subject into out ("" when none). */
+void edge_tls_client(SSL *ssl, char *out, size_t cap);
+
+/* ---- auth.c ---- */
+/* Reads the API key file into e->keys (replacing them only on success).
+ * HINGE_ERR_IO, HINGE_ERR_FORMAT (a line that is not 64 lowercase hex
+ * digits, optionally a space and a name), HINGE_ERR_NOMEM. */
+hinge_status edge_auth_load(hinge_edge *e, const char *path, char *err, size_t errlen);
+/* Checks an authorization header value ("Bearer TOKEN"): the key's name
+ * into name (cap bytes) and true when it is one of e's keys. Finds the
+ * token's hash among the sorted key hashes; the final equality is checked
+ * in constant time. */
+bool edge_auth_bearer(const hinge_edge *e, const uint8_t *value, size_t len, char *name, size_t cap);
+/* Whom stream st speaks for, or false (and a 401 sent) when the edge
+ * requires authentication and st has none. */
+bool edge_auth_check(edge_conn *c, edge_stream *st);
+
+/* ---- ratelog.c ---- */
+/* hinge_log at most once a second per kind; the lines dropped are counted
+ * into the next. */
+void edge_log_limited(hinge_edge *e, edge_rl_kind k, hinge_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* ---- record.c ---- */
 void edge_record(hinge_edge *e, const edge_stream *st, const void *body, size_t len);

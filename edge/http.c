@@ -66,6 +66,8 @@ static ssize_t on_send(nghttp2_session *h2, const uint8_t *data, size_t len, int
     size_t space = sizeof c->out - c->out_len;
     if (space == 0)
         return NGHTTP2_ERR_WOULDBLOCK;
+    if (c->out_len == 0)
+        c->last_write_ms = edge_now_ms(); /* output starts waiting now */
     size_t n = len < space ? len : space;
     memcpy(c->out + c->out_len, data, n);
     c->out_len += n;
@@ -76,7 +78,9 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *f, void *u
 {
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
-    edge_stream *st = slot_take(user, f->hd.stream_id);
+    edge_conn *c = user;
+    c->last_stream_ms = edge_now_ms();
+    edge_stream *st = slot_take(c, f->hd.stream_id);
     if (!st)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* nghttp2 resets the stream */
     nghttp2_session_set_stream_user_data(h2, f->hd.stream_id, st);
@@ -101,13 +105,18 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t 
                      const uint8_t *value, size_t valuelen, uint8_t flags, void *user)
 {
     (void)flags;
-    (void)user;
+    edge_conn *c = user;
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
     edge_stream *st = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
     if (!st)
         return 0;
-    if (namelen == 7 && memcmp(name, ":method", 7) == 0) {
+    if (namelen == 13 && memcmp(name, "authorization", 13) == 0) {
+        st->auth_given = true;
+        st->auth_bad = !edge_auth_bearer(c->e, value, valuelen, st->client, sizeof st->client);
+        if (st->auth_bad)
+            st->client[0] = '\0';
+    } else if (namelen == 7 && memcmp(name, ":method", 7) == 0) {
         st->method = valuelen == 3 && memcmp(value, "GET", 3) == 0      ? EDGE_M_GET
                      : valuelen == 4 && memcmp(value, "POST", 4) == 0   ? EDGE_M_POST
                      : valuelen == 6 && memcmp(value, "DELETE", 6) == 0 ? EDGE_M_DELETE
@@ -171,7 +180,8 @@ static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *f, void *user
 static int on_stream_close(nghttp2_session *h2, int32_t stream_id, uint32_t error_code, void *user)
 {
     (void)error_code;
-    (void)user;
+    edge_conn *c = user;
+    c->last_stream_ms = edge_now_ms();
     edge_stream *st = nghttp2_session_get_stream_user_data(h2, stream_id);
     if (!st)
         return 0;
@@ -221,6 +231,7 @@ static ssize_t read_body(nghttp2_session *h2, int32_t stream_id, uint8_t *buf, s
     size_t n = left < length ? left : length;
     memcpy(buf, body + st->resp_off, n);
     st->resp_off += n;
+    st->last_ms = edge_now_ms(); /* the client's window let bytes out (the flow-control stall timer) */
     if (st->resp_off == st->resp_len)
         *data_flags |= NGHTTP2_DATA_FLAG_EOF;
     return (ssize_t)n;
@@ -287,12 +298,14 @@ void edge_respond_typed(edge_conn *c, edge_stream *st, int status, const char *t
     st->status = status;
     put_dec(st->status_str, (uint64_t)(status % 1000));
     put_dec(st->length_str, st->resp_len);
-    /* 503 (full, draining): come back in a second */
     nghttp2_nv hdrs[4] = {make_nv(":status", st->status_str), make_nv("content-length", st->length_str),
                           make_nv("content-type", type)};
     size_t nh = st->resp_len ? 3 : 2;
-    if (status == 503)
+    if (status == 503 || status == 429) /* full, draining, over a quota: come back in a second */
         hdrs[nh++] = make_nv("retry-after", "1");
+    else if (status == 401)
+        hdrs[nh++] = make_nv("www-authenticate", "Bearer realm=\"hinge-edge\"");
+    st->last_ms = edge_now_ms();
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = read_body};
     st->state = ES_RESPONDED;
     int rv = nghttp2_submit_response(c->h2, st->id, hdrs, nh, st->resp_len ? &prd : NULL);

@@ -4,16 +4,20 @@
  *   hinge-edge --model M.gguf --listen 127.0.0.1:0 --insecure-h2c
  *
  * Prints "listening on ADDR:PORT" on stdout once it accepts connections
- * (and nothing else on stdout); logs go to stderr. SIGTERM or SIGINT: stop
- * accepting, finish in-flight steps, exit 0. Exit 1 on a runtime error, 2
- * on a usage error. */
+ * (and nothing else on stdout); logs go to stderr, one line each with a UTC
+ * timestamp (--log-format json: one JSON object a line). SIGTERM or
+ * SIGINT: no new sessions, the open ones finish (at most
+ * --drain-timeout-ms), exit 0. SIGHUP: reload certificate, key and API
+ * keys. Exit 1 on a runtime error, 2 on a usage error. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "config.h"
 #include "edge.h"
 
 static const char usage_text[] =
@@ -41,12 +45,30 @@ static const char usage_text[] =
     "  --profile FILE          edge profile of this model (hinge profile --role edge), served in\n"
     "                          /v1/profile for devices' --cut auto\n"
     "  --record-dir DIR        debug: write every request received into DIR\n"
-    "  --log-level L           error, warn, info (default) or debug\n";
+    "  --log-level L           error, warn, info (default) or debug\n"
+    "  --log-format F          text (default) or json: one JSON object a line\n"
+    "authentication (a non-loopback address needs one of them, or --no-auth):\n"
+    "  --api-keys FILE         per line: lowercase hex SHA-256 of a token [space client-name];\n"
+    "                          clients send Authorization: Bearer TOKEN; reread on SIGHUP\n"
+    "  --client-ca PEM         require client certificates signed by these CAs (mutual TLS);\n"
+    "                          the client is the certificate's subject\n"
+    "  --no-auth               serve anyone, on any address\n"
+    "per-client quotas and connection hygiene:\n"
+    "  --client-max-sessions N sessions one client may hold (default --max-sessions)\n"
+    "  --client-kv-bytes N     session bytes (KV cache, buffers) one client may hold; K, M, G\n"
+    "                          suffixes (default: no limit)\n"
+    "  --max-conns-per-addr N  connections from one IP address (default: --max-conns; mind carrier NAT)\n"
+    "  --handshake-timeout-ms N  a TLS handshake must finish within this (default 5000)\n"
+    "  --session-grace-ms N    a session outlives its connection this long, for the client to\n"
+    "                          reconnect (default 30000)\n"
+    "  --config FILE           key = value lines, one per option (long name); flags override\n"
+    "  --version               print the version\n";
 
 enum {
     OPT_CERT = 256, OPT_KEY, OPT_H2C, OPT_THREADS, OPT_MAX_SESSIONS, OPT_MAX_CONNS, OPT_MAX_CTX, OPT_MAX_STEP,
     OPT_STALL, OPT_IDLE, OPT_SESSION_TO, OPT_DRAIN, OPT_NO_MEASURE, OPT_RECORD, OPT_LOG_LEVEL, OPT_SPIN,
-    OPT_PROFILE, OPT_PREFILL_CHUNK, OPT_KV_BUDGET,
+    OPT_PROFILE, OPT_PREFILL_CHUNK, OPT_API_KEYS, OPT_CLIENT_CA, OPT_NO_AUTH, OPT_CLIENT_SESSIONS, OPT_CLIENT_KV,
+    OPT_CONNS_PER_ADDR, OPT_HANDSHAKE, OPT_GRACE, OPT_LOG_FORMAT, OPT_CONFIG, OPT_VERSION, OPT_KV_BUDGET,
 };
 
 static const struct option long_opts[] = {
@@ -71,6 +93,17 @@ static const struct option long_opts[] = {
     {"profile", required_argument, NULL, OPT_PROFILE},
     {"record-dir", required_argument, NULL, OPT_RECORD},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"api-keys", required_argument, NULL, OPT_API_KEYS},
+    {"client-ca", required_argument, NULL, OPT_CLIENT_CA},
+    {"no-auth", no_argument, NULL, OPT_NO_AUTH},
+    {"client-max-sessions", required_argument, NULL, OPT_CLIENT_SESSIONS},
+    {"client-kv-bytes", required_argument, NULL, OPT_CLIENT_KV},
+    {"max-conns-per-addr", required_argument, NULL, OPT_CONNS_PER_ADDR},
+    {"handshake-timeout-ms", required_argument, NULL, OPT_HANDSHAKE},
+    {"session-grace-ms", required_argument, NULL, OPT_GRACE},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -88,6 +121,67 @@ static int parse_u32(const char *s, const char *what, uint32_t lo, uint32_t hi, 
     return 0;
 }
 
+/* A byte count with an optional K, M or G (powers of 1024). */
+static int parse_bytes(const char *s, const char *what, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    unsigned shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : 0;
+    if (shift)
+        end++;
+    if (errno || end == s || *end || s[0] == '-' || v > (1ull << 50) >> shift) {
+        fprintf(stderr, "hinge-edge: --%s: '%s' is not a byte count (N, NK, NM or NG)\n", what, s);
+        return -1;
+    }
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+/* ---- logs: a UTC timestamp per line, or one JSON object a line ---- */
+
+static const char *const level_names[] = {"error", "warn", "info", "debug", "trace"};
+
+static void stamp(char *out, size_t cap)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, cap - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+static void log_text(void *user, hinge_log_level level, const char *line)
+{
+    (void)user;
+    char ts[40];
+    stamp(ts, sizeof ts);
+    fprintf(stderr, "%s hinge-edge %s: %s\n", ts, level_names[level <= HINGE_LOG_TRACE ? level : HINGE_LOG_TRACE],
+            line);
+}
+
+static void log_json(void *user, hinge_log_level level, const char *line)
+{
+    (void)user;
+    char ts[40], msg[1200];
+    size_t n = 0;
+    stamp(ts, sizeof ts);
+    for (const unsigned char *p = (const unsigned char *)line; *p && n < sizeof msg - 7; p++) {
+        if (*p == '"' || *p == '\\') {
+            msg[n++] = '\\';
+            msg[n++] = (char)*p;
+        } else if (*p < 0x20 || *p >= 0x7f) { /* peer bytes may not be UTF-8: the line stays valid JSON */
+            n += (size_t)snprintf(msg + n, sizeof msg - n, "\\u%04x", *p);
+        } else {
+            msg[n++] = (char)*p;
+        }
+    }
+    msg[n] = '\0';
+    fprintf(stderr, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"}\n", ts,
+            level_names[level <= HINGE_LOG_TRACE ? level : HINGE_LOG_TRACE], msg);
+}
+
 static int parse_level(const char *s, hinge_log_level *out)
 {
     static const char *const names[] = {"error", "warn", "info", "debug", "trace"};
@@ -99,23 +193,6 @@ static int parse_level(const char *s, hinge_log_level *out)
     }
     fprintf(stderr, "hinge-edge: --log-level: '%s' is not error, warn, info or debug\n", s);
     return -1;
-}
-
-/* BYTES with an optional K, M or G (powers of 1024), at least 1. */
-static int parse_bytes(const char *s, const char *what, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    int shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : 0;
-    if (shift)
-        end++;
-    if (errno || end == s || *end || s[0] == '-' || v == 0 || v > (UINT64_MAX >> 30)) {
-        fprintf(stderr, "hinge-edge: --%s: '%s' is not a byte count (N, NK, NM or NG)\n", what, s);
-        return -1;
-    }
-    *out = (uint64_t)v << shift;
-    return 0;
 }
 
 /* Options that take a u32: where each goes and its range. */
@@ -135,42 +212,104 @@ static int parse_number(int opt, const char *arg, hinge_edge_config *cfg)
     case OPT_SESSION_TO: return parse_u32(arg, "session-timeout-ms", 1, 86400000, &cfg->session_timeout_ms);
     case OPT_DRAIN: return parse_u32(arg, "drain-timeout-ms", 1, 3600000, &cfg->drain_timeout_ms);
     case OPT_SPIN: return parse_u32(arg, "spin-us", 0, 100000, &cfg->spin_us);
+    case OPT_CLIENT_SESSIONS: return parse_u32(arg, "client-max-sessions", 1, 4096, &cfg->client_max_sessions);
+    case OPT_CONNS_PER_ADDR: return parse_u32(arg, "max-conns-per-addr", 1, 4096, &cfg->max_conns_per_addr);
+    case OPT_HANDSHAKE: return parse_u32(arg, "handshake-timeout-ms", 1, 600000, &cfg->handshake_timeout_ms);
+    case OPT_GRACE: return parse_u32(arg, "session-grace-ms", 1, 86400000, &cfg->session_grace_ms);
+    case OPT_CLIENT_KV: return parse_bytes(arg, "client-kv-bytes", &cfg->client_kv_bytes);
     }
     return -1;
 }
 
-static int parse_args(int argc, char **argv, hinge_edge_config *cfg, hinge_logger *lg)
+/* Options that take a string or nothing; 1 when opt is not one of them. */
+static int parse_other(int opt, const char *arg, hinge_edge_config *cfg, hinge_logger *lg)
+{
+    switch (opt) {
+    case 'm': cfg->model_path = arg; return 0;
+    case 'l': cfg->listen = arg; return 0;
+    case OPT_CERT: cfg->cert = arg; return 0;
+    case OPT_KEY: cfg->key = arg; return 0;
+    case OPT_H2C: cfg->insecure_h2c = true; return 0;
+    case OPT_NO_MEASURE: cfg->no_measure = true; return 0;
+    case OPT_PROFILE: cfg->profile = arg; return 0;
+    case OPT_RECORD: cfg->record_dir = arg; return 0;
+    case OPT_KV_BUDGET: return parse_bytes(arg, "kv-budget", &cfg->kv_budget) != 0 ? -1 : 0;
+    case OPT_API_KEYS: cfg->api_keys = arg; return 0;
+    case OPT_CLIENT_CA: cfg->client_ca = arg; return 0;
+    case OPT_NO_AUTH: cfg->no_auth = true; return 0;
+    case OPT_CONFIG: return 0; /* read before the command line */
+    case OPT_LOG_LEVEL: return parse_level(arg, &lg->level) != 0 ? -1 : 0;
+    case OPT_LOG_FORMAT:
+        if (strcmp(arg, "json") == 0 || strcmp(arg, "text") == 0) {
+            lg->fn = arg[0] == 'j' ? log_json : log_text;
+            return 0;
+        }
+        fprintf(stderr, "hinge-edge: --log-format: '%s' is not text or json\n", arg);
+        return -1;
+    }
+    return 1;
+}
+
+/* One pass of getopt over argv (the config file's, then the command
+ * line's: the later wins). 1: printed help or version. */
+static int parse_pass(int argc, char **argv, hinge_edge_config *cfg, hinge_logger *lg)
 {
     int opt;
+    optind = 0; /* glibc: a full reset, for the second pass */
     while ((opt = getopt_long(argc, argv, "m:l:h", long_opts, NULL)) != -1) {
-        switch (opt) {
-        case 'm': cfg->model_path = optarg; break;
-        case 'l': cfg->listen = optarg; break;
-        case OPT_CERT: cfg->cert = optarg; break;
-        case OPT_KEY: cfg->key = optarg; break;
-        case OPT_H2C: cfg->insecure_h2c = true; break;
-        case OPT_NO_MEASURE: cfg->no_measure = true; break;
-        case OPT_PROFILE: cfg->profile = optarg; break;
-        case OPT_RECORD: cfg->record_dir = optarg; break;
-        case OPT_KV_BUDGET:
-            if (parse_bytes(optarg, "kv-budget", &cfg->kv_budget) != 0)
-                return 2;
-            break;
-        case OPT_LOG_LEVEL:
-            if (parse_level(optarg, &lg->level) != 0)
-                return 2;
-            break;
-        case 'h': fputs(usage_text, stdout); return 1;
-        case '?': fputs(usage_text, stderr); return 2;
-        default:
-            if (parse_number(opt, optarg, cfg) != 0)
-                return 2;
+        if (opt == 'h') {
+            fputs(usage_text, stdout);
+            return 1;
         }
+        if (opt == OPT_VERSION) {
+            printf("hinge-edge %s\n", HINGE_EDGE_VERSION);
+            return 1;
+        }
+        if (opt == '?') {
+            fputs(usage_text, stderr);
+            return 2;
+        }
+        int rc = parse_other(opt, optarg, cfg, lg);
+        if (rc == 1)
+            rc = parse_number(opt, optarg, cfg);
+        if (rc != 0)
+            return 2;
     }
     if (optind < argc) {
         fprintf(stderr, "hinge-edge: unexpected argument '%s'\n%s", argv[optind], usage_text);
         return 2;
     }
+    return 0;
+}
+
+/* The --config FILE of the command line, if any (last one wins). */
+static const char *config_path(int argc, char **argv)
+{
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            path = argv[++i];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            path = argv[i] + 9;
+    }
+    return path;
+}
+
+static int parse_args(int argc, char **argv, edge_config_args *file, hinge_edge_config *cfg, hinge_logger *lg)
+{
+    const char *path = config_path(argc, argv);
+    char err[256];
+    if (path && edge_config_read(path, long_opts, file, err, sizeof err) != 0) {
+        fprintf(stderr, "hinge-edge: --config: %s\n", err);
+        return 2;
+    }
+    int rc = file->argv ? parse_pass(file->argc, file->argv, cfg, lg) : 0;
+    if (rc == 0)
+        rc = parse_pass(argc, argv, cfg, lg);
+    if (rc != 0)
+        return rc;
     if (!cfg->model_path)
         cfg->model_path = getenv("HINGE_MODEL");
     if (!cfg->model_path || !*cfg->model_path) {
@@ -180,7 +319,7 @@ static int parse_args(int argc, char **argv, hinge_edge_config *cfg, hinge_logge
     return 0;
 }
 
-/* SIGTERM/SIGINT go to the edge's signalfd: block them before any thread
+/* SIGTERM/SIGINT/SIGHUP go to the edge's signalfd: block them before any thread
  * starts; SIGPIPE is ignored (peers may close mid-write). */
 static int setup_signals(void)
 {
@@ -188,6 +327,7 @@ static int setup_signals(void)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     struct sigaction ign = {.sa_handler = SIG_IGN};
     if (sigprocmask(SIG_BLOCK, &set, NULL) != 0 || sigaction(SIGPIPE, &ign, NULL) != 0) {
         perror("hinge-edge: signals");
@@ -196,14 +336,9 @@ static int setup_signals(void)
     return 0;
 }
 
-int main(int argc, char **argv)
+static int run(const hinge_edge_config *cfg)
 {
-    hinge_logger lg = {.fn = hinge_log_stderr, .user = NULL, .level = HINGE_LOG_INFO};
-    hinge_edge_config cfg = {.handle_signals = true, .log = &lg};
-    int rc = parse_args(argc, argv, &cfg, &lg);
-    if (rc != 0)
-        return rc == 1 ? 0 : rc;
-    if (cfg.insecure_h2c && (cfg.cert || cfg.key)) {
+    if (cfg->insecure_h2c && (cfg->cert || cfg->key)) {
         fprintf(stderr, "hinge-edge: --insecure-h2c and --cert/--key exclude each other\n");
         return 2;
     }
@@ -211,7 +346,7 @@ int main(int argc, char **argv)
         return 1;
     char err[256] = "";
     hinge_edge *e = NULL;
-    hinge_status s = hinge_edge_create(&cfg, &e, err, sizeof err);
+    hinge_status s = hinge_edge_create(cfg, &e, err, sizeof err);
     if (s != HINGE_OK) {
         fprintf(stderr, "hinge-edge: %s (%s)\n", err, hinge_strerror(s));
         return s == HINGE_ERR_INVALID ? 2 : 1;
@@ -223,4 +358,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "hinge-edge: %s (%s)\n", hinge_edge_errmsg(e), hinge_strerror(s));
     hinge_edge_destroy(e);
     return s == HINGE_OK ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    hinge_logger lg = {.fn = log_text, .user = NULL, .level = HINGE_LOG_INFO};
+    hinge_edge_config cfg = {.handle_signals = true, .log = &lg};
+    edge_config_args file = {0};
+    int rc = parse_args(argc, argv, &file, &cfg, &lg);
+    if (rc == 1) /* help or version */
+        rc = 0;
+    else if (rc == 0)
+        rc = run(&cfg);
+    edge_config_free(&file); /* cfg's strings may point into it: only now */
+    return rc;
 }

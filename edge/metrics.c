@@ -32,18 +32,42 @@ static const hist_def hists[EDGE_H_COUNT] = {
                             bounds_wait, sizeof bounds_wait / sizeof bounds_wait[0]},
 };
 
+/* The loop's latency histograms (edge_lat_kind), in seconds. */
+static const double bounds_lat[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5};
+static const hist_def lats[EDGE_L_COUNT] = {
+    [EDGE_L_STEP] = {"hinge_edge_step_seconds", "A step's compute: its first batch's start to its last batch's end.",
+                     bounds_lat, sizeof bounds_lat / sizeof bounds_lat[0]},
+    [EDGE_L_QUEUE] = {"hinge_edge_queue_seconds", "A step's wait for the compute worker.", bounds_lat,
+                      sizeof bounds_lat / sizeof bounds_lat[0]},
+};
+
+static const char *const reject_names[EDGE_REJ_COUNT] = {
+    [EDGE_REJ_FULL] = "full", [EDGE_REJ_DRAINING] = "draining", [EDGE_REJ_QUOTA_SESSIONS] = "quota_sessions",
+    [EDGE_REJ_QUOTA_KV] = "quota_kv_bytes", [EDGE_REJ_MEMORY] = "memory", [EDGE_REJ_INVALID] = "invalid",
+};
+
+_Static_assert(sizeof bounds_lat / sizeof bounds_lat[0] < EDGE_HIST_MAX, "histogram buckets");
 _Static_assert(sizeof bounds_rows / sizeof bounds_rows[0] < EDGE_HIST_MAX, "histogram buckets");
 _Static_assert(sizeof bounds_seconds / sizeof bounds_seconds[0] < EDGE_HIST_MAX, "histogram buckets");
 
-void edge_hist_observe(edge_hist *h, edge_hist_kind k, double v)
+static void observe(edge_hist *h, const hist_def *d, double v)
 {
-    const hist_def *d = &hists[k];
     size_t i = 0;
     while (i < d->n && v > d->bounds[i])
         i++;
     h->bucket[i]++;
     h->sum += v;
     h->count++;
+}
+
+void edge_hist_observe(edge_hist *h, edge_hist_kind k, double v)
+{
+    observe(h, &hists[k], v);
+}
+
+void edge_lat_observe(hinge_edge *e, edge_lat_kind k, double seconds)
+{
+    observe(&e->lat[k], &lats[k], seconds);
 }
 
 typedef struct out {
@@ -73,9 +97,8 @@ static void metric(out *o, const char *name, const char *type, const char *help,
     put(o, "# HELP %s %s\n# TYPE %s %s\n%s %.15g\n", name, help, name, type, name, v);
 }
 
-static void histogram(out *o, edge_hist_kind k, const edge_hist *h)
+static void histogram(out *o, const hist_def *d, const edge_hist *h)
 {
-    const hist_def *d = &hists[k];
     put(o, "# HELP %s %s\n# TYPE %s histogram\n", d->name, d->help, d->name);
     uint64_t cum = 0;
     for (size_t i = 0; i < d->n; i++) {
@@ -87,6 +110,44 @@ static void histogram(out *o, edge_hist_kind k, const edge_hist *h)
         h->sum, d->name, (unsigned long long)h->count);
 }
 
+/* Sessions, clients, connections and traffic (issue 11). */
+static void service_metrics(out *o, const hinge_edge *e)
+{
+    put(o, "# HELP hinge_edge_sessions_rejected_total Sessions refused, by reason.\n"
+           "# TYPE hinge_edge_sessions_rejected_total counter\n");
+    for (int r = 0; r < EDGE_REJ_COUNT; r++)
+        put(o, "hinge_edge_sessions_rejected_total{reason=\"%s\"} %llu\n", reject_names[r],
+            (unsigned long long)e->rejected[r]);
+    size_t kv = 0;
+    for (uint32_t i = 0; i < e->max_sessions; i++)
+        if (e->sessions[i].used)
+            kv += e->sessions[i].bytes;
+    metric(o, "hinge_edge_sessions_opened_total", "counter", "Sessions opened.", (double)e->sessions_opened);
+    metric(o, "hinge_edge_sessions_orphaned_total", "counter",
+           "Sessions freed because their connection closed and none took over within the grace period.",
+           (double)e->sessions_orphaned);
+    metric(o, "hinge_edge_kv_bytes", "gauge", "Bytes held by open sessions (KV cache and buffers).", (double)kv);
+    metric(o, "hinge_edge_client_kv_bytes_limit", "gauge", "Per-client quota of session bytes (0: none).",
+           (double)e->client_kv_bytes);
+    metric(o, "hinge_edge_client_sessions_limit", "gauge", "Per-client quota of sessions.",
+           (double)e->client_max_sessions);
+    metric(o, "hinge_edge_connections_max", "gauge", "Most connections (--max-conns).", (double)e->max_conns);
+    metric(o, "hinge_edge_connections_accepted_total", "counter", "Connections accepted.", (double)e->conns_accepted);
+    metric(o, "hinge_edge_connections_refused_total", "counter",
+           "Connections refused (caps) or not accepted (descriptors exhausted).", (double)e->conns_refused);
+    metric(o, "hinge_edge_connections_evicted_total", "counter", "Idle connections closed to make room.",
+           (double)e->conns_evicted);
+    metric(o, "hinge_edge_tls_handshakes_total", "counter", "TLS handshakes completed.", (double)e->handshakes_ok);
+    metric(o, "hinge_edge_tls_handshake_failures_total", "counter", "TLS handshakes failed or timed out.",
+           (double)e->handshakes_failed);
+    metric(o, "hinge_edge_auth_failures_total", "counter", "Requests answered 401.", (double)e->auth_failures);
+    metric(o, "hinge_edge_received_bytes_total", "counter", "HTTP/2 bytes received (after TLS).",
+           (double)e->bytes_in);
+    metric(o, "hinge_edge_sent_bytes_total", "counter", "HTTP/2 bytes sent (before TLS).", (double)e->bytes_out);
+    metric(o, "hinge_edge_reloads_total", "counter", "Successful reloads (SIGHUP).", (double)e->reloads);
+    metric(o, "hinge_edge_draining", "gauge", "1 after SIGTERM.", e->draining ? 1.0 : 0.0);
+}
+
 size_t edge_metrics_text(hinge_edge *e, char *buf, size_t cap)
 {
     edge_batch_stats st;
@@ -95,7 +156,9 @@ size_t edge_metrics_text(hinge_edge *e, char *buf, size_t cap)
     edge_worker_load(e->worker, &queued, &running);
     out o = {.p = buf, .cap = cap};
     for (int k = 0; k < EDGE_H_COUNT; k++)
-        histogram(&o, (edge_hist_kind)k, &st.h[k]);
+        histogram(&o, &hists[k], &st.h[k]);
+    for (int k = 0; k < EDGE_L_COUNT; k++)
+        histogram(&o, &lats[k], &e->lat[k]);
     metric(&o, "hinge_edge_batches_total", "counter", "Batched steps run.", (double)st.batches);
     metric(&o, "hinge_edge_mixed_batches_total", "counter",
            "Batched steps holding both one-position steps and prefill rows.", (double)st.mixed_batches);
@@ -125,5 +188,6 @@ size_t edge_metrics_text(hinge_edge *e, char *buf, size_t cap)
     metric(&o, "hinge_edge_connections", "gauge", "Open connections.", (double)e->n_conns);
     metric(&o, "hinge_edge_requests_total", "counter", "Responses sent.", (double)e->requests);
     metric(&o, "hinge_edge_errors_total", "counter", "Responses with a status of 400 or more.", (double)e->errors);
+    service_metrics(&o, e);
     return o.over ? 0 : o.len;
 }

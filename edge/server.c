@@ -28,6 +28,11 @@ enum {
     DEF_IDLE_MS = 120000,
     DEF_SESSION_MS = 600000,
     DEF_DRAIN_MS = 30000,
+    DEF_HANDSHAKE_MS = 5000,
+    DEF_GRACE_MS = 30000,
+    DRAIN_END_MS = 2000, /* after the drain timeout: for the steps in flight to answer */
+    BACKOFF_MIN_MS = 50, /* accept paused on EMFILE: doubling up to BACKOFF_MAX_MS */
+    BACKOFF_MAX_MS = 1000,
     MAX_EVENTS = 64,
     ACCEPTS_PER_WAKE = 64,
     LIMIT_SESSIONS = 4096,
@@ -127,16 +132,31 @@ static void format_addr(const struct sockaddr_storage *ss, char *out, size_t cap
     }
 }
 
-static hinge_status open_listener(hinge_edge *e, const char *spec, bool h2c, char *err, size_t errlen)
+/* The IP address alone (the per-address cap). */
+static void format_host(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
+    const void *a = ss->ss_family == AF_INET ? (const void *)&((const struct sockaddr_in *)ss)->sin_addr
+                                             : (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+    if (!inet_ntop(ss->ss_family, a, out, (socklen_t)cap))
+        snprintf(out, cap, "?");
+}
+
+static hinge_status open_listener(hinge_edge *e, const char *spec, const hinge_edge_config *cfg, char *err,
+                                  size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t len;
     hinge_status s = parse_listen(spec, &ss, &len, err, errlen);
     if (s != HINGE_OK)
         return s;
-    if (h2c && !is_loopback(&ss))
+    if (cfg->insecure_h2c && !is_loopback(&ss))
         return hinge_fail(err, errlen, HINGE_ERR_INVALID,
                           "--insecure-h2c serves cleartext: only on a loopback address, not %s", spec);
+    if (!e->auth_on && !cfg->no_auth && !is_loopback(&ss))
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID,
+                          "%s is not a loopback address: give --api-keys or --client-ca (or --no-auth to serve "
+                          "anyone)",
+                          spec);
     e->listen_fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (e->listen_fd < 0 || setsockopt(e->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
@@ -151,31 +171,68 @@ static hinge_status open_listener(hinge_edge *e, const char *spec, bool h2c, cha
     return HINGE_OK;
 }
 
+/* Out of descriptors (or memory): a waiting connection stays in the
+ * backlog, so the listening socket would wake the loop at once, forever.
+ * Take it out of the epoll set for a while instead (doubling while it
+ * lasts); tick() puts it back. */
+static void accept_pause(hinge_edge *e, int err)
+{
+    e->accept_backoff_ms = e->accept_backoff_ms ? e->accept_backoff_ms * 2 : BACKOFF_MIN_MS;
+    if (e->accept_backoff_ms > BACKOFF_MAX_MS)
+        e->accept_backoff_ms = BACKOFF_MAX_MS;
+    e->accept_paused = true;
+    e->accept_resume_ms = edge_now_ms() + e->accept_backoff_ms;
+    e->conns_refused++;
+    edge_epoll_mod(e, e->listen_fd, &e->w_listen, 0);
+    edge_log_limited(e, EDGE_RL_ACCEPT, HINGE_LOG_WARN, "accept: %s: not accepting for %u ms (%u connections open)",
+                     strerror(err), e->accept_backoff_ms, e->n_conns);
+}
+
+static void accept_resume(hinge_edge *e, uint64_t now)
+{
+    if (!e->accept_paused || now < e->accept_resume_ms || e->listen_fd < 0)
+        return;
+    e->accept_paused = false;
+    edge_epoll_mod(e, e->listen_fd, &e->w_listen, EPOLLIN);
+}
+
+static void accept_one(hinge_edge *e, int fd, const struct sockaddr_storage *ss)
+{
+    char peer[64], addr[EDGE_ADDR_MAX];
+    format_addr(ss, peer, sizeof peer);
+    format_host(ss, addr, sizeof addr);
+    const char *no = edge_conn_admit(e, addr);
+    edge_conn *c = NULL;
+    hinge_status s = no ? HINGE_ERR_RANGE : edge_conn_open(e, fd, peer, addr, &c);
+    if (s != HINGE_OK) {
+        e->conns_refused++;
+        edge_log_limited(e, EDGE_RL_REFUSE, HINGE_LOG_WARN, "refusing %s: %s", peer, no ? no : hinge_strerror(s));
+        close(fd);
+        return;
+    }
+    e->conns_accepted++;
+    e->accept_backoff_ms = 0;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    hinge_log(&e->log, HINGE_LOG_DEBUG, "%s: connected", peer);
+    edge_conn_flush(c); /* h2c: the server's SETTINGS */
+}
+
 static void accept_all(hinge_edge *e)
 {
-    for (int i = 0; i < ACCEPTS_PER_WAKE && e->listen_fd >= 0; i++) {
+    for (int i = 0; i < ACCEPTS_PER_WAKE && e->listen_fd >= 0 && !e->accept_paused; i++) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
         int fd = accept4(e->listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                hinge_log(&e->log, HINGE_LOG_WARN, "accept: %s", strerror(errno));
-            return;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        char peer[64];
-        format_addr(&ss, peer, sizeof peer);
-        edge_conn *c;
-        hinge_status s = edge_conn_open(e, fd, peer, &c);
-        if (s != HINGE_OK) {
-            hinge_log(&e->log, HINGE_LOG_WARN, "refusing %s: %s", peer,
-                      s == HINGE_ERR_RANGE ? "too many connections" : hinge_strerror(s));
-            close(fd);
+        if (fd >= 0) {
+            accept_one(e, fd, &ss);
             continue;
         }
-        hinge_log(&e->log, HINGE_LOG_DEBUG, "%s: connected", peer);
-        edge_conn_flush(c); /* h2c: the server's SETTINGS */
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            accept_pause(e, errno);
+        else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+            edge_log_limited(e, EDGE_RL_ACCEPT, HINGE_LOG_WARN, "accept: %s", strerror(errno));
+        return;
     }
 }
 
@@ -194,6 +251,13 @@ static void copy_limits(hinge_edge *e, const hinge_edge_config *cfg)
     e->drain_ms = cfg->drain_timeout_ms ? cfg->drain_timeout_ms : DEF_DRAIN_MS;
     e->spin_us = cfg->spin_us < LIMIT_SPIN_US ? cfg->spin_us : LIMIT_SPIN_US;
     e->prefill_chunk = cfg->prefill_chunk ? cfg->prefill_chunk : DEF_PREFILL_CHUNK;
+    e->client_max_sessions = cfg->client_max_sessions ? cfg->client_max_sessions : e->max_sessions;
+    e->client_kv_bytes = cfg->client_kv_bytes;
+    /* off by default: phones behind a carrier NAT share an address */
+    e->max_conns_per_addr = cfg->max_conns_per_addr ? cfg->max_conns_per_addr : e->max_conns;
+    e->handshake_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : DEF_HANDSHAKE_MS;
+    e->session_grace_ms = cfg->session_grace_ms ? cfg->session_grace_ms : DEF_GRACE_MS;
+    e->conn_slots = e->max_conns + ACCEPTS_PER_WAKE;
 }
 
 static hinge_status check_config(const hinge_edge_config *cfg, char *err, size_t errlen)
@@ -203,6 +267,10 @@ static hinge_status check_config(const hinge_edge_config *cfg, char *err, size_t
     if (!cfg->insecure_h2c && (!cfg->cert || !cfg->key))
         return hinge_fail(err, errlen, HINGE_ERR_INVALID,
                           "TLS needs --cert and --key (cleartext h2c only with --insecure-h2c on loopback)");
+    if (cfg->insecure_h2c && cfg->client_ca)
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "--client-ca needs TLS, not --insecure-h2c");
+    if (cfg->no_auth && (cfg->api_keys || cfg->client_ca))
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "--no-auth excludes --api-keys and --client-ca");
     if (cfg->max_sessions > LIMIT_SESSIONS || cfg->max_conns > LIMIT_CONNS)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "max sessions and connections are capped at %d",
                           LIMIT_SESSIONS);
@@ -226,11 +294,66 @@ static hinge_status open_fds(hinge_edge *e, const hinge_edge_config *cfg, char *
         sigemptyset(&set);
         sigaddset(&set, SIGTERM);
         sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGHUP);
         e->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
         if (e->sig_fd < 0 || watch_fd(e, e->sig_fd, &e->w_sig, EDGE_W_SIGNAL) != 0)
             return hinge_fail(err, errlen, HINGE_ERR_IO, "signalfd: %s", strerror(errno));
     }
-    return open_listener(e, cfg->listen ? cfg->listen : "127.0.0.1:8443", cfg->insecure_h2c, err, errlen);
+    return open_listener(e, cfg->listen ? cfg->listen : "127.0.0.1:8443", cfg, err, errlen);
+}
+
+static char *dup_or_null(const char *s, bool *ok)
+{
+    char *d = s ? strdup(s) : NULL;
+    if (s && !d)
+        *ok = false;
+    return d;
+}
+
+/* Paths kept for reloads; the API keys read. */
+static hinge_status copy_auth(hinge_edge *e, const hinge_edge_config *cfg, char *err, size_t errlen)
+{
+    bool ok = true;
+    e->cert_path = dup_or_null(cfg->cert, &ok);
+    e->key_path = dup_or_null(cfg->key, &ok);
+    e->client_ca_path = dup_or_null(cfg->client_ca, &ok);
+    e->keys_path = dup_or_null(cfg->api_keys, &ok);
+    if (!ok)
+        return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
+    e->auth_on = cfg->api_keys || cfg->client_ca;
+    return cfg->api_keys ? edge_auth_load(e, cfg->api_keys, err, errlen) : HINGE_OK;
+}
+
+hinge_status hinge_edge_reload(hinge_edge *e, char *err, size_t errlen)
+{
+    edge_key *old_keys = e->keys;
+    size_t old_n = e->n_keys;
+    if (e->keys_path) {
+        e->keys = NULL; /* edge_auth_load replaces them only on success */
+        hinge_status s = edge_auth_load(e, e->keys_path, err, errlen);
+        if (s != HINGE_OK) {
+            e->keys = old_keys;
+            e->n_keys = old_n;
+            return s;
+        }
+    }
+    if (e->tls) {
+        SSL_CTX *ctx = edge_tls_create(e->cert_path, e->key_path, e->client_ca_path, !e->keys, err, errlen);
+        if (!ctx) {
+            if (e->keys != old_keys) {
+                free(e->keys);
+                e->keys = old_keys;
+                e->n_keys = old_n;
+            }
+            return HINGE_ERR_IO;
+        }
+        SSL_CTX_free(e->tls); /* open connections keep a reference to the old one */
+        e->tls = ctx;
+    }
+    if (e->keys != old_keys)
+        free(old_keys);
+    e->reloads++;
+    return HINGE_OK;
 }
 
 static hinge_status edge_init(hinge_edge *e, const hinge_edge_config *cfg, char *err, size_t errlen)
@@ -241,10 +364,13 @@ static hinge_status edge_init(hinge_edge *e, const hinge_edge_config *cfg, char 
     copy_limits(e, cfg);
     if (tp_create(cfg->threads, &e->tp) != HINGE_OK)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "cannot start %d compute threads", cfg->threads);
-    if (!cfg->insecure_h2c && !(e->tls = edge_tls_create(cfg->cert, cfg->key, err, errlen)))
+    if ((s = copy_auth(e, cfg, err, errlen)) != HINGE_OK)
+        return s;
+    if (!cfg->insecure_h2c &&
+        !(e->tls = edge_tls_create(cfg->cert, cfg->key, cfg->client_ca, !e->keys, err, errlen)))
         return HINGE_ERR_IO;
     e->sessions = calloc(e->max_sessions, sizeof *e->sessions);
-    e->conns = calloc(e->max_conns, sizeof *e->conns);
+    e->conns = calloc(e->conn_slots, sizeof *e->conns);
     e->cuts = calloc(e->m->hp.n_layer + 1, sizeof *e->cuts);
     if (kv_pool_create((size_t)cfg->kv_budget, &e->kv) != HINGE_OK)
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
@@ -282,9 +408,13 @@ hinge_status hinge_edge_create(const hinge_edge_config *cfg, hinge_edge **out, c
     const model_hparams *hp = &e->m->hp;
     hinge_log(&e->log, HINGE_LOG_INFO,
               "serving %s (%u layers, n_embd %u) on %s over %s; %d compute threads; batches of up to %u sessions, "
-              "prefill in chunks of %u positions",
+              "prefill in chunks of %u positions; %s",
               e->m->name, hp->n_layer, hp->n_embd, e->address, e->tls ? "TLS 1.3 h2" : "cleartext h2c",
-              tp_threads(e->tp), e->max_sessions, e->prefill_chunk);
+              tp_threads(e->tp), e->max_sessions, e->prefill_chunk,
+              e->keys && e->client_ca_path ? "API keys or client certificates"
+              : e->keys                    ? "API keys"
+              : e->client_ca_path          ? "client certificates"
+                                           : "no authentication");
     *out = e;
     return HINGE_OK;
 }
@@ -301,7 +431,7 @@ void hinge_edge_destroy(hinge_edge *e)
     if (!e)
         return;
     edge_worker_destroy(e->worker); /* joins: no step runs after this */
-    for (uint32_t i = 0; e->conns && i < e->max_conns; i++)
+    for (uint32_t i = 0; e->conns && i < e->conn_slots; i++)
         if (e->conns[i])
             edge_conn_close(e->conns[i]);
     edge_sessions_free(e);
@@ -319,6 +449,12 @@ void hinge_edge_destroy(hinge_edge *e)
     free(e->layer_us);
     json_decref(e->profile);
     free(e->record_dir);
+    free(e->keys);
+    EVP_MD_free(e->sha256);
+    free(e->cert_path);
+    free(e->key_path);
+    free(e->client_ca_path);
+    free(e->keys_path);
     free(e);
 }
 
@@ -341,15 +477,23 @@ void hinge_edge_stop(hinge_edge *e)
 
 /* ---- the loop ---- */
 
+/* A drain: no new connection or session; the open sessions go on over
+ * their connections (no GOAWAY yet) until they are closed, idle, or
+ * drain_ms pass (then ended: drain_end). */
 static void start_drain(hinge_edge *e, const char *why)
 {
     if (e->draining)
         return;
     e->draining = true;
     e->drain_deadline_ms = edge_now_ms() + e->drain_ms;
-    hinge_log(&e->log, HINGE_LOG_INFO, "%s: no new connections; finishing in-flight steps", why);
+    hinge_log(&e->log, HINGE_LOG_INFO, "%s: no new connections or sessions; finishing %u open sessions (at most %u ms)",
+              why, e->n_sessions, e->drain_ms);
     close_fd(&e->listen_fd); /* closing removes it from the epoll set */
-    for (uint32_t i = 0; i < e->max_conns; i++)
+}
+
+static void goaway_all(hinge_edge *e)
+{
+    for (uint32_t i = 0; i < e->conn_slots; i++)
         if (e->conns[i])
             edge_conn_goaway(e->conns[i]);
 }
@@ -360,7 +504,7 @@ static bool drained(hinge_edge *e)
     edge_worker_load(e->worker, &queued, &running);
     if (queued || running)
         return false;
-    for (uint32_t i = 0; i < e->max_conns; i++)
+    for (uint32_t i = 0; i < e->conn_slots; i++)
         if (e->conns[i] && edge_conn_busy(e->conns[i]))
             return false;
     return true;
@@ -372,6 +516,16 @@ static void steps_done(hinge_edge *e)
     size_t n = edge_worker_collect(e->worker, done, MAX_EVENTS);
     for (size_t i = 0; i < n; i++)
         edge_api_step_done(e, done[i]);
+}
+
+static void reload(hinge_edge *e)
+{
+    char err[HINGE_ERRMSG_MAX];
+    if (hinge_edge_reload(e, err, sizeof err) == HINGE_OK)
+        hinge_log(&e->log, HINGE_LOG_INFO, "SIGHUP: reloaded %s%s (%zu API keys)", e->tls ? "certificate, key" : "",
+                  e->keys_path ? (e->tls ? " and API keys" : "API keys") : "", e->n_keys);
+    else
+        hinge_log(&e->log, HINGE_LOG_ERROR, "SIGHUP: reload failed, keeping the old ones: %s", err);
 }
 
 static void on_event(hinge_edge *e, edge_watch *w, uint32_t events)
@@ -389,7 +543,11 @@ static void on_event(hinge_edge *e, edge_watch *w, uint32_t events)
     }
     case EDGE_W_SIGNAL: {
         struct signalfd_siginfo si;
-        if (read(e->sig_fd, &si, sizeof si) == (ssize_t)sizeof si)
+        if (read(e->sig_fd, &si, sizeof si) != (ssize_t)sizeof si)
+            break;
+        if (si.ssi_signo == SIGHUP)
+            reload(e);
+        else
             start_drain(e, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
         break;
     }
@@ -398,10 +556,26 @@ static void on_event(hinge_edge *e, edge_watch *w, uint32_t events)
 
 static void tick(hinge_edge *e, uint64_t now)
 {
-    for (uint32_t i = 0; i < e->max_conns; i++)
+    for (uint32_t i = 0; i < e->conn_slots; i++)
         if (e->conns[i])
             edge_conn_tick(e->conns[i], now);
+    if (e->draining && !e->drain_ending && now >= e->drain_deadline_ms) {
+        hinge_log(&e->log, HINGE_LOG_WARN, "drain timed out after %u ms: ending %u open sessions", e->drain_ms,
+                  e->n_sessions);
+        e->drain_ending = true;
+        e->drain_end_ms = now + DRAIN_END_MS;
+    }
     edge_session_expire(e, now);
+    accept_resume(e, now);
+}
+
+/* The drain is over: every session closed and every response out, or
+ * drain_ms plus DRAIN_END_MS passed. */
+static bool drain_over(hinge_edge *e, uint64_t now)
+{
+    if (e->drain_ending && now >= e->drain_end_ms)
+        return true;
+    return e->n_sessions == 0 && drained(e);
 }
 
 /* Goes back to connections that stopped reading at the fairness cap;
@@ -409,7 +583,7 @@ static void tick(hinge_edge *e, uint64_t now)
 static bool serve_pending(hinge_edge *e)
 {
     bool more = false;
-    for (uint32_t i = 0; i < e->max_conns; i++) {
+    for (uint32_t i = 0; i < e->conn_slots; i++) {
         edge_conn *c = e->conns[i];
         if (c && c->read_pending && !c->dead) {
             edge_conn_event(c, EPOLLIN);
@@ -426,7 +600,7 @@ hinge_status hinge_edge_run(hinge_edge *e)
     bool pending = false;
     for (;;) {
         uint64_t now = edge_now_ms();
-        if (e->draining && (drained(e) || now >= e->drain_deadline_ms))
+        if (e->draining && drain_over(e, now))
             break;
         bool spin = e->steps_out > 0 && edge_now_us() < e->spin_until_us;
         int n = epoll_wait(e->ep, evs, MAX_EVENTS, pending || spin ? 0 : EDGE_TICK_MS);
@@ -443,8 +617,9 @@ hinge_status hinge_edge_run(hinge_edge *e)
         edge_conns_reap(e);
     }
     if (!drained(e))
-        hinge_log(&e->log, HINGE_LOG_WARN, "drain timed out after %u ms", e->drain_ms);
-    for (uint32_t i = 0; i < e->max_conns; i++)
+        hinge_log(&e->log, HINGE_LOG_WARN, "responses still owed after the drain: dropped");
+    goaway_all(e); /* one try: tells clients this was a clean stop */
+    for (uint32_t i = 0; i < e->conn_slots; i++)
         if (e->conns[i])
             edge_conn_close(e->conns[i]);
     hinge_log(&e->log, HINGE_LOG_INFO, "stopped after %llu steps", (unsigned long long)e->steps_done);

@@ -8,6 +8,7 @@
  * with its first block per layer, so an edge whose budget is spent refuses
  * new sessions (503) rather than their first step. The steps themselves run
  * in the worker's batches (sched.c). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,8 @@
 #include <openssl/rand.h>
 
 #include "edge_impl.h"
+
+enum { DRAIN_IDLE_MS = 2000 };
 
 static void session_release(edge_session *s)
 {
@@ -96,22 +99,51 @@ static hinge_status session_alloc(hinge_edge *e, edge_session *s, uint64_t skip,
     return HINGE_OK;
 }
 
-int edge_session_open(hinge_edge *e, const edge_session_req *rq, edge_session **out, const char **code,
-                      char *detail, size_t detail_len)
+/* What client holds: sessions and their bytes. */
+static void client_usage(const hinge_edge *e, const char *client, uint32_t *n, size_t *bytes)
+{
+    *n = 0;
+    *bytes = 0;
+    for (uint32_t i = 0; i < e->max_sessions; i++) {
+        const edge_session *s = &e->sessions[i];
+        if (s->used && strcmp(s->owner, client) == 0) {
+            (*n)++;
+            *bytes += s->bytes;
+        }
+    }
+}
+
+/* Counts the refusal; the caller writes the detail. */
+static int refuse(hinge_edge *e, edge_reject why, int http, const char **code, const char *c)
+{
+    e->rejected[why]++;
+    *code = c;
+    return http;
+}
+
+int edge_session_open(hinge_edge *e, const edge_session_req *rq, const char *client, edge_session **out,
+                      const char **code, char *detail, size_t detail_len)
 {
     int http = check_req(e, rq, code, detail, detail_len);
-    if (http)
+    if (http) {
+        e->rejected[EDGE_REJ_INVALID]++;
         return http;
+    }
     edge_session *s = free_slot(e);
+    uint32_t held;
+    size_t held_bytes;
+    client_usage(e, client, &held, &held_bytes);
     if (e->draining) {
-        *code = "draining";
-        hinge_fail(detail, detail_len, HINGE_ERR_RANGE, "the edge is shutting down");
-        return 503;
+        snprintf(detail, detail_len, "the edge is shutting down: open a session on another edge");
+        return refuse(e, EDGE_REJ_DRAINING, 503, code, "draining");
     }
     if (!s) {
-        *code = "too_many_sessions";
-        hinge_fail(detail, detail_len, HINGE_ERR_RANGE, "all %u sessions are in use", e->max_sessions);
-        return 503;
+        snprintf(detail, detail_len, "all %u sessions are in use", e->max_sessions);
+        return refuse(e, EDGE_REJ_FULL, 503, code, "too_many_sessions");
+    }
+    if (held >= e->client_max_sessions) {
+        snprintf(detail, detail_len, "this client holds %u sessions, its quota", held);
+        return refuse(e, EDGE_REJ_QUOTA_SESSIONS, 429, code, "quota_sessions");
     }
     uint8_t raw[EDGE_SID_HEX / 2];
     if (RAND_bytes(raw, sizeof raw) != 1) {
@@ -133,10 +165,24 @@ int edge_session_open(hinge_edge *e, const edge_session_req *rq, edge_session **
     hinge_status st = session_alloc(e, s, rq->skip, code, detail, detail_len);
     if (st != HINGE_OK) {
         session_release(s);
+        e->rejected[st == HINGE_ERR_NOMEM ? EDGE_REJ_MEMORY : EDGE_REJ_INVALID]++;
         *code = st == HINGE_ERR_NOMEM ? *code : "bad_request";
         return st == HINGE_ERR_NOMEM ? 503 : 400;
     }
+    /* what the client is charged: its buffers and the KV cache the session
+     * may grow to (paged: held as it grows, but promised now) */
+    s->bytes = tail_bytes(s->t) + tail_kv_bytes_max(s->t) + s->rx_cap +
+               (size_t)s->max_step * e->m->hp.n_embd * sizeof(float);
+    if (e->client_kv_bytes && held_bytes + s->bytes > e->client_kv_bytes) {
+        snprintf(detail, detail_len, "this session needs %zu bytes; the client's quota of %llu leaves %llu",
+                 s->bytes, (unsigned long long)e->client_kv_bytes,
+                 (unsigned long long)(e->client_kv_bytes > held_bytes ? e->client_kv_bytes - held_bytes : 0));
+        session_release(s);
+        return refuse(e, EDGE_REJ_QUOTA_KV, 429, code, "quota_kv_bytes");
+    }
+    snprintf(s->owner, sizeof s->owner, "%s", client);
     s->used = true;
+    e->sessions_opened++;
     e->n_sessions++;
     *out = s;
     return 201;
@@ -147,16 +193,26 @@ size_t edge_session_kv_bytes(const edge_session *s)
     return s && s->used ? tail_kv_bytes(s->t) : 0;
 }
 
-edge_session *edge_session_find(hinge_edge *e, const char *sid)
+edge_session *edge_session_find(hinge_edge *e, const char *sid, const char *client)
 {
     if (strlen(sid) != EDGE_SID_HEX)
         return NULL;
     for (uint32_t i = 0; i < e->max_sessions; i++) {
         edge_session *s = &e->sessions[i];
         if (s->used && !s->closing && CRYPTO_memcmp(s->id, sid, EDGE_SID_HEX) == 0)
-            return s;
+            return strcmp(s->owner, client) == 0 ? s : NULL;
     }
     return NULL;
+}
+
+void edge_sessions_orphan(hinge_edge *e, uint64_t conn_id)
+{
+    uint64_t now = edge_now_ms();
+    for (uint32_t i = 0; i < e->max_sessions; i++) {
+        edge_session *s = &e->sessions[i];
+        if (s->used && s->conn_id == conn_id && !s->orphan_ms)
+            s->orphan_ms = now ? now : 1;
+    }
 }
 
 void edge_session_close(hinge_edge *e, edge_session *s)
@@ -176,11 +232,26 @@ void edge_session_close(hinge_edge *e, edge_session *s)
 
 void edge_session_expire(hinge_edge *e, uint64_t now_ms)
 {
+    /* while draining, a session between two turns (no request for a while) is
+     * ended: its client's next request gets 404 and it resumes elsewhere */
+    uint32_t idle = e->draining && e->session_ms > DRAIN_IDLE_MS ? DRAIN_IDLE_MS : e->session_ms;
     for (uint32_t i = 0; i < e->max_sessions; i++) {
         edge_session *s = &e->sessions[i];
-        if (s->used && !s->closing && !s->busy && !s->rx_owner && now_ms - s->last_ms > e->session_ms) {
-            hinge_log(&e->log, HINGE_LOG_INFO, "session %.8s idle for %u ms: closing", s->id, e->session_ms);
-            edge_session_close(e, s);
+        if (!s->used || s->closing || s->busy || s->rx_owner)
+            continue;
+        const char *why = NULL;
+        if (e->drain_ending) {
+            why = "drain timeout";
+        } else if (now_ms - s->last_ms > idle) {
+            why = e->draining ? "idle while draining" : "idle";
+        } else if (s->orphan_ms && now_ms - s->orphan_ms > e->session_grace_ms) {
+            why = "its connection closed and no other came";
+            e->sessions_orphaned++;
         }
+        if (!why)
+            continue;
+        hinge_log(&e->log, HINGE_LOG_INFO, "session %.8s of %s: closing (%s)", s->id, s->owner[0] ? s->owner : "-",
+                  why);
+        edge_session_close(e, s);
     }
 }

@@ -32,7 +32,41 @@ static hinge_status ssl_fail(char *err, size_t errlen, const char *what, const c
     return hinge_fail(err, errlen, HINGE_ERR_IO, "%s %s: %s", what, path ? path : "", detail);
 }
 
-SSL_CTX *edge_tls_create(const char *cert, const char *key, char *err, size_t errlen)
+void edge_tls_client(SSL *ssl, char *out, size_t cap)
+{
+    out[0] = '\0';
+    X509 *peer = SSL_get1_peer_certificate(ssl);
+    if (!peer)
+        return;
+    if (SSL_get_verify_result(ssl) == X509_V_OK) {
+        /* RFC 2253 text of the subject, e.g. "CN=phone-7,O=Operator" */
+        BIO *b = BIO_new(BIO_s_mem());
+        if (b && X509_NAME_print_ex(b, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253) >= 0) {
+            int n = BIO_read(b, out, (int)cap - 1);
+            out[n > 0 ? n : 0] = '\0';
+        }
+        BIO_free(b);
+    }
+    X509_free(peer);
+}
+
+/* Client certificates signed by the CAs in client_ca are verified; with
+ * require, a client without one fails the handshake. */
+static bool set_client_ca(SSL_CTX *ctx, const char *client_ca, bool require, char *err, size_t errlen)
+{
+    if (SSL_CTX_load_verify_locations(ctx, client_ca, NULL) != 1) {
+        ssl_fail(err, errlen, "cannot load client CA", client_ca);
+        return false;
+    }
+    STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(client_ca);
+    if (names)
+        SSL_CTX_set_client_CA_list(ctx, names);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (require ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
+    return true;
+}
+
+SSL_CTX *edge_tls_create(const char *cert, const char *key, const char *client_ca, bool require, char *err,
+                         size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
@@ -57,6 +91,8 @@ SSL_CTX *edge_tls_create(const char *cert, const char *key, char *err, size_t er
         ssl_fail(err, errlen, "private key does not match certificate", cert);
         goto fail;
     }
+    if (client_ca && !set_client_ca(ctx, client_ca, require, err, errlen))
+        goto fail;
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
     return ctx;
 fail:

@@ -48,6 +48,9 @@ size_t fwd_bytes(const fwd_ctx *f);
 /* Bytes of KV cache held now (with a pool: the blocks taken so far). Any
  * thread. */
 size_t fwd_kv_bytes(const fwd_ctx *f);
+/* The most it can hold: every position of its context (a sliding-window
+ * layer: its window), in whole blocks. */
+size_t fwd_kv_bytes_max(const fwd_ctx *f);
 
 /* Makes sure the KV blocks of positions up to end exist for a pass
  * starting at pos0, so that positions [pos0, end) can run; with a pool,

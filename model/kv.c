@@ -108,6 +108,23 @@ size_t fwd_kv_bytes(const fwd_ctx *f)
     return f ? atomic_load_explicit(&f->kv_bytes, memory_order_relaxed) : 0;
 }
 
+size_t fwd_kv_bytes_max(const fwd_ctx *f)
+{
+    if (!f)
+        return 0;
+    const model_hparams *hp = &f->m->hp;
+    size_t total = 0;
+    for (uint32_t il = f->a; il < f->b; il++) {
+        size_t n = f->n_blk;
+        if (f->pool && model_layer_is_swa(hp, il) && hp->swa_window > 0) {
+            size_t w = (hp->swa_window + f->blk_pos - 1) / f->blk_pos + 1; /* a window straddles one more */
+            n = w < n ? w : n;
+        }
+        total += n * f->blk_bytes;
+    }
+    return total;
+}
+
 static void give_block(fwd_ctx *f, size_t i)
 {
     free(f->blk[i]);

@@ -82,3 +82,4 @@ void tail_skip_samples(tail *t, uint64_t n) { sampler_skip(t->smp, n); }
 size_t tail_bytes(const tail *t) { return t ? t->bytes : 0; }
 hinge_status tail_kv_reserve(tail *t, uint32_t pos0, uint32_t end) { return fwd_kv_reserve(t->f, pos0, end); }
 size_t tail_kv_bytes(const tail *t) { return t ? fwd_kv_bytes(t->f) : 0; }
+size_t tail_kv_bytes_max(const tail *t) { return t ? fwd_kv_bytes_max(t->f) : 0; }

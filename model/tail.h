@@ -64,5 +64,6 @@ size_t tail_bytes(const tail *t);
 /* fwd_kv_reserve and fwd_kv_bytes of the tail's layers; errors in tail_errmsg. */
 hinge_status tail_kv_reserve(tail *t, uint32_t pos0, uint32_t end);
 size_t tail_kv_bytes(const tail *t);
+size_t tail_kv_bytes_max(const tail *t);
 
 #endif

@@ -54,6 +54,10 @@ hinge_status tx_easy_setup(tx_client *c, CURL *e, tx_rbuf *rb)
     rc |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     rc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     rc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, rb);
+    if (c->api_key) { /* libcurl sends "Authorization: Bearer KEY" */
+        rc |= curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
+        rc |= curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, c->api_key);
+    }
     if (c->tls) {
         if (c->cacert)
             rc |= curl_easy_setopt(e, CURLOPT_CAINFO, c->cacert);
@@ -187,8 +191,10 @@ hinge_status tx_http_error(long http, const tx_rbuf *rb, char *err, size_t errle
         s = HINGE_ERR_NOT_FOUND;
     else if (http == 408)
         s = HINGE_ERR_NETWORK;
-    else if (http == 409 || http == 503)
+    else if (http == 409 || http == 429 || http == 503)
         s = HINGE_ERR_RANGE;
+    else if (http == 401 || http == 403)
+        s = HINGE_ERR_INVALID;
     else if (http == 413)
         s = HINGE_ERR_NOMEM;
     else if (http == 422)
@@ -230,7 +236,7 @@ static hinge_status client_init(tx_client *c, const tx_client_config *cfg, char 
     c->connect_timeout_ms = cfg->connect_timeout_ms ? (long)cfg->connect_timeout_ms : DEFAULT_CONNECT_MS;
     c->timeout_ms = cfg->timeout_ms ? (long)cfg->timeout_ms : DEFAULT_TIMEOUT_MS;
     c->spin_us = cfg->spin_us < MAX_SPIN_US ? cfg->spin_us : MAX_SPIN_US;
-    if (cfg->cacert && !(c->cacert = strdup(cfg->cacert)))
+    if ((cfg->cacert && !(c->cacert = strdup(cfg->cacert))) || (cfg->api_key && !(c->api_key = strdup(cfg->api_key))))
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
     c->ctl_resp.cap = TX_CTL_RESP_MAX;
     c->ctl_resp.data = malloc(TX_CTL_RESP_MAX + 1);
@@ -279,6 +285,7 @@ void tx_client_destroy(tx_client *c)
     curl_slist_free_all(c->json_hdrs);
     free(c->ctl_resp.data);
     free(c->cacert);
+    free(c->api_key);
     free(c);
     curl_global_cleanup();
 }

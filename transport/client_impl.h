@@ -29,6 +29,7 @@ struct tx_client {
     struct curl_slist *json_hdrs;
     char base_url[TX_BASE_MAX];
     char *cacert;          /* owned; NULL: system store */
+    char *api_key;         /* owned; NULL: none */
     bool tls;
     bool h2c_up;           /* an h2c connection is believed open (see tx_perform) */
     long connect_timeout_ms, timeout_ms;

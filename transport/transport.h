@@ -152,6 +152,9 @@ typedef struct tx_client_config {
      * idle states) per token, at the price of a core spinning while the
      * edge computes. 0 (default): never spin. At most 100000. */
     uint32_t spin_us;
+    /* Sent as "Authorization: Bearer API_KEY" with every request; NULL: none.
+     * Copied. */
+    const char *api_key;
 } tx_client_config;
 
 /* Counters over the client's life. One generation over TLS should show one
@@ -217,8 +220,9 @@ typedef struct tx_timing {
  * nothing in hinge code (libcurl and jansson allocate internally).
  * Errors: HINGE_ERR_INVALID (bad config), HINGE_ERR_NETWORK (connect,
  * TLS, timeout), HINGE_ERR_PROTOCOL (not HTTP/2, malformed reply), and for
- * an edge's refusal the status of its HTTP code: 404 NOT_FOUND, 409 and
- * 503 RANGE, 413 NOMEM, other 4xx FORMAT, 5xx PROTOCOL. The edge's
+ * an edge's refusal the status of its HTTP code: 401 INVALID (no or a
+ * wrong API key), 404 NOT_FOUND, 409, 429 and 503 RANGE, 413 NOMEM, other
+ * 4xx FORMAT, 5xx PROTOCOL. The edge's
  * {"error", "detail"} goes into err. */
 hinge_status tx_session_open(tx_client *c, const tx_session_config *cfg, tx_session **out, char *err,
                              size_t errlen);

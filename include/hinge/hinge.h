@@ -201,6 +201,9 @@ typedef struct hinge_session_config {
                                           for the session's life */
     uint32_t n_fallback_edges;
     int no_local_fallback;  /* nonzero: when no edge answers, fail rather than finish on this device */
+    /* Authentication (added in 0.2; older structs get none). */
+    const char *api_key;    /* sent as "Authorization: Bearer API_KEY" to edge_url, the fallback edges and
+                               GET /v1/profile; NULL: none. Copied. */
 } hinge_session_config;
 
 /* Fills c with the defaults: local, cut HINGE_CUT_ALL, CPU, f32 wire, greedy. */
@@ -349,6 +352,7 @@ typedef struct hinge_profile_config {
     int n_threads;          /* 0: every online CPU */
     const char *edge_url;   /* measure the HTTP/2 overhead of a step against this edge; NULL: none */
     const char *ca_file;
+    const char *api_key;    /* bearer token for edge_url; NULL: none (added in 0.2) */
 } hinge_profile_config;
 
 void hinge_profile_config_init(hinge_profile_config *c);

@@ -1,13 +1,18 @@
 /* See edge_proc.h. */
 #include "edge_proc.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,7 +20,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
-static double now_s(void)
+double edge_now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -61,6 +66,11 @@ static void child(const edge_proc *p, int out_fd, const char *bin, const char *m
     dup2(out_fd, 1);
     if (lfd >= 0)
         dup2(lfd, 2);
+    if (p->nofile > 0) {
+        struct rlimit rl = {(rlim_t)p->nofile, (rlim_t)p->nofile};
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            _exit(126);
+    }
     execv(bin, (char *const *)argv);
     _exit(127);
 }
@@ -76,8 +86,8 @@ int edge_proc_start(edge_proc *p, const char *bin, const char *model, bool tls, 
     close(fds[1]);
     char line[256] = "";
     size_t len = 0;
-    double deadline = now_s() + 20.0;
-    while (len < sizeof line - 1 && !strchr(line, '\n') && now_s() < deadline) {
+    double deadline = edge_now_s() + 20.0;
+    while (len < sizeof line - 1 && !strchr(line, '\n') && edge_now_s() < deadline) {
         struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
         if (poll(&pfd, 1, 200) <= 0)
             continue;
@@ -106,9 +116,9 @@ int edge_proc_stop(edge_proc *p)
     if (p->pid <= 0)
         return -1;
     kill(p->pid, SIGTERM);
-    double deadline = now_s() + 15.0;
+    double deadline = edge_now_s() + 15.0;
     int status = 0;
-    while (now_s() < deadline) {
+    while (edge_now_s() < deadline) {
         pid_t r = waitpid(p->pid, &status, WNOHANG);
         if (r == p->pid) {
             p->pid = 0;
@@ -145,6 +155,22 @@ typedef struct source {
     size_t len, off, stall_after;
 } source;
 
+static _Thread_local char last_headers[2048];
+
+const char *edge_req_headers(void)
+{
+    return last_headers;
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *user)
+{
+    (void)user;
+    size_t n = size * nmemb, len = strlen(last_headers), room = sizeof last_headers - 1 - len;
+    memcpy(last_headers + len, ptr, n < room ? n : room);
+    last_headers[len + (n < room ? n : room)] = '\0';
+    return n;
+}
+
 static size_t on_write(char *ptr, size_t size, size_t nmemb, void *user)
 {
     sink *s = user;
@@ -180,6 +206,19 @@ long edge_req(const edge_proc *p, const char *method, const char *path, const vo
     source in = {body, len, 0, stall_after};
     CURL *e = curl_easy_init();
     struct curl_slist *h = curl_slist_append(NULL, "Expect:");
+    char auth[300];
+    if (p->token) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", p->token);
+        h = curl_slist_append(h, auth);
+    }
+    last_headers[0] = '\0';
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    if (p->source)
+        curl_easy_setopt(e, CURLOPT_INTERFACE, p->source);
+    if (p->client_cert) {
+        curl_easy_setopt(e, CURLOPT_SSLCERT, p->client_cert);
+        curl_easy_setopt(e, CURLOPT_SSLKEY, p->client_key);
+    }
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                      (long)(p->cacert[0] ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE));
@@ -215,4 +254,92 @@ bool edge_is_error(const char *resp, const char *code)
               (!code || strcmp(err, code) == 0);
     json_decref(j);
     return ok;
+}
+
+/* ---- the edge process and raw sockets ---- */
+
+long edge_proc_rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kib = strtol(line + 6, NULL, 10);
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+/* CPU seconds the process has used. */
+double edge_proc_cpu_s(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    unsigned long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+long edge_proc_file_size(const edge_proc *p, const char *name)
+{
+    char path[300];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/%s", p->dir, name);
+    return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+bool edge_proc_log_has(const edge_proc *p, const char *text)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "grep -qF '%s' %s/edge.log", text, p->dir);
+    return system(cmd) == 0;
+}
+
+/* A TCP connection to port from source (a loopback address); -1 on failure. */
+int edge_raw_connect(int port, const char *source)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    if (fd < 0)
+        return -1;
+    if (source) {
+        inet_pton(AF_INET, source, &a.sin_addr);
+        if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+            close(fd);
+            return -1;
+        }
+    }
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Reads and drops what fd gets until the peer closes it: true when it did
+ * within ms. */
+bool edge_closed_within(int fd, int ms)
+{
+    double end = edge_now_s() + ms / 1e3;
+    char buf[4096];
+    while (edge_now_s() < end) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 50) <= 0)
+            continue;
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            return true;
+    }
+    return false;
 }

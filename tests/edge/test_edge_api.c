@@ -201,7 +201,7 @@ static int setup(void **state)
         return -1;
     }
     static const char *const extra[] = {"--max-sessions", "4", "--max-step", "16", "--stall-timeout-ms", "400",
-                                        "--threads", "1", NULL};
+                                        "--handshake-timeout-ms", "400", "--threads", "1", NULL};
     if (edge_proc_cert(&w->p) != 0 ||
         edge_proc_start(&w->p, w->edge_bin, HINGE_SHARED_DIR "/models/stories260K.gguf", true, extra) != 0)
         return -1;
@@ -369,7 +369,7 @@ static void test_stall(void **state)
         fail_msg("stalled upload: %ld %s", st, resp);
     assert_true(dt >= 0.35 && dt < 5.0);
     good_step(w, id, 0, 8); /* the session survived */
-    /* a TCP connection that never starts TLS is closed after the stall timeout */
+    /* a TCP connection that never starts TLS is closed after the handshake timeout */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)w->p.port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};

@@ -227,7 +227,7 @@ wait
 for i in 1 2 3; do
   check "in-flight prefill $i finished with a token" bash -c "test \"\$(cat '$tmp/drain-$i.code')\" = 200 && grep -q '\"token\":' '$tmp/drain-$i.json'"
 done
-check "the drain is logged" grep -q "SIGTERM: no new connections; finishing in-flight steps" "$tmp/drain.err"
+check "the drain is logged" grep -q "SIGTERM: no new connections or sessions; finishing" "$tmp/drain.err"
 
 # ---- the command line ----
 "$edge" --model "$stories" --listen 0.0.0.0:0 --insecure-h2c >/dev/null 2>"$tmp/e1"
