@@ -313,6 +313,23 @@ static void test_auth_quota_isolation(void **state)
     gen anon = {.p = &p};
     gen_run(&anon);
     assert_int_equal(anon.status, HINGE_ERR_INVALID);
+    /* hinge generate: --api-key, or HINGE_API_KEY */
+    const char *cli = getenv("HINGE_CLI_BIN");
+    if (cli) {
+        char cmd[1200];
+        const char *how[] = {"--api-key ", "", ""};
+        const char *env[] = {"", "HINGE_API_KEY=", "HINGE_API_KEY="};
+        const char *tok[] = {TOKEN_A, TOKEN_A, "wrong"};
+        for (int i = 0; i < 3; i++) {
+            snprintf(cmd, sizeof cmd,
+                     "%s%s %s generate --model %s --edge %s --cut 2 --prompt '' -n 4 --temp 0 --no-local-fallback "
+                     "%s%s >/dev/null 2>&1",
+                     env[i], env[i][0] ? tok[i] : "", cli, MODEL, p.url, how[i], how[i][0] ? tok[i] : "");
+            int rc = system(cmd);
+            if ((rc == 0) != (i < 2))
+                fail_msg("%s: exit %d", cmd, rc);
+        }
+    }
     /* the key goes to the fallback edges too */
     gen fb = {.p = &p, .token = TOKEN_A, .via_fallback = true};
     gen_run(&fb);
