@@ -247,12 +247,13 @@ static void print_json(const gen_opts *o, const hinge_model *m, const hinge_stat
                       "generated_tokens", (json_int_t)st->generated_tokens, "error",
                       "generated text is not valid UTF-8");
     json_object_set_new(j, "breakdown", breakdown_json(st));
-    json_object_set_new(j, "recovery", json_pack("{s:I, s:I, s:I, s:f, s:I, s:i, s:f}", "recoveries",
+    json_object_set_new(j, "recovery", json_pack("{s:I, s:I, s:I, s:f, s:I, s:i, s:I, s:f, s:s}", "recoveries",
                                                  (json_int_t)st->recoveries, "local_fallbacks",
                                                  (json_int_t)st->local_fallbacks, "replayed_positions",
                                                  (json_int_t)st->replayed_positions, "recovery_ms", st->recovery_ms,
                                                  "recuts", (json_int_t)st->recuts, "first_cut", st->first_cut,
-                                                 "recut_ms", st->recut_ms));
+                                                 "resumes", (json_int_t)st->resumes,
+                                                 "recut_ms", st->recut_ms, "cause", st->recovery_cause));
     char *s = json_dumps(j, JSON_COMPACT);
     if (s)
         printf("%s\n", s);

@@ -7,6 +7,7 @@
  * (s->hist); its own layers recompute the boundary rows from them (the
  * device's KV cache rows are rewritten with the same values), and the rows
  * go to the new edge as one prefill, or through the new local tail. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,6 +59,33 @@ static hinge_status try_edge(hinge_session *s, int i)
     return HINGE_OK;
 }
 
+/* The cheapest path: the same edge session over a new connection to the
+ * same edge, which keeps a session whose connection was lost for a grace
+ * period and answers a repeated step from its last reply (the reply may be
+ * what was lost). Nothing is replayed. Tried once per position, and only
+ * when the connection was lost: a stalled edge (a timeout) or an answer
+ * (5xx, 404, draining) says the session is not to be had there. */
+static bool can_resume(const hinge_session *s, hinge_status st)
+{
+    return st == HINGE_ERR_NETWORK && s->sess && s->client && !tx_client_timed_out(s->client) &&
+           s->resumed_pos != s->pos + 1;
+}
+
+static hinge_status resume(hinge_session *s)
+{
+    tx_client *old = s->client;
+    s->client = NULL;
+    hinge_status st = sess_open_client(s); /* a new connection on its first request */
+    if (st != HINGE_OK) {
+        s->client = old;
+        return st;
+    }
+    tx_session_rebind(s->sess, s->client);
+    tx_client_destroy(old);
+    s->resumed_pos = s->pos + 1;
+    return HINGE_OK;
+}
+
 /* The layers after the cut on this device, their KV cache rebuilt. */
 static hinge_status go_local(hinge_session *s)
 {
@@ -85,6 +113,13 @@ hinge_status recover(hinge_session *s, hinge_status st)
     memcpy(cause, s->err, sizeof cause);
     hinge_log(&s->lg, HINGE_LOG_WARN, "edge %s failed at position %u (%s: %s): recovering", s->edge_url, s->pos,
               hinge_strerror(st), cause);
+    snprintf(s->stats.recovery_cause, sizeof s->stats.recovery_cause, "%s", cause);
+    if (can_resume(s, st) && resume(s) == HINGE_OK) {
+        hinge_log(&s->lg, HINGE_LOG_WARN, "resuming the session on %s over a new connection", s->edge_url);
+        s->stats.resumes++; /* if the edge is gone, the step fails again and the next path counts */
+        s->stats.recovery_ms += (clk_now_s() - t0) * 1e3;
+        return HINGE_OK;
+    }
     tx_session_close(s->sess, NULL, 0); /* its DELETE may well fail: the edge is gone */
     s->sess = NULL;
     int from = s->edge_i;

@@ -86,6 +86,7 @@ struct hinge_session {
     uint64_t samples;      /* tokens sampled so far (a rebuilt sampler skips as many) */
     uint64_t skip;         /* draws the next edge session's sampler discards first (failover) */
     double decode_ms;      /* recent average of a decode step's request time (0: none seen yet) */
+    uint32_t resumed_pos;  /* the position a resume was last tried at (+1; 0: never) */
     atomic_bool cancel;
     hinge_step_cb step_cb;
     void *step_user;

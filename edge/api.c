@@ -140,6 +140,8 @@ static edge_session *find_session(edge_conn *c, edge_stream *st)
 {
     edge_session *s = edge_session_find(c->e, st->sid, st->client);
     if (s) {
+        if (s->conn_id != c->id)
+            c->e->sessions_resumed++;
         s->conn_id = c->id;
         s->orphan_ms = 0;
     } else if (c->e->draining) {
@@ -204,6 +206,18 @@ static bool step_check_header(edge_conn *c, edge_stream *st, edge_session *s)
         record_and_detach(c->e, st);
         edge_respond_error(c, st, rc == HINGE_ERR_RANGE ? 413 : 400, rc == HINGE_ERR_RANGE ? "payload_too_large"
                                                                                            : "bad_frame", "%s", err);
+        return false;
+    }
+    const edge_step *last = &s->step;
+    if (s->steps && last->http == 200 && h.pos == last->hdr.pos && h.n == last->hdr.n &&
+        h.flags == last->hdr.flags && h.pos + h.n == s->next_pos) {
+        /* the last step again: its reply was lost with a connection; the
+         * device sends the same rows (recomputed), so the same answer */
+        char body[EDGE_RESP_SMALL];
+        size_t n = step_reply(body, sizeof body, last->token, s->next_pos, 0, 0);
+        record_and_detach(c->e, st);
+        c->e->steps_repeated++;
+        edge_respond(c, st, 200, body, n);
         return false;
     }
     if (h.pos != s->next_pos) {

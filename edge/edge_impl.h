@@ -292,6 +292,8 @@ struct hinge_edge {
     uint64_t rejected[EDGE_REJ_COUNT];
     uint64_t conns_accepted, conns_refused, conns_evicted, handshakes_ok, handshakes_failed, auth_failures;
     uint64_t bytes_in, bytes_out, sessions_opened, sessions_orphaned, reloads;
+    uint64_t sessions_resumed; /* taken up by a new connection of their client */
+    uint64_t steps_repeated;   /* a step sent again (its reply was lost): answered from the last reply */
     edge_hist lat[EDGE_L_COUNT];
     int ep, listen_fd, stop_fd, sig_fd;
     edge_watch w_listen, w_stop, w_sig, w_worker;

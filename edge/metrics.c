@@ -123,6 +123,11 @@ static void service_metrics(out *o, const hinge_edge *e)
         if (e->sessions[i].used)
             kv += e->sessions[i].bytes;
     metric(o, "hinge_edge_sessions_opened_total", "counter", "Sessions opened.", (double)e->sessions_opened);
+    metric(o, "hinge_edge_sessions_resumed_total", "counter",
+           "Sessions taken up by a new connection of their client (a lost connection, resumed).",
+           (double)e->sessions_resumed);
+    metric(o, "hinge_edge_steps_repeated_total", "counter",
+           "Steps sent again after their reply was lost, answered from the last reply.", (double)e->steps_repeated);
     metric(o, "hinge_edge_sessions_orphaned_total", "counter",
            "Sessions freed because their connection closed and none took over within the grace period.",
            (double)e->sessions_orphaned);

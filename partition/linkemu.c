@@ -7,6 +7,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,7 @@ struct part_linkemu {
     conn *conns; /* max_conns */
     uint32_t max_conns, cap; /* cap: chunks per direction */
     uint64_t rng;
+    atomic_bool stop_asked, cut_asked; /* set by stop and cut from any thread, then stopfd written */
     double then_after_s; /* > 0: the links change to then[] */
     part_link_dir then[2];
     bool stop;
@@ -249,6 +251,15 @@ uint16_t part_linkemu_port(const part_linkemu *l)
 
 void part_linkemu_stop(part_linkemu *l)
 {
+    atomic_store(&l->stop_asked, true);
+    uint64_t one = 1;
+    ssize_t n = write(l->stopfd, &one, sizeof one);
+    (void)n;
+}
+
+void part_linkemu_cut(part_linkemu *l)
+{
+    atomic_store(&l->cut_asked, true);
     uint64_t one = 1;
     ssize_t n = write(l->stopfd, &one, sizeof one);
     (void)n;
@@ -503,7 +514,17 @@ static void on_event(part_linkemu *l, const struct epoll_event *ev)
     ssize_t n;
     switch (tag) {
     case TAG_LISTEN: accept_some(l); break;
-    case TAG_STOP: l->stop = true; break;
+    case TAG_STOP:
+        n = read(l->stopfd, &junk, sizeof junk);
+        (void)n;
+        if (atomic_exchange(&l->cut_asked, false)) /* a handover: every connection cut, the listener stays */
+            for (uint32_t i = 0; i < l->max_conns; i++)
+                if (l->conns[i].used) {
+                    conn_close(l, &l->conns[i]);
+                    l->st.resets++;
+                }
+        l->stop = atomic_load(&l->stop_asked);
+        break;
     case TAG_TIMER: n = read(l->tfd, &junk, sizeof junk); (void)n; break;
     default:
         if (tag >= TAG_CONN0 && (tag - TAG_CONN0) / 2 < l->max_conns)
@@ -514,7 +535,7 @@ static void on_event(part_linkemu *l, const struct epoll_event *ev)
 hinge_status part_linkemu_run(part_linkemu *l)
 {
     struct epoll_event evs[MAX_EVENTS];
-    l->stop = false;
+    l->stop = atomic_load(&l->stop_asked);
     uint64_t change_ns = l->then_after_s > 0 ? now_ns() + (uint64_t)(l->then_after_s * 1e9) : 0;
     while (!l->stop) {
         int wait_ms = -1;

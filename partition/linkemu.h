@@ -80,6 +80,9 @@ uint16_t part_linkemu_port(const part_linkemu *l);
 hinge_status part_linkemu_run(part_linkemu *l);
 /* Makes run return soon. Any thread; async-signal-safe. */
 void part_linkemu_stop(part_linkemu *l);
+/* Cuts every connection at once (a handover, a NAT rebinding), keeping the
+ * listener: clients must reconnect. Any thread; async-signal-safe. */
+void part_linkemu_cut(part_linkemu *l);
 /* Counters; call from the running thread or after run returned. */
 void part_linkemu_get_stats(const part_linkemu *l, part_linkemu_stats *out);
 const char *part_linkemu_errmsg(const part_linkemu *l);

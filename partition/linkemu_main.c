@@ -32,7 +32,7 @@ static const char usage_text[] =
     "  --seed N             seed of the jitter and loss draws (default 1)\n"
     "  --then-channel FILE  with --after-s: the channel the link becomes later\n"
     "  --after-s T          seconds after the start when the link becomes --then-channel's\n"
-    "Options after --channel override its figures.\n";
+    "Options after --channel override its figures. SIGUSR1 cuts every connection (a handover).\n";
 
 enum { OPT_LISTEN = 256, OPT_UPSTREAM, OPT_CHANNEL, OPT_UP, OPT_DOWN, OPT_RTT, OPT_JITTER, OPT_LOSS, OPT_PENALTY,
        OPT_QUEUE, OPT_SEED, OPT_THEN, OPT_AFTER };
@@ -116,7 +116,8 @@ static int parse_option(int opt, const char *arg, part_linkemu_config *cfg)
     return -1;
 }
 
-/* Waits for SIGTERM or SIGINT (blocked in every thread) and stops the loop. */
+/* Waits for SIGTERM or SIGINT (blocked in every thread) and stops the
+ * loop; SIGUSR1 cuts every connection (an emulated handover). */
 static void *signal_thread(void *arg)
 {
     sigset_t set;
@@ -124,7 +125,9 @@ static void *signal_thread(void *arg)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
-    sigwait(&set, &sig);
+    sigaddset(&set, SIGUSR1);
+    while (sigwait(&set, &sig) == 0 && sig == SIGUSR1)
+        part_linkemu_cut(arg);
     part_linkemu_stop(arg);
     return NULL;
 }
@@ -187,6 +190,7 @@ int main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     return serve(&cfg);
 }

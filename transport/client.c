@@ -147,11 +147,14 @@ static CURLcode run_h2c(tx_client *c, CURL *e, tx_rbuf *rb)
     return rc;
 }
 
+bool tx_client_timed_out(const tx_client *c) { return c && c->timed_out; }
+
 hinge_status tx_perform(tx_client *c, CURL *e, tx_rbuf *rb, long *http, uint64_t *us, char *err, size_t errlen)
 {
     uint64_t t0 = tx_now_us();
     CURLcode rc = h2c_reuse_bug(c) ? run_h2c(c, e, rb) : run_once(c, e, rb);
     *us = tx_now_us() - t0;
+    c->timed_out = rc == CURLE_OPERATION_TIMEDOUT;
     if (rc == CURLE_FAILED_INIT)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "libcurl multi handle failed");
     if (rb->over)

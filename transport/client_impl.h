@@ -32,6 +32,7 @@ struct tx_client {
     char *api_key;         /* owned; NULL: none */
     bool tls;
     bool h2c_up;           /* an h2c connection is believed open (see tx_perform) */
+    bool timed_out;        /* the last request ran out of time (a stalled peer, not a lost one) */
     long connect_timeout_ms, timeout_ms;
     uint32_t spin_us;      /* busy-poll this long per request before sleeping */
     tx_rbuf ctl_resp;      /* TX_CTL_RESP_MAX */

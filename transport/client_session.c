@@ -285,6 +285,12 @@ hinge_status tx_session_step(tx_session *s, uint32_t pos, uint32_t n, const floa
     return st;
 }
 
+void tx_session_rebind(tx_session *s, tx_client *c)
+{
+    s->c = c;
+    tx_easy_setup(c, s->easy, &s->resp); /* the new client's TLS context and counters */
+}
+
 void tx_session_set_deadline(tx_session *s, uint32_t ms)
 {
     if (s)

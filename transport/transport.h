@@ -247,6 +247,16 @@ const char *tx_session_errmsg(const tx_session *s);
  * timeout_ms). A stalled edge is noticed after this long. */
 void tx_session_set_deadline(tx_session *s, uint32_t ms);
 
+/* The same edge session, from now on over client c (a new connection to
+ * the same edge: the edge keeps a session whose connection was lost for a
+ * grace period, and answers a repeated step from its last reply). c is
+ * borrowed, like the session's first client. */
+void tx_session_rebind(tx_session *s, tx_client *c);
+
+/* True when the client's last request failed by running out of time (the
+ * peer stalled) rather than by a lost or refused connection. */
+bool tx_client_timed_out(const tx_client *c);
+
 /* DELETE /v1/sessions/{id}, then frees s (whatever the DELETE's outcome,
  * which is returned; detail in err). NULL is a no-op returning HINGE_OK. */
 hinge_status tx_session_close(tx_session *s, char *err, size_t errlen);

@@ -307,6 +307,9 @@ typedef struct hinge_stats {
     double device_ms, network_ms, edge_ms, queue_ms; /* summed over the steps */
     uint64_t uplink_bytes, downlink_bytes;
     uint64_t prefill_uplink_bytes;
+    uint32_t resumes;         /* tries to take the same edge session up over a new connection after a
+                                 lost connection (not in recoveries: no state was rebuilt) */
+    char recovery_cause[96];  /* what the last recovery recovered from ("" none) */
     /* re-cutting (HINGE_CUT_AUTO with an edge), over the session's life */
     uint32_t recuts;          /* moves of the cut between two tokens */
     int first_cut;            /* the cut decided when the session opened */
