@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Re-cutting mid-generation: `hinge generate --cut auto` through
 # hinge-linkemu whose channel turns from Wi-Fi 6 into LTE (+50 ms round
-# trip) a second after it starts. Gemma 3 270M: the partitioner first puts
+# trip) 0.3 s after it starts (the first decision is made on the Wi-Fi
+# prior either way). Gemma 3 270M: the partitioner first puts
 # every layer on the (profiled) edge, k = 0; when the live channel estimate
 # has moved, another cut wins by the margin and the session moves, between
 # two tokens, to k = 18 (all here), rebuilding the KV cache of the layers
@@ -22,7 +23,7 @@ timeout 120 "$hinge" generate --model "$model" --prompt "$prompt" -n $n --temp 0
 check "the local run" test -s "$tmp/local"
 start edge "$edge" --model "$model" --listen 127.0.0.1:0 --threads 1 --no-measure --insecure-h2c || exit 1
 start link "$linkemu" --upstream "127.0.0.1:$port" --channel "$prof/channels/wifi6.json" \
-  --then-channel "$prof/channels/lte.json" --after-s 1 || exit 1
+  --then-channel "$prof/channels/lte.json" --after-s 0.3 || exit 1
 HINGE_CACHE="$tmp/cache" timeout 120 "$hinge" generate --model "$model" --prompt "$prompt" -n $n --temp 0 \
   --threads 1 --edge "http://127.0.0.1:$port" --cut auto --wire f32 \
   --device "$prof/devices/snapdragon-8-gen3.json" --edge-profile "$prof/edges/h100-sxm.json" \
