@@ -333,8 +333,9 @@ static int run(const gen_opts *o, hinge_model *m, double load_s)
     if (o->chat && chat_text(o, m, msgs, &n_msgs, &chat) != 0)
         return 1;
     const char *text = o->chat ? chat : o->prompt;
-    size_t plen = strlen(text), n_prompt = 0;
-    int32_t *ids = malloc((plen + 2) * sizeof *ids);
+    /* at most a token per byte, plus BOS and the dummy prefix's "\u2581" (3 bytes, byte-fallback tokens) */
+    size_t plen = strlen(text), n_prompt = 0, cap = plen + 4;
+    int32_t *ids = malloc(cap * sizeof *ids);
     out_text t = {.cap = (size_t)o->n_new * 256 + 1, .print = !o->json};
     t.buf = calloc(t.cap, 1);
     hinge_session *s = NULL;
@@ -344,7 +345,7 @@ static int run(const gen_opts *o, hinge_model *m, double load_s)
     hinge_status st;
     if (!ids || !t.buf)
         goto done;
-    if ((st = hinge_tokenize(m, text, plen, 1, ids, plen + 2, &n_prompt)) != HINGE_OK) {
+    if ((st = hinge_tokenize(m, text, plen, 1, ids, cap, &n_prompt)) != HINGE_OK) {
         rc = cli_fail("cannot tokenize the prompt", st);
         goto done;
     }

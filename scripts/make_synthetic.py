@@ -70,11 +70,15 @@ class Maker:
         self.w.add_tensor(name, (1.0 + 0.1 * self.rng.standard_normal(n)).astype(np.float32))
 
     def quant(self, name, rows, cols, qt):
-        """Random blocks of qt with small finite scales (no quantiser runs: fast at any size)."""
+        """Random blocks of qt with small finite scales (no quantiser runs: fast at any size). Rows
+        that are no whole number of 256-weight blocks get llama.cpp's fallback types (Gemma 3 1B's
+        1152 columns: Q4_K becomes Q5_0, Q6_K becomes Q8_0)."""
+        if cols % 256:
+            qt = {T.Q4_K: T.Q5_0, T.Q6_K: T.Q8_0}[qt]
         elems, nbytes = gguf.GGML_QUANT_SIZES[qt]
         nblk = rows * cols // elems
         raw = self.rng.integers(0, 256, size=(nblk, nbytes), dtype=np.uint8)
-        offs = {T.Q4_K: [0, 2], T.Q6_K: [208]}[qt]
+        offs = {T.Q4_K: [0, 2], T.Q6_K: [208], T.Q5_0: [0], T.Q8_0: [0]}[qt]
         for off in offs:
             d = self.rng.uniform(2e-3, 6e-3, size=nblk).astype(np.float16)
             raw[:, off:off + 2] = d.view(np.uint8).reshape(nblk, 2)
