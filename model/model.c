@@ -24,6 +24,7 @@ const char *model_arch_name(model_arch a)
     case ARCH_GEMMA3: return "gemma3";
     case ARCH_QWEN2: return "qwen2";
     case ARCH_QWEN3: return "qwen3";
+    case ARCH_PHI3: return "phi3";
     }
     return "unknown";
 }
@@ -100,6 +101,7 @@ static hinge_status read_sizes(loader *ld, model_hparams *hp)
 static hinge_status read_attention(loader *ld, model_hparams *hp)
 {
     const bool gemma = hp->arch == ARCH_GEMMA3, qwen = hp->arch == ARCH_QWEN2 || hp->arch == ARCH_QWEN3;
+    const bool neox = gemma || qwen || hp->arch == ARCH_PHI3;
     hinge_status s;
     float factor = 1.0f;
     if ((s = arch_f32(ld, "rope.freq_base", gemma ? 1e6f : 1e4f, &hp->rope_base)) ||
@@ -112,7 +114,7 @@ static hinge_status read_attention(loader *ld, model_hparams *hp)
         (s = require(ld, hp->rms_eps > 0.0f && hp->rms_eps < 1.0f, "layer_norm_rms_epsilon")))
         return s;
     hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
-    hp->rope_neox = gemma || qwen;
+    hp->rope_neox = neox;
     hp->qk_norm = hp->arch == ARCH_QWEN3;
     if (!gemma) {
         hp->embd_scale = 1.0f;
@@ -134,14 +136,14 @@ static hinge_status read_hparams(loader *ld)
     if (s != HINGE_OK)
         return hinge_fail(ld->err, ld->errlen, HINGE_ERR_FORMAT, "metadata key 'general.architecture' missing or not a string");
     ld->arch = NULL;
-    for (model_arch k = ARCH_LLAMA; k <= ARCH_QWEN3; k++)
+    for (model_arch k = ARCH_LLAMA; k <= ARCH_PHI3; k++)
         if (a.len == strlen(model_arch_name(k)) && memcmp(a.ptr, model_arch_name(k), a.len) == 0) {
             m->hp.arch = k;
             ld->arch = model_arch_name(k);
         }
     if (!ld->arch)
         return hinge_fail(ld->err, ld->errlen, HINGE_ERR_UNSUPPORTED,
-                          "architecture '%.*s' is not supported (llama, gemma3, qwen2, qwen3)",
+                          "architecture '%.*s' is not supported (llama, gemma3, qwen2, qwen3, phi3)",
                           (int)(a.len > 64 ? 64 : a.len), a.ptr);
     if ((s = read_sizes(ld, &m->hp)) || (s = read_attention(ld, &m->hp)))
         return s;
@@ -178,12 +180,43 @@ static hinge_status get_weight(loader *ld, const char *name, uint64_t rows, uint
     return HINGE_OK;
 }
 
+/* Rows [r0, r0 + rows) of w. */
+static weight rows_of(const weight *w, uint64_t r0, uint64_t rows)
+{
+    weight s = *w;
+    s.data = (const uint8_t *)w->data + r0 * quant_row_bytes(w->type, w->cols);
+    s.rows = rows;
+    return s;
+}
+
+/* phi3's fused matrices: attn_qkv is [q; k; v] and ffn_up [gate; up] by
+ * rows (llama.cpp's views of them). */
+static hinge_status get_fused(loader *ld, uint32_t il, layer_weights *L, uint64_t qd, uint64_t kd, uint64_t vd)
+{
+    const model_hparams *hp = &ld->m->hp;
+    char name[GGUF_NAME_MAX];
+    weight qkv, up;
+    snprintf(name, sizeof name, "blk.%u.attn_qkv.weight", il);
+    hinge_status s = get_weight(ld, name, qd + kd + vd, hp->n_embd, false, &qkv);
+    snprintf(name, sizeof name, "blk.%u.ffn_up.weight", il);
+    if (s == HINGE_OK)
+        s = get_weight(ld, name, 2 * (uint64_t)hp->n_ff, hp->n_embd, false, &up);
+    if (s != HINGE_OK)
+        return s;
+    L->wq = rows_of(&qkv, 0, qd);
+    L->wk = rows_of(&qkv, qd, kd);
+    L->wv = rows_of(&qkv, qd + kd, vd);
+    L->w_gate = rows_of(&up, 0, hp->n_ff);
+    L->w_up = rows_of(&up, hp->n_ff, hp->n_ff);
+    return HINGE_OK;
+}
+
 static hinge_status get_layer(loader *ld, uint32_t il, layer_weights *L)
 {
     const model_hparams *hp = &ld->m->hp;
     uint64_t qd = (uint64_t)hp->n_head * hp->head_dim, kd = (uint64_t)hp->n_head_kv * hp->head_dim;
     uint64_t vd = (uint64_t)hp->n_head_kv * hp->head_dim_v, od = (uint64_t)hp->n_head * hp->head_dim_v;
-    bool g = hp->arch == ARCH_GEMMA3, qb = hp->arch == ARCH_QWEN2;
+    bool g = hp->arch == ARCH_GEMMA3, qb = hp->arch == ARCH_QWEN2, split = hp->arch != ARCH_PHI3;
     struct {
         const char *suffix;
         uint64_t rows, cols;
@@ -191,9 +224,9 @@ static hinge_status get_layer(loader *ld, uint32_t il, layer_weights *L)
         weight *w;
     } want[] = {
         {"attn_norm.weight", 1, hp->n_embd, true, &L->attn_norm},
-        {"attn_q.weight", qd, hp->n_embd, true, &L->wq},
-        {"attn_k.weight", kd, hp->n_embd, true, &L->wk},
-        {"attn_v.weight", vd, hp->n_embd, true, &L->wv},
+        {"attn_q.weight", qd, hp->n_embd, split, &L->wq},
+        {"attn_k.weight", kd, hp->n_embd, split, &L->wk},
+        {"attn_v.weight", vd, hp->n_embd, split, &L->wv},
         {"attn_q.bias", 1, qd, qb, &L->bq},
         {"attn_k.bias", 1, kd, qb, &L->bk},
         {"attn_v.bias", 1, vd, qb, &L->bv},
@@ -202,8 +235,8 @@ static hinge_status get_layer(loader *ld, uint32_t il, layer_weights *L)
         {"attn_k_norm.weight", 1, hp->head_dim, hp->qk_norm, &L->k_norm},
         {"post_attention_norm.weight", 1, hp->n_embd, g, &L->post_attn_norm},
         {"ffn_norm.weight", 1, hp->n_embd, true, &L->ffn_norm},
-        {"ffn_gate.weight", hp->n_ff, hp->n_embd, true, &L->w_gate},
-        {"ffn_up.weight", hp->n_ff, hp->n_embd, true, &L->w_up},
+        {"ffn_gate.weight", hp->n_ff, hp->n_embd, split, &L->w_gate},
+        {"ffn_up.weight", hp->n_ff, hp->n_embd, split, &L->w_up},
         {"ffn_down.weight", hp->n_embd, hp->n_ff, true, &L->w_down},
         {"post_ffw_norm.weight", 1, hp->n_embd, g, &L->post_ffn_norm},
     };
@@ -216,7 +249,7 @@ static hinge_status get_layer(loader *ld, uint32_t il, layer_weights *L)
         if (s != HINGE_OK)
             return s;
     }
-    return HINGE_OK;
+    return split ? HINGE_OK : get_fused(ld, il, L, qd, kd, vd);
 }
 
 static hinge_status get_weights(loader *ld)

@@ -17,9 +17,10 @@ typedef enum model_arch {
     ARCH_GEMMA3 = 1,
     ARCH_QWEN2 = 2,  /* llama with q/k/v biases and NeoX RoPE */
     ARCH_QWEN3 = 3,  /* llama with per-head q/k RMS norms and NeoX RoPE */
+    ARCH_PHI3 = 4,   /* llama with fused q/k/v and gate/up matrices and NeoX RoPE */
 } model_arch;
 
-/* "llama", "gemma3", "qwen2", "qwen3": general.architecture's value. */
+/* "llama", "gemma3", "qwen2", "qwen3", "phi3": general.architecture's value. */
 const char *model_arch_name(model_arch a);
 
 typedef struct model_hparams {
@@ -59,7 +60,8 @@ typedef struct weight {
 
 typedef struct layer_weights {
     weight attn_norm;      /* (n_embd) f32 */
-    weight wq;             /* (n_head*head_dim, n_embd) */
+    weight wq;             /* (n_head*head_dim, n_embd); phi3: wq, wk, wv are row ranges of attn_qkv,
+                              w_gate and w_up of ffn_up */
     weight wk;             /* (n_head_kv*head_dim, n_embd) */
     weight wv;             /* (n_head_kv*head_dim_v, n_embd) */
     weight wo;             /* (n_embd, n_head*head_dim_v) */

@@ -5,7 +5,7 @@ partitioning studies). Every file says so in general.name and
 general.description: its text is nonsense.
     scripts/make-synthetic ARCH OUT.gguf [SEED]
 ARCH: tiny models: llama, llama3 (GQA, rope_freqs), qwen2 (q/k/v biases),
-qwen3 (q/k norms), all f32 with 2 layers; real shapes (Q4_K_M as llama.cpp
+qwen3 (q/k norms), phi3 (fused q/k/v and gate/up), all f32 with 2 layers; real shapes (Q4_K_M as llama.cpp
 assigns it: Q4_K, Q6_K for the output and for attn_v/ffn_down of the
 layers it gives more bits): gemma3-1b, gemma3-4b, llama3.2-1b, llama3.2-3b."""
 import math
@@ -125,7 +125,7 @@ class Maker:
 
 def tiny(arch, path, seed):
     c = dict(TINY)
-    hf = {"llama": "llama", "llama3": "llama", "qwen2": "qwen2", "qwen3": "qwen3"}[arch]
+    hf = {"llama": "llama", "llama3": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "phi3": "phi3"}[arch]
     c["rope_base"] = 500000.0 if arch == "llama3" else 10000.0
     m = Maker(path, hf, "synthetic-tiny-" + arch, seed)
     m.hparams(c)
@@ -141,9 +141,12 @@ def tiny(arch, path, seed):
     for i in range(L):
         p = "blk.%d." % i
         m.norm(p + "attn_norm.weight", d)
-        m.f32(p + "attn_q.weight", (qd, d), s)
-        m.f32(p + "attn_k.weight", (kd, d), s)
-        m.f32(p + "attn_v.weight", (kd, d), s)
+        if arch == "phi3":
+            m.f32(p + "attn_qkv.weight", (qd + 2 * kd, d), s)
+        else:
+            m.f32(p + "attn_q.weight", (qd, d), s)
+            m.f32(p + "attn_k.weight", (kd, d), s)
+            m.f32(p + "attn_v.weight", (kd, d), s)
         if arch == "qwen2":
             m.f32(p + "attn_q.bias", (qd,), 0.5)
             m.f32(p + "attn_k.bias", (kd,), 0.5)
@@ -153,8 +156,11 @@ def tiny(arch, path, seed):
             m.norm(p + "attn_k_norm.weight", hd)
         m.f32(p + "attn_output.weight", (d, qd), 1.0 / math.sqrt(qd))
         m.norm(p + "ffn_norm.weight", d)
-        m.f32(p + "ffn_gate.weight", (c["n_ff"], d), s)
-        m.f32(p + "ffn_up.weight", (c["n_ff"], d), s)
+        if arch == "phi3":  # [gate; up]
+            m.f32(p + "ffn_up.weight", (2 * c["n_ff"], d), s)
+        else:
+            m.f32(p + "ffn_gate.weight", (c["n_ff"], d), s)
+            m.f32(p + "ffn_up.weight", (c["n_ff"], d), s)
         m.f32(p + "ffn_down.weight", (d, c["n_ff"]), 1.0 / math.sqrt(c["n_ff"]))
     m.finish()
 
@@ -197,7 +203,7 @@ def main():
         sys.exit(__doc__)
     arch, out = sys.argv[1], sys.argv[2]
     seed = int(sys.argv[3]) if len(sys.argv) == 4 else 1
-    if arch in ("llama", "llama3", "qwen2", "qwen3"):
+    if arch in ("llama", "llama3", "qwen2", "qwen3", "phi3"):
         tiny(arch, out, seed)
     elif arch in REAL:
         real(arch, out, seed)

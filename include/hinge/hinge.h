@@ -107,7 +107,7 @@ void hinge_model_free(hinge_model *m);
 
 typedef struct hinge_model_info {
     const char *name;     /* general.name; owned by the model */
-    const char *arch;     /* "llama", "gemma3", "qwen2", "qwen3" */
+    const char *arch;     /* "llama", "gemma3", "qwen2", "qwen3", "phi3" */
     uint32_t n_layer, n_embd, n_vocab, n_ctx_train;
     int32_t bos, eos;     /* -1 when the vocabulary has none */
     uint64_t file_bytes;  /* size of the GGUF */

@@ -3,13 +3,14 @@ the gguf package, compared with the logits hinge's engine wrote
 (tests/model/dump_logits.c):
     scripts/gguf-python tests/model/ref_forward.py MODEL.gguf LOGITS.f32 TOKEN...
 Architectures: llama (with Llama 3.1's rope_freqs), qwen2 (q/k/v biases),
-qwen3 (per-head q/k RMS norms); NeoX RoPE for the qwens.
+qwen3 (per-head q/k RMS norms), phi3 (attn_qkv = [q; k; v] and
+ffn_up = [gate; up] by rows); NeoX RoPE for all but llama.
 
 Tolerance: every row's largest |hinge - numpy| is at most 1e-5 of that row's
 largest |logit|, and the argmax agrees (hinge computes in float32). The test
 must be able to fail: the reference is also run with the architecture's
-feature left out (no biases, no q/k norms, no rope_freqs, or the other RoPE
-pairing), and that must miss hinge's logits by more than 100x the tolerance."""
+feature left out (no biases, no q/k norms, no rope_freqs, phi3's gate and
+up halves swapped, or the other RoPE pairing), and that must miss hinge's logits by more than 100x the tolerance."""
 import sys
 
 import numpy as np
@@ -36,7 +37,7 @@ class Model:
             a = t.data if t.tensor_type in (gguf.GGMLQuantizationType.F32,) else \
                 gguf.quants.dequantize(t.data, t.tensor_type)
             self.t[t.name] = np.asarray(a, dtype=np.float64)
-        self.neox = self.arch in ("qwen2", "qwen3")
+        self.neox = self.arch in ("qwen2", "qwen3", "phi3")
 
     def w(self, name):
         return self.t.get(name)
@@ -63,7 +64,23 @@ def rope(x, pos, m, neox, freqs):
     return x
 
 
-def forward(m, tokens, bias=True, qk_norm=True, freqs=True, neox=None):
+def split_fused(m, p, swap_glu):
+    """phi3: the q/k/v and gate/up weights as row ranges of the fused matrices."""
+    qd, kd = m.n_head * m.head_dim, m.n_head_kv * m.head_dim
+    if m.w(p + "attn_qkv.weight") is not None:
+        qkv = m.w(p + "attn_qkv.weight")
+        q, k, v = qkv[:qd], qkv[qd:qd + kd], qkv[qd + kd:]
+    else:
+        q, k, v = (m.w(p + s + ".weight") for s in ("attn_q", "attn_k", "attn_v"))
+    if m.w(p + "ffn_gate.weight") is None:
+        up = m.w(p + "ffn_up.weight")
+        g, u = up[:len(up) // 2], up[len(up) // 2:]
+    else:
+        g, u = m.w(p + "ffn_gate.weight"), m.w(p + "ffn_up.weight")
+    return q, k, v, (u, g) if swap_glu else (g, u)
+
+
+def forward(m, tokens, bias=True, qk_norm=True, freqs=True, neox=None, swap_glu=False):
     neox = m.neox if neox is None else neox
     rf = m.w("rope_freqs.weight") if freqs else None
     n, H, K, hd = len(tokens), m.n_head, m.n_head_kv, m.head_dim
@@ -73,7 +90,8 @@ def forward(m, tokens, bias=True, qk_norm=True, freqs=True, neox=None):
     for il in range(m.n_layer):
         p = "blk.%d." % il
         h = rmsnorm(x, m.w(p + "attn_norm.weight"), m.eps)
-        q, k, v = (h @ m.w(p + s + ".weight").T for s in ("attn_q", "attn_k", "attn_v"))
+        wq, wk, wv, (wg, wu) = split_fused(m, p, swap_glu)
+        q, k, v = h @ wq.T, h @ wk.T, h @ wv.T
         if bias and m.w(p + "attn_q.bias") is not None:
             q, k, v = q + m.w(p + "attn_q.bias"), k + m.w(p + "attn_k.bias"), v + m.w(p + "attn_v.bias")
         q, k, v = q.reshape(n, H, hd), k.reshape(n, K, hd), v.reshape(n, K, hd)
@@ -89,7 +107,7 @@ def forward(m, tokens, bias=True, qk_norm=True, freqs=True, neox=None):
             out[:, hh, :] = (sc / sc.sum(axis=1, keepdims=True)) @ v[:, kh, :]
         x = x + out.reshape(n, H * hd) @ m.w(p + "attn_output.weight").T
         h = rmsnorm(x, m.w(p + "ffn_norm.weight"), m.eps)
-        g, u = h @ m.w(p + "ffn_gate.weight").T, h @ m.w(p + "ffn_up.weight").T
+        g, u = h @ wg.T, h @ wu.T
         x = x + (g / (1 + np.exp(-g)) * u) @ m.w(p + "ffn_down.weight").T
     out_w = m.w("output.weight") if m.w("output.weight") is not None else m.w("token_embd.weight")
     return rmsnorm(x, m.w("output_norm.weight"), m.eps) @ out_w.T
@@ -114,6 +132,8 @@ def main():
         ablation = ("without the q/k/v biases", dict(bias=False))
     elif m.arch == "qwen3":
         ablation = ("without the q/k norms", dict(qk_norm=False))
+    elif m.arch == "phi3":
+        ablation = ("with the gate and up halves swapped", dict(swap_glu=True))
     elif m.w("rope_freqs.weight") is not None:
         ablation = ("without rope_freqs", dict(freqs=False))
     else:
