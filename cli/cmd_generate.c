@@ -14,6 +14,7 @@ enum { MAX_EDGES = 16 };
 
 typedef struct gen_opts {
     const char *model, *prompt, *edge, *cacert, *wire, *codecs, *api_key;
+    const char *system, *chat_template; /* --chat */
     const char *edges[MAX_EDGES]; /* --edge, in order: edge is edges[0] */
     uint32_t n_edges, timeout_ms;
     bool no_local_fallback;
@@ -26,14 +27,14 @@ typedef struct gen_opts {
     float temp, top_p;
     uint32_t top_k;
     uint64_t seed;
-    bool json, ignore_eos, verbose;
+    bool json, ignore_eos, verbose, chat;
 } gen_opts;
 
 enum { CUT_UNSET = -3 };
 
 enum { O_TEMP = 256, O_TOPK, O_TOPP, O_SEED, O_JSON, O_THREADS, O_CTX, O_IGNORE_EOS, O_BACKEND, O_CUT, O_EDGE,
        O_WIRE, O_CACERT, O_DEVICE, O_CHANNEL, O_EDGE_PROFILE, O_MIN_CUT, O_MEM_CAP, O_ENERGY, O_CODECS, O_TIMEOUT,
-       O_NO_LOCAL, O_API_KEY };
+       O_NO_LOCAL, O_API_KEY, O_CHAT, O_SYSTEM, O_CHAT_TEMPLATE };
 
 static const struct option OPTIONS[] = {
     {"model", required_argument, NULL, 'm'},     {"prompt", required_argument, NULL, 'p'},
@@ -50,6 +51,8 @@ static const struct option OPTIONS[] = {
     {"energy-weight", required_argument, NULL, O_ENERGY}, {"codecs", required_argument, NULL, O_CODECS},
     {"timeout-ms", required_argument, NULL, O_TIMEOUT}, {"no-local-fallback", no_argument, NULL, O_NO_LOCAL},
     {"api-key", required_argument, NULL, O_API_KEY},
+    {"chat", no_argument, NULL, O_CHAT},         {"system", required_argument, NULL, O_SYSTEM},
+    {"chat-template", required_argument, NULL, O_CHAT_TEMPLATE},
     {"verbose", no_argument, NULL, 'v'},          {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -65,6 +68,11 @@ static void usage(FILE *out)
             "  --threads N           CPU threads (default: all)\n"
             "  --ctx N               positions (default: prompt + N)\n"
             "  --ignore-eos          do not stop at end-of-generation tokens\n"
+            "  --chat                the prompt is a user message: the model's chat template wraps it and the\n"
+            "                        reply is the assistant's turn (ChatML, Llama 3, Gemma, Phi-3)\n"
+            "  --system TEXT         with --chat: a system message first\n"
+            "  --chat-template T     with --chat: this template instead of the model's (chatml, llama3, gemma,\n"
+            "                        phi3, or a template's text)\n"
             "  --backend cpu|vulkan  where the device's layers run (default cpu)\n"
             "  --layers K            local run: K layers on the backend, the rest on the CPU\n"
             "  --edge URL            split: the layers after the cut run on this edge (https://, or http:// on\n"
@@ -133,6 +141,9 @@ static int parse_one(int c, const char *arg, void *user)
     case O_MEM_CAP: return cli_u64(arg, "--mem-cap", &o->mem_cap);
     case O_ENERGY: return cli_f64(arg, "--energy-weight", 0.0, 1e6, &o->energy_weight);
     case O_CODECS: o->codecs = arg; return 0;
+    case O_CHAT: o->chat = true; return 0;
+    case O_SYSTEM: o->system = arg; return 0;
+    case O_CHAT_TEMPLATE: o->chat_template = arg; return 0;
     case 'v': o->verbose = true; return 0;
     }
     return -1;
@@ -147,6 +158,10 @@ static int parse(int argc, char **argv, gen_opts *o)
         return rc;
     if (!o->prompt) {
         fprintf(stderr, "hinge: generate needs --prompt TEXT (it may be empty: BOS alone)\n");
+        return 2;
+    }
+    if ((o->system || o->chat_template) && !o->chat) {
+        fprintf(stderr, "hinge: --system and --chat-template go with --chat\n");
         return 2;
     }
     if (o->edge && o->cut == CUT_UNSET) {
@@ -292,6 +307,7 @@ static int make_config(const gen_opts *o, uint32_t n_prompt, hinge_session_confi
     c->codecs = o->codecs ? o->codecs : (o->cut == HINGE_CUT_AUTO ? o->wire : NULL); /* --wire with auto: that codec */
     c->prompt_hint = n_prompt;
     c->max_new_hint = o->n_new ? o->n_new : 1;
+    c->chat_template = o->chat_template;
     c->log = cli_log;
     c->log_level = o->verbose ? HINGE_LOG_INFO : HINGE_LOG_WARN;
     if (o->edge && o->cut == HINGE_CUT_AUTO) {
@@ -301,10 +317,34 @@ static int make_config(const gen_opts *o, uint32_t n_prompt, hinge_session_confi
     return 0;
 }
 
+/* --chat: the messages (a system message when given, the prompt as the
+ * user's) and their text in *text (malloc'd), to count the prompt's tokens. */
+static int chat_text(const gen_opts *o, hinge_model *m, hinge_chat_message msgs[2], size_t *n, char **text)
+{
+    *n = 0;
+    if (o->system)
+        msgs[(*n)++] = (hinge_chat_message){"system", o->system};
+    msgs[(*n)++] = (hinge_chat_message){"user", o->prompt};
+    size_t len = 0;
+    hinge_status st = hinge_chat_format(m, o->chat_template, msgs, *n, 1, NULL, 0, &len);
+    if (st == HINGE_ERR_RANGE && !(*text = malloc(len + 1)))
+        st = HINGE_ERR_NOMEM;
+    else if (st == HINGE_ERR_RANGE)
+        st = hinge_chat_format(m, o->chat_template, msgs, *n, 1, *text, len + 1, &len);
+    return st == HINGE_OK ? 0 : cli_fail("--chat", st);
+}
+
 static int run(const gen_opts *o, hinge_model *m, double load_s)
 {
-    size_t plen = strlen(o->prompt), n_prompt = 0;
-    int32_t *ids = malloc((plen + 2) * sizeof *ids);
+    hinge_chat_message msgs[2];
+    size_t n_msgs = 0;
+    char *chat = NULL;
+    if (o->chat && chat_text(o, m, msgs, &n_msgs, &chat) != 0)
+        return 1;
+    const char *text = o->chat ? chat : o->prompt;
+    /* at most a token per byte, plus BOS and the dummy prefix's "\u2581" (3 bytes, byte-fallback tokens) */
+    size_t plen = strlen(text), n_prompt = 0, cap = plen + 4;
+    int32_t *ids = malloc(cap * sizeof *ids);
     out_text t = {.cap = (size_t)o->n_new * 256 + 1, .print = !o->json};
     t.buf = calloc(t.cap, 1);
     hinge_session *s = NULL;
@@ -314,7 +354,7 @@ static int run(const gen_opts *o, hinge_model *m, double load_s)
     hinge_status st;
     if (!ids || !t.buf)
         goto done;
-    if ((st = hinge_tokenize(m, o->prompt, plen, 1, ids, plen + 2, &n_prompt)) != HINGE_OK) {
+    if ((st = hinge_tokenize(m, text, plen, 1, ids, cap, &n_prompt)) != HINGE_OK) {
         rc = cli_fail("cannot tokenize the prompt", st);
         goto done;
     }
@@ -338,7 +378,9 @@ static int run(const gen_opts *o, hinge_model *m, double load_s)
     if (o->verbose && o->cut == HINGE_CUT_AUTO)
         fprintf(stderr, "hinge: --cut auto chose k=%d, %s%s\n", stats.cut, cli_wire_name(stats.wire),
                 stats.remote ? "" : " (local)");
-    if ((st = hinge_generate(s, o->prompt, (int)o->n_new, on_piece, &t)) != HINGE_OK) {
+    st = o->chat ? hinge_chat(s, msgs, n_msgs, (int)o->n_new, on_piece, &t)
+                 : hinge_generate(s, o->prompt, (int)o->n_new, on_piece, &t);
+    if (st != HINGE_OK) {
         rc = cli_fail("generation failed", st);
         goto done;
     }
@@ -355,6 +397,7 @@ done:
     hinge_session_free(s);
     free(t.buf);
     free(ids);
+    free(chat);
     return rc;
 }
 

@@ -113,7 +113,7 @@ void hinge_model_get_info(const hinge_model *m, hinge_model_info *out)
     if (!m || !out)
         return;
     const model_hparams *hp = &m->m->hp;
-    *out = (hinge_model_info){.name = m->m->name, .arch = hp->arch == ARCH_GEMMA3 ? "gemma3" : "llama",
+    *out = (hinge_model_info){.name = m->m->name, .arch = model_arch_name(hp->arch),
                               .n_layer = hp->n_layer, .n_embd = hp->n_embd, .n_vocab = hp->n_vocab,
                               .n_ctx_train = hp->n_ctx_train, .bos = tok_bos(m->m->tok), .eos = tok_eos(m->m->tok),
                               .file_bytes = gguf_file_size(m->m->file), .weight_bytes = m->m->weight_bytes};

@@ -149,10 +149,8 @@ static hinge_status run(hinge_session *s, const char *prompt, int max_tokens, hi
     return st;
 }
 
-hinge_status hinge_generate(hinge_session *s, const char *prompt, int max_tokens, hinge_token_cb cb, void *user)
+hinge_status gen_text(hinge_session *s, const char *prompt, int max_tokens, hinge_token_cb cb, void *user)
 {
-    if (!s || !prompt || max_tokens < 0)
-        return api_fail(HINGE_ERR_INVALID, "hinge_generate: session and prompt must not be NULL, max_tokens >= 0");
     hinge_stats *st = &s->stats; /* the session's life figures stay; the call's start at 0 */
     *st = (hinge_stats){.requests = st->requests, .recoveries = st->recoveries, .local_fallbacks = st->local_fallbacks,
                         .replayed_positions = st->replayed_positions, .recovery_ms = st->recovery_ms};
@@ -160,4 +158,12 @@ hinge_status hinge_generate(hinge_session *s, const char *prompt, int max_tokens
     if (rc != HINGE_OK)
         return api_fail(rc, "%s", s->err);
     return HINGE_OK;
+}
+
+hinge_status hinge_generate(hinge_session *s, const char *prompt, int max_tokens, hinge_token_cb cb, void *user)
+{
+    if (!s || !prompt || max_tokens < 0)
+        return api_fail(HINGE_ERR_INVALID, "hinge_generate: session and prompt must not be NULL, max_tokens >= 0");
+    s->chat_open = false; /* the caller writes the conversation's text from here on */
+    return gen_text(s, prompt, max_tokens, cb, user);
 }

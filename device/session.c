@@ -249,6 +249,8 @@ hinge_status hinge_session_create(hinge_model *m, const hinge_session_config *c,
     s->cfg.api_key = NULL; /* the caller's string is borrowed for this call only */
     s->channel_cache = dup_str(s->cfg.channel_cache, &ok);
     s->cfg.channel_cache = s->channel_cache;
+    s->chat_template = dup_str(s->cfg.chat_template, &ok);
+    s->cfg.chat_template = s->chat_template;
     s->lg = (hinge_logger){.fn = s->cfg.log, .user = s->cfg.log_user, .level = s->cfg.log_level};
     st = ok ? build(s) : hinge_fail(s->err, sizeof s->err, HINGE_ERR_NOMEM, "out of memory");
     if (st != HINGE_OK) {
@@ -294,6 +296,7 @@ void hinge_session_free(hinge_session *s)
         explicit_bzero(s->api_key, strlen(s->api_key));
     free(s->api_key);
     free(s->channel_cache);
+    free(s->chat_template);
     free(s);
 }
 
@@ -454,6 +457,7 @@ hinge_status hinge_session_reset(hinge_session *s)
     s->pos = 0;
     s->pending = -1;
     s->last_n = 0;
+    s->chat_open = false;
     atomic_store(&s->cancel, false);
     if (!s->sess)
         return HINGE_OK;

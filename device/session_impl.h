@@ -3,6 +3,8 @@
  *   api.c       the library and the model: version, errors, load, tokens
  *   session.c   create/free, one step through both halves, logits, reset
  *   generate.c  hinge_generate: prompt, prefill, the decode loop, stats
+ *   chat.c      hinge_chat_format, hinge_chat: messages through the model's
+ *               chat template (model/chat.c), then hinge_generate
  *   auto.c      HINGE_CUT_AUTO: the partitioner's decision and the live
  *               channel estimate
  *   recover.c   failover: a new edge session with the prefix replayed, or
@@ -55,6 +57,7 @@ struct hinge_session {
     char *ca_file;         /* owned copy */
     char *api_key;         /* owned copy; NULL: none */
     char *channel_cache;   /* owned copy; cfg.channel_cache points at it */
+    char *chat_template;   /* owned copy; cfg.chat_template points at it */
     hinge_logger lg;
     threadpool *tp;
     uint32_t cut;          /* layers [0, cut) here */
@@ -87,6 +90,7 @@ struct hinge_session {
     uint64_t skip;         /* draws the next edge session's sampler discards first (failover) */
     double decode_ms;      /* recent average of a decode step's request time (0: none seen yet) */
     uint32_t resumed_pos;  /* the position a resume was last tried at (+1; 0: never) */
+    bool chat_open;        /* the last call was hinge_chat: its reply's turn is not closed yet */
     atomic_bool cancel;
     hinge_step_cb step_cb;
     void *step_user;
@@ -121,6 +125,10 @@ hinge_status recut(hinge_session *s, uint32_t k, tx_codec c);
 /* One step (session.c): tokens at positions pos.., both halves, *next
  * sampled. Detail of a failure in s->err. */
 hinge_status sess_step(hinge_session *s, const int32_t *tokens, size_t n, int32_t *next, hinge_step_info *info);
+
+/* hinge_generate without its argument checks (generate.c): hinge_chat's
+ * generation. Sets hinge_last_error on failure. */
+hinge_status gen_text(hinge_session *s, const char *prompt, int max_tokens, hinge_token_cb cb, void *user);
 
 /* HINGE_CUT_AUTO (auto.c): decides s->cut, s->codec and s->remote for a
  * prompt of n_prompt tokens; client (may be NULL: no edge) is asked for the

@@ -30,6 +30,11 @@ static hinge_status check_model(const model *m, char *err, size_t errlen)
     if (hp->n_head == 0 || hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv)
         return hinge_fail(err, errlen, HINGE_ERR_UNSUPPORTED, "%u query heads over %u kv heads", hp->n_head,
                           hp->n_head_kv);
+    /* the CPU engine's newer architectures have no shaders yet */
+    if ((hp->arch != ARCH_LLAMA && hp->arch != ARCH_GEMMA3) || m->rope_freqs.data)
+        return hinge_fail(err, errlen, HINGE_ERR_UNSUPPORTED, "the Vulkan backend runs llama and gemma3 without "
+                          "rope_freqs; %s%s runs on the CPU only", model_arch_name(hp->arch),
+                          m->rope_freqs.data ? " with rope_freqs" : "");
     return HINGE_OK;
 }
 

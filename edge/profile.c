@@ -108,7 +108,7 @@ json_t *edge_profile_json(hinge_edge *e)
     uint32_t queued = 0, running = 0;
     edge_worker_load(e->worker, &queued, &running);
     json_t *model = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "name", e->m->name, "arch",
-                              hp->arch == ARCH_GEMMA3 ? "gemma3" : "llama", "sha256", sha, "n_layer",
+                              model_arch_name(hp->arch), "sha256", sha, "n_layer",
                               (json_int_t)hp->n_layer, "n_embd", (json_int_t)hp->n_embd, "n_vocab",
                               (json_int_t)hp->n_vocab, "n_ctx_train", (json_int_t)hp->n_ctx_train, "weight_bytes",
                               (json_int_t)e->m->weight_bytes);

@@ -258,7 +258,7 @@ static void norm_rows(const model *m, float *out, const float *x, size_t n, size
         op_rmsnorm(out + i * d, x + i * d, w->data, d, m->hp.rms_eps);
 }
 
-/* q/k of one span: norms (gemma3), RoPE, and k/v into its cache rows. */
+/* q/k of one span: norms (gemma3, qwen3), RoPE, and k/v into its cache rows. */
 static void qk_prepare(const model *m, fwd_scratch *s, uint32_t il, const fwd_span *sp)
 {
     const model_hparams *hp = &m->hp;
@@ -277,8 +277,15 @@ static void qk_prepare(const model *m, fwd_scratch *s, uint32_t il, const fwd_sp
             norm_rows(m, q, q, hp->n_head, hp->head_dim, &L->q_norm);
             norm_rows(m, k, k, hp->n_head_kv, hp->head_dim, &L->k_norm);
         }
-        op_rope(q, hp->n_head, hp->head_dim, hp->rope_dim, hp->rope_neox, pos, base, scale);
-        op_rope(k, hp->n_head_kv, hp->head_dim, hp->rope_dim, hp->rope_neox, pos, base, scale);
+        if (m->rope_freqs.data) {
+            op_rope_freqs(q, hp->n_head, hp->head_dim, hp->rope_dim, hp->rope_neox, pos, base, scale,
+                          m->rope_freqs.data);
+            op_rope_freqs(k, hp->n_head_kv, hp->head_dim, hp->rope_dim, hp->rope_neox, pos, base, scale,
+                          m->rope_freqs.data);
+        } else {
+            op_rope(q, hp->n_head, hp->head_dim, hp->rope_dim, hp->rope_neox, pos, base, scale);
+            op_rope(k, hp->n_head_kv, hp->head_dim, hp->rope_dim, hp->rope_neox, pos, base, scale);
+        }
         memcpy(fwd_key_row(f, l, pos, kv_dim), k, kv_dim * sizeof(float));
         memcpy(fwd_value_row(f, l, pos, kv_dim, v_dim), s->v + r * v_dim, v_dim * sizeof(float));
     }
@@ -308,6 +315,11 @@ static void attention_block(const model *m, threadpool *tp, fwd_scratch *s, uint
     mm_job j = {.tp = tp, .s = s, .x = s->xb, .m = rows, .n = 3, .w = {&L->wq, &L->wk, &L->wv},
                 .y = {s->q, s->k, s->v}};
     mm_run(&j);
+    for (int i = 0; i < 3 && L->bq.data; i++) { /* qwen2's biases */
+        const weight *b = i == 0 ? &L->bq : i == 1 ? &L->bk : &L->bv;
+        for (size_t r = 0; r < rows; r++)
+            op_add(j.y[i] + r * b->cols, b->data, b->cols);
+    }
     size_t work = 0;
     for (size_t i = 0; i < ns; i++) {
         qk_prepare(m, s, il, &sp[i]);

@@ -12,10 +12,22 @@
 
 typedef struct loader {
     model *m;
-    const char *arch; /* key prefix: "llama" or "gemma3" */
+    const char *arch; /* key prefix: model_arch_name */
     char *err;
     size_t errlen;
 } loader;
+
+const char *model_arch_name(model_arch a)
+{
+    switch (a) {
+    case ARCH_LLAMA: return "llama";
+    case ARCH_GEMMA3: return "gemma3";
+    case ARCH_QWEN2: return "qwen2";
+    case ARCH_QWEN3: return "qwen3";
+    case ARCH_PHI3: return "phi3";
+    }
+    return "unknown";
+}
 
 /* Reads "<arch>.<suffix>" as u32; def when absent. */
 static hinge_status arch_u32(loader *ld, const char *suffix, uint32_t def, uint32_t *out)
@@ -83,24 +95,27 @@ static hinge_status read_sizes(loader *ld, model_hparams *hp)
 }
 
 /* RoPE, norm epsilon and the gemma3-specific knobs, with each arch's defaults
- * (llama.cpp's: llama theta 1e4, eps 1e-5; gemma3 theta 1e6, local theta
- * 1e4, window 512 (the 270M's), every 6th layer global, eps 1e-6). */
+ * (llama.cpp's: llama and qwen theta 1e4, eps 1e-5 (qwen 1e-6); gemma3
+ * theta 1e6, local theta 1e4, window 512 (the 270M's), every 6th layer
+ * global, eps 1e-6). */
 static hinge_status read_attention(loader *ld, model_hparams *hp)
 {
-    bool gemma = hp->arch == ARCH_GEMMA3;
+    const bool gemma = hp->arch == ARCH_GEMMA3, qwen = hp->arch == ARCH_QWEN2 || hp->arch == ARCH_QWEN3;
+    const bool neox = gemma || qwen || hp->arch == ARCH_PHI3;
     hinge_status s;
     float factor = 1.0f;
     if ((s = arch_f32(ld, "rope.freq_base", gemma ? 1e6f : 1e4f, &hp->rope_base)) ||
         (s = arch_f32(ld, "rope.freq_base_swa", 1e4f, &hp->rope_base_swa)) ||
         (s = arch_f32(ld, "rope.scaling.factor", 1.0f, &factor)) ||
-        (s = arch_f32(ld, "attention.layer_norm_rms_epsilon", gemma ? 1e-6f : 1e-5f, &hp->rms_eps)))
+        (s = arch_f32(ld, "attention.layer_norm_rms_epsilon", gemma || qwen ? 1e-6f : 1e-5f, &hp->rms_eps)))
         return s;
     hp->rope_scale = factor > 0.0f ? factor : 1.0f;
     if ((s = require(ld, hp->rope_base > 0.0f && hp->rope_base_swa > 0.0f, "rope.freq_base")) ||
         (s = require(ld, hp->rms_eps > 0.0f && hp->rms_eps < 1.0f, "layer_norm_rms_epsilon")))
         return s;
     hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
-    hp->rope_neox = gemma;
+    hp->rope_neox = neox;
+    hp->qk_norm = hp->arch == ARCH_QWEN3;
     if (!gemma) {
         hp->embd_scale = 1.0f;
         return HINGE_OK;
@@ -120,16 +135,16 @@ static hinge_status read_hparams(loader *ld)
     hinge_status s = gguf_get_str(m->file, "general.architecture", &a);
     if (s != HINGE_OK)
         return hinge_fail(ld->err, ld->errlen, HINGE_ERR_FORMAT, "metadata key 'general.architecture' missing or not a string");
-    if (a.len == 5 && memcmp(a.ptr, "llama", 5) == 0) {
-        m->hp.arch = ARCH_LLAMA;
-        ld->arch = "llama";
-    } else if (a.len == 6 && memcmp(a.ptr, "gemma3", 6) == 0) {
-        m->hp.arch = ARCH_GEMMA3;
-        ld->arch = "gemma3";
-    } else {
+    ld->arch = NULL;
+    for (model_arch k = ARCH_LLAMA; k <= ARCH_PHI3; k++)
+        if (a.len == strlen(model_arch_name(k)) && memcmp(a.ptr, model_arch_name(k), a.len) == 0) {
+            m->hp.arch = k;
+            ld->arch = model_arch_name(k);
+        }
+    if (!ld->arch)
         return hinge_fail(ld->err, ld->errlen, HINGE_ERR_UNSUPPORTED,
-                          "architecture '%.*s' is not supported (llama, gemma3)", (int)(a.len > 64 ? 64 : a.len), a.ptr);
-    }
+                          "architecture '%.*s' is not supported (llama, gemma3, qwen2, qwen3, phi3)",
+                          (int)(a.len > 64 ? 64 : a.len), a.ptr);
     if ((s = read_sizes(ld, &m->hp)) || (s = read_attention(ld, &m->hp)))
         return s;
     gguf_str name;
@@ -165,42 +180,76 @@ static hinge_status get_weight(loader *ld, const char *name, uint64_t rows, uint
     return HINGE_OK;
 }
 
+/* Rows [r0, r0 + rows) of w. */
+static weight rows_of(const weight *w, uint64_t r0, uint64_t rows)
+{
+    weight s = *w;
+    s.data = (const uint8_t *)w->data + r0 * quant_row_bytes(w->type, w->cols);
+    s.rows = rows;
+    return s;
+}
+
+/* phi3's fused matrices: attn_qkv is [q; k; v] and ffn_up [gate; up] by
+ * rows (llama.cpp's views of them). */
+static hinge_status get_fused(loader *ld, uint32_t il, layer_weights *L, uint64_t qd, uint64_t kd, uint64_t vd)
+{
+    const model_hparams *hp = &ld->m->hp;
+    char name[GGUF_NAME_MAX];
+    weight qkv, up;
+    snprintf(name, sizeof name, "blk.%u.attn_qkv.weight", il);
+    hinge_status s = get_weight(ld, name, qd + kd + vd, hp->n_embd, false, &qkv);
+    snprintf(name, sizeof name, "blk.%u.ffn_up.weight", il);
+    if (s == HINGE_OK)
+        s = get_weight(ld, name, 2 * (uint64_t)hp->n_ff, hp->n_embd, false, &up);
+    if (s != HINGE_OK)
+        return s;
+    L->wq = rows_of(&qkv, 0, qd);
+    L->wk = rows_of(&qkv, qd, kd);
+    L->wv = rows_of(&qkv, qd + kd, vd);
+    L->w_gate = rows_of(&up, 0, hp->n_ff);
+    L->w_up = rows_of(&up, hp->n_ff, hp->n_ff);
+    return HINGE_OK;
+}
+
 static hinge_status get_layer(loader *ld, uint32_t il, layer_weights *L)
 {
     const model_hparams *hp = &ld->m->hp;
     uint64_t qd = (uint64_t)hp->n_head * hp->head_dim, kd = (uint64_t)hp->n_head_kv * hp->head_dim;
     uint64_t vd = (uint64_t)hp->n_head_kv * hp->head_dim_v, od = (uint64_t)hp->n_head * hp->head_dim_v;
-    bool g = hp->arch == ARCH_GEMMA3;
+    bool g = hp->arch == ARCH_GEMMA3, qb = hp->arch == ARCH_QWEN2, split = hp->arch != ARCH_PHI3;
     struct {
         const char *suffix;
         uint64_t rows, cols;
         bool needed;
         weight *w;
     } want[] = {
-        {"attn_norm", 1, hp->n_embd, true, &L->attn_norm},
-        {"attn_q", qd, hp->n_embd, true, &L->wq},
-        {"attn_k", kd, hp->n_embd, true, &L->wk},
-        {"attn_v", vd, hp->n_embd, true, &L->wv},
-        {"attn_output", hp->n_embd, od, true, &L->wo},
-        {"attn_q_norm", 1, hp->head_dim, g, &L->q_norm},
-        {"attn_k_norm", 1, hp->head_dim, g, &L->k_norm},
-        {"post_attention_norm", 1, hp->n_embd, g, &L->post_attn_norm},
-        {"ffn_norm", 1, hp->n_embd, true, &L->ffn_norm},
-        {"ffn_gate", hp->n_ff, hp->n_embd, true, &L->w_gate},
-        {"ffn_up", hp->n_ff, hp->n_embd, true, &L->w_up},
-        {"ffn_down", hp->n_embd, hp->n_ff, true, &L->w_down},
-        {"post_ffw_norm", 1, hp->n_embd, g, &L->post_ffn_norm},
+        {"attn_norm.weight", 1, hp->n_embd, true, &L->attn_norm},
+        {"attn_q.weight", qd, hp->n_embd, split, &L->wq},
+        {"attn_k.weight", kd, hp->n_embd, split, &L->wk},
+        {"attn_v.weight", vd, hp->n_embd, split, &L->wv},
+        {"attn_q.bias", 1, qd, qb, &L->bq},
+        {"attn_k.bias", 1, kd, qb, &L->bk},
+        {"attn_v.bias", 1, vd, qb, &L->bv},
+        {"attn_output.weight", hp->n_embd, od, true, &L->wo},
+        {"attn_q_norm.weight", 1, hp->head_dim, hp->qk_norm, &L->q_norm},
+        {"attn_k_norm.weight", 1, hp->head_dim, hp->qk_norm, &L->k_norm},
+        {"post_attention_norm.weight", 1, hp->n_embd, g, &L->post_attn_norm},
+        {"ffn_norm.weight", 1, hp->n_embd, true, &L->ffn_norm},
+        {"ffn_gate.weight", hp->n_ff, hp->n_embd, split, &L->w_gate},
+        {"ffn_up.weight", hp->n_ff, hp->n_embd, split, &L->w_up},
+        {"ffn_down.weight", hp->n_embd, hp->n_ff, true, &L->w_down},
+        {"post_ffw_norm.weight", 1, hp->n_embd, g, &L->post_ffn_norm},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         if (!want[i].needed)
             continue;
         char name[GGUF_NAME_MAX];
-        snprintf(name, sizeof name, "blk.%u.%s.weight", il, want[i].suffix);
+        snprintf(name, sizeof name, "blk.%u.%s", il, want[i].suffix);
         hinge_status s = get_weight(ld, name, want[i].rows, want[i].cols, false, want[i].w);
         if (s != HINGE_OK)
             return s;
     }
-    return HINGE_OK;
+    return split ? HINGE_OK : get_fused(ld, il, L, qd, kd, vd);
 }
 
 static hinge_status get_weights(loader *ld)
@@ -216,8 +265,12 @@ static hinge_status get_weights(loader *ld)
     hinge_status s;
     if ((s = get_weight(ld, "token_embd.weight", m->hp.n_vocab, m->hp.n_embd, false, &m->tok_embd)) ||
         (s = get_weight(ld, "output_norm.weight", 1, m->hp.n_embd, false, &m->output_norm)) ||
-        (s = get_weight(ld, "output.weight", m->hp.n_vocab, m->hp.n_embd, true, &m->output)))
+        (s = get_weight(ld, "output.weight", m->hp.n_vocab, m->hp.n_embd, true, &m->output)) ||
+        (s = get_weight(ld, "rope_freqs.weight", 1, m->hp.rope_dim / 2, true, &m->rope_freqs)))
         return s;
+    for (uint32_t i = 0; m->rope_freqs.data && i < m->hp.rope_dim / 2; i++)
+        if (!(((const float *)m->rope_freqs.data)[i] > 0.0f)) /* also NaN */
+            return hinge_fail(ld->err, ld->errlen, HINGE_ERR_FORMAT, "rope_freqs.weight[%u] is not positive", i);
     if (!m->output.data)
         m->output = m->tok_embd; /* tied */
     m->layers = calloc(m->hp.n_layer, sizeof *m->layers);
@@ -288,7 +341,7 @@ void model_free(model *m)
 size_t model_layer_bytes(const model *m, uint32_t il)
 {
     const layer_weights *L = &m->layers[il];
-    const weight *ws[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->q_norm, &L->k_norm,
+    const weight *ws[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->bq, &L->bk, &L->bv, &L->wo, &L->q_norm, &L->k_norm,
                           &L->post_attn_norm, &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down, &L->post_ffn_norm};
     size_t total = 0;
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)

@@ -13,9 +13,15 @@
 #include "tokenizer.h"
 
 typedef enum model_arch {
-    ARCH_LLAMA = 0,
+    ARCH_LLAMA = 0,  /* Llama 1-3 (Llama 3.1+: rope_freqs), Mistral, SmolLM */
     ARCH_GEMMA3 = 1,
+    ARCH_QWEN2 = 2,  /* llama with q/k/v biases and NeoX RoPE */
+    ARCH_QWEN3 = 3,  /* llama with per-head q/k RMS norms and NeoX RoPE */
+    ARCH_PHI3 = 4,   /* llama with fused q/k/v and gate/up matrices and NeoX RoPE */
 } model_arch;
+
+/* "llama", "gemma3", "qwen2", "qwen3", "phi3": general.architecture's value. */
+const char *model_arch_name(model_arch a);
 
 typedef struct model_hparams {
     model_arch arch;
@@ -38,7 +44,7 @@ typedef struct model_hparams {
     float embd_scale;     /* multiplies the embedding (gemma: sqrt(n_embd)) */
     uint32_t swa_window;  /* sliding window in positions; 0: none */
     uint32_t swa_pattern; /* layer i slides unless (i + 1) % pattern == 0; 0: none */
-    bool qk_norm;         /* per-head RMS norm of q and k (gemma3) */
+    bool qk_norm;         /* per-head RMS norm of q and k (gemma3, qwen3) */
     bool post_norms;      /* norms after attention and after the FFN (gemma3) */
     bool gelu;            /* GeGLU (tanh GELU) instead of SwiGLU */
 } model_hparams;
@@ -54,11 +60,13 @@ typedef struct weight {
 
 typedef struct layer_weights {
     weight attn_norm;      /* (n_embd) f32 */
-    weight wq;             /* (n_head*head_dim, n_embd) */
+    weight wq;             /* (n_head*head_dim, n_embd); phi3: wq, wk, wv are row ranges of attn_qkv,
+                              w_gate and w_up of ffn_up */
     weight wk;             /* (n_head_kv*head_dim, n_embd) */
     weight wv;             /* (n_head_kv*head_dim_v, n_embd) */
     weight wo;             /* (n_embd, n_head*head_dim_v) */
-    weight q_norm, k_norm; /* (head_dim) f32, gemma3 only */
+    weight bq, bk, bv;     /* (q dim), (k dim), (v dim) f32 biases of wq, wk, wv: qwen2 only */
+    weight q_norm, k_norm; /* (head_dim) f32, gemma3 and qwen3 only */
     weight post_attn_norm; /* (n_embd) f32, gemma3 only */
     weight ffn_norm;       /* (n_embd) f32 */
     weight w_gate, w_up;   /* (n_ff, n_embd) */
@@ -73,6 +81,8 @@ typedef struct model {
     weight tok_embd;      /* (n_vocab, n_embd) */
     weight output_norm;   /* (n_embd) f32 */
     weight output;        /* (n_vocab, n_embd); tok_embd when tied */
+    weight rope_freqs;    /* (rope_dim / 2) f32: RoPE frequency i is divided by rope_freqs[i] (Llama 3.1+'s
+                             frequency scaling, precomputed by the converter); data NULL: none */
     layer_weights *layers; /* n_layer, owned */
     size_t weight_bytes;  /* all tensor bytes */
     uint8_t sha256[32];   /* of the whole file: the model's identity */

@@ -56,10 +56,18 @@ void op_rope(float *x, uint32_t n_heads, uint32_t head_dim, uint32_t rope_dim, b
         return;
     }
 #endif
+    op_rope_freqs(x, n_heads, head_dim, rope_dim, neox, pos, base, scale, NULL);
+}
+
+void op_rope_freqs(float *x, uint32_t n_heads, uint32_t head_dim, uint32_t rope_dim, bool neox, uint32_t pos,
+                   float base, float scale, const float *freq)
+{
     uint32_t half = rope_dim / 2;
     float p = (float)pos / scale;
     for (uint32_t i = 0; i < half; i++) {
         float theta = p * powf(base, -2.0f * (float)i / (float)rope_dim);
+        if (freq)
+            theta /= freq[i];
         float c = cosf(theta), s = sinf(theta);
         for (uint32_t h = 0; h < n_heads; h++) {
             float *v = x + (size_t)h * head_dim;

@@ -16,6 +16,11 @@ void op_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps)
  * neox: pairs (i, i + rope_dim/2); else pairs (2i, 2i+1). */
 void op_rope(float *x, uint32_t n_heads, uint32_t head_dim, uint32_t rope_dim, bool neox,
              uint32_t pos, float base, float scale);
+/* op_rope with theta_i divided by freq[i] (i < rope_dim / 2): Llama 3.1+'s
+ * rope_freqs. The scalar code whatever the CPU (RoPE is a small part of a
+ * layer). */
+void op_rope_freqs(float *x, uint32_t n_heads, uint32_t head_dim, uint32_t rope_dim, bool neox, uint32_t pos,
+                   float base, float scale, const float *freq);
 
 /* g[i] = gelu_tanh(g[i]) * u[i] (GeGLU) or silu(g[i]) * u[i] (SwiGLU), both
  * as x / (1 + e^-y). AVX2 where the CPU has it (a polynomial exp); the _ref

@@ -20,9 +20,11 @@
  *   q4_1  (float)q * d + m            q5_1  (float)q * d + m (rounded twice)
  *   q8_0  (float)q * d                q6_k  (d * sc) * (float)(q - 32)
  *   q4_k  (d * sc) * q - dmin * m, the product rounded before the subtraction
- * so both sets' quant_dequant_row give the same bits. */
+ * so both sets' quant_dequant_row give the same bits. Q2_K, Q3_K, Q5_K and
+ * IQ4_NL have one decoder for every set (quant_k.c). */
 #include "quant.h"
 #include "quant_impl.h"
+#include "quant_k.h"
 #include "quant_neon.h"
 #include "quant_x86.h"
 
@@ -58,7 +60,7 @@ static uint32_t load_u32le(const uint8_t *p)
 /* Q4_K's 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes:
  * j < 4 in the low 6 bits of bytes j and j+4; j >= 4 split between the
  * nibbles of byte j+4 and the top 2 bits of bytes j-4 (scale) and j (min). */
-static void scale_min_k4(int j, const uint8_t *q, float *sc, float *m)
+void quant_scale_min_k4(int j, const uint8_t *q, float *sc, float *m)
 {
     if (j < 4) {
         *sc = (float)(q[j] & 63);
@@ -138,9 +140,9 @@ static void deq_q4_k(const block_q4_k *b, float *y)
     for (int c = 0; c < 4; c++) {
         const uint8_t *q = b->qs + 32 * c;
         float sc, m;
-        scale_min_k4(2 * c, b->scales, &sc, &m);
+        quant_scale_min_k4(2 * c, b->scales, &sc, &m);
         const float d1 = d * sc, m1 = dmin * m;
-        scale_min_k4(2 * c + 1, b->scales, &sc, &m);
+        quant_scale_min_k4(2 * c + 1, b->scales, &sc, &m);
         const float d2 = d * sc, m2 = dmin * m;
         for (int l = 0; l < 32; l++) {
             const float p1 = d1 * (float)(q[l] & 0xF); /* separate statements: no FMA contraction */
@@ -215,6 +217,7 @@ void quant_dequant_scalar(qtype t, const void *row, float *dst, size_t n)
         for (size_t b = 0; b < n / QK_K; b++)
             deq_q6_k((const block_q6_k *)row + b, dst + b * QK_K);
         break;
+    default: quant_k_dequant(t, row, dst, n); break;
     }
 }
 
@@ -323,7 +326,7 @@ const char *quant_kset_name(quant_kset k)
 void quant_dequant_row_k(quant_kset k, qtype t, const void *row, float *dst, size_t n)
 {
 #if QUANT_HAVE_X86
-    if (k != QUANT_KSET_SCALAR) {
+    if (k != QUANT_KSET_SCALAR && !quant_k_type(t)) {
         quant_x86_dequant(t, row, dst, n);
         return;
     }
@@ -334,6 +337,11 @@ void quant_dequant_row_k(quant_kset k, qtype t, const void *row, float *dst, siz
 
 float quant_dot_row_k(quant_kset k, qtype t, const void *row, const float *x, size_t n)
 {
+    if (k != QUANT_KSET_SCALAR && quant_k_type(t)) {
+        float y;
+        quant_k_matmul(k, t, row, n, x, 1, &y, 0, 0, 1, NULL);
+        return y;
+    }
 #if QUANT_HAVE_X86
     if (k != QUANT_KSET_SCALAR) {
         float y;
@@ -354,6 +362,10 @@ float quant_dot_row_k(quant_kset k, qtype t, const void *row, const float *x, si
 void quant_matvec_k(quant_kset k, qtype t, const void *w, size_t n, const float *x, float *y, size_t r0,
                     size_t r1)
 {
+    if (k != QUANT_KSET_SCALAR && quant_k_type(t)) {
+        quant_k_matmul(k, t, w, n, x, 1, y, 0, r0, r1, NULL);
+        return;
+    }
 #if QUANT_HAVE_X86
     if (k != QUANT_KSET_SCALAR) {
         quant_x86_matmul(k, t, w, n, x, 1, y, 0, r0, r1, NULL);
@@ -378,6 +390,10 @@ enum { OUT_ROWS = 2 * QUANT_MM_ROWS, OUT_M = 256 };
 void quant_matmul_k(quant_kset k, qtype t, const void *w, size_t n, const float *x, size_t m, float *y,
                     size_t ldy, size_t r0, size_t r1, float *scratch)
 {
+    if (k != QUANT_KSET_SCALAR && quant_k_type(t)) {
+        quant_k_matmul(k, t, w, n, x, m, y, ldy, r0, r1, scratch);
+        return;
+    }
 #if QUANT_HAVE_X86
     if (k != QUANT_KSET_SCALAR) {
         quant_x86_matmul(k, t, w, n, x, m, y, ldy, r0, r1, scratch);

@@ -17,8 +17,12 @@ typedef enum qtype {
     QT_Q5_0 = 6,
     QT_Q5_1 = 7,
     QT_Q8_0 = 8,
+    QT_Q2_K = 10,
+    QT_Q3_K = 11,
     QT_Q4_K = 12,
+    QT_Q5_K = 13,
     QT_Q6_K = 14,
+    QT_IQ4_NL = 20,
     QT_BF16 = 30,
 } qtype;
 
@@ -44,8 +48,33 @@ typedef struct block_q4_k { uint16_t d, dmin; uint8_t scales[K_SCALE_SIZE]; uint
 /* Q6_K: 256 weights in 16 sub-blocks of 16 with int8 scales; q is 6-bit
  * (4 low bits in ql, 2 high in qh), value = d * scale * (q - 32). 210 bytes. */
 typedef struct block_q6_k { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; uint16_t d; } block_q6_k;
+/* Q2_K: 256 weights in 16 sub-blocks of 16; scales[j] holds sub-block j's
+ * 4-bit scale (low nibble) and min (high); q is 2-bit: weight 32k + l of
+ * half h (k < 4, l < 32) is bits 2k..2k+1 of qs[32h + l], sub-block
+ * 8h + 2k + l/16; value = (d * sc) * q - dmin * m. 84 bytes. */
+typedef struct block_q2_k { uint8_t scales[QK_K / 16]; uint8_t qs[QK_K / 4]; uint16_t d, dmin; } block_q2_k;
+/* Q3_K: q2 as Q2_K's, a third bit in hmask (weight 32k + l of half h: bit
+ * 4h + k of hmask[l]; a clear bit subtracts 4), 16 6-bit scales packed in
+ * 12 bytes (low nibbles in bytes 0..7, top 2 bits in bytes 8..11);
+ * value = (d * (sc - 32)) * q. 110 bytes. */
+typedef struct block_q3_k { uint8_t hmask[QK_K / 8]; uint8_t qs[QK_K / 4]; uint8_t scales[12]; uint16_t d; } block_q3_k;
+/* Q5_K: Q4_K with a fifth bit: sub-block j's weight l has it at bit j of
+ * qh[l]; value = d*sc*q - dmin*m. 176 bytes. */
+typedef struct block_q5_k {
+    uint16_t d, dmin;
+    uint8_t scales[K_SCALE_SIZE];
+    uint8_t qh[QK_K / 8];
+    uint8_t qs[QK_K / 2];
+} block_q5_k;
+/* IQ4_NL: 32 weights = d * kvalues[q], q a 4-bit index into a fixed
+ * non-linear table, nibbles as Q4_0. 18 bytes. */
+typedef struct block_iq4_nl { uint16_t d; uint8_t qs[QK_0 / 2]; } block_iq4_nl;
 
 _Static_assert(sizeof(block_q4_0) == 18, "q4_0 block");
+_Static_assert(sizeof(block_q2_k) == 84, "q2_k block");
+_Static_assert(sizeof(block_q3_k) == 110, "q3_k block");
+_Static_assert(sizeof(block_q5_k) == 176, "q5_k block");
+_Static_assert(sizeof(block_iq4_nl) == 18, "iq4_nl block");
 _Static_assert(sizeof(block_q5_0) == 22, "q5_0 block");
 _Static_assert(sizeof(block_q4_1) == 20, "q4_1 block");
 _Static_assert(sizeof(block_q5_1) == 24, "q5_1 block");

@@ -292,6 +292,7 @@ NEON_INLINE void row_kernel(qtype t, const uint8_t *row, const float *x, size_t 
     case QT_Q8_0: rows_blk32(QT_Q8_0, row, x, ldx, xs, ldxs, len, J, out); break;
     case QT_Q4_K: rows_q4_k(row, x, ldx, xs, ldxs, len, J, out); break;
     case QT_Q6_K: rows_q6_k(row, x, ldx, len, J, out); break;
+    default: break; /* quant_k.c's types: quant.c sends them there */
     }
 }
 

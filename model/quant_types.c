@@ -21,6 +21,10 @@ static const type_info infos[] = {
     {QT_Q8_0, "q8_0", QK_0, sizeof(block_q8_0)},
     {QT_Q4_K, "q4_k", QK_K, sizeof(block_q4_k)},
     {QT_Q6_K, "q6_k", QK_K, sizeof(block_q6_k)},
+    {QT_Q2_K, "q2_k", QK_K, sizeof(block_q2_k)},
+    {QT_Q3_K, "q3_k", QK_K, sizeof(block_q3_k)},
+    {QT_Q5_K, "q5_k", QK_K, sizeof(block_q5_k)},
+    {QT_IQ4_NL, "iq4_nl", QK_0, sizeof(block_iq4_nl)},
 };
 
 static const type_info *find(uint32_t t)

@@ -609,6 +609,7 @@ AVX2 static void dequant_avx2(qtype t, const void *row, float *dst, size_t n)
     case QT_Q5_1: deq_blk32(QT_Q5_1, row, dst, n / QK_0); break;
     case QT_Q4_K: deq_q4_k_avx2(row, dst, n / QK_K); break;
     case QT_Q6_K: deq_q6_k_avx2(row, dst, n / QK_K); break;
+    default: break; /* quant_k.c's types: quant.c sends them there */
     }
 }
 

@@ -107,7 +107,7 @@ void hinge_model_free(hinge_model *m);
 
 typedef struct hinge_model_info {
     const char *name;     /* general.name; owned by the model */
-    const char *arch;     /* "llama", "gemma3" */
+    const char *arch;     /* "llama", "gemma3", "qwen2", "qwen3", "phi3" */
     uint32_t n_layer, n_embd, n_vocab, n_ctx_train;
     int32_t bos, eos;     /* -1 when the vocabulary has none */
     uint64_t file_bytes;  /* size of the GGUF */
@@ -204,6 +204,9 @@ typedef struct hinge_session_config {
     /* Authentication (added in 0.2; older structs get none). */
     const char *api_key;    /* sent as "Authorization: Bearer API_KEY" to edge_url, the fallback edges and
                                GET /v1/profile; NULL: none. Copied. */
+    /* Chat (added after 0.2.0; older structs get NULL). */
+    const char *chat_template; /* hinge_chat's template: a name ("chatml", "llama3", "gemma", "phi3") or a
+                                  template's text; NULL: the model's tokenizer.chat_template */
 } hinge_session_config;
 
 /* Fills c with the defaults: local, cut HINGE_CUT_ALL, CPU, f32 wire, greedy. */
@@ -247,6 +250,46 @@ hinge_status hinge_session_create(hinge_model *m, const hinge_session_config *c,
  * protocol, Vulkan). After an error other than HINGE_CANCELLED the session
  * should be freed; after HINGE_CANCELLED it is usable. */
 hinge_status hinge_generate(hinge_session *s, const char *prompt, int max_tokens, hinge_token_cb cb, void *user);
+
+/* ---- chat ---- */
+
+/* One message of a conversation; both strings NUL-terminated UTF-8,
+ * borrowed for the call. Roles: "system", "user", "assistant". */
+typedef struct hinge_chat_message {
+    const char *role;
+    const char *content;
+} hinge_chat_message;
+
+/* Renders msgs[0..n) as the prompt text m's chat template makes of them
+ * (its special tokens as text, e.g. "<|im_start|>"; hinge_generate turns
+ * that text back into the special tokens), then the assistant's opening when
+ * add_assistant is nonzero. The template is recognised by its markers (ChatML,
+ * Llama 3, Gemma, Phi-3) and applied as llama.cpp applies it; no Jinja runs.
+ * tmpl overrides the model's tokenizer.chat_template: a name ("chatml",
+ * "llama3", "gemma", "phi3") or a template's text; NULL: the model's.
+ * Writes at most cap bytes and a NUL to buf (NULL when cap is 0). Unlike the
+ * other calls, *len_out (the text's length without the NUL) is written on
+ * HINGE_ERR_RANGE too: call with cap 0 to learn the size.
+ * Errors: HINGE_ERR_INVALID (NULL argument, a message with a NULL role or
+ * content), HINGE_ERR_NOT_FOUND (the model has no template and tmpl is NULL),
+ * HINGE_ERR_UNSUPPORTED (a template hinge does not recognise: give tmpl),
+ * HINGE_ERR_RANGE (cap <= the length). */
+hinge_status hinge_chat_format(const hinge_model *m, const char *tmpl, const hinge_chat_message *msgs, size_t n,
+                               int add_assistant, char *buf, size_t cap, size_t *len_out);
+
+/* Generates the assistant's reply to msgs[0..n): the turns that follow what
+ * the session has seen (on a fresh session the whole conversation, system
+ * message included; after a reply, the next user message). They are
+ * rendered with the session's chat_template (else the model's), followed by
+ * the assistant's opening, and generated from as hinge_generate does (same
+ * stops, callback, stats and errors). When the session's last call was
+ * hinge_chat, its reply is closed first as the template closes an assistant
+ * turn (a reply that stopped at its end-of-turn token, or at max_tokens), so
+ * the model sees the template's text of the whole conversation. The reply
+ * does not include the end-of-turn token.
+ * Errors: as hinge_chat_format (template) and hinge_generate. */
+hinge_status hinge_chat(hinge_session *s, const hinge_chat_message *msgs, size_t n, int max_tokens,
+                        hinge_token_cb cb, void *user);
 
 /* Asks the running (or the next) hinge_generate or hinge_session_step of s
  * to return HINGE_CANCELLED before its next step. Any thread, any time;

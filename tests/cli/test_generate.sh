@@ -75,5 +75,20 @@ fi
 check "--json says why the generation stopped" python3 -c "
 import json; d=json.load(open('$tmp/j2')); assert d['stop']=='length' and d['generated_tokens']==5, d"
 
+# --chat: stories260K has no chat template (an error naming the overrides);
+# --system without --chat is a usage error; SmolLM2 (when fetched) answers
+# in its ChatML template and stops at its end of turn.
+"$hinge" generate --model "$stories" --chat --prompt "Hi" -n 4 >/dev/null 2>"$tmp/e3"
+check "--chat without a template is an error" test $? -eq 1
+check "--chat without a template names the overrides" grep -q "chatml, llama3, gemma, phi3" "$tmp/e3"
+"$hinge" generate --model "$stories" --system "x" --prompt "Hi" -n 4 >/dev/null 2>&1
+check "--system without --chat is a usage error" test $? -eq 2
+if [ -n "${HINGE_SMOLLM2_MODEL:-}" ] && [ -r "$HINGE_SMOLLM2_MODEL" ]; then
+  "$hinge" generate --model "$HINGE_SMOLLM2_MODEL" --chat --prompt "What is the capital of France?" -n 24 --temp 0 \
+    --json >"$tmp/j3" 2>/dev/null
+  check "--chat: SmolLM2 answers and stops at its end of turn" python3 -c "
+import json; d=json.load(open('$tmp/j3')); assert 'Paris' in d['text'] and d['stop']=='eog', d"
+fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -626,8 +626,8 @@ static void test_bad_tensor_shapes(void **state)
     expect_fail(&w, HINGE_ERR_FORMAT, "tensor 0 't'", "n_dims 5", NULL);
     w.n = 0, w_one_tensor_file(&w, 2, NE_4x2, 99, 0, 32);
     expect_fail(&w, HINGE_ERR_UNSUPPORTED, "tensor 0 't'", "type 99", NULL);
-    w.n = 0, w_one_tensor_file(&w, 2, NE_4x2, 10 /* q2_k: ggml has it, hinge not */, 0, 32);
-    expect_fail(&w, HINGE_ERR_UNSUPPORTED, "type 10", NULL);
+    w.n = 0, w_one_tensor_file(&w, 2, NE_4x2, 16 /* iq2_xxs: ggml has it, hinge not */, 0, 32);
+    expect_fail(&w, HINGE_ERR_UNSUPPORTED, "type 16", NULL);
     w.n = 0, w_one_tensor_file(&w, 2, ne_q, QT_Q4_0, 0, 64);
     expect_fail(&w, HINGE_ERR_FORMAT, "ne[0] = 33", "multiple", "q4_0", NULL);
     w.n = 0, w_one_tensor_file(&w, 2, ne_big, QT_F32, 0, 16);

@@ -20,8 +20,8 @@
 /* |got - ref| / sum |w_i x_i| allowed for dot products. */
 static const double TOL = 1e-5;
 
-static const qtype all_types[] = {QT_F32, QT_F16, QT_BF16, QT_Q4_0, QT_Q5_0, QT_Q8_0, QT_Q4_K, QT_Q6_K,
-                                  QT_Q4_1, QT_Q5_1};
+static const qtype all_types[] = {QT_F32,  QT_F16,  QT_BF16, QT_Q4_0, QT_Q5_0, QT_Q8_0,  QT_Q4_K,
+                                  QT_Q6_K, QT_Q4_1, QT_Q5_1, QT_Q2_K, QT_Q3_K, QT_Q5_K, QT_IQ4_NL};
 enum { N_TYPES = sizeof all_types / sizeof all_types[0] };
 
 /* Row lengths: Gemma 3 270M's 640/1024/2048 and small ones; k-quants need
@@ -59,9 +59,11 @@ static void put16(uint8_t *p, uint16_t v)
     p[1] = (uint8_t)(v >> 8);
 }
 
+static size_t ref_block_elems(qtype t);
+
 static void lens_for(qtype t, const size_t **lens, size_t *count)
 {
-    if (t == QT_Q4_K || t == QT_Q6_K) {
+    if (ref_block_elems(t) == 256) {
         *lens = lens_k;
         *count = sizeof lens_k / sizeof lens_k[0];
     } else if (t == QT_F32 || t == QT_F16 || t == QT_BF16) {
@@ -75,9 +77,11 @@ static void lens_for(qtype t, const size_t **lens, size_t *count)
 
 static size_t ref_block_elems(qtype t)
 {
-    return t == QT_Q4_K || t == QT_Q6_K                                                             ? 256
-           : t == QT_Q4_0 || t == QT_Q5_0 || t == QT_Q8_0 || t == QT_Q4_1 || t == QT_Q5_1 ? 32
-                                                                                            : 1;
+    switch (t) {
+    case QT_Q4_K: case QT_Q6_K: case QT_Q2_K: case QT_Q3_K: case QT_Q5_K: return 256;
+    case QT_F32: case QT_F16: case QT_BF16: return 1;
+    default: return 32;
+    }
 }
 
 static size_t ref_block_bytes(qtype t)
@@ -92,6 +96,10 @@ static size_t ref_block_bytes(qtype t)
     case QT_Q8_0: return 34;
     case QT_Q4_K: return 144;
     case QT_Q6_K: return 210;
+    case QT_Q2_K: return 84;
+    case QT_Q3_K: return 110;
+    case QT_Q5_K: return 176;
+    case QT_IQ4_NL: return 18;
     }
     return 0;
 }
@@ -132,6 +140,16 @@ static uint8_t *make_rows(qtype t, size_t rows, size_t n)
             put16(p + 2, rnd_scale16());
             break;
         case QT_Q6_K: put16(p + 208, rnd_scale16()); break;
+        case QT_Q2_K: /* d and dmin after scales[16] and qs[64] */
+            put16(p + 80, rnd_scale16());
+            put16(p + 82, rnd_scale16());
+            break;
+        case QT_Q3_K: put16(p + 108, rnd_scale16()); break;
+        case QT_Q5_K:
+            put16(p, rnd_scale16());
+            put16(p + 2, rnd_scale16());
+            break;
+        case QT_IQ4_NL: put16(p, rnd_scale16()); break;
         }
     }
     return w;
@@ -181,6 +199,18 @@ static float ref_bf16(uint16_t h)
 
 static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
+/* Q4_K's and Q5_K's 6-bit scale and min of sub-block j. */
+static void ref_scale_min(const uint8_t *s, size_t j, int *sc, int *mn)
+{
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *mn = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4;
+        *mn = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
+    }
+}
+
 /* Weight i of a block; the float expression order is ggml's. */
 static float ref_weight(qtype t, const uint8_t *blk, size_t i)
 {
@@ -221,13 +251,7 @@ static float ref_weight(qtype t, const uint8_t *blk, size_t i)
         const uint8_t *s = blk + 4, *qs = blk + 16;
         const size_t j = i / 32; /* sub-block */
         int sc, mn;
-        if (j < 4) {
-            sc = s[j] & 63;
-            mn = s[j + 4] & 63;
-        } else {
-            sc = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4;
-            mn = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
-        }
+        ref_scale_min(s, j, &sc, &mn);
         const uint8_t byte = qs[32 * (i / 64) + i % 32];
         const int q = j % 2 ? byte >> 4 : byte & 15;
         const float d1 = ref_f16(get16(blk)) * (float)sc;
@@ -243,6 +267,44 @@ static float ref_weight(qtype t, const uint8_t *blk, size_t i)
         const int lo = k < 2 ? lb & 15 : lb >> 4;
         const int hi = qh[32 * h + l] >> (2 * k) & 3;
         return ref_f16(get16(blk + 208)) * (float)sc * (float)((lo | hi << 4) - 32);
+    }
+    case QT_Q2_K: { /* scales[16] qs[64] d dmin */
+        const size_t h = i / 128, k = i % 128 / 32, l = i % 32;
+        const uint8_t sc = blk[8 * h + 2 * k + l / 16];
+        const int q = blk[16 + 32 * h + l] >> (2 * k) & 3;
+        const float dl = ref_f16(get16(blk + 80)) * (float)(sc & 15);
+        const float ml = ref_f16(get16(blk + 82)) * (float)(sc >> 4);
+        const float p = dl * (float)q;
+        return p - ml;
+    }
+    case QT_Q3_K: { /* hmask[32] qs[64] scales[12] d; the scale unpacking as ggml's CUDA kernel writes it */
+        const uint8_t *s = blk + 96;
+        const size_t h = i / 128, k = i % 128 / 32, l = i % 32, j = 8 * h + 2 * k + l / 16;
+        const int us = j < 4    ? (s[j] & 15) | (s[j + 8] & 3) << 4
+                       : j < 8  ? (s[j] & 15) | (s[j + 4] >> 2 & 3) << 4
+                       : j < 12 ? (s[j - 8] >> 4) | (s[j] >> 4 & 3) << 4
+                                : (s[j - 8] >> 4) | (s[j - 4] >> 6 & 3) << 4;
+        const int q = (blk[32 + 32 * h + l] >> (2 * k) & 3) - (blk[l] >> (4 * h + k) & 1 ? 0 : 4);
+        const float dl = ref_f16(get16(blk + 108)) * (float)(us - 32);
+        return dl * (float)q;
+    }
+    case QT_Q5_K: { /* d dmin scales[12] qh[32] qs[128] */
+        const uint8_t *s = blk + 4;
+        const size_t j = i / 32, l = i % 32;
+        int sc, mn;
+        ref_scale_min(s, j, &sc, &mn);
+        const uint8_t byte = blk[48 + 32 * (j / 2) + l];
+        const int q = (j % 2 ? byte >> 4 : byte & 15) | (blk[16 + l] >> j & 1) << 4;
+        const float d1 = ref_f16(get16(blk)) * (float)sc;
+        const float m1 = ref_f16(get16(blk + 2)) * (float)mn;
+        const float p = d1 * (float)q;
+        return p - m1;
+    }
+    case QT_IQ4_NL: {
+        static const int8_t kv[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+        const uint8_t *qs = blk + 2;
+        const int q = i < 16 ? qs[i] & 15 : qs[i - 16] >> 4;
+        return ref_f16(get16(blk)) * (float)kv[q];
     }
     }
     return NAN;
@@ -590,7 +652,7 @@ static void test_dispatch(void **state)
     assert_string_equal(quant_isa(), quant_kset_name(best));
     for (size_t ti = 0; ti < N_TYPES; ti++) {
         const qtype t = all_types[ti];
-        const size_t n = t == QT_Q4_K || t == QT_Q6_K ? 512 : 640;
+        const size_t n = ref_block_elems(t) == 256 ? 512 : 640;
         uint8_t *w = make_rows(t, 9, n);
         float *x = make_x(2 * n), a[18], b[18], *s = malloc(QUANT_MM_ROWS * n * sizeof *s);
         float *da = malloc(n * sizeof *da), *db = malloc(n * sizeof *db);
