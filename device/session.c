@@ -62,7 +62,11 @@ static hinge_status check_config(hinge_session *s)
     if (c->backend == HINGE_BACKEND_VULKAN)
         return api_fail(HINGE_ERR_UNSUPPORTED, "this libhinge was built without Vulkan (-Dvulkan=disabled)");
 #endif
+    if (c->speculate > TX_VERIFY_MAX - 1)
+        return api_fail(HINGE_ERR_INVALID, "speculate %u is over %d drafts", c->speculate, TX_VERIFY_MAX - 1);
     s->ctx = n_ctx;
+    s->spec_max = c->speculate;
+    s->spec_alpha = 0.5; /* a prior: the first steps send drafts and measure */
     s->cut = c->cut >= 0 ? (uint32_t)c->cut : hp->n_layer;
     s->codec = (tx_codec)(c->wire + 1);
     s->remote = c->edge_url != NULL;
@@ -307,17 +311,22 @@ hinge_status sess_through_codec(hinge_session *s, size_t n, uint32_t pos0)
     return st;
 }
 
+void sess_timing(hinge_step_info *t, const tx_timing *tt)
+{
+    t->edge_ms = (double)tt->edge_us * 1e-3;
+    t->queue_ms = (double)tt->queue_us * 1e-3;
+    t->network_ms = (double)tt->network_us * 1e-3;
+    t->uplink_bytes = tt->uplink_bytes;
+    t->downlink_bytes = tt->downlink_bytes;
+    t->requests = tt->requests;
+}
+
 static hinge_status run_tail(hinge_session *s, size_t n, int32_t *next, hinge_step_info *t)
 {
     if (s->sess) {
         tx_timing tt = {0};
         hinge_status st = tx_session_step(s->sess, s->pos, (uint32_t)n, s->hidden, next, &tt);
-        t->edge_ms = (double)tt.edge_us * 1e-3;
-        t->queue_ms = (double)tt.queue_us * 1e-3;
-        t->network_ms = (double)tt.network_us * 1e-3;
-        t->uplink_bytes = tt.uplink_bytes;
-        t->downlink_bytes = tt.downlink_bytes;
-        t->requests = tt.requests;
+        sess_timing(t, &tt);
         if (st != HINGE_OK)
             return hinge_fail(s->err, sizeof s->err, st, "edge: %s", tx_session_errmsg(s->sess));
         return HINGE_OK;

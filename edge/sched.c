@@ -180,12 +180,27 @@ static size_t build(edge_sched *sc, uint64_t seq, uint64_t t0, edge_batch_stats 
                 edge_hist_observe(&st->h[EDGE_H_DECODE_WAIT], EDGE_H_DECODE_WAIT, (double)p->wait_batches);
         }
         bool last = s->done_rows + sc->take[i] == p->hdr.n;
-        bool sample = last && !(p->hdr.flags & TX_FLAG_NO_SAMPLE);
+        bool sample = last && !(p->hdr.flags & (TX_FLAG_NO_SAMPLE | TX_FLAG_VERIFY));
         sc->items[n] = tail_item(s->t, p->hdr.pos + s->done_rows, sc->take[i], s->hidden + (size_t)s->done_rows * d,
                                  sample);
         sc->batch[n++] = s;
     }
     return n;
+}
+
+/* A verify step's rows went through the layers: the head and the sampler on
+ * each (the batch ran the head on none of them). */
+static void verify(edge_session *s, edge_batch_stats *st)
+{
+    edge_step *p = &s->step;
+    hinge_status rc = tail_sample_rows(s->t, s->hidden, p->hdr.n, p->tokens);
+    if (rc != HINGE_OK) { /* a bug, as a failed batch */
+        hinge_fail(p->err, sizeof p->err, rc, "head of a verify step failed: %s", tail_errmsg(s->t));
+        p->http = 500; /* finish keeps it */
+        return;
+    }
+    p->token = p->tokens[p->hdr.n - 1];
+    st->tokens += p->hdr.n;
 }
 
 size_t edge_sched_step(edge_sched *sc, edge_session **out, edge_batch_stats *st)
@@ -206,6 +221,8 @@ size_t edge_sched_step(edge_sched *sc, edge_session **out, edge_batch_stats *st)
         } else if (sc->items[i].logits) {
             s->step.token = tail_sample(s->t);
             st->tokens++;
+        } else if ((s->step.hdr.flags & TX_FLAG_VERIFY) && s->done_rows == s->step.hdr.n) {
+            verify(s, st);
         }
     }
     account(sc, n, t0, t1, st);
@@ -217,8 +234,8 @@ size_t edge_sched_step(edge_sched *sc, edge_session **out, edge_batch_stats *st)
             sc->active[kept++] = s;
             continue;
         }
-        finish(s, rc == HINGE_OK ? 200 : 500, t1);
-        if (rc == HINGE_OK)
+        finish(s, rc == HINGE_OK && s->step.http != 500 ? 200 : 500, t1);
+        if (s->step.http == 200)
             st->steps++;
         else
             st->step_errors++;

@@ -199,6 +199,12 @@ typedef struct hinge_session_config {
                                           for the session's life */
     uint32_t n_fallback_edges;
     int no_local_fallback;  /* nonzero: when no edge answers, fail rather than finish on this device */
+    /* Speculative lookahead across the split (added in 0.2; older structs get 0). With an edge, each
+       decode step may carry up to this many draft tokens taken from the context (prompt lookup, no
+       draft model); the edge verifies them in the same round trip, so one round trip can yield several
+       tokens. Greedy output is unchanged, and so is the sampled distribution. Fewer drafts, or none,
+       when the observed acceptance and step times say they do not pay. 0: off; at most 15. */
+    uint32_t speculate;
 } hinge_session_config;
 
 /* Fills c with the defaults: local, cut HINGE_CUT_ALL, CPU, f32 wire, greedy. */
