@@ -67,6 +67,7 @@ static hinge_status check_config(hinge_session *s)
     s->ctx = n_ctx;
     s->spec_max = c->speculate;
     s->spec_alpha = 0.5; /* a prior: the first steps send drafts and measure */
+    s->spec_net_ms = s->spec_c1_ms = s->spec_row_ms = -1.0;
     s->cut = c->cut >= 0 ? (uint32_t)c->cut : hp->n_layer;
     s->codec = (tx_codec)(c->wire + 1);
     s->remote = c->edge_url != NULL;

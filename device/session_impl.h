@@ -85,7 +85,9 @@ struct hinge_session {
     /* speculative lookahead (speculate.c); only with an edge */
     uint32_t spec_max;     /* most drafts per step: cfg.speculate, at most TX_VERIFY_MAX - 1; 0: off */
     double spec_alpha;     /* moving average of a draft's acceptance */
-    double spec_base_ms, spec_row_ms; /* moving averages: a decode step of m rows takes base + m * row */
+    double spec_net_ms;    /* moving averages (-1: none yet): network + queue of a decode step, */
+    double spec_c1_ms;     /* the compute (device + edge) of a one-row step, */
+    double spec_row_ms;    /* and what each further row of a verify step adds */
     uint64_t spec_steps;   /* decode steps observed */
     int32_t spec_rows[TX_VERIFY_MAX]; /* the last accepted token, then the drafts */
     int32_t spec_out[TX_VERIFY_MAX];  /* the edge's sample of each row */

@@ -18,17 +18,18 @@
  * Both sides roll back past rejected drafts by position: the next step
  * starts right after the last accepted one and overwrites their KV rows.
  *
- * When it pays: a decode step of m rows costs about base + m * row (the
- * round trip, then each row's compute); the session keeps moving averages of
- * both and of the drafts' acceptance, and part_spec_choose picks the draft
- * length with the least expected time per token, 0 (a plain step) when
- * speculation does not pay. A draft not sent is still checked against the
+ * When it pays: a decode step of m rows costs about net + c1 + (m - 1) * row
+ * (the round trip, the compute of one row, then what each further row adds:
+ * much less than c1 where decoding is bound by reading the weights). The
+ * session keeps moving averages of the three and of the drafts' acceptance,
+ * and part_spec_choose picks the draft length with the least expected time
+ * per token, 0 (a plain step) when speculation does not pay. A draft not sent is still checked against the
  * token that comes, so the acceptance estimate keeps up. */
 #include <string.h>
 
 #include "session_impl.h"
 
-enum { NGRAM_MAX = 3 };
+enum { NGRAM_MAX = 3, PROBE_DRAFTS = 2 /* drafts of the steps that measure, before the costs are known */ };
 static const double EWMA_W = 0.1;
 
 size_t spec_draft(const int32_t *ctx, size_t n, int32_t *out, size_t max)
@@ -57,12 +58,19 @@ static void observe(hinge_session *s, const hinge_step_info *t, size_t accepted,
 {
     for (size_t i = 0; i < drafted && i <= accepted; i++)
         ewma(&s->spec_alpha, i < accepted ? 1.0 : 0.0);
-    double base = t->network_ms + t->queue_ms, row = (t->device_ms + t->edge_ms) / t->n;
-    if (s->spec_steps++ == 0) {
-        s->spec_base_ms = base;
-        s->spec_row_ms = row;
-    } else {
-        ewma(&s->spec_base_ms, base);
+    double net = t->network_ms + t->queue_ms, compute = t->device_ms + t->edge_ms;
+    s->spec_steps++;
+    if (s->spec_net_ms < 0)
+        s->spec_net_ms = net;
+    ewma(&s->spec_net_ms, net);
+    if (t->n == 1) {
+        if (s->spec_c1_ms < 0)
+            s->spec_c1_ms = compute;
+        ewma(&s->spec_c1_ms, compute);
+    } else if (s->spec_c1_ms >= 0) {
+        double row = compute > s->spec_c1_ms ? (compute - s->spec_c1_ms) / (t->n - 1) : 0.0;
+        if (s->spec_row_ms < 0)
+            s->spec_row_ms = row;
         ewma(&s->spec_row_ms, row);
     }
 }
@@ -70,9 +78,13 @@ static void observe(hinge_session *s, const hinge_step_info *t, size_t accepted,
 /* Drafts to send now: up to max, as many as pay. */
 static size_t choose(const hinge_session *s, size_t max)
 {
-    if (s->spec_steps == 0)
-        return max; /* nothing measured yet: try */
-    return part_spec_choose(s->spec_alpha, s->spec_base_ms, s->spec_row_ms, (uint32_t)max);
+    size_t probe = max < PROBE_DRAFTS ? max : PROBE_DRAFTS;
+    if (s->spec_c1_ms < 0)
+        return s->spec_steps ? 0 : probe; /* the first step tries; a plain one then measures c1 */
+    if (s->spec_row_ms < 0)
+        return probe; /* a verify step measures row */
+    double fixed = s->spec_net_ms + s->spec_c1_ms - s->spec_row_ms; /* a step of m rows: fixed + m * row */
+    return part_spec_choose(s->spec_alpha, fixed * 1e-3, s->spec_row_ms * 1e-3, (uint32_t)max);
 }
 
 /* The edge's step with the verify flag; timing into t. */
