@@ -363,7 +363,9 @@ static void account(hinge_edge *e, const edge_session *s, const edge_step *p)
 {
     edge_cut_stats *cs = &e->cuts[s->cut];
     uint64_t us = p->t_end_us - p->t_start_us;
-    if (p->hdr.n == 1) {
+    if (p->hdr.flags & TX_FLAG_VERIFY) {
+        /* neither a decode step's cost nor a prefill's: kept out of the served costs */
+    } else if (p->hdr.n == 1) {
         cs->decode_steps++;
         cs->decode_us += us;
     } else {

@@ -303,7 +303,11 @@ class Experiment:
             ok = abs(ratio - 1) <= MISMATCH
             self.machine.append({"backend": b, "profile": self.profiles[b], "measured_tpot_ms": meas,
                                  "predicted_tpot_ms": want, "ratio": ratio, "matches": ok})
-            if not ok:
+            if not ok and self.a.profile_first:
+                log("this machine's speed changed since it was profiled a moment ago (a local token: %.3f ms now, "
+                    "%.3f ms in the profile, x%.2f): it is shared with other work, and predictions will be off by "
+                    "about as much" % (meas, want, ratio))
+            elif not ok:
                 log("this machine does not match the profile %s: a local token takes %.3f ms here, the profile "
                     "predicts %.3f ms (x%.2f). Predictions will be off: run `hinge profile --backend %s -o FILE` "
                     "and pass --device-profile FILE, or rerun with --profile-first."

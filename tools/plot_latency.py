@@ -20,6 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def load(path):
@@ -49,6 +50,7 @@ def series(rows):
 
 
 def finish_axes(ax, title, xlabel, ylabel):
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # cuts are whole layers
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -100,12 +102,13 @@ def plot_choice(rows, path):
     fig, ax = plt.subplots(figsize=(5.5, 5))
     n_layer = max(r["n_layer"] for r in rows)
     for i, (key, rs) in enumerate(sorted(groups.items())):
+        off = 0.12 * (i - (len(groups) - 1) / 2)  # groups with the same (best, chosen) stay visible
         cfg = {}
         for r in rs:
             cfg.setdefault((r["cut"], r["codec"]), []).append(r)
         chosen = min(cfg, key=lambda c: cfg[c][0]["pred_total_ms"])
         best = min(cfg, key=lambda c: statistics.median(r["total_ms"] for r in cfg[c]))
-        ax.plot(best[0], chosen[0], "o", markersize=9, color="C%d" % (i % 10), alpha=0.7, label="%s %s P=%d" % key)
+        ax.plot(best[0] + off, chosen[0] + off, "o", markersize=9, color="C%d" % (i % 10), alpha=0.7, label="%s %s P=%d" % key)
     ax.plot([0, n_layer], [0, n_layer], color="grey", linewidth=0.8, linestyle="--")
     ax.set_xlim(-0.5, n_layer + 0.5)
     ax.set_ylim(-0.5, n_layer + 0.5)
