@@ -39,11 +39,11 @@ SOURCE_ROOT = "@SOURCE_ROOT@"
 BUILD_ROOT = "@BUILD_ROOT@"
 
 CSV_COLUMNS = [
-    "run", "model", "backend", "channel", "cut", "n_layer", "codec", "prompt_len", "prompt_tokens",
+    "run", "model", "backend", "channel", "cut", "n_layer", "codec", "speculate", "prompt_len", "prompt_tokens",
     "new_tokens", "generated_tokens", "rep", "threads", "edge_threads", "ok", "error",
     "pred_ttft_ms", "pred_tpot_ms", "pred_total_ms", "pred_up_bytes", "pred_down_bytes", "pred_energy_j",
     "ttft_ms", "tpot_ms", "total_ms", "device_ms", "network_ms", "edge_ms", "up_bytes", "down_bytes",
-    "steps", "energy_j", "err_ttft", "err_tpot", "err_total", "wall_s",
+    "steps", "tokens_per_round_trip", "energy_j", "err_ttft", "err_tpot", "err_total", "wall_s",
 ]
 MISMATCH = 0.3  # |measured / predicted - 1| over which the machine does not match its profile
 
@@ -94,6 +94,9 @@ def parse_args(argv):
     p.add_argument("--cuts", required=True, help="cuts k, comma-separated (N: local), or 'all'")
     p.add_argument("--codecs", default="f32", help="wire codecs, comma-separated: f32,f16,q8 (default f32)")
     p.add_argument("--backends", default="cpu", help="device backends: cpu,vulkan (default cpu)")
+    p.add_argument("--speculate", default="0",
+                   help="most draft tokens per decode step of split runs (hinge generate --speculate=D), "
+                        "comma-separated; 0: off (default 0)")
     p.add_argument("--prompt-lens", default="32", help="prompt lengths in tokens (default 32)")
     p.add_argument("--reps", type=int, default=1, help="runs of each configuration (default 1)")
     p.add_argument("-n", "--new-tokens", type=int, default=16, help="new tokens per run (default 16)")
@@ -124,8 +127,11 @@ def parse_args(argv):
             p.error("unknown backend '%s' (cpu, vulkan)" % b)
     try:
         a.prompt_lens = [int(x) for x in a.prompt_lens.split(",") if x]
+        a.speculate = [int(x) for x in a.speculate.split(",") if x]
     except ValueError:
-        p.error("--prompt-lens takes integers")
+        p.error("--prompt-lens and --speculate take integers")
+    if not a.speculate or min(a.speculate) < 0 or max(a.speculate) > 15:
+        p.error("--speculate takes draft counts 0..15")
     if not a.prompt_lens or min(a.prompt_lens) < 1 or not a.channels or not a.codecs or not a.backends:
         p.error("--channels, --codecs, --backends and --prompt-lens need at least one value each")
     return a
@@ -328,10 +334,11 @@ class Experiment:
             ks.append(k)
         return sorted(set(ks))
 
-    def measure(self, text, backend, k, codec, port):
+    def measure(self, text, backend, k, codec, spec, port):
         extra = []
         if port is not None:
             extra = ["--edge", "https://127.0.0.1:%d" % port, "--cacert", self.cert, "--cut", str(k), "--wire", codec]
+            extra += ["--speculate=%d" % spec] if spec else []
         err = None
         for _ in range(3):  # a failed run is retried twice
             d, err = self.local_run(text, self.a.new_tokens, backend, extra)
@@ -340,10 +347,11 @@ class Experiment:
             log("run failed, retrying: %s" % err)
         return None, err
 
-    def row(self, ctx, k, codec, rep, pred, d, err, wall):
+    def row(self, ctx, k, codec, spec, rep, pred, d, err, wall):
         chan_doc, n_layer = ctx["chan_doc"], ctx["n_layer"]
         r = {"run": ctx["run"], "model": os.path.basename(self.a.model), "backend": ctx["backend"],
-             "channel": ctx["channel"], "cut": k, "n_layer": n_layer, "codec": codec, "prompt_len": ctx["P_target"],
+             "channel": ctx["channel"], "cut": k, "n_layer": n_layer, "codec": codec, "speculate": spec,
+             "prompt_len": ctx["P_target"],
              "prompt_tokens": ctx["P"], "new_tokens": self.a.new_tokens, "rep": rep, "threads": self.a.threads,
              "edge_threads": self.a.edge_threads, "ok": int(d is not None), "error": err or "",
              "pred_ttft_ms": pred["ttft_ms"], "pred_tpot_ms": pred["tpot_ms"],
@@ -357,7 +365,9 @@ class Experiment:
         r.update({"generated_tokens": d["generated_tokens"], "ttft_ms": b["ttft_ms"], "tpot_ms": b["tpot_ms"],
                   "total_ms": total, "device_ms": b["device_ms"], "network_ms": b["network_ms"],
                   "edge_ms": b["edge_ms"], "up_bytes": b["uplink_bytes"], "down_bytes": b["downlink_bytes"],
-                  "steps": b["steps"], "energy_j": self.energy(ctx["device_doc"], chan_doc, b, total, k < n_layer)})
+                  "steps": b["steps"],
+                  "tokens_per_round_trip": d["generated_tokens"] / (b["steps"] - 1) if b["steps"] > 1 else "",
+                  "energy_j": self.energy(ctx["device_doc"], chan_doc, b, total, k < n_layer)})
         for m in ("ttft", "tpot", "total"):
             meas = r[m + "_ms"]
             r["err_" + m] = r["pred_%s_ms" % m] / meas - 1 if meas > 0 else ""
@@ -375,6 +385,12 @@ class Experiment:
         idle = max(0.0, total_ms - b["device_ms"] - air_up - air_down)
         return (val(dev, "power_compute_w") * b["device_ms"] + val(dev, "power_tx_w") * air_up +
                 val(dev, "power_rx_w") * air_down + val(dev, "power_idle_w") * idle) / 1e3
+
+    def configs(self, k, n_layer):
+        """(codec, speculate) of the runs at cut k: a local run has neither a wire nor an edge to verify drafts."""
+        if k == n_layer:
+            return [("none", 0)]
+        return [(c, s) for c in self.a.codecs for s in self.a.speculate]
 
     def sweep_channel(self, chan, edge_port, rows, progress):
         a = self.a
@@ -401,13 +417,13 @@ class Experiment:
                         # alternate the sweep's direction so that a slow spell of a shared host
                         # does not always land on the same cuts
                         for k in (cuts if rep % 2 else cuts[::-1]):
-                            for codec in (a.codecs if k < n_layer else ["none"]):
+                            for codec, spec in self.configs(k, n_layer):
                                 cold = backend == "vulkan" or k == n_layer
                                 pred = preds[a.codecs[0] if codec == "none" else codec, cold][k]
                                 t0 = time.monotonic()
-                                d, err = self.measure(text, backend, k, codec, emu.port if k < n_layer else None)
+                                d, err = self.measure(text, backend, k, codec, spec, emu.port if k < n_layer else None)
                                 ctx["run"] = len(rows) + 1
-                                r = self.row(ctx, k, codec, rep, pred, d, err, time.monotonic() - t0)
+                                r = self.row(ctx, k, codec, spec, rep, pred, d, err, time.monotonic() - t0)
                                 rows.append(r)
                                 progress(r)
         finally:
@@ -418,13 +434,14 @@ class Experiment:
 
 def fmt_progress(total):
     def progress(r):
+        what = "[%d/%d] %s %s k=%d %s%s" % (r["run"], total, r["channel"], r["backend"], r["cut"], r["codec"],
+                                           " speculate=%d" % r["speculate"] if r["speculate"] else "")
         if r["ok"]:
-            log("[%d/%d] %s %s k=%d %s P=%d rep %d: TTFT %.1f ms (predicted %.1f), TPOT %.2f ms (predicted %.2f)"
-                % (r["run"], total, r["channel"], r["backend"], r["cut"], r["codec"], r["prompt_tokens"], r["rep"],
-                   r["ttft_ms"], r["pred_ttft_ms"], r["tpot_ms"], r["pred_tpot_ms"]))
+            log("%s P=%d rep %d: TTFT %.1f ms (predicted %.1f), TPOT %.2f ms (predicted %.2f)%s"
+                % (what, r["prompt_tokens"], r["rep"], r["ttft_ms"], r["pred_ttft_ms"], r["tpot_ms"], r["pred_tpot_ms"],
+                   ", %.2f tokens/round trip" % r["tokens_per_round_trip"] if r["speculate"] else ""))
         else:
-            log("[%d/%d] %s %s k=%d %s: failed: %s" % (r["run"], total, r["channel"], r["backend"], r["cut"],
-                                                      r["codec"], r["error"]))
+            log("%s: failed: %s" % (what, r["error"]))
     return progress
 
 
@@ -446,18 +463,20 @@ def summarize(rows, a, paths, exp, elapsed):
     for (ch, b, P), rs in sorted(groups.items()):
         configs = {}
         for r in rs:
-            configs.setdefault((r["cut"], r["codec"]), []).append(r)
+            configs.setdefault((r["cut"], r["codec"], r["speculate"]), []).append(r)
         meas = {c: statistics.median(x["total_ms"] for x in v) for c, v in configs.items()}
         pred = {c: v[0]["pred_total_ms"] for c, v in configs.items()}
         chosen, best = min(pred, key=pred.get), min(meas, key=meas.get)
         choices.append({"channel": ch, "backend": b, "prompt_len": P, "chosen_cut": chosen[0],
-                        "chosen_codec": chosen[1], "chosen_total_ms": meas[chosen], "best_cut": best[0],
-                        "best_codec": best[1], "best_total_ms": meas[best], "regret": meas[chosen] / meas[best] - 1})
+                        "chosen_codec": chosen[1], "chosen_speculate": chosen[2], "chosen_total_ms": meas[chosen],
+                        "best_cut": best[0], "best_codec": best[1], "best_speculate": best[2],
+                        "best_total_ms": meas[best], "regret": meas[chosen] / meas[best] - 1})
     regrets = [c["regret"] for c in choices]
     return {
         "experiment": "latency",
         "model": a.model,
-        "inputs": {"channels": a.channels, "cuts": a.cuts, "codecs": a.codecs, "backends": a.backends,
+        "inputs": {"channels": a.channels, "cuts": a.cuts, "codecs": a.codecs, "speculate": a.speculate,
+                   "backends": a.backends,
                    "prompt_lens": a.prompt_lens, "reps": a.reps, "new_tokens": a.new_tokens, "threads": a.threads,
                    "edge_threads": a.edge_threads},
         "profiles": exp.profiles,
@@ -512,9 +531,9 @@ def main(argv):
             exp.check_machine()
             n_layer = len(exp.partition(chans[0], a.backends[0], a.codecs[0], 16, False)[0]["candidates"]) - 1
             cuts = exp.cuts(n_layer)
-            per_cfg = sum(len(a.codecs) if k < n_layer else 1 for k in cuts)
+            per_cfg = sum(len(exp.configs(k, n_layer)) for k in cuts)
             total = per_cfg * len(chans) * len(a.backends) * len(a.prompt_lens) * a.reps
-            log("%d runs: %d channel(s) x %d backend(s) x %d prompt length(s) x %d rep(s) x %d (cut, codec)"
+            log("%d runs: %d channel(s) x %d backend(s) x %d prompt length(s) x %d rep(s) x %d (cut, codec, speculate)"
                 % (total, len(chans), len(a.backends), len(a.prompt_lens), a.reps, per_cfg))
             for chan in chans:
                 exp.sweep_channel(chan, edge.port, rows, fmt_progress(total))

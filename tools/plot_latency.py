@@ -26,7 +26,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 def load(path):
     rows = [r for r in csv.DictReader(open(path)) if r["ok"] == "1"]
     for r in rows:
-        for c in ("cut", "n_layer", "prompt_len"):
+        for c in ("cut", "n_layer", "prompt_len", "speculate"):
             r[c] = int(r[c])
         for c in ("ttft_ms", "tpot_ms", "total_ms", "pred_ttft_ms", "pred_tpot_ms", "pred_total_ms",
                   "err_ttft", "err_tpot"):
@@ -35,15 +35,15 @@ def load(path):
 
 
 def series(rows):
-    """channel -> (codec, backend, prompt_len) -> cut -> [rows]"""
+    """channel -> (codec, backend, prompt_len, speculate) -> cut -> [rows]"""
     out = {}
     for r in rows:
         if r["codec"] != "none":
-            out.setdefault(r["channel"], {}).setdefault((r["codec"], r["backend"], r["prompt_len"]), {}) \
-                .setdefault(r["cut"], []).append(r)
+            out.setdefault(r["channel"], {}).setdefault((r["codec"], r["backend"], r["prompt_len"], r["speculate"]),
+                                                        {}).setdefault(r["cut"], []).append(r)
     for r in rows:
         if r["codec"] == "none":  # k = N (local) ends every codec's curve
-            for (_, b, P), by_cut in out.get(r["channel"], {}).items():
+            for (_, b, P, _), by_cut in out.get(r["channel"], {}).items():
                 if (b, P) == (r["backend"], r["prompt_len"]):
                     by_cut.setdefault(r["cut"], []).append(r)
     return out
@@ -71,7 +71,7 @@ def plot_vs_k(rows, path):
         for i, (key, by_cut) in enumerate(sorted(per.items())):
             ks = sorted(by_cut)
             color = "C%d" % (i % 10)
-            label = "%s %s P=%d" % key
+            label = "%s %s P=%d" % key[:3] + (" speculate=%d" % key[3] if key[3] else "")
             ax.plot(ks, [statistics.median(r["total_ms"] for r in by_cut[k]) for k in ks], "o-", color=color,
                     label=label + " measured")
             ax.plot(ks, [by_cut[k][0]["pred_total_ms"] for k in ks], "x--", color=color, label=label + " predicted")
@@ -105,7 +105,7 @@ def plot_choice(rows, path):
         off = 0.12 * (i - (len(groups) - 1) / 2)  # groups with the same (best, chosen) stay visible
         cfg = {}
         for r in rs:
-            cfg.setdefault((r["cut"], r["codec"]), []).append(r)
+            cfg.setdefault((r["cut"], r["codec"], r["speculate"]), []).append(r)
         chosen = min(cfg, key=lambda c: cfg[c][0]["pred_total_ms"])
         best = min(cfg, key=lambda c: statistics.median(r["total_ms"] for r in cfg[c]))
         ax.plot(best[0] + off, chosen[0] + off, "o", markersize=9, color="C%d" % (i % 10), alpha=0.7, label="%s %s P=%d" % key)

@@ -14,11 +14,11 @@ import sys
 import tempfile
 
 COLUMNS = [  # docs/experiments.md documents each
-    "run", "model", "backend", "channel", "cut", "n_layer", "codec", "prompt_len", "prompt_tokens",
+    "run", "model", "backend", "channel", "cut", "n_layer", "codec", "speculate", "prompt_len", "prompt_tokens",
     "new_tokens", "generated_tokens", "rep", "threads", "edge_threads", "ok", "error",
     "pred_ttft_ms", "pred_tpot_ms", "pred_total_ms", "pred_up_bytes", "pred_down_bytes", "pred_energy_j",
     "ttft_ms", "tpot_ms", "total_ms", "device_ms", "network_ms", "edge_ms", "up_bytes", "down_bytes",
-    "steps", "energy_j", "err_ttft", "err_tpot", "err_total", "wall_s",
+    "steps", "tokens_per_round_trip", "energy_j", "err_ttft", "err_tpot", "err_total", "wall_s",
 ]
 
 
