@@ -18,16 +18,21 @@ static void add_step(hinge_stats *st, const hinge_step_info *t)
     st->downlink_bytes += t->downlink_bytes;
 }
 
+/* A step that ran: into the stats and to the step callback. */
+static void record(hinge_session *s, const hinge_step_info *t)
+{
+    add_step(&s->stats, t);
+    if (s->step_cb)
+        s->step_cb(t, s->step_user);
+}
+
 static hinge_status step(hinge_session *s, const int32_t *tokens, size_t n, int32_t *next)
 {
     hinge_step_info t;
     hinge_status st = sess_step(s, tokens, n, next, &t);
-    if (st != HINGE_OK)
-        return st;
-    add_step(&s->stats, &t);
-    if (s->step_cb)
-        s->step_cb(&t, s->step_user);
-    return HINGE_OK;
+    if (st == HINGE_OK)
+        record(s, &t);
+    return st;
 }
 
 /* s->tokens[0..*n) = the pending token, then the prompt's tokens (BOS first
@@ -87,9 +92,7 @@ static hinge_status decode_step(hinge_session *s, int32_t prev, size_t max_draft
         hinge_step_info t;
         if ((st = spec_step(s, prev, max_drafts, q->tok, &q->n, &t)) != HINGE_OK)
             return st;
-        add_step(&s->stats, &t);
-        if (s->step_cb)
-            s->step_cb(&t, s->step_user);
+        record(s, &t);
     } else if ((st = step(s, &prev, 1, q->tok)) != HINGE_OK) {
         return st;
     }
