@@ -20,6 +20,7 @@ typedef struct gen_opts {
     bool no_local_fallback;
     const char *device, *channel, *edge_profile;
     uint32_t n_new, ctx, min_cut, threads;
+    uint32_t speculate; /* most drafts per step; 0: off */
     uint64_t mem_cap;
     double energy_weight;
     int cut; /* -3: unset */
@@ -34,7 +35,9 @@ enum { CUT_UNSET = -3 };
 
 enum { O_TEMP = 256, O_TOPK, O_TOPP, O_SEED, O_JSON, O_THREADS, O_CTX, O_IGNORE_EOS, O_BACKEND, O_CUT, O_EDGE,
        O_WIRE, O_CACERT, O_DEVICE, O_CHANNEL, O_EDGE_PROFILE, O_MIN_CUT, O_MEM_CAP, O_ENERGY, O_CODECS, O_TIMEOUT,
-       O_NO_LOCAL, O_API_KEY, O_CHAT, O_SYSTEM, O_CHAT_TEMPLATE };
+       O_NO_LOCAL, O_API_KEY, O_CHAT, O_SYSTEM, O_CHAT_TEMPLATE, O_SPECULATE };
+
+enum { SPECULATE_DEFAULT = 6 };
 
 static const struct option OPTIONS[] = {
     {"model", required_argument, NULL, 'm'},     {"prompt", required_argument, NULL, 'p'},
@@ -53,6 +56,7 @@ static const struct option OPTIONS[] = {
     {"api-key", required_argument, NULL, O_API_KEY},
     {"chat", no_argument, NULL, O_CHAT},         {"system", required_argument, NULL, O_SYSTEM},
     {"chat-template", required_argument, NULL, O_CHAT_TEMPLATE},
+    {"speculate", optional_argument, NULL, O_SPECULATE},
     {"verbose", no_argument, NULL, 'v'},          {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -86,6 +90,8 @@ static void usage(FILE *out)
             "  --cut auto takes: --device FILE (required) [--channel FILE (required with --edge)]\n"
             "                    [--edge-profile FILE] [--min-cut K] [--mem-cap BYTES] [--energy-weight W]\n"
             "                    [--codecs f32,f16,q8]\n"
+            "  --speculate[=D]       with an edge: each decode step carries up to D draft tokens from the\n"
+            "                        context (default 6, at most 15), verified in the same round trip\n"
             "  --json                one summary object on stdout instead of the text\n"
             "  -v, --verbose         what was decided and how fast it ran, on stderr\n");
 }
@@ -131,6 +137,9 @@ static int parse_one(int c, const char *arg, void *user)
         return 0;
     case O_TIMEOUT: return cli_u32(arg, "--timeout-ms", 3600000, &o->timeout_ms);
     case O_NO_LOCAL: o->no_local_fallback = true; return 0;
+    case O_SPECULATE:
+        o->speculate = SPECULATE_DEFAULT;
+        return arg ? cli_u32(arg, "--speculate", 15, &o->speculate) : 0;
     case O_WIRE: o->wire = arg; return 0;
     case O_CACERT: o->cacert = arg; return 0;
     case O_API_KEY: o->api_key = arg; return 0;
@@ -262,6 +271,9 @@ static void print_json(const gen_opts *o, const hinge_model *m, const hinge_stat
                       "generated_tokens", (json_int_t)st->generated_tokens, "error",
                       "generated text is not valid UTF-8");
     json_object_set_new(j, "breakdown", breakdown_json(st));
+    if (o->speculate) /* generated tokens per decode step sent to the edge (the prefill's step is not one) */
+        json_object_set_new(j, "tokens_per_round_trip",
+                            json_real(st->steps > 1 ? (double)st->generated_tokens / (st->steps - 1) : 0.0));
     json_object_set_new(j, "recovery", json_pack("{s:I, s:I, s:I, s:f, s:I, s:i, s:I, s:f, s:s}", "recoveries",
                                                  (json_int_t)st->recoveries, "local_fallbacks",
                                                  (json_int_t)st->local_fallbacks, "replayed_positions",
@@ -285,6 +297,7 @@ static int make_config(const gen_opts *o, uint32_t n_prompt, hinge_session_confi
     c->n_fallback_edges = o->n_edges > 1 ? o->n_edges - 1 : 0;
     c->timeout_ms = o->timeout_ms;
     c->no_local_fallback = o->no_local_fallback;
+    c->speculate = o->speculate;
     c->ca_file = o->cacert;
     c->api_key = o->api_key && *o->api_key ? o->api_key : NULL;
     c->cut = o->cut == CUT_UNSET ? HINGE_CUT_ALL : o->cut;

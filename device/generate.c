@@ -18,16 +18,21 @@ static void add_step(hinge_stats *st, const hinge_step_info *t)
     st->downlink_bytes += t->downlink_bytes;
 }
 
+/* A step that ran: into the stats and to the step callback. */
+static void record(hinge_session *s, const hinge_step_info *t)
+{
+    add_step(&s->stats, t);
+    if (s->step_cb)
+        s->step_cb(t, s->step_user);
+}
+
 static hinge_status step(hinge_session *s, const int32_t *tokens, size_t n, int32_t *next)
 {
     hinge_step_info t;
     hinge_status st = sess_step(s, tokens, n, next, &t);
-    if (st != HINGE_OK)
-        return st;
-    add_step(&s->stats, &t);
-    if (s->step_cb)
-        s->step_cb(&t, s->step_user);
-    return HINGE_OK;
+    if (st == HINGE_OK)
+        record(s, &t);
+    return st;
 }
 
 /* s->tokens[0..*n) = the pending token, then the prompt's tokens (BOS first
@@ -70,12 +75,38 @@ static int emit(hinge_session *s, int32_t prev, int32_t next, hinge_token_cb cb,
     return cb && cb(piece, len, user) != 0;
 }
 
+/* The tokens of one decode step: with speculative lookahead several, all
+ * but the last fed already (tok[j] at position pos0 + j). */
+typedef struct step_tokens {
+    int32_t tok[TX_VERIFY_MAX];
+    size_t n, i; /* tok[i] is the token being shown */
+    uint32_t pos0;
+} step_tokens;
+
+/* One decode step after prev at s->pos: into q, its first token in *next. */
+static hinge_status decode_step(hinge_session *s, int32_t prev, size_t max_drafts, step_tokens *q, int32_t *next)
+{
+    *q = (step_tokens){.n = 1, .pos0 = s->pos + 1};
+    hinge_status st;
+    if (s->spec_max && s->sess) {
+        hinge_step_info t;
+        if ((st = spec_step(s, prev, max_drafts, q->tok, &q->n, &t)) != HINGE_OK)
+            return st;
+        record(s, &t);
+    } else if ((st = step(s, &prev, 1, q->tok)) != HINGE_OK) {
+        return st;
+    }
+    *next = q->tok[0];
+    return HINGE_OK;
+}
+
 /* The decode loop after the prefill sampled next. */
 static hinge_status decode(hinge_session *s, int32_t prev, int32_t next, int max_tokens, hinge_token_cb cb,
                            void *user)
 {
     hinge_stop stop = HINGE_STOP_LENGTH;
     hinge_status st = HINGE_OK;
+    step_tokens q = {.tok = {next}, .n = 1};
     for (int i = 0; i < max_tokens; i++) {
         s->pending = next;
         if (tok_is_eog(s->m->tok, next) && !s->cfg.ignore_eos) {
@@ -88,6 +119,11 @@ static hinge_status decode(hinge_session *s, int32_t prev, int32_t next, int max
         }
         if (i + 1 == max_tokens)
             break;
+        prev = next;
+        if (q.i + 1 < q.n) { /* a verified draft: fed already, no step */
+            next = q.tok[++q.i];
+            continue;
+        }
         if (s->pos >= s->ctx) {
             stop = HINGE_STOP_CONTEXT;
             break;
@@ -97,13 +133,15 @@ static hinge_status decode(hinge_session *s, int32_t prev, int32_t next, int max
             st = HINGE_CANCELLED;
             break;
         }
-        prev = next;
         s->left = (uint32_t)(max_tokens - i - 1); /* what a re-cut weighs */
-        if ((st = step(s, &prev, 1, &next)) != HINGE_OK) {
+        /* a step yields at most drafts + 1 tokens: never more than are still wanted */
+        if ((st = decode_step(s, prev, (size_t)(max_tokens - i - 2), &q, &next)) != HINGE_OK) {
             stop = HINGE_STOP_NONE;
             break;
         }
     }
+    if (q.i + 1 < q.n) /* stopped at a draft fed already: it is pending again, and what followed it unfed */
+        s->pos = q.pos0 + (uint32_t)q.i;
     s->stats.stop = stop;
     s->left = 0;
     return st;

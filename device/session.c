@@ -62,7 +62,12 @@ static hinge_status check_config(hinge_session *s)
     if (c->backend == HINGE_BACKEND_VULKAN)
         return api_fail(HINGE_ERR_UNSUPPORTED, "this libhinge was built without Vulkan (-Dvulkan=disabled)");
 #endif
+    if (c->speculate > TX_VERIFY_MAX - 1)
+        return api_fail(HINGE_ERR_INVALID, "speculate %u is over %d drafts", c->speculate, TX_VERIFY_MAX - 1);
     s->ctx = n_ctx;
+    s->spec_max = c->speculate;
+    s->spec_alpha = 0.5; /* a prior: the first steps send drafts and measure */
+    s->spec_net_ms = s->spec_c1_ms = s->spec_row_ms = -1.0;
     s->cut = c->cut >= 0 ? (uint32_t)c->cut : hp->n_layer;
     s->codec = (tx_codec)(c->wire + 1);
     s->remote = c->edge_url != NULL;
@@ -344,6 +349,16 @@ static uint32_t step_deadline_ms(const hinge_session *s, size_t n)
     return ms < cap ? (uint32_t)ms : cap;
 }
 
+void sess_timing(hinge_step_info *t, const tx_timing *tt)
+{
+    t->edge_ms = (double)tt->edge_us * 1e-3;
+    t->queue_ms = (double)tt->queue_us * 1e-3;
+    t->network_ms = (double)tt->network_us * 1e-3;
+    t->uplink_bytes = tt->uplink_bytes;
+    t->downlink_bytes = tt->downlink_bytes;
+    t->requests = tt->requests;
+}
+
 static hinge_status run_tail(hinge_session *s, size_t n, int32_t *next, hinge_step_info *t)
 {
     if (s->sess) {
@@ -354,12 +369,7 @@ static hinge_status run_tail(hinge_session *s, size_t n, int32_t *next, hinge_st
             double ms = (double)tt.request_us * 1e-3;
             s->decode_ms = s->decode_ms > 0.0 ? 0.8 * s->decode_ms + 0.2 * ms : ms;
         }
-        t->edge_ms = (double)tt.edge_us * 1e-3;
-        t->queue_ms = (double)tt.queue_us * 1e-3;
-        t->network_ms = (double)tt.network_us * 1e-3;
-        t->uplink_bytes = tt.uplink_bytes;
-        t->downlink_bytes = tt.downlink_bytes;
-        t->requests = tt.requests;
+        sess_timing(t, &tt);
         if (st != HINGE_OK)
             return hinge_fail(s->err, sizeof s->err, st, "edge: %s", tx_session_errmsg(s->sess));
         return HINGE_OK;

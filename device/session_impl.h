@@ -9,6 +9,8 @@
  *               channel estimate
  *   recover.c   failover: a new edge session with the prefix replayed, or
  *               the rest of the layers on this device
+ *   speculate.c speculative lookahead across the split: drafts, one verify
+ *               step, what is accepted
  *   profile.c   hinge_profile_measure;  plan.c  hinge_partition_plan
  *
  * Threads: a session belongs to the thread calling into it; only `cancel`
@@ -91,6 +93,15 @@ struct hinge_session {
     double decode_ms;      /* recent average of a decode step's request time (0: none seen yet) */
     uint32_t resumed_pos;  /* the position a resume was last tried at (+1; 0: never) */
     bool chat_open;        /* the last call was hinge_chat: its reply's turn is not closed yet */
+    /* speculative lookahead (speculate.c); only with an edge */
+    uint32_t spec_max;     /* most drafts per step: cfg.speculate, at most TX_VERIFY_MAX - 1; 0: off */
+    double spec_alpha;     /* moving average of a draft's acceptance */
+    double spec_net_ms;    /* moving averages (-1: none yet): network + queue of a decode step, */
+    double spec_c1_ms;     /* the compute (device + edge) of a one-row step, */
+    double spec_row_ms;    /* and what each further row of a verify step adds */
+    uint64_t spec_steps;   /* decode steps observed */
+    int32_t spec_rows[TX_VERIFY_MAX]; /* the last accepted token, then the drafts */
+    int32_t spec_out[TX_VERIFY_MAX];  /* the edge's sample of each row */
     atomic_bool cancel;
     hinge_step_cb step_cb;
     void *step_user;
@@ -129,6 +140,18 @@ hinge_status sess_step(hinge_session *s, const int32_t *tokens, size_t n, int32_
 /* hinge_generate without its argument checks (generate.c): hinge_chat's
  * generation. Sets hinge_last_error on failure. */
 hinge_status gen_text(hinge_session *s, const char *prompt, int max_tokens, hinge_token_cb cb, void *user);
+
+/* A transport step's timing into t (network, edge, queue, bytes, requests). */
+void sess_timing(hinge_step_info *t, const tx_timing *tt);
+
+/* Speculative lookahead (speculate.c). Drafts up to max tokens to follow
+ * ctx[0..n) by prompt lookup; returns how many (0: no earlier match). */
+size_t spec_draft(const int32_t *ctx, size_t n, int32_t *out, size_t max);
+/* One decode step of an edge session: last at s->pos, with up to max
+ * drafts when they pay. out[0 .. *n_out) (at most TX_VERIFY_MAX) are the
+ * tokens it yields: the accepted drafts, fed already, then the sampled one,
+ * not yet fed. Errors as sess_step. */
+hinge_status spec_step(hinge_session *s, int32_t last, size_t max, int32_t *out, size_t *n_out, hinge_step_info *t);
 
 /* HINGE_CUT_AUTO (auto.c): decides s->cut, s->codec and s->remote for a
  * prompt of n_prompt tokens; client (may be NULL: no edge) is asked for the

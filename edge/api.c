@@ -50,11 +50,21 @@ static void put_int(wbuf *w, int64_t v)
         w->p[w->len++] = tmp[n - 1 - i];
 }
 
-static size_t step_reply(char *buf, size_t cap, int32_t token, uint32_t pos, uint64_t edge_us, uint64_t queue_us)
+/* tokens: n_tokens samples of a verify step (none for a plain step). */
+static size_t step_reply(char *buf, size_t cap, int32_t token, const int32_t *tokens, uint32_t n_tokens, uint32_t pos,
+                         uint64_t edge_us, uint64_t queue_us)
 {
     wbuf w = {buf, 0, cap};
     put_str(&w, "{\"token\":");
     put_int(&w, token);
+    if (n_tokens) {
+        put_str(&w, ",\"tokens\":[");
+        for (uint32_t i = 0; i < n_tokens; i++) {
+            put_str(&w, i ? "," : "");
+            put_int(&w, tokens[i]);
+        }
+        put_str(&w, "]");
+    }
     put_str(&w, ",\"pos\":");
     put_int(&w, pos);
     put_str(&w, ",\"edge_us\":");
@@ -214,16 +224,18 @@ static bool step_check_header(edge_conn *c, edge_stream *st, edge_session *s)
         /* the last step again: its reply was lost with a connection; the
          * device sends the same rows (recomputed), so the same answer */
         char body[EDGE_RESP_SMALL];
-        size_t n = step_reply(body, sizeof body, last->token, s->next_pos, 0, 0);
+        uint32_t n_tokens = last->hdr.flags & TX_FLAG_VERIFY ? last->hdr.n : 0;
+        size_t n = step_reply(body, sizeof body, last->token, last->tokens, n_tokens, s->next_pos, 0, 0);
         record_and_detach(c->e, st);
         c->e->steps_repeated++;
         edge_respond(c, st, 200, body, n);
         return false;
     }
-    if (h.pos != s->next_pos) {
+    if (h.pos < s->rewind_floor || h.pos > s->next_pos) {
         record_and_detach(c->e, st);
-        edge_respond_error(c, st, 409, "position_conflict", "step starts at position %u; the session expects %u",
-                           h.pos, s->next_pos);
+        edge_respond_error(c, st, 409, "position_conflict",
+                           "step starts at position %u; the session expects %u (or back to %u)", h.pos, s->next_pos,
+                           s->rewind_floor);
         return false;
     }
     if ((uint64_t)h.pos + h.n > s->ctx) {
@@ -389,7 +401,9 @@ static void account(hinge_edge *e, const edge_session *s, const edge_step *p)
 {
     edge_cut_stats *cs = &e->cuts[s->cut];
     uint64_t us = p->t_end_us - p->t_start_us;
-    if (p->hdr.n == 1) {
+    if (p->hdr.flags & TX_FLAG_VERIFY) {
+        /* neither a decode step's cost nor a prefill's: kept out of the served costs */
+    } else if (p->hdr.n == 1) {
         cs->decode_steps++;
         cs->decode_us += us;
     } else {
@@ -407,6 +421,7 @@ void edge_api_step_done(hinge_edge *e, edge_session *s)
     s->last_ms = edge_now_ms();
     if (p->http == 200 && !s->closing) {
         s->next_pos = p->hdr.pos + p->hdr.n;
+        s->rewind_floor = p->hdr.flags & TX_FLAG_VERIFY ? p->hdr.pos + 1 : s->next_pos;
         s->steps++;
         account(e, s, p);
     }
@@ -423,7 +438,9 @@ void edge_api_step_done(hinge_edge *e, edge_session *s)
             edge_respond_error(c, st, 404, "unknown_session", "the session was closed during the step");
         } else if (p->http == 200) {
             char body[EDGE_RESP_SMALL];
-            size_t n = step_reply(body, sizeof body, p->token, s->next_pos, p->t_end_us - p->t_start_us,
+            uint32_t n_tokens = p->hdr.flags & TX_FLAG_VERIFY ? p->hdr.n : 0;
+            size_t n = step_reply(body, sizeof body, p->token, p->tokens, n_tokens, s->next_pos,
+                                  p->t_end_us - p->t_start_us,
                                   p->t_start_us - p->t_queued_us);
             edge_respond(c, st, 200, body, n);
         } else {

@@ -164,6 +164,7 @@ typedef struct edge_step {
     tx_frame_header hdr;
     int http;           /* 200, or the status of the error in err */
     int32_t token;      /* -1 for TX_FLAG_NO_SAMPLE */
+    int32_t tokens[TX_VERIFY_MAX]; /* TX_FLAG_VERIFY: the sample of each row */
     char err[HINGE_ERRMSG_MAX];
 } edge_step;
 
@@ -175,7 +176,8 @@ typedef struct edge_session {
     uint32_t cut;
     tx_codec codec;
     uint32_t ctx, max_step;
-    uint32_t next_pos;  /* the pos the next step must start at */
+    uint32_t next_pos;  /* the pos the next step must start at, or any back to rewind_floor */
+    uint32_t rewind_floor; /* after a verify step at p: p + 1 (its rejected drafts); else next_pos */
     sampler_params sp;
     tail *t;            /* layers [cut, N) with their KV cache, the head, the sampler */
     float *hidden;      /* (max_step, n_embd) */

@@ -24,6 +24,7 @@ struct edge_sched {
     fwd_item *items;         /* (cap) */
     edge_session **batch;    /* (cap) the session of items[i] */
     uint32_t *left, *take;   /* (cap) */
+    float *verify_logits;    /* (TX_VERIFY_MAX, n_vocab): the head of a verify step's rows */
     atomic_uint_fast64_t started;
 };
 
@@ -79,7 +80,8 @@ hinge_status edge_sched_create(const hinge_edge *e, uint32_t cap, uint32_t chunk
     sc->batch = calloc(cap, sizeof *sc->batch);
     sc->left = calloc(cap, sizeof *sc->left);
     sc->take = calloc(cap, sizeof *sc->take);
-    if (s != HINGE_OK || !sc->active || !sc->items || !sc->batch || !sc->left || !sc->take) {
+    sc->verify_logits = malloc((size_t)TX_VERIFY_MAX * e->m->hp.n_vocab * sizeof *sc->verify_logits);
+    if (s != HINGE_OK || !sc->active || !sc->items || !sc->batch || !sc->left || !sc->take || !sc->verify_logits) {
         edge_sched_destroy(sc);
         return s != HINGE_OK ? s : HINGE_ERR_NOMEM;
     }
@@ -97,6 +99,7 @@ void edge_sched_destroy(edge_sched *sc)
     free(sc->batch);
     free(sc->left);
     free(sc->take);
+    free(sc->verify_logits);
     free(sc);
 }
 
@@ -190,12 +193,27 @@ static size_t build(edge_sched *sc, uint64_t seq, uint64_t t0, edge_batch_stats 
                 edge_hist_observe(&st->h[EDGE_H_DECODE_WAIT], EDGE_H_DECODE_WAIT, (double)p->wait_batches);
         }
         bool last = s->done_rows + sc->take[i] == p->hdr.n;
-        bool sample = last && !(p->hdr.flags & TX_FLAG_NO_SAMPLE);
+        bool sample = last && !(p->hdr.flags & (TX_FLAG_NO_SAMPLE | TX_FLAG_VERIFY));
         sc->items[n] = tail_item(s->t, p->hdr.pos + s->done_rows, sc->take[i], s->hidden + (size_t)s->done_rows * d,
                                  sample);
         sc->batch[n++] = s;
     }
     return n;
+}
+
+/* A verify step's rows went through the layers: the head and the sampler on
+ * each (the batch ran the head on none of them). */
+static void verify(edge_sched *sc, edge_session *s, edge_batch_stats *st)
+{
+    edge_step *p = &s->step;
+    hinge_status rc = tail_sample_rows(s->t, s->hidden, p->hdr.n, sc->verify_logits, p->tokens);
+    if (rc != HINGE_OK) { /* a bug, as a failed batch */
+        hinge_fail(p->err, sizeof p->err, rc, "head of a verify step failed: %s", tail_errmsg(s->t));
+        p->http = 500; /* finish keeps it */
+        return;
+    }
+    p->token = p->tokens[p->hdr.n - 1];
+    st->tokens += p->hdr.n;
 }
 
 size_t edge_sched_step(edge_sched *sc, edge_session **out, edge_batch_stats *st)
@@ -206,7 +224,6 @@ size_t edge_sched_step(edge_sched *sc, edge_session **out, edge_batch_stats *st)
     uint64_t t0 = edge_now_us();
     size_t n = build(sc, seq, t0, st);
     hinge_status rc = fwd_batch_run(sc->fb, sc->items, n);
-    uint64_t t1 = edge_now_us();
     for (size_t i = 0; i < n; i++) {
         edge_session *s = sc->batch[i];
         s->done_rows += sc->items[i].n;
@@ -216,8 +233,11 @@ size_t edge_sched_step(edge_sched *sc, edge_session **out, edge_batch_stats *st)
         } else if (sc->items[i].logits) {
             s->step.token = tail_sample(s->t);
             st->tokens++;
+        } else if ((s->step.hdr.flags & TX_FLAG_VERIFY) && s->done_rows == s->step.hdr.n) {
+            verify(sc, s, st);
         }
     }
+    uint64_t t1 = edge_now_us(); /* the samplers and verify steps' heads included */
     account(sc, n, t0, t1, st);
     size_t done = 0;
     uint32_t kept = 0;
@@ -227,8 +247,8 @@ size_t edge_sched_step(edge_sched *sc, edge_session **out, edge_batch_stats *st)
             sc->active[kept++] = s;
             continue;
         }
-        finish(s, rc == HINGE_OK ? 200 : 500, t1);
-        if (rc == HINGE_OK)
+        finish(s, rc == HINGE_OK && s->step.http != 500 ? 200 : 500, t1);
+        if (s->step.http == 200)
             st->steps++;
         else
             st->step_errors++;

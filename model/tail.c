@@ -67,6 +67,14 @@ hinge_status tail_logits(tail *t, const float *hidden, size_t n, float *logits)
     return fwd_head(t->f, hidden, n, logits);
 }
 
+hinge_status tail_sample_rows(tail *t, const float *hidden, size_t n, float *logits, int32_t *tokens)
+{
+    hinge_status s = fwd_head(t->f, hidden, n, logits);
+    for (size_t i = 0; s == HINGE_OK && i < n; i++)
+        tokens[i] = sampler_sample(t->smp, logits + i * t->m->hp.n_vocab);
+    return s;
+}
+
 fwd_item tail_item(tail *t, uint32_t pos, uint32_t n, float *hidden, bool sample)
 {
     return (fwd_item){.f = t->f, .pos0 = pos, .n = n, .hidden = hidden, .logits = sample ? t->logits : NULL};

@@ -56,6 +56,13 @@ fwd_item tail_item(tail *t, uint32_t pos, uint32_t n, float *hidden, bool sample
 /* The sampler on the logit row a batch wrote (see tail_item). */
 int32_t tail_sample(tail *t);
 
+/* Speculative verification: the head on n rows of hidden that went through
+ * the layers (tail_step or a batch) as one pass into logits (the caller's
+ * scratch of n * n_vocab floats), then the sampler on each row in order:
+ * tokens[i] is sampled from row i (n draws of the sampler). Errors as
+ * fwd_head. */
+hinge_status tail_sample_rows(tail *t, const float *hidden, size_t n, float *logits, int32_t *tokens);
+
 /* The sampler continues as if n tokens had been sampled already. */
 void tail_skip_samples(tail *t, uint64_t n);
 

@@ -368,4 +368,16 @@ uint64_t part_chan_est_steps(const part_chan_est *e);
 hinge_status part_chan_est_save(const part_chan_est *e, const char *path, char *err, size_t errlen);
 hinge_status part_chan_est_load(part_chan_est *e, const char *path, char *err, size_t errlen);
 
+/* ---- speculative lookahead (speculate.c) ----
+ *
+ * A decode step of m rows costs base + m * row seconds; each of d drafts is
+ * accepted with probability alpha (observed), and a step yields its accepted
+ * prefix plus one token. */
+
+/* Expected tokens per round trip: 1 + alpha + ... + alpha^d. */
+double part_spec_tokens(double alpha, uint32_t d);
+/* The draft length in [0, max_d] with the least expected time per token;
+ * 0 when speculation does not pay. */
+uint32_t part_spec_choose(double alpha, double base_s, double row_s, uint32_t max_d);
+
 #endif

@@ -208,9 +208,25 @@ const char *tx_session_errmsg(const tx_session *s)
     return s->errmsg;
 }
 
-/* Reads {"token", "pos", "edge_us", "queue_us"} of a 200 step reply. */
+/* tokens[0..n) from the "tokens" array of a verify step's reply. */
+static hinge_status read_tokens(tx_session *s, json_t *j, uint32_t n, int32_t *tokens)
+{
+    json_t *a = json_object_get(j, "tokens");
+    if (!json_is_array(a) || json_array_size(a) != n)
+        return hinge_fail(s->errmsg, sizeof s->errmsg, HINGE_ERR_PROTOCOL, "verify reply lacks %u tokens", n);
+    for (uint32_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(a, i);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX)
+            return hinge_fail(s->errmsg, sizeof s->errmsg, HINGE_ERR_PROTOCOL, "verify reply: token %u is bad", i);
+        tokens[i] = (int32_t)json_integer_value(v);
+    }
+    return HINGE_OK;
+}
+
+/* Reads {"token", "pos", "edge_us", "queue_us"} of a 200 step reply, and
+ * its "tokens" (n of them) when tokens is not NULL. */
 static hinge_status read_step_reply(tx_session *s, uint32_t next_pos, bool sampled, int32_t *token,
-                                    tx_timing *t)
+                                    uint32_t n, int32_t *tokens, tx_timing *t)
 {
     json_t *j = tx_parse_object(&s->resp, s->errmsg, sizeof s->errmsg);
     if (!j)
@@ -224,6 +240,8 @@ static hinge_status read_step_reply(tx_session *s, uint32_t next_pos, bool sampl
         st = hinge_fail(s->errmsg, sizeof s->errmsg, HINGE_ERR_PROTOCOL,
                         "step reply out of range: token %lld, pos %lld (expected %u)", (long long)tok,
                         (long long)pos, next_pos);
+    if (st == HINGE_OK && tokens)
+        st = read_tokens(s, j, n, tokens);
     if (st == HINGE_OK) {
         *token = (int32_t)tok;
         t->edge_us += (uint64_t)edge_us;
@@ -235,7 +253,7 @@ static hinge_status read_step_reply(tx_session *s, uint32_t next_pos, bool sampl
 
 /* One request: rows [0, n) of hidden at pos; flags as in the frame. */
 static hinge_status step_once(tx_session *s, uint32_t pos, uint32_t n, const float *hidden, uint16_t flags,
-                              int32_t *token, tx_timing *t)
+                              int32_t *token, int32_t *tokens, tx_timing *t)
 {
     size_t len;
     uint64_t t0 = tx_now_us();
@@ -256,18 +274,22 @@ static hinge_status step_once(tx_session *s, uint32_t pos, uint32_t n, const flo
         return st;
     if (s->http_status != 200)
         return tx_http_error(s->http_status, &s->resp, s->errmsg, sizeof s->errmsg);
-    return read_step_reply(s, pos + n, !(flags & TX_FLAG_NO_SAMPLE), token, t);
+    return read_step_reply(s, pos + n, !(flags & TX_FLAG_NO_SAMPLE), token, n, tokens, t);
 }
 
-hinge_status tx_session_step(tx_session *s, uint32_t pos, uint32_t n, const float *hidden, int32_t *token,
-                             tx_timing *t)
+/* tx_session_step (verify false: *out is the last row's token) and
+ * tx_session_verify (out[0..n) the samples of every row). */
+static hinge_status send_rows(tx_session *s, uint32_t pos, uint32_t n, const float *hidden, bool verify, int32_t *out,
+                              tx_timing *t)
 {
     tx_timing local;
     if (!t)
         t = &local;
     memset(t, 0, sizeof *t);
-    if (!hidden || !token || n == 0)
-        return hinge_fail(s->errmsg, sizeof s->errmsg, HINGE_ERR_INVALID, "step needs n >= 1 rows and a token");
+    uint32_t max_verify = s->info.max_step < TX_VERIFY_MAX ? s->info.max_step : TX_VERIFY_MAX;
+    if (!hidden || !out || n == 0 || (verify && (n < 2 || n > max_verify)))
+        return hinge_fail(s->errmsg, sizeof s->errmsg, HINGE_ERR_INVALID,
+                          "a step needs n >= 1 rows and a token; a verify step 2..%u rows", max_verify);
     if ((uint64_t)pos + n > s->info.ctx)
         return hinge_fail(s->errmsg, sizeof s->errmsg, HINGE_ERR_RANGE, "positions %u + %u exceed the session's ctx %u",
                           pos, n, s->info.ctx);
@@ -275,13 +297,13 @@ hinge_status tx_session_step(tx_session *s, uint32_t pos, uint32_t n, const floa
     int32_t tok = -1;
     for (uint32_t off = 0; st == HINGE_OK && off < n; off += s->info.max_step) {
         uint32_t m = n - off < s->info.max_step ? n - off : s->info.max_step;
-        uint16_t flags = off + m < n ? TX_FLAG_NO_SAMPLE : 0;
-        st = step_once(s, pos + off, m, hidden + (size_t)off * s->info.n_embd, flags, &tok, t);
+        uint16_t flags = verify ? TX_FLAG_VERIFY : off + m < n ? TX_FLAG_NO_SAMPLE : 0;
+        st = step_once(s, pos + off, m, hidden + (size_t)off * s->info.n_embd, flags, &tok, verify ? out : NULL, t);
     }
     uint64_t edge = t->edge_us + t->queue_us;
     t->network_us = t->request_us > edge ? t->request_us - edge : 0;
-    if (st == HINGE_OK)
-        *token = tok;
+    if (st == HINGE_OK && !verify)
+        *out = tok;
     return st;
 }
 
@@ -295,6 +317,18 @@ void tx_session_set_deadline(tx_session *s, uint32_t ms)
 {
     if (s)
         curl_easy_setopt(s->easy, CURLOPT_TIMEOUT_MS, ms ? (long)ms : s->c->timeout_ms);
+}
+
+hinge_status tx_session_step(tx_session *s, uint32_t pos, uint32_t n, const float *hidden, int32_t *token,
+                             tx_timing *t)
+{
+    return send_rows(s, pos, n, hidden, false, token, t);
+}
+
+hinge_status tx_session_verify(tx_session *s, uint32_t pos, uint32_t n, const float *hidden, int32_t *tokens,
+                               tx_timing *t)
+{
+    return send_rows(s, pos, n, hidden, true, tokens, t);
 }
 
 hinge_status tx_session_close(tx_session *s, char *err, size_t errlen)

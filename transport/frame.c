@@ -176,8 +176,10 @@ hinge_status tx_frame_encode(tx_codec c, uint16_t flags, uint32_t pos, uint32_t 
     hinge_status s = tx_frame_size(c, n, dim, &total);
     if (s != HINGE_OK)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "cannot encode codec %d, n %u, dim %u", (int)c, n, dim);
-    if (flags & ~(unsigned)TX_FLAGS_KNOWN)
+    if ((flags & ~(unsigned)TX_FLAGS_KNOWN) || flags == TX_FLAGS_KNOWN)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "unknown frame flags 0x%x", flags);
+    if ((flags & TX_FLAG_VERIFY) && (n < 2 || n > TX_VERIFY_MAX))
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "a verify frame has 2..%d rows, not %u", TX_VERIFY_MAX, n);
     if (!hidden || !buf)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "NULL buffer");
     if (cap < total)
@@ -212,8 +214,8 @@ static hinge_status check_header(const tx_frame_header *h, const tx_frame_limits
     if (h->codec != (uint8_t)lim->codec)
         return hinge_fail(err, errlen, HINGE_ERR_FORMAT, "codec %s, but the session uses %s",
                           tx_codec_name((tx_codec)h->codec), tx_codec_name(lim->codec));
-    if (h->flags & ~(unsigned)TX_FLAGS_KNOWN)
-        return hinge_fail(err, errlen, HINGE_ERR_FORMAT, "unknown flags 0x%x", h->flags);
+    if ((h->flags & ~(unsigned)TX_FLAGS_KNOWN) || h->flags == TX_FLAGS_KNOWN)
+        return hinge_fail(err, errlen, HINGE_ERR_FORMAT, "unknown flags 0x%x (or NO_SAMPLE with VERIFY)", h->flags);
     if (h->reserved != 0)
         return hinge_fail(err, errlen, HINGE_ERR_FORMAT, "reserved field is %u, not 0", h->reserved);
     if (h->dim != lim->dim)
@@ -223,6 +225,9 @@ static hinge_status check_header(const tx_frame_header *h, const tx_frame_limits
     uint32_t max_n = lim->max_n < TX_FRAME_MAX_POSITIONS ? lim->max_n : TX_FRAME_MAX_POSITIONS;
     if (h->n > max_n)
         return hinge_fail(err, errlen, HINGE_ERR_RANGE, "frame of %u positions, at most %u allowed", h->n, max_n);
+    if ((h->flags & TX_FLAG_VERIFY) && (h->n < 2 || h->n > TX_VERIFY_MAX))
+        return hinge_fail(err, errlen, HINGE_ERR_RANGE, "a verify frame of %u positions: 2..%d allowed", h->n,
+                          TX_VERIFY_MAX);
     size_t row = tx_codec_row_bytes((tx_codec)h->codec, h->dim);
     if (row == 0 || h->payload_len != (uint64_t)h->n * row)
         return hinge_fail(err, errlen, HINGE_ERR_FORMAT,

@@ -10,7 +10,8 @@
  *           0    4 magic        "HNGA" (bytes 48 4e 47 41)
  *           4    1 version      1
  *           5    1 codec        1 f32, 2 f16, 3 q8
- *           6    2 flags        bit 0: TX_FLAG_NO_SAMPLE; others must be 0
+ *           6    2 flags        bit 0: TX_FLAG_NO_SAMPLE, bit 1: TX_FLAG_VERIFY;
+ *                                  others must be 0
  *           8    4 pos          start position of row 0
  *          12    4 n            positions (rows), >= 1
  *          16    4 dim          values per row (the model's n_embd)
@@ -67,8 +68,17 @@ enum {
     /* A prefill chunk that is not the last: the edge runs its layers on the
      * rows but neither the head nor the sampler, and answers token -1. */
     TX_FLAG_NO_SAMPLE = 1u << 0,
-    TX_FLAGS_KNOWN = TX_FLAG_NO_SAMPLE,
+    /* Speculative lookahead: row 0 is the last accepted token, rows 1.. the
+     * device's drafts. The edge samples a token from every row (n draws of
+     * its sampler) and answers them all; at most TX_VERIFY_MAX rows. The
+     * next step may then start anywhere in [pos + 1, pos + n]: the positions
+     * of rejected drafts are rewritten. Not with TX_FLAG_NO_SAMPLE. */
+    TX_FLAG_VERIFY = 1u << 1,
+    TX_FLAGS_KNOWN = TX_FLAG_NO_SAMPLE | TX_FLAG_VERIFY,
 };
+
+/* Most rows of a TX_FLAG_VERIFY frame: the last accepted token and 15 drafts. */
+enum { TX_VERIFY_MAX = 16 };
 
 typedef struct tx_frame_header {
     uint32_t magic;
@@ -238,6 +248,14 @@ const tx_session_info *tx_session_get_info(const tx_session *s);
  * value (nothing is sent). Detail in tx_session_errmsg. */
 hinge_status tx_session_step(tx_session *s, uint32_t pos, uint32_t n, const float *hidden, int32_t *token,
                              tx_timing *t);
+
+/* Speculative lookahead (TX_FLAG_VERIFY): n rows at pos (row 0 the last
+ * accepted token, rows 1.. drafts; 2 <= n <= min(TX_VERIFY_MAX, max_step)),
+ * tokens[i] the edge's sample from row i. pos may be anywhere from the
+ * previous verify step's pos + 1 to the session's next position. Errors as
+ * tx_session_step. */
+hinge_status tx_session_verify(tx_session *s, uint32_t pos, uint32_t n, const float *hidden, int32_t *tokens,
+                               tx_timing *t);
 
 /* HTTP status of the session's last request (0 if none got a response). */
 long tx_session_http_status(const tx_session *s);

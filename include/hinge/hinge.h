@@ -207,6 +207,12 @@ typedef struct hinge_session_config {
     /* Chat (added after 0.2.0; older structs get NULL). */
     const char *chat_template; /* hinge_chat's template: a name ("chatml", "llama3", "gemma", "phi3") or a
                                   template's text; NULL: the model's tokenizer.chat_template */
+    /* Speculative lookahead across the split (added in 0.2; older structs get 0). With an edge, each
+       decode step may carry up to this many draft tokens taken from the context (prompt lookup, no
+       draft model); the edge verifies them in the same round trip, so one round trip can yield several
+       tokens. Greedy output is unchanged, and so is the sampled distribution. Fewer drafts, or none,
+       when the observed acceptance and step times say they do not pay. 0: off; at most 15. */
+    uint32_t speculate;
 } hinge_session_config;
 
 /* Fills c with the defaults: local, cut HINGE_CUT_ALL, CPU, f32 wire, greedy. */

@@ -2,8 +2,8 @@
 # Resume: the connection to the edge is cut mid-generation (hinge-linkemu
 # cuts every connection on SIGUSR1, as a handover would) while the edge
 # lives on. The client takes the same edge session up over a new
-# connection: nothing replayed (recovery.resumes, no recoveries), the text
-# the oracle's, and the edge counts the resumed session in /metrics.
+# connection: nothing replayed (no recoveries), the text the oracle's, and
+# the edge counts the resumed session in /metrics.
 #   test_resume.sh HINGE HINGE_EDGE HINGE_LINKEMU SHARED_DIR
 set -uo pipefail
 hinge=$1 edge=$2 linkemu=$3 shared=$4
@@ -24,11 +24,14 @@ wait $gen
 check "exit 0" test $? -eq 0
 check "resumed on the same edge session: no replay, the oracle's text" python3 -c "
 import json; d=json.load(open('$tmp/out')); r=d['recovery']
-assert r['resumes'] >= 1 and r['recoveries'] == 0 and r['replayed_positions'] == 0, r
+assert r['recoveries'] == 0 and r['replayed_positions'] == 0, r
 assert d['text'] == open('$oracle').read(), d['text']"
+# a step in flight when the link is cut fails and the session resumes it
+# (recovery.resumes); a cut between two steps may instead be met by
+# libcurl's own retry on a fresh connection: either way the same session
+# goes on over a new connection, which the edge counts
 curl -s --http2-prior-knowledge "http://127.0.0.1:$edge_port/metrics" >"$tmp/metrics"
 check "the edge counts it" grep -Eq '^hinge_edge_sessions_resumed_total [1-9]' "$tmp/metrics"
-check "the link was cut" grep -q "resuming the session" "$tmp/err"
 [ "$fail" -eq 0 ] || { cat "$tmp/err"; grep resumed "$tmp/metrics"; }
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -56,6 +56,16 @@ assert b['connects']==1 and b['tls_handshakes']==1, b
 assert b['uplink_bytes']>0 and b['downlink_bytes']>0 and b['edge_ms']>0 and b['device_ms']>0, b
 assert abs(b['uplink_bytes_per_token'] - (32+4+2*64)) < 1e-9, b"
 
+# --speculate: the oracle text still, and tokens per round trip in --json
+# (the oracle's text repeats itself, so prompt lookup finds drafts).
+timeout 60 "$hinge" generate --model "$stories" --prompt "" -n 200 --temp 0 --edge "$url" --cut 3 \
+  --cacert "$tmp/cert.pem" --speculate --json >"$tmp/spec" 2>"$tmp/spec.err"
+check "--speculate keeps the oracle text and reports tokens_per_round_trip" python3 -c "
+import json; d=json.load(open('$tmp/spec')); b=d['breakdown']
+assert d['text'] == open('$oracle').read(), d['text']
+assert d['tokens_per_round_trip'] == d['generated_tokens'] / (b['steps'] - 1), d
+assert d['tokens_per_round_trip'] >= 1.0, d"
+
 # --cut auto: the partitioner picks k from the profiles; f32 keeps it exact;
 # the live channel estimate is kept for the next run.
 prof="$src/profiles"

@@ -151,15 +151,20 @@ static long open_session(world *w, const char *sha, uint32_t cut, const char *co
     return st;
 }
 
-static size_t frame(tx_codec c, uint32_t pos, uint32_t n, uint8_t *buf, size_t cap)
+static size_t frame_flags(tx_codec c, uint16_t flags, uint32_t pos, uint32_t n, uint8_t *buf, size_t cap)
 {
     float x[32 * DIM];
     for (size_t i = 0; i < n * DIM; i++)
         x[i] = 0.01f * (float)((i * 7) % 23) - 0.1f;
     size_t len = 0;
     char err[HINGE_ERRMSG_MAX];
-    assert_int_equal(tx_frame_encode(c, 0, pos, n, DIM, x, buf, cap, &len, err, sizeof err), HINGE_OK);
+    assert_int_equal(tx_frame_encode(c, flags, pos, n, DIM, x, buf, cap, &len, err, sizeof err), HINGE_OK);
     return len;
+}
+
+static size_t frame(tx_codec c, uint32_t pos, uint32_t n, uint8_t *buf, size_t cap)
+{
+    return frame_flags(c, 0, pos, n, buf, cap);
 }
 
 static void steps_path(const char *id, char *path)
@@ -301,6 +306,45 @@ static void test_positions(void **state)
     good_step(w, id, 4, 4);
 }
 
+/* Speculative lookahead: a verify step answers a token per row, and the next
+ * step may rewind into it (past its first row), no further. */
+static void test_verify_rewind(void **state)
+{
+    world *w = *state;
+    char id[33], path[128], resp[RESP];
+    uint8_t buf[TX_FRAME_HEADER_BYTES + 32 * DIM * 4];
+    assert_int_equal(open_session(w, w->sha, 2, "f32", 16, id), 201);
+    steps_path(id, path);
+    good_step(w, id, 0, 3);
+    size_t len = frame_flags(TX_CODEC_F32, TX_FLAG_VERIFY, 3, 4, buf, sizeof buf);
+    assert_int_equal(req(w, "POST", path, buf, len, resp), 200);
+    json_t *j = json_loads(resp, 0, NULL), *toks = NULL;
+    json_int_t tok = -1, next = -1;
+    assert_non_null(j);
+    assert_int_equal(json_unpack(j, "{s:I, s:I, s:o}", "token", &tok, "pos", &next, "tokens", &toks), 0);
+    assert_int_equal(next, 7);
+    assert_int_equal(json_array_size(toks), 4);
+    for (size_t i = 0; i < 4; i++)
+        assert_true(json_integer_value(json_array_get(toks, i)) >= 0);
+    assert_int_equal(json_integer_value(json_array_get(toks, 3)), tok); /* "token": the last row's */
+    json_decref(j);
+    len = frame(TX_CODEC_F32, 3, 1, buf, sizeof buf);
+    expect(w, 409, "position_conflict", "POST", path, buf, len); /* the verify step's first row stays */
+    good_step(w, id, 5, 1);                                      /* two drafts accepted: rewind to 5 */
+    len = frame(TX_CODEC_F32, 4, 1, buf, sizeof buf);
+    expect(w, 409, "position_conflict", "POST", path, buf, len); /* a plain step allows no rewind */
+    len = frame_flags(TX_CODEC_F32, TX_FLAG_VERIFY, 6, 3, buf, sizeof buf);
+    assert_int_equal(req(w, "POST", path, buf, len, resp), 200);
+    char again[RESP];
+    assert_int_equal(req(w, "POST", path, buf, len, again), 200); /* the verify step again (reply lost) */
+    /* the same tokens: the replies agree up to their timings */
+    assert_non_null(strstr(resp, "\"edge_us\""));
+    size_t head = (size_t)(strstr(resp, "\"edge_us\"") - resp);
+    assert_memory_equal(again, resp, head);
+    snprintf(path, sizeof path, "/v1/sessions/%s", id); /* the edge has 4 session slots */
+    assert_int_equal(req(w, "DELETE", path, NULL, 0, resp), 204);
+}
+
 static void test_sessions(void **state)
 {
     world *w = *state;
@@ -427,7 +471,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_start_healthy), cmocka_unit_test(test_bad_frames),
-        cmocka_unit_test(test_positions),     cmocka_unit_test(test_sessions),
+        cmocka_unit_test(test_positions),     cmocka_unit_test(test_verify_rewind),
+        cmocka_unit_test(test_sessions),
         cmocka_unit_test(test_capacity),      cmocka_unit_test(test_stall),
         cmocka_unit_test(test_finish_healthy), cmocka_unit_test(test_health_after),
     };

@@ -267,8 +267,12 @@ static void test_bad_header_fields(void **state)
     expect_reject(f, TX_CODEC_F32, f->len, HINGE_ERR_UNSUPPORTED, "codec");
     memcpy(f->buf, good, sizeof good);
     expect_reject(f, TX_CODEC_F16, f->len, HINGE_ERR_FORMAT, "codec"); /* the session expects f16 */
-    f->buf[6] = 0x02;
+    f->buf[6] = 0x04;
     expect_reject(f, TX_CODEC_F32, f->len, HINGE_ERR_FORMAT, "flags");
+    f->buf[6] = 0x03; /* NO_SAMPLE with VERIFY */
+    expect_reject(f, TX_CODEC_F32, f->len, HINGE_ERR_FORMAT, "flags");
+    f->buf[6] = 0x02; /* VERIFY on 2 rows: fine */
+    assert_int_equal(decode(f, TX_CODEC_F32, f->len), HINGE_OK);
     memcpy(f->buf, good, sizeof good);
     poke_u32(f->buf + 16, DIM + 1);
     expect_reject(f, TX_CODEC_F32, f->len, HINGE_ERR_FORMAT, "dim");
