@@ -74,6 +74,7 @@ static void detach(edge_stream *st)
 void edge_api_stream_gone(edge_stream *st)
 {
     detach(st);
+    edge_oa_stream_gone(st);
 }
 
 /* Records what the stream received so far, then lets go of its session. */
@@ -113,10 +114,13 @@ static bool method_ok(edge_conn *c, edge_stream *st)
     static const char *const allowed[] = {
         [EDGE_ROUTE_HEALTH] = "GET", [EDGE_ROUTE_PROFILE] = "GET", [EDGE_ROUTE_SESSIONS] = "POST",
         [EDGE_ROUTE_SESSION] = "GET, DELETE", [EDGE_ROUTE_STEPS] = "POST", [EDGE_ROUTE_METRICS] = "GET",
+        [EDGE_ROUTE_OA_COMPLETIONS] = "POST", [EDGE_ROUTE_OA_CHAT] = "POST", [EDGE_ROUTE_OA_MODELS] = "GET",
     };
     bool ok;
     switch (st->route) {
     case EDGE_ROUTE_SESSIONS:
+    case EDGE_ROUTE_OA_COMPLETIONS:
+    case EDGE_ROUTE_OA_CHAT:
     case EDGE_ROUTE_STEPS: ok = st->method == EDGE_M_POST; break;
     case EDGE_ROUTE_SESSION: ok = st->method == EDGE_M_GET || st->method == EDGE_M_DELETE; break;
     default: ok = st->method == EDGE_M_GET; break;
@@ -165,6 +169,8 @@ void edge_api_headers(edge_conn *c, edge_stream *st)
         return;
     if (st->route == EDGE_ROUTE_STEPS) {
         step_headers(c, st);
+    } else if (edge_oa_route(st->route)) {
+        edge_oa_headers(c, st);
     } else if (st->has_length && st->content_length > EDGE_JSON_MAX) {
         edge_respond_error(c, st, 413, "payload_too_large", "body over %d bytes", EDGE_JSON_MAX);
     }
@@ -223,6 +229,10 @@ void edge_api_data(edge_conn *c, edge_stream *st, const uint8_t *data, size_t le
 {
     if (st->route == EDGE_ROUTE_STEPS) {
         step_data(c, st, data, len);
+        return;
+    }
+    if (edge_oa_route(st->route)) {
+        edge_oa_data(c, st, data, len);
         return;
     }
     if (len > EDGE_JSON_MAX - st->json_len) {
@@ -332,6 +342,10 @@ void edge_api_end(edge_conn *c, edge_stream *st)
         step_end(c, st);
         return;
     }
+    if (edge_oa_route(st->route)) {
+        edge_oa_end(c, st);
+        return;
+    }
     if (e->record_dir)
         edge_record(e, st, st->json, st->json_len);
     switch (st->route) {
@@ -372,6 +386,10 @@ void edge_api_step_done(hinge_edge *e, edge_session *s)
         s->next_pos = p->hdr.pos + p->hdr.n;
         s->steps++;
         account(e, s, p);
+    }
+    if (s->oa) { /* a thin client's: its generation goes on (openai.c) */
+        edge_oa_step_done(e, s);
+        return;
     }
     edge_conn *c = edge_conn_find(e, p->conn_id);
     edge_stream *st = c ? edge_stream_find(c, p->stream_id) : NULL;

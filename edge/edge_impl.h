@@ -12,6 +12,8 @@
  *   metrics.c  /metrics (Prometheus text) from the batch statistics
  *   profile.c  per-layer timing and the /v1/profile document
  *   request.c  routing and the JSON request parser (request.h)
+ *   openai.c   the OpenAI-compatible thin-client endpoints: whole-model
+ *              sessions (cut 0) the edge feeds from its own tokenizer
  *   tls.c      the OpenSSL server context
  *   record.c   --record-dir
  *
@@ -109,6 +111,7 @@ typedef struct edge_stream {
     char path[EDGE_PATH_MAX];
     char sid[EDGE_SID_MAX];
     struct edge_session *sess; /* steps: the session whose rx takes the body */
+    struct edge_oa *oa;      /* OpenAI routes: the request and its generation (owned; openai.c) */
     size_t json_len;
     char json[EDGE_JSON_MAX]; /* JSON request body */
     /* response */
@@ -151,6 +154,7 @@ typedef struct edge_step {
     tx_frame_header hdr;
     int http;           /* 200, or the status of the error in err */
     int32_t token;      /* -1 for TX_FLAG_NO_SAMPLE */
+    bool embedded;      /* hidden holds the step's rows already (thin clients): no frame to decode */
     char err[HINGE_ERRMSG_MAX];
 } edge_step;
 
@@ -172,6 +176,7 @@ typedef struct edge_session {
     edge_stream *rx_owner; /* the stream filling rx; NULL when none */
     uint64_t last_ms;
     uint64_t steps;
+    struct edge_oa *oa; /* a thin client's generation driving this session (openai.c); NULL: split */
     edge_step step;
 } edge_session;
 
@@ -221,6 +226,7 @@ struct hinge_edge {
     int ep, listen_fd, stop_fd, sig_fd;
     edge_watch w_listen, w_stop, w_sig, w_worker;
     char address[80];
+    char model_file[128]; /* the model's file name: its id in /v1/models */
     uint32_t max_sessions, max_conns, max_ctx, max_step;
     uint32_t stall_ms, idle_ms, session_ms, drain_ms;
     uint32_t spin_us;     /* see hinge_edge_config.spin_us */
@@ -291,6 +297,18 @@ void edge_api_stall(edge_conn *c, edge_stream *st);
 void edge_api_stream_gone(edge_stream *st);
 /* A step came back from the worker. */
 void edge_api_step_done(hinge_edge *e, edge_session *s);
+
+/* ---- openai.c ---- */
+bool edge_oa_route(edge_route r);
+/* Headers of an OpenAI route are in: takes the request's state (413 over
+ * the body cap, 503 out of memory). */
+void edge_oa_headers(edge_conn *c, edge_stream *st);
+void edge_oa_data(edge_conn *c, edge_stream *st, const uint8_t *data, size_t len);
+void edge_oa_end(edge_conn *c, edge_stream *st);
+/* The stream is going away: stops its generation, frees its state. */
+void edge_oa_stream_gone(edge_stream *st);
+/* A thin client's step came back (s->oa is set). */
+void edge_oa_step_done(hinge_edge *e, edge_session *s);
 
 /* ---- session.c ---- */
 /* Creates a session; returns the HTTP status (201 or the error's) and,

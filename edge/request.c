@@ -45,6 +45,12 @@ edge_route edge_route_path(const char *path, size_t len, char sid[EDGE_SID_MAX])
         return EDGE_ROUTE_PROFILE;
     if (len == 8 && memcmp(path, "/metrics", 8) == 0)
         return EDGE_ROUTE_METRICS;
+    if (len == 15 && memcmp(path, "/v1/completions", 15) == 0)
+        return EDGE_ROUTE_OA_COMPLETIONS;
+    if (len == 20 && memcmp(path, "/v1/chat/completions", 20) == 0)
+        return EDGE_ROUTE_OA_CHAT;
+    if (len == 10 && memcmp(path, "/v1/models", 10) == 0)
+        return EDGE_ROUTE_OA_MODELS;
     size_t off;
     if (!prefix(path, len, "/v1/sessions", &off))
         return EDGE_ROUTE_NONE;

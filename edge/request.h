@@ -28,6 +28,9 @@ typedef enum edge_route {
     EDGE_ROUTE_SESSION,   /* /v1/sessions/{id} */
     EDGE_ROUTE_STEPS,     /* /v1/sessions/{id}/steps */
     EDGE_ROUTE_METRICS,   /* /metrics (Prometheus) */
+    EDGE_ROUTE_OA_COMPLETIONS, /* /v1/completions (OpenAI-compatible: openai.c) */
+    EDGE_ROUTE_OA_CHAT,   /* /v1/chat/completions */
+    EDGE_ROUTE_OA_MODELS, /* /v1/models */
 } edge_route;
 
 /* Routes path[0..len) (a query string, if any, is ignored). For the two

@@ -115,8 +115,9 @@ bool edge_sched_admit(edge_sched *sc, edge_session *s)
     const uint32_t dim = sc->e->m->hp.n_embd;
     p->token = -1;
     tx_frame_limits lim = {.codec = s->codec, .dim = dim, .max_n = s->max_step};
-    hinge_status st = tx_frame_decode(s->rx, s->rx_len, &lim, s->hidden, (size_t)s->max_step * dim, &p->hdr, p->err,
-                                      sizeof p->err);
+    hinge_status st = p->embedded ? HINGE_OK /* the loop wrote hidden and hdr (openai.c) */
+                                  : tx_frame_decode(s->rx, s->rx_len, &lim, s->hidden, (size_t)s->max_step * dim,
+                                                    &p->hdr, p->err, sizeof p->err);
     if (st != HINGE_OK || sc->n_active == sc->cap) { /* full cannot happen: one step per session, cap sessions */
         p->http = st == HINGE_ERR_RANGE ? 413 : st != HINGE_OK ? 400 : 503;
         if (st == HINGE_OK)

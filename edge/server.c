@@ -239,6 +239,8 @@ static hinge_status edge_init(hinge_edge *e, const hinge_edge_config *cfg, char 
     if (s != HINGE_OK)
         return s;
     copy_limits(e, cfg);
+    const char *base = strrchr(cfg->model_path, '/');
+    snprintf(e->model_file, sizeof e->model_file, "%s", base ? base + 1 : cfg->model_path);
     if (tp_create(cfg->threads, &e->tp) != HINGE_OK)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "cannot start %d compute threads", cfg->threads);
     if (!cfg->insecure_h2c && !(e->tls = edge_tls_create(cfg->cert, cfg->key, err, errlen)))

@@ -66,6 +66,11 @@ hinge_status tail_logits(tail *t, const float *hidden, size_t n, float *logits)
     return fwd_head(t->f, hidden, n, logits);
 }
 
+hinge_status tail_embed(tail *t, const int32_t *tokens, size_t n, float *hidden)
+{
+    return fwd_embed(t->f, tokens, n, hidden);
+}
+
 fwd_item tail_item(tail *t, uint32_t pos, uint32_t n, float *hidden, bool sample)
 {
     return (fwd_item){.f = t->f, .pos0 = pos, .n = n, .hidden = hidden, .logits = sample ? t->logits : NULL};

@@ -34,7 +34,11 @@ static void test_routes(void **state)
     assert_string_equal(sid, "");
     assert_int_equal(route("/v1/sessions/0123456789ABCDEF0123456789abcdef", sid), EDGE_ROUTE_SESSION);
     assert_string_equal(sid, "");
+    assert_int_equal(route("/v1/completions", sid), EDGE_ROUTE_OA_COMPLETIONS);
+    assert_int_equal(route("/v1/chat/completions", sid), EDGE_ROUTE_OA_CHAT);
+    assert_int_equal(route("/v1/models?x", sid), EDGE_ROUTE_OA_MODELS);
     static const char *const none[] = {
+        "/v1/completion", "/v1/chat/completions/", "/v1/chat", "/v1/models/x",
         "", "/", "/v1", "/v1/", "/v1/healthz", "/v2/health", "/v1/sessions/", "/v1/sessionsx",
         "/v1/sessions/" ID "/steps/", "/v1/sessions/" ID "/step", "/v1/sessions/" ID "/x/steps", "v1/health",
     };
