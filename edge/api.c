@@ -350,7 +350,10 @@ void edge_api_end(edge_conn *c, edge_stream *st)
         edge_record(e, st, st->json, st->json_len);
     switch (st->route) {
     case EDGE_ROUTE_HEALTH:
-        edge_respond_json(c, st, 200, json_pack("{s:s}", "status", e->draining ? "draining" : "ok"));
+        edge_respond_json(c, st, 200,
+                          e->instance_id[0] ? json_pack("{s:s, s:s}", "status", e->draining ? "draining" : "ok",
+                                                        "instance", e->instance_id)
+                                            : json_pack("{s:s}", "status", e->draining ? "draining" : "ok"));
         break;
     case EDGE_ROUTE_PROFILE: edge_respond_json(c, st, 200, edge_profile_json(e)); break;
     case EDGE_ROUTE_METRICS: metrics_get(c, st); break;

@@ -57,6 +57,10 @@ typedef struct hinge_edge_config {
     bool no_measure;        /* skip timing each layer at start-up (for /v1/profile) */
     const char *profile;    /* an edge profile of this model (`hinge profile --role edge`), checked at
                                start and served whole in /v1/profile for --cut auto; NULL: none */
+    const char *instance_id; /* 8 lowercase hex digits that start every session id this edge gives out,
+                               so that a proxy in front of several edges routes a session's requests
+                               to the edge holding its KV cache (docs/deploy/README-haproxy.md);
+                               NULL: ids are random throughout */
     const char *record_dir; /* debug: write every request received (method, path, body) here; NULL: off */
     const hinge_logger *log; /* copied; NULL: silent */
 } hinge_edge_config;

@@ -227,6 +227,7 @@ struct hinge_edge {
     edge_watch w_listen, w_stop, w_sig, w_worker;
     char address[80];
     char model_file[128]; /* the model's file name: its id in /v1/models */
+    char instance_id[EDGE_INSTANCE_HEX + 1]; /* starts every session id; "": none */
     uint32_t max_sessions, max_conns, max_ctx, max_step;
     uint32_t stall_ms, idle_ms, session_ms, drain_ms;
     uint32_t spin_us;     /* see hinge_edge_config.spin_us */

@@ -38,13 +38,15 @@ static const char usage_text[] =
     "  --no-measure            do not time each layer at start-up\n"
     "  --profile FILE          edge profile of this model (hinge profile --role edge), served in\n"
     "                          /v1/profile for devices' --cut auto\n"
+    "  --instance-id HEX8      8 lowercase hex digits that start every session id, for a proxy to\n"
+    "                          route a session to this edge (docs/deploy/README-haproxy.md)\n"
     "  --record-dir DIR        debug: write every request received into DIR\n"
     "  --log-level L           error, warn, info (default) or debug\n";
 
 enum {
     OPT_CERT = 256, OPT_KEY, OPT_H2C, OPT_THREADS, OPT_MAX_SESSIONS, OPT_MAX_CONNS, OPT_MAX_CTX, OPT_MAX_STEP,
     OPT_STALL, OPT_IDLE, OPT_SESSION_TO, OPT_DRAIN, OPT_NO_MEASURE, OPT_RECORD, OPT_LOG_LEVEL, OPT_SPIN,
-    OPT_PROFILE, OPT_PREFILL_CHUNK,
+    OPT_PROFILE, OPT_PREFILL_CHUNK, OPT_INSTANCE,
 };
 
 static const struct option long_opts[] = {
@@ -67,6 +69,7 @@ static const struct option long_opts[] = {
     {"no-measure", no_argument, NULL, OPT_NO_MEASURE},
     {"profile", required_argument, NULL, OPT_PROFILE},
     {"record-dir", required_argument, NULL, OPT_RECORD},
+    {"instance-id", required_argument, NULL, OPT_INSTANCE},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -132,6 +135,7 @@ static int parse_args(int argc, char **argv, hinge_edge_config *cfg, hinge_logge
         case OPT_NO_MEASURE: cfg->no_measure = true; break;
         case OPT_PROFILE: cfg->profile = optarg; break;
         case OPT_RECORD: cfg->record_dir = optarg; break;
+        case OPT_INSTANCE: cfg->instance_id = optarg; break;
         case OPT_LOG_LEVEL:
             if (parse_level(optarg, &lg->level) != 0)
                 return 2;

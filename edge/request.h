@@ -15,6 +15,7 @@
 enum {
     EDGE_SID_HEX = 32,           /* a session id: 128 bits as lowercase hex */
     EDGE_SID_MAX = EDGE_SID_HEX + 1,
+    EDGE_INSTANCE_HEX = 8,       /* an edge's instance id: the first hex digits of its session ids */
     EDGE_JSON_MAX = 4096,        /* cap on a JSON request body */
     EDGE_REQ_MAX_CUT = 1 << 16,  /* a cut beyond any model; the model's n_layer is checked later */
     EDGE_REQ_MAX_CTX = 1 << 24,

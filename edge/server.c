@@ -208,6 +208,10 @@ static hinge_status check_config(const hinge_edge_config *cfg, char *err, size_t
                           LIMIT_SESSIONS);
     if (cfg->max_step > EDGE_REQ_MAX_CTX || cfg->max_ctx > EDGE_REQ_MAX_CTX)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "max ctx and step are capped at %d", EDGE_REQ_MAX_CTX);
+    if (cfg->instance_id && (strlen(cfg->instance_id) != EDGE_INSTANCE_HEX ||
+                             strspn(cfg->instance_id, "0123456789abcdef") != EDGE_INSTANCE_HEX))
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "the instance id must be %d lowercase hex digits",
+                          EDGE_INSTANCE_HEX);
     if (cfg->prefill_chunk > LIMIT_PREFILL_CHUNK)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "the prefill chunk is capped at %d positions",
                           LIMIT_PREFILL_CHUNK);
@@ -241,6 +245,7 @@ static hinge_status edge_init(hinge_edge *e, const hinge_edge_config *cfg, char 
     copy_limits(e, cfg);
     const char *base = strrchr(cfg->model_path, '/');
     snprintf(e->model_file, sizeof e->model_file, "%s", base ? base + 1 : cfg->model_path);
+    snprintf(e->instance_id, sizeof e->instance_id, "%s", cfg->instance_id ? cfg->instance_id : "");
     if (tp_create(cfg->threads, &e->tp) != HINGE_OK)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "cannot start %d compute threads", cfg->threads);
     if (!cfg->insecure_h2c && !(e->tls = edge_tls_create(cfg->cert, cfg->key, err, errlen)))

@@ -110,6 +110,7 @@ int edge_session_open(hinge_edge *e, const edge_session_req *rq, edge_session **
     }
     memset(s, 0, sizeof *s);
     edge_hex(raw, sizeof raw, s->id);
+    memcpy(s->id, e->instance_id, strlen(e->instance_id)); /* a proxy routes on it */
     s->cut = rq->cut;
     s->codec = rq->codec;
     s->ctx = rq->ctx;
