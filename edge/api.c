@@ -180,7 +180,7 @@ void edge_api_headers(edge_conn *c, edge_stream *st)
 static bool step_check_header(edge_conn *c, edge_stream *st, edge_session *s)
 {
     char err[HINGE_ERRMSG_MAX];
-    tx_frame_limits lim = {.codec = s->codec, .dim = c->e->m->hp.n_embd, .max_n = s->max_step};
+    tx_frame_limits lim = {.codec = s->codec, .dim = s->m->hp.n_embd, .max_n = s->max_step};
     tx_frame_header h;
     hinge_status rc = tx_frame_parse_header(s->rx, s->rx_len, &lim, &h, err, sizeof err);
     if (rc != HINGE_OK) {
@@ -254,7 +254,7 @@ static void step_end(edge_conn *c, edge_stream *st)
     if (!st->header_checked && !step_check_header(c, st, s))
         return;
     tx_frame_header h;
-    tx_frame_limits lim = {.codec = s->codec, .dim = c->e->m->hp.n_embd, .max_n = s->max_step};
+    tx_frame_limits lim = {.codec = s->codec, .dim = s->m->hp.n_embd, .max_n = s->max_step};
     tx_frame_parse_header(s->rx, s->rx_len, &lim, &h, NULL, 0);
     if (s->rx_len - TX_FRAME_HEADER_BYTES != h.payload_len) {
         record_and_detach(c->e, st);
@@ -296,9 +296,9 @@ static void sessions_post(edge_conn *c, edge_stream *st)
         edge_respond_error(c, st, http, code, "%s", detail);
         return;
     }
-    const model_hparams *hp = &e->m->hp;
-    hinge_log(&e->log, HINGE_LOG_INFO, "session %.8s opened by %s: cut %u, %s, ctx %u, max_step %u", s->id, c->peer,
-              s->cut, tx_codec_name(s->codec), s->ctx, s->max_step);
+    const model_hparams *hp = &s->m->hp;
+    hinge_log(&e->log, HINGE_LOG_INFO, "session %.8s opened by %s on %s: cut %u, %s, ctx %u, max_step %u", s->id,
+              c->peer, s->em->file, s->cut, tx_codec_name(s->codec), s->ctx, s->max_step);
     edge_respond_json(c, st, 201,
                       json_pack("{s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:I}", "id", s->id, "protocol", "v1", "cut",
                                 (json_int_t)s->cut, "codec", tx_codec_name(s->codec), "n_embd", (json_int_t)hp->n_embd,
@@ -367,6 +367,9 @@ void edge_api_end(edge_conn *c, edge_stream *st)
 
 static void account(hinge_edge *e, const edge_session *s, const edge_step *p)
 {
+    e->steps_done++;
+    if (s->m != e->m) /* the per-cut costs (/v1/profile) are the default model's */
+        return;
     edge_cut_stats *cs = &e->cuts[s->cut];
     uint64_t us = p->t_end_us - p->t_start_us;
     if (p->hdr.n == 1) {
@@ -376,7 +379,6 @@ static void account(hinge_edge *e, const edge_session *s, const edge_step *p)
         cs->prefill_positions += p->hdr.n;
         cs->prefill_us += us;
     }
-    e->steps_done++;
 }
 
 void edge_api_step_done(hinge_edge *e, edge_session *s)

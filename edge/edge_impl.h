@@ -11,6 +11,8 @@
  *              batched forward pass (model/batch.h)
  *   metrics.c  /metrics (Prometheus text) from the batch statistics
  *   profile.c  per-layer timing and the /v1/profile document
+ *   models.c   the models served (--model ...), loaded on first use and
+ *              evicted under --model-memory
  *   request.c  routing and the JSON request parser (request.h)
  *   openai.c   the OpenAI-compatible thin-client endpoints: whole-model
  *              sessions (cut 0) the edge feeds from its own tokenizer
@@ -55,7 +57,8 @@ enum {
     EDGE_READ_CHUNK = 16384, /* bytes read per call */
     EDGE_READS_PER_WAKE = 64,
     EDGE_TICK_MS = 50,       /* timer resolution of stalls and idles */
-    EDGE_METRICS_MAX = 16384, /* the /metrics document (about 6 KB) */
+    EDGE_METRICS_MAX = 24576, /* the /metrics document (about 8 KB) */
+    EDGE_MODELS_MAX = 16,    /* --model given this many times at most */
 };
 
 typedef enum edge_watch_kind {
@@ -158,6 +161,20 @@ typedef struct edge_step {
     char err[HINGE_ERRMSG_MAX];
 } edge_step;
 
+/* One model the edge serves (models.c). */
+typedef struct edge_model {
+    char path[512];
+    char file[128];       /* the file's base name: its id in /v1/models */
+    uint8_t sha256[32];   /* of the file, computed at start-up: what sessions name */
+    model *m;             /* NULL: not loaded */
+    fwd_batch *fb;        /* the worker's batched pass over m, made with it; only the worker runs it */
+    size_t bytes;         /* while loaded: m's weights and fb's buffers */
+    uint32_t sessions;    /* open sessions and thin-client requests on it: it stays loaded while > 0 */
+    bool pinned;          /* the default (first) model: loaded for the edge's life */
+    uint64_t uses, loads, last_use_ms;
+    double load_s;        /* the last load's time (start-up's check for a model not yet used) */
+} edge_model;
+
 typedef struct edge_session {
     bool used;
     bool busy;          /* a step is queued or running */
@@ -168,6 +185,8 @@ typedef struct edge_session {
     uint32_t ctx, max_step;
     uint32_t next_pos;  /* the pos the next step must start at */
     sampler_params sp;
+    edge_model *em;     /* the session's model (pinned by it) */
+    const model *m;     /* em->m */
     tail *t;            /* layers [cut, N) with their KV cache, the head, the sampler */
     float *hidden;      /* (max_step, n_embd) */
     uint8_t *rx;        /* rx_cap bytes: one frame of max_step rows */
@@ -220,7 +239,13 @@ typedef struct edge_sched edge_sched;
 
 struct hinge_edge {
     hinge_logger log;
-    model *m;
+    model *m;             /* the default model: models[0].m */
+    edge_model *models;   /* n_models; models.c */
+    uint32_t n_models;
+    uint64_t model_memory; /* --model-memory: budget of the loaded models' bytes; 0: none */
+    size_t model_bytes;   /* of the loaded models */
+    uint64_t model_evictions;
+    edge_hist model_load_hist;
     threadpool *tp;
     SSL_CTX *tls;         /* NULL: h2c */
     int ep, listen_fd, stop_fd, sig_fd;
@@ -298,6 +323,25 @@ void edge_api_stall(edge_conn *c, edge_stream *st);
 void edge_api_stream_gone(edge_stream *st);
 /* A step came back from the worker. */
 void edge_api_step_done(hinge_edge *e, edge_session *s);
+
+/* ---- models.c ---- */
+/* Loads, checks and hashes every file; keeps the first loaded (e->m).
+ * Errors as model_load, HINGE_ERR_INVALID (0 or too many, or the same
+ * model twice). */
+hinge_status edge_models_init(hinge_edge *e, const char *const *paths, uint32_t n, char *err, size_t errlen);
+void edge_models_free(hinge_edge *e);
+edge_model *edge_model_by_sha(hinge_edge *e, const uint8_t sha[32]);
+/* By file name (with or without .gguf), sha256 hex, or general.name when loaded. */
+edge_model *edge_model_by_name(hinge_edge *e, const char *name);
+/* Loads em when it is not (evicting others under the budget). 0, or the
+ * HTTP status (503 model_memory_full, 500 model_load_failed) with code
+ * and detail. */
+int edge_model_ensure(hinge_edge *e, edge_model *em, const char **code, char *detail, size_t detail_len);
+void edge_model_pin(edge_model *em);   /* a session starts using it */
+void edge_model_unpin(edge_model *em); /* a session is gone */
+json_t *edge_models_json(hinge_edge *e);
+/* The models' part of /metrics into buf; its length, 0 when it does not fit. */
+size_t edge_models_metrics(hinge_edge *e, char *buf, size_t cap);
 
 /* ---- openai.c ---- */
 bool edge_oa_route(edge_route r);

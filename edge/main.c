@@ -18,7 +18,10 @@
 
 static const char usage_text[] =
     "usage: hinge-edge --model PATH [--listen ADDR:PORT] (--cert PEM --key PEM | --insecure-h2c) [options]\n"
-    "  --model PATH            GGUF model to serve (default $HINGE_MODEL)\n"
+    "  --model PATH            GGUF model to serve (default $HINGE_MODEL); again for more models (at most\n"
+    "                          16): the first is the default, the others load when a session names them\n"
+    "  --model-memory BYTES    most bytes of loaded models (K, M, G suffixes); unused ones are evicted,\n"
+    "                          least valuable first; the default model always stays (default: no limit)\n"
     "  --listen ADDR:PORT      numeric address; port 0 picks a free one (default 127.0.0.1:8443)\n"
     "  --cert PEM, --key PEM   TLS 1.3 certificate chain and private key\n"
     "  --insecure-h2c          cleartext HTTP/2 (prior knowledge); loopback addresses only\n"
@@ -46,7 +49,7 @@ static const char usage_text[] =
 enum {
     OPT_CERT = 256, OPT_KEY, OPT_H2C, OPT_THREADS, OPT_MAX_SESSIONS, OPT_MAX_CONNS, OPT_MAX_CTX, OPT_MAX_STEP,
     OPT_STALL, OPT_IDLE, OPT_SESSION_TO, OPT_DRAIN, OPT_NO_MEASURE, OPT_RECORD, OPT_LOG_LEVEL, OPT_SPIN,
-    OPT_PROFILE, OPT_PREFILL_CHUNK, OPT_INSTANCE,
+    OPT_PROFILE, OPT_PREFILL_CHUNK, OPT_INSTANCE, OPT_MODEL_MEMORY,
 };
 
 static const struct option long_opts[] = {
@@ -70,6 +73,7 @@ static const struct option long_opts[] = {
     {"profile", required_argument, NULL, OPT_PROFILE},
     {"record-dir", required_argument, NULL, OPT_RECORD},
     {"instance-id", required_argument, NULL, OPT_INSTANCE},
+    {"model-memory", required_argument, NULL, OPT_MODEL_MEMORY},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -122,12 +126,41 @@ static int parse_number(int opt, const char *arg, hinge_edge_config *cfg)
     return -1;
 }
 
+enum { MODELS_MAX = 16 };
+
+/* BYTES with an optional K, M or G (powers of 1024). */
+static int parse_bytes(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    unsigned shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : 0;
+    if (errno || end == s || s[0] == '-' || (shift && end[1]) || (!shift && *end) || v > (UINT64_MAX >> shift)) {
+        fprintf(stderr, "hinge-edge: --model-memory: '%s' is not a byte count (e.g. 512M)\n", s);
+        return -1;
+    }
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, hinge_edge_config *cfg, hinge_logger *lg)
 {
+    static const char *paths[MODELS_MAX];
     int opt;
     while ((opt = getopt_long(argc, argv, "m:l:h", long_opts, NULL)) != -1) {
         switch (opt) {
-        case 'm': cfg->model_path = optarg; break;
+        case 'm':
+            if (cfg->n_models == MODELS_MAX) {
+                fprintf(stderr, "hinge-edge: at most %d --model\n", MODELS_MAX);
+                return 2;
+            }
+            paths[cfg->n_models++] = optarg;
+            cfg->model_paths = paths;
+            break;
+        case OPT_MODEL_MEMORY:
+            if (parse_bytes(optarg, &cfg->model_memory) != 0)
+                return 2;
+            break;
         case 'l': cfg->listen = optarg; break;
         case OPT_CERT: cfg->cert = optarg; break;
         case OPT_KEY: cfg->key = optarg; break;
@@ -151,9 +184,9 @@ static int parse_args(int argc, char **argv, hinge_edge_config *cfg, hinge_logge
         fprintf(stderr, "hinge-edge: unexpected argument '%s'\n%s", argv[optind], usage_text);
         return 2;
     }
-    if (!cfg->model_path)
+    if (!cfg->n_models)
         cfg->model_path = getenv("HINGE_MODEL");
-    if (!cfg->model_path || !*cfg->model_path) {
+    if (!cfg->n_models && (!cfg->model_path || !*cfg->model_path)) {
         fprintf(stderr, "hinge-edge: --model PATH is required (or $HINGE_MODEL)\n");
         return 2;
     }

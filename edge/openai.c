@@ -59,6 +59,9 @@ typedef struct edge_oa {
     char fail[HINGE_ERRMSG_MAX];
     char id[40];
     json_int_t created;
+    const char *model_id;    /* the model's file name (models.c) */
+    edge_model *em;          /* held (em->sessions) until the job is freed: streamed text is
+                                formatted with its tokenizer after the session closed */
     char carry[OA_PIECE_MAX + 8]; /* text bytes not yet sent: an unfinished UTF-8 character */
     size_t carry_len;
     bool role_sent, tail_done, deferred;
@@ -214,7 +217,7 @@ static json_t *envelope(const edge_oa *j, json_t *choice_obj)
 {
     const char *object = j->chat ? (j->stream ? "chat.completion.chunk" : "chat.completion") : "text_completion";
     return json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", j->id, "object", object, "created", j->created, "model",
-                     j->e->model_file, "choices", choice_obj);
+                     j->model_id, "choices", choice_obj);
 }
 
 /* The text of generated token i (after tokens[i-1]) into buf. */
@@ -372,7 +375,7 @@ static void feed(edge_oa *j)
     s->step = (edge_step){.t_queued_us = edge_now_us(), .seq_queued = edge_worker_batches(e->worker),
                           .embedded = true,
                           .hdr = {.pos = pos, .n = n, .flags = last ? 0 : TX_FLAG_NO_SAMPLE,
-                                  .dim = e->m->hp.n_embd}};
+                                  .dim = j->m->hp.n_embd}};
     s->busy = true;
     s->last_ms = edge_now_ms();
     e->steps_out++;
@@ -524,17 +527,6 @@ static hinge_status parse_req(json_t *j, bool chat, oa_req *r, char *err, size_t
     return HINGE_OK;
 }
 
-/* True when name names the served model: its file name (with or without
- * .gguf), its sha256, or its general.name. */
-static bool model_named(const hinge_edge *e, const char *name)
-{
-    char sha[65];
-    edge_hex(e->m->sha256, 32, sha);
-    size_t n = strlen(name), f = strlen(e->model_file);
-    return strcmp(name, e->model_file) == 0 || strcmp(name, sha) == 0 || strcmp(name, e->m->name) == 0 ||
-           (f > 5 && n == f - 5 && strcmp(e->model_file + n, ".gguf") == 0 && memcmp(name, e->model_file, n) == 0);
-}
-
 /* The text to tokenize: the prompt, or the messages in the chat template.
  * *owned is what to free. */
 static hinge_status prompt_text(const edge_oa *j, const oa_req *r, const char **text, size_t *len, char **owned,
@@ -549,7 +541,7 @@ static hinge_status prompt_text(const edge_oa *j, const oa_req *r, const char **
     chat_kind k;
     hinge_status s = chat_for_model(j->m->file, NULL, &k, err, errlen);
     if (s == HINGE_ERR_NOT_FOUND)
-        return hinge_fail(err, errlen, s, "%s has no chat template: use /v1/completions", j->e->model_file);
+        return hinge_fail(err, errlen, s, "%s has no chat template: use /v1/completions", j->model_id);
     if (s != HINGE_OK)
         return s;
     size_t need = 0;
@@ -604,11 +596,22 @@ static void start(edge_conn *c, edge_stream *st, edge_oa *j, json_t *body)
         oa_error(c, st, 400, "invalid_request", "%s", err);
         return;
     }
-    if (!model_named(c->e, r.model)) {
-        oa_error(c, st, 404, "model_not_found", "this edge serves %s, not %.80s", c->e->model_file, r.model);
+    edge_model *em = edge_model_by_name(c->e, r.model);
+    if (!em) {
+        oa_error(c, st, 404, "model_not_found", "this edge does not serve %.80s (GET /v1/models)", r.model);
         return;
     }
-    int http = tokenize(j, &r, err, sizeof err);
+    const char *code = "internal";
+    int http = edge_model_ensure(c->e, em, &code, err, sizeof err); /* its tokenizer */
+    if (http) {
+        oa_error(c, st, http, code, "%s", err);
+        return;
+    }
+    j->m = em->m;
+    j->model_id = em->file;
+    j->em = em;
+    em->sessions++;
+    http = tokenize(j, &r, err, sizeof err);
     if (http) {
         oa_error(c, st, http, http == 503 ? "unavailable" : "invalid_request", "%s", err);
         return;
@@ -616,8 +619,7 @@ static void start(edge_conn *c, edge_stream *st, edge_oa *j, json_t *body)
     if (!r.has_seed && RAND_bytes((unsigned char *)&r.sp.seed, sizeof r.sp.seed) != 1)
         r.sp.seed = (uint64_t)edge_now_us();
     edge_session_req rq = {.cut = 0, .codec = TX_CODEC_F32, .ctx = j->tok_cap, .sampling = r.sp};
-    memcpy(rq.model_sha256, c->e->m->sha256, 32);
-    const char *code = "internal";
+    memcpy(rq.model_sha256, em->sha256, 32);
     http = edge_session_open(c->e, &rq, &j->s, &code, err, sizeof err);
     if (http != 201) {
         oa_error(c, st, http, code, "%s", err);
@@ -639,16 +641,6 @@ static void start(edge_conn *c, edge_stream *st, edge_oa *j, json_t *body)
 
 /* ---- the stream's stages ---- */
 
-static void models_get(edge_conn *c, edge_stream *st)
-{
-    char sha[65];
-    edge_hex(c->e->m->sha256, 32, sha);
-    json_t *list = json_pack("{s:s, s:[{s:s, s:s, s:i, s:s, s:s, s:s}]}", "object", "list", "data", "id",
-                             c->e->model_file, "object", "model", "created", 0, "owned_by", "hinge-edge", "sha256",
-                             sha, "name", c->e->m->name);
-    edge_respond_json(c, st, 200, list);
-}
-
 void edge_oa_headers(edge_conn *c, edge_stream *st)
 {
     if (st->route == EDGE_ROUTE_OA_MODELS)
@@ -666,7 +658,7 @@ void edge_oa_headers(edge_conn *c, edge_stream *st)
         return;
     }
     *j = (edge_oa){.e = c->e, .c = c, .st = st, .chat = st->route == EDGE_ROUTE_OA_CHAT, .body = body,
-                   .m = c->e->m, .created = (json_int_t)time(NULL)};
+                   .created = (json_int_t)time(NULL)};
     unsigned char raw[12];
     if (RAND_bytes(raw, sizeof raw) != 1)
         memset(raw, 0, sizeof raw);
@@ -691,7 +683,7 @@ void edge_oa_data(edge_conn *c, edge_stream *st, const uint8_t *data, size_t len
 void edge_oa_end(edge_conn *c, edge_stream *st)
 {
     if (st->route == EDGE_ROUTE_OA_MODELS) {
-        models_get(c, st);
+        edge_respond_json(c, st, 200, edge_models_json(c->e));
         return;
     }
     edge_oa *j = st->oa;
@@ -716,6 +708,8 @@ void edge_oa_stream_gone(edge_stream *st)
         j->s->oa = NULL;
         edge_session_close(j->e, j->s);
     }
+    if (j->em)
+        j->em->sessions--;
     free(j->body);
     free(j->tok);
     free(j->out);

@@ -198,7 +198,7 @@ static void copy_limits(hinge_edge *e, const hinge_edge_config *cfg)
 
 static hinge_status check_config(const hinge_edge_config *cfg, char *err, size_t errlen)
 {
-    if (!cfg->model_path)
+    if (!cfg->model_path && !cfg->n_models)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "no model path");
     if (!cfg->insecure_h2c && (!cfg->cert || !cfg->key))
         return hinge_fail(err, errlen, HINGE_ERR_INVALID,
@@ -239,12 +239,13 @@ static hinge_status open_fds(hinge_edge *e, const hinge_edge_config *cfg, char *
 
 static hinge_status edge_init(hinge_edge *e, const hinge_edge_config *cfg, char *err, size_t errlen)
 {
-    hinge_status s = model_load(cfg->model_path, true, &e->log, &e->m, err, errlen);
+    const char *const *paths = cfg->n_models ? cfg->model_paths : &cfg->model_path;
+    hinge_status s = edge_models_init(e, paths, cfg->n_models ? cfg->n_models : 1, err, errlen);
     if (s != HINGE_OK)
         return s;
+    e->model_memory = cfg->model_memory;
     copy_limits(e, cfg);
-    const char *base = strrchr(cfg->model_path, '/');
-    snprintf(e->model_file, sizeof e->model_file, "%s", base ? base + 1 : cfg->model_path);
+    snprintf(e->model_file, sizeof e->model_file, "%s", e->models[0].file);
     snprintf(e->instance_id, sizeof e->instance_id, "%s", cfg->instance_id ? cfg->instance_id : "");
     if (tp_create(cfg->threads, &e->tp) != HINGE_OK)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "cannot start %d compute threads", cfg->threads);
@@ -261,6 +262,9 @@ static hinge_status edge_init(hinge_edge *e, const hinge_edge_config *cfg, char 
         return s;
     if (!cfg->no_measure)
         edge_profile_measure(e);
+    const char *code;
+    if (edge_model_ensure(e, &e->models[0], &code, err, errlen) != 0)
+        return HINGE_ERR_NOMEM;
     if (edge_worker_create(e, e->max_sessions, e->prefill_chunk, &e->worker) != HINGE_OK)
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "cannot start the compute worker");
     return open_fds(e, cfg, err, errlen);
@@ -316,7 +320,7 @@ void hinge_edge_destroy(hinge_edge *e)
     close_fd(&e->ep);
     SSL_CTX_free(e->tls);
     tp_destroy(e->tp);
-    model_free(e->m);
+    edge_models_free(e);
     free(e->sessions);
     free(e->conns);
     free(e->cuts);

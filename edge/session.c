@@ -14,6 +14,8 @@
 
 static void session_release(edge_session *s)
 {
+    if (s->em)
+        edge_model_unpin(s->em);
     tail_destroy(s->t);
     free(s->hidden);
     free(s->rx);
@@ -28,18 +30,29 @@ void edge_sessions_free(hinge_edge *e)
     e->n_sessions = 0;
 }
 
-/* Checks the request against the model and the edge's limits. */
-static int check_req(const hinge_edge *e, const edge_session_req *rq, const char **code, char *detail,
-                     size_t detail_len)
+/* The model the request names, or 422 with the served ones in detail. */
+static edge_model *find_model(hinge_edge *e, const edge_session_req *rq, const char **code, char *detail,
+                              size_t detail_len)
 {
-    const model_hparams *hp = &e->m->hp;
-    if (CRYPTO_memcmp(rq->model_sha256, e->m->sha256, 32) != 0) {
+    edge_model *em = edge_model_by_sha(e, rq->model_sha256);
+    if (em)
+        return em;
+    size_t len = (size_t)snprintf(detail, detail_len, "this edge serves");
+    for (uint32_t i = 0; i < e->n_models && len < detail_len; i++) {
         char want[65];
-        edge_hex(e->m->sha256, 32, want);
-        *code = "model_mismatch";
-        hinge_fail(detail, detail_len, HINGE_ERR_INVALID, "this edge serves %s with sha256 %s", e->m->name, want);
-        return 422;
+        edge_hex(e->models[i].sha256, 32, want);
+        len += (size_t)snprintf(detail + len, detail_len - len, "%s %s with sha256 %s", i ? "," : "",
+                                e->models[i].file, want);
     }
+    *code = "model_mismatch";
+    return NULL;
+}
+
+/* Checks the request against the model and the edge's limits. */
+static int check_req(const hinge_edge *e, const model *m, const edge_session_req *rq, const char **code,
+                     char *detail, size_t detail_len)
+{
+    const model_hparams *hp = &m->hp;
     *code = "bad_request";
     if (rq->cut > hp->n_layer) {
         hinge_fail(detail, detail_len, HINGE_ERR_INVALID, "cut %u beyond the model's %u layers", rq->cut,
@@ -69,11 +82,11 @@ static edge_session *free_slot(hinge_edge *e)
 /* Allocates the session's compute state. */
 static hinge_status session_alloc(hinge_edge *e, edge_session *s, char *detail, size_t detail_len)
 {
-    const model_hparams *hp = &e->m->hp;
+    const model_hparams *hp = &s->m->hp;
     /* max_batch 1: the session's own pass scratch goes unused (its steps run
      * in the worker's fwd_batch), so keep it small */
     tail_config tc = {.cut = s->cut, .ctx = s->ctx, .max_batch = 1, .sp = s->sp};
-    hinge_status st = tail_create(e->m, e->tp, &tc, &s->t, detail, detail_len);
+    hinge_status st = tail_create(s->m, e->tp, &tc, &s->t, detail, detail_len);
     if (st != HINGE_OK)
         return st;
     if (tx_frame_size(s->codec, s->max_step, hp->n_embd, &s->rx_cap) != HINGE_OK)
@@ -88,9 +101,9 @@ static hinge_status session_alloc(hinge_edge *e, edge_session *s, char *detail, 
 int edge_session_open(hinge_edge *e, const edge_session_req *rq, edge_session **out, const char **code,
                       char *detail, size_t detail_len)
 {
-    int http = check_req(e, rq, code, detail, detail_len);
-    if (http)
-        return http;
+    edge_model *em = find_model(e, rq, code, detail, detail_len);
+    if (!em)
+        return 422;
     edge_session *s = free_slot(e);
     if (e->draining) {
         *code = "draining";
@@ -102,6 +115,9 @@ int edge_session_open(hinge_edge *e, const edge_session_req *rq, edge_session **
         hinge_fail(detail, detail_len, HINGE_ERR_RANGE, "all %u sessions are in use", e->max_sessions);
         return 503;
     }
+    int http = edge_model_ensure(e, em, code, detail, detail_len);
+    if (http || (http = check_req(e, em->m, rq, code, detail, detail_len)))
+        return http;
     uint8_t raw[EDGE_SID_HEX / 2];
     if (RAND_bytes(raw, sizeof raw) != 1) {
         *code = "internal";
@@ -119,6 +135,9 @@ int edge_session_open(hinge_edge *e, const edge_session_req *rq, edge_session **
     s->max_step = step < rq->ctx ? step : rq->ctx;
     s->sp = rq->sampling;
     s->last_ms = edge_now_ms();
+    s->em = em;
+    s->m = em->m;
+    edge_model_pin(em);
     hinge_status st = session_alloc(e, s, detail, detail_len);
     if (st != HINGE_OK) {
         session_release(s);

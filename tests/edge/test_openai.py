@@ -124,6 +124,9 @@ def main():
     texts = [None] * 8
 
     def thin(i):
+        # a client (connection) per thread: httpcore's HTTP/2 connection shared by threads
+        # sometimes sends a request's headers twice (h2: "pseudo-header in trailer")
+        c = client(base, http2=True, verify=tmp + "/cert.pem")
         s = c.completions.create(model="stories260K", prompt="", max_tokens=200, temperature=0, stream=i % 2 == 0)
         texts[i] = s.choices[0].text if i % 2 else "".join(ch.choices[0].text for ch in s if ch.choices)
 
