@@ -596,6 +596,10 @@ static void start(edge_conn *c, edge_stream *st, edge_oa *j, json_t *body)
         oa_error(c, st, 400, "invalid_request", "%s", err);
         return;
     }
+    if (c->e->draining) { /* before any model is loaded for it */
+        oa_error(c, st, 503, "draining", "the edge is shutting down");
+        return;
+    }
     edge_model *em = edge_model_by_name(c->e, r.model);
     if (!em) {
         oa_error(c, st, 404, "model_not_found", "this edge does not serve %.80s (GET /v1/models)", r.model);

@@ -181,7 +181,8 @@ void edge_session_expire(hinge_edge *e, uint64_t now_ms)
 {
     for (uint32_t i = 0; i < e->max_sessions; i++) {
         edge_session *s = &e->sessions[i];
-        if (s->used && !s->closing && !s->busy && !s->rx_owner && now_ms - s->last_ms > e->session_ms) {
+        /* a thin client's session (s->oa) is its request's: closed with it (openai.c) */
+        if (s->used && !s->closing && !s->busy && !s->rx_owner && !s->oa && now_ms - s->last_ms > e->session_ms) {
             hinge_log(&e->log, HINGE_LOG_INFO, "session %.8s idle for %u ms: closing", s->id, e->session_ms);
             edge_session_close(e, s);
         }
