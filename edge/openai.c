@@ -74,55 +74,6 @@ bool edge_oa_route(edge_route r)
     return r == EDGE_ROUTE_OA_COMPLETIONS || r == EDGE_ROUTE_OA_CHAT || r == EDGE_ROUTE_OA_MODELS;
 }
 
-/* ---- UTF-8: what may go into a JSON string ---- */
-
-/* The length of the UTF-8 sequence at p[0..n): 1..4; 0 when it is valid so
- * far but cut by the end; -1 when it is not UTF-8 (overlong, surrogate,
- * beyond U+10FFFF, a stray continuation byte). */
-static int utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned c = p[0];
-    int len = c < 0x80 ? 1 : c < 0xC2 ? -1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF5 ? 4 : -1;
-    if (len <= 1)
-        return len;
-    uint32_t v = c & (0x7Fu >> len);
-    for (int i = 1; i < len; i++) {
-        if ((size_t)i >= n)
-            return 0;
-        if ((p[i] & 0xC0) != 0x80)
-            return -1;
-        v = v << 6 | (p[i] & 0x3Fu);
-    }
-    if ((len == 3 && (v < 0x800 || (v >= 0xD800 && v <= 0xDFFF))) || (len == 4 && (v < 0x10000 || v > 0x10FFFF)))
-        return -1;
-    return len;
-}
-
-/* Copies in[0..n) to out as valid UTF-8 (a bad byte becomes U+FFFD); an
- * unfinished character at the end stays unless final. out holds 3n bytes.
- * Returns the bytes written; *used gets the input bytes consumed. */
-static size_t utf8_clean(const char *in, size_t n, bool final, char *out, size_t *used)
-{
-    const unsigned char *p = (const unsigned char *)in;
-    size_t i = 0, o = 0;
-    while (i < n) {
-        int len = utf8_seq(p + i, n - i);
-        if (len == 0 && !final)
-            break;
-        if (len <= 0) {
-            memcpy(out + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i++;
-            continue;
-        }
-        memcpy(out + o, p + i, (size_t)len);
-        o += (size_t)len;
-        i += (size_t)len;
-    }
-    *used = i;
-    return o;
-}
-
 /* ---- responses ---- */
 
 static void put_nv(nghttp2_nv *nv, const char *name, const char *value)
@@ -239,7 +190,7 @@ static bool format_more(edge_oa *j)
     }
     if (j->sent < j->n_tok) {
         j->carry_len += piece(j, j->sent++, j->carry + j->carry_len);
-        size_t used, n = utf8_clean(j->carry, j->carry_len, false, clean, &used);
+        size_t used, n = edge_utf8_clean(j->carry, j->carry_len, false, clean, &used);
         memmove(j->carry, j->carry + used, j->carry_len - used);
         j->carry_len -= used;
         oa_fin fin = j->fin;
@@ -255,7 +206,7 @@ static bool format_more(edge_oa *j)
     if (j->fin == OA_FAILED)
         return out_json(j, json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", j->fail, "type", "server_error",
                                      "param", "code", "step_failed"), true);
-    size_t used, n = utf8_clean(j->carry, j->carry_len, true, clean, &used);
+    size_t used, n = edge_utf8_clean(j->carry, j->carry_len, true, clean, &used);
     json_t *last = envelope(j, choice(j, clean, n, false));
     json_object_set_new(last, "usage", usage(j));
     return out_json(j, last, true) && out_put(j, "data: [DONE]\n\n", 14);
@@ -323,7 +274,7 @@ static bool format_body(edge_oa *j)
         len += piece(j, i, raw + len);
     bool ok = raw && clean;
     if (ok) {
-        size_t n = utf8_clean(raw, len, true, clean, &used);
+        size_t n = edge_utf8_clean(raw, len, true, clean, &used);
         json_t *v = envelope(j, choice(j, clean, n, false));
         json_object_set_new(v, "usage", usage(j));
         ok = out_json(j, v, false);

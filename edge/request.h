@@ -5,6 +5,7 @@
 #ifndef HINGE_EDGE_REQUEST_H
 #define HINGE_EDGE_REQUEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,6 +59,13 @@ typedef struct edge_session_req {
  * bytes. HINGE_ERR_FORMAT with the reason in err; *out untouched then. */
 hinge_status edge_parse_session_req(const char *body, size_t len, edge_session_req *out, char *err,
                                     size_t errlen);
+
+/* Copies in[0..n) to out as valid UTF-8 (what a JSON string may hold): a
+ * byte that starts no valid sequence (overlong, surrogate, beyond U+10FFFF,
+ * stray continuation) becomes U+FFFD; an unfinished character at the end
+ * is left unless final (then it is U+FFFD too). out holds 3n bytes. Returns
+ * the bytes written; *used gets the input bytes consumed. Pure. */
+size_t edge_utf8_clean(const char *in, size_t n, bool final, char *out, size_t *used);
 
 /* 64 lowercase hex digits of sha[0..32) and a NUL into out[65]. */
 void edge_hex(const uint8_t *bytes, size_t n, char *out);
