@@ -660,6 +660,8 @@ void edge_oa_stream_gone(edge_stream *st)
         return;
     st->oa = NULL;
     if (j->s) { /* the client left mid-generation: a step out frees the session when it comes back */
+        hinge_log(&j->e->log, HINGE_LOG_INFO, "session %.8s: the client left mid-generation after %u tokens",
+                  j->s->id, j->n_tok - j->n_prompt);
         j->s->oa = NULL;
         edge_session_close(j->e, j->s);
     }

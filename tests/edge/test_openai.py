@@ -145,18 +145,20 @@ def main():
     check("they shared batches (%.0f session-steps in %.0f batches)" % (sessions, batches), sessions > batches)
     check("no session left open", metric(base, "hinge_edge_sessions", http) == 0)
 
-    # h2c: prior knowledge (httpx: http1=False).
+    # h2c: prior knowledge (httpx: http1=False); one session at most.
     port2 = start_edge(stories, "--insecure-h2c")
     c2 = client("http://127.0.0.1:%d" % port2, http1=False, http2=True)
     r = c2.completions.create(model="stories260K", prompt="", max_tokens=200, temperature=0)
     check("h2c: the same text", r.choices[0].text == oracle)
 
+
     smol = os.environ.get("HINGE_SMOLLM2_MODEL", "")
     if not os.path.exists(smol):
         print("skip - chat: no SmolLM2 (HINGE_SMOLLM2_MODEL)")
     else:
-        port3 = start_edge(smol, "--insecure-h2c")
-        c3 = client("http://127.0.0.1:%d" % port3, http1=False, http2=True)
+        port3 = start_edge(smol, "--insecure-h2c", "--max-sessions", "1")
+        base3 = "http://127.0.0.1:%d" % port3
+        c3 = client(base3, http1=False, http2=True)
         msgs = [{"role": "system", "content": "You are brief."}, {"role": "user", "content": "Name a colour."}]
         formatted = "".join("<|im_start|>%s\n%s<|im_end|>\n" % (m["role"], m["content"]) for m in msgs)
         want = local(smol, formatted + "<|im_start|>assistant\n", 24)
@@ -168,6 +170,33 @@ def main():
                                        stream=True)
         text = "".join(ch.choices[0].delta.content or "" for ch in s if ch.choices)
         check("chat streamed: the same", text == want, repr(text))
+
+        # A client that leaves mid-stream (SmolLM2: slow enough to be mid-generation): while it
+        # runs it holds the one session; once it leaves, its session is freed.
+        http3 = httpx.Client(http1=False, http2=True)
+        leaver = client(base3, http1=False, http2=True)
+        s = leaver.completions.create(model=os.path.basename(smol), prompt="Once upon a time", max_tokens=300,
+                                  temperature=0, stream=True)
+        first = next(iter(s))
+        try:
+            c3.completions.create(model=os.path.basename(smol), prompt="x", max_tokens=1)
+            check("the same limits as split sessions: over --max-sessions is 503", False)
+        except openai.APIStatusError as e:
+            check("the same limits as split sessions: over --max-sessions is 503, with Retry-After",
+                  e.status_code == 503 and e.response.headers.get("retry-after") == "1", str(e))
+        leaver.close()  # closes its connection (httpcore does not reset an abandoned HTTP/2 stream)
+        sessions = None
+        for _ in range(100):
+            sessions = metric(base3, "hinge_edge_sessions", http3)
+            if sessions == 0:
+                break
+            time.sleep(0.1)
+        log = open(os.path.join(tmp, "edge-%d.err" % (len(procs) - 1))).read()
+        check("a client that left mid-stream: its session is freed",
+              first.choices and sessions == 0 and "left mid-generation" in log, str(sessions))
+        r = c3.completions.create(model=os.path.basename(smol), prompt=formatted + "<|im_start|>assistant\n",
+                                  max_tokens=24, temperature=0)
+        check("and the edge serves the next one, exact", r.choices[0].text == want, r.choices[0].text)
 
 
 try:
