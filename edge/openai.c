@@ -222,7 +222,8 @@ static ssize_t read_out(nghttp2_session *h2, int32_t stream_id, uint8_t *buf, si
     while (j->stream && j->out_len - j->out_off < length && format_more(j))
         ;
     size_t left = j->out_len - j->out_off, n = left < length ? left : length;
-    memcpy(buf, j->out + j->out_off, n);
+    if (n) /* out may be NULL yet */
+        memcpy(buf, j->out + j->out_off, n);
     j->out_off += n;
     if (j->out_off == j->out_len && j->tail_done)
         *flags |= NGHTTP2_DATA_FLAG_EOF;

@@ -141,5 +141,9 @@ import json, sys
 ok = all(json.load(open('$tmp/gen-%d.json' % i))['text'] == open('$oracle').read() for i in (100, 101))
 sys.exit(0 if ok and $(metric "$p1" hinge_edge_steps_total) - $before == 400 else 1)"
 
+kill -TERM "${pids[e1]}"
+wait "${pids[e1]}"
+check "edge 1 exits 0 on SIGTERM" test $? = 0
+unset "pids[e1]"
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

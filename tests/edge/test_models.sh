@@ -110,5 +110,9 @@ check "no session left open" test "$(metric hinge_edge_sessions)" = 0
 loads=$(metric hinge_edge_model_load_seconds_count) sum=$(metric hinge_edge_model_load_seconds_sum)
 echo "# loads $loads, $sum s in all (default included); SmolLM2 32 tokens: ${t_first} s with its load, ${t_again} s loaded, ${t_switch} s switching back from Gemma; Gemma split 6 tokens with its load: $(python3 -c "print('%.3f' % ($s1 - $s0))") s"
 grep -o 'model [^ ]* loaded in [0-9.]* s' "$tmp/edge.err" | sed 's/^/# /'
+kill -TERM "$pid"
+wait "$pid"
+check "the edge exits 0 on SIGTERM (models unloaded)" test $? = 0
+pid=""
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

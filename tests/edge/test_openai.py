@@ -201,10 +201,20 @@ def main():
 
 try:
     main()
+    for i, p in enumerate(procs):  # SIGTERM: each drains and exits 0 (under ASan: without a leak)
+        p.terminate()
+        try:
+            rc = p.wait(30)
+        except subprocess.TimeoutExpired:
+            rc = None
+        check("edge %d exits 0 on SIGTERM" % i, rc == 0, open(os.path.join(tmp, "edge-%d.err" % i)).read()[-2000:])
 finally:
     for p in procs:
         p.kill()
         p.wait(10)
-    subprocess.run(["rm", "-rf", tmp])
+    if os.environ.get("KEEP_TMP"):
+        print("# kept " + tmp)
+    else:
+        subprocess.run(["rm", "-rf", tmp])
 print("%d passed, %d failed" % (passed, failed))
 sys.exit(1 if failed else 0)
