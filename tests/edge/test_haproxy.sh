@@ -60,7 +60,9 @@ front=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
 export HINGE_FRONT=127.0.0.1:$front HINGE_FRONT_PEM=$tmp/front.pem EDGE_CA=$tmp/cert.pem
 export EDGE1=127.0.0.1:$p1 EDGE2=127.0.0.1:$p2
 check "haproxy -c accepts docs/deploy/haproxy.cfg" "$haproxy" -q -c -f "$deploy/haproxy.cfg"
-"$haproxy" -db -f "$deploy/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 &
+# the test's own addition: the runtime API, to mark an edge down while it still runs
+printf 'global\n    stats socket %s level admin\n' "$tmp/admin.sock" >"$tmp/admin.cfg"
+"$haproxy" -db -f "$deploy/haproxy.cfg" -f "$tmp/admin.cfg" >"$tmp/haproxy.log" 2>&1 &
 pids[haproxy]=$!
 url=https://127.0.0.1:$front
 c() { curl -s --max-time 10 --cacert "$tmp/cert.pem" "$@"; }
@@ -121,6 +123,28 @@ else
   echo "skip - openai over HTTP/1.1: no openai package in $py"
 fi
 
+# ---- an edge marked down keeps its sessions (force-persist), gets no new one ----
+admin() { python3 -c "
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect('$tmp/admin.sock'); s.sendall(sys.argv[1].encode() + b'\n')
+print(s.recv(65536).decode(), end='')" "$1"; }
+sha=$(sha256sum "$stories" | cut -d' ' -f1)
+open_session() { c "$url/v1/sessions" -d "{\"model_sha256\": \"$sha\", \"cut\": 2, \"codec\": \"f32\", \"ctx\": 16}" |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'; }
+sid=$(open_session)
+down=e1; [ "${sid:0:8}" = ed9e0002 ] && down=e2
+admin "disable health edges/$down" >/dev/null # the checks would bring it back at once
+admin "set server edges/$down health down" >/dev/null
+check "a session on an edge marked down still reaches it (GET through HAProxy)" \
+  test "$(c -o /dev/null -w '%{http_code}' "$url/v1/sessions/$sid")" = 200
+others=""
+for _ in 1 2 3 4; do s2=$(open_session); others="$others ${s2:0:8}"; c -X DELETE "$url/v1/sessions/$s2"; done
+check "new sessions go to the other edge ($others)" bash -c "! grep -q '${sid:0:8}' <<<'$others'"
+check "DELETE of the first session reaches its edge" \
+  test "$(c -o /dev/null -w '%{http_code}' -X DELETE "$url/v1/sessions/$sid")" = 204
+admin "enable health edges/$down" >/dev/null
+admin "set server edges/$down health up" >/dev/null
+
 # ---- an edge goes away ----
 kill -TERM "${pids[e2]}"
 wait "${pids[e2]}"
@@ -128,7 +152,7 @@ check "edge 2 exits 0 on SIGTERM" test $? = 0
 unset "pids[e2]"
 down=0
 for _ in $(seq 50); do # fall 2, inter 1s
-  grep -q "e2 is DOWN" "$tmp/haproxy.log" && { down=1; break; }
+  grep -q "e2 is DOWN, reason" "$tmp/haproxy.log" && { down=1; break; } # its check failed (not the CLI's)
   sleep 0.1
 done
 check "HAProxy's health check takes edge 2 out" test $down = 1
