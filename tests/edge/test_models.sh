@@ -10,6 +10,7 @@
 #   - while a Gemma session is open (pinned), SmolLM2 does not fit: 503 with
 #     Retry-After; once it is closed, SmolLM2 loads again, evicting Gemma;
 #   - an unknown sha256 is 422 naming the served models;
+#   - the default model's and SmolLM2's requests at once, all exact;
 #   - the default model's sessions run through it all.
 # Prints the load and switch times it saw. Skipped (77) when SmolLM2 or
 # Gemma is not fetched (scripts/fetch-model [smollm2]).
@@ -72,6 +73,23 @@ check "SmolLM2 loads on first use; greedy equals hinge generate locally" \
 read -r code t_again < <(complete SmolLM2-135M-Instruct.Q4_1 "Once upon a time" 32)
 check "SmolLM2 again, loaded: the same" test "$code $(text)" = "200 $smol_want"
 check "two models loaded" test "$(metric hinge_edge_models_loaded)" = 2
+
+# Two models at once: batches hold one model's steps each, every text exact.
+printf '%s' "$smol_want" >"$tmp/smol-want.txt"
+mix=()
+for i in 0 1 2 3 4 5; do
+  m=stories260K p="" n=200
+  [ $((i % 3)) = 0 ] && m=SmolLM2-135M-Instruct.Q4_1 p="Once upon a time" n=32
+  c -o "$tmp/mix-$i.json" "$url/v1/completions" \
+    -d "{\"model\": \"$m\", \"prompt\": \"$p\", \"max_tokens\": $n, \"temperature\": 0}" &
+  mix+=($!)
+done
+for p in "${mix[@]}"; do wait "$p"; done
+check "stories260K and SmolLM2 concurrently: all six exact" python3 -c "
+import json, sys
+want = [open('$tmp/smol-want.txt').read(), open('$shared/oracles/stories260K-greedy-200.txt').read()]
+got = [json.load(open('$tmp/mix-%d.json' % i))['choices'][0]['text'] for i in range(6)]
+sys.exit(0 if all(g == want[0 if i % 3 == 0 else 1] for i, g in enumerate(got)) else 1)"
 
 prompt="The capital of France is"
 "$hinge" generate --model "$gemma" --prompt "$prompt" -n 6 --temp 0 --threads 2 >"$tmp/gemma-local.txt" 2>/dev/null
