@@ -198,6 +198,28 @@ def main():
                                   max_tokens=24, temperature=0)
         check("and the edge serves the next one, exact", r.choices[0].text == want, r.choices[0].text)
 
+        # SIGTERM during a streamed generation: it completes, then the edge exits 0. With curl:
+        # httpx (under the openai package) fails every open stream on a GOAWAY, even the ones
+        # the GOAWAY lets finish (docs/openai.md).
+        want60 = local(smol, "Once upon a time", 60)
+        body = json.dumps({"model": os.path.basename(smol), "prompt": "Once upon a time", "max_tokens": 60,
+                           "temperature": 0, "stream": True})
+        cp = subprocess.Popen(["curl", "-sN", "--max-time", "60", "--http2-prior-knowledge", base3 + "/v1/completions",
+                               "-d", body], stdout=subprocess.PIPE, text=True)
+        lines = [cp.stdout.readline()]  # the first token's event
+        procs[-1].terminate()
+        lines += cp.stdout.readlines()
+        cp.wait(60)
+        events = [json.loads(l[6:]) for l in lines if l.startswith("data: {")]
+        text = "".join(e["choices"][0]["text"] for e in events)
+        check("SIGTERM mid-generation: the stream completes, exact, then [DONE]",
+              want60 != "" and text == want60 and "data: [DONE]\n" in lines, repr(text))
+        try:
+            rc = procs[-1].wait(30)
+        except subprocess.TimeoutExpired:
+            rc = None
+        check("then the edge exits 0", rc == 0)
+
 
 try:
     main()
