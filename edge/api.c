@@ -88,6 +88,7 @@ static void detach(edge_stream *st)
 void edge_api_stream_gone(edge_stream *st)
 {
     detach(st);
+    edge_oa_stream_gone(st);
 }
 
 /* Records what the stream received so far, then lets go of its session. */
@@ -128,10 +129,13 @@ static bool method_ok(edge_conn *c, edge_stream *st)
     static const char *const allowed[] = {
         [EDGE_ROUTE_HEALTH] = "GET", [EDGE_ROUTE_PROFILE] = "GET", [EDGE_ROUTE_SESSIONS] = "POST",
         [EDGE_ROUTE_SESSION] = "GET, DELETE", [EDGE_ROUTE_STEPS] = "POST", [EDGE_ROUTE_METRICS] = "GET",
+        [EDGE_ROUTE_OA_COMPLETIONS] = "POST", [EDGE_ROUTE_OA_CHAT] = "POST", [EDGE_ROUTE_OA_MODELS] = "GET",
     };
     bool ok;
     switch (st->route) {
     case EDGE_ROUTE_SESSIONS:
+    case EDGE_ROUTE_OA_COMPLETIONS:
+    case EDGE_ROUTE_OA_CHAT:
     case EDGE_ROUTE_STEPS: ok = st->method == EDGE_M_POST; break;
     case EDGE_ROUTE_SESSION: ok = st->method == EDGE_M_GET || st->method == EDGE_M_DELETE; break;
     default: ok = st->method == EDGE_M_GET; break;
@@ -200,6 +204,8 @@ void edge_api_headers(edge_conn *c, edge_stream *st)
         return;
     if (st->route == EDGE_ROUTE_STEPS) {
         step_headers(c, st);
+    } else if (edge_oa_route(st->route)) {
+        edge_oa_headers(c, st);
     } else if (st->has_length && st->content_length > EDGE_JSON_MAX) {
         edge_respond_error(c, st, 413, "payload_too_large", "body over %d bytes", EDGE_JSON_MAX);
     }
@@ -209,7 +215,7 @@ void edge_api_headers(edge_conn *c, edge_stream *st)
 static bool step_check_header(edge_conn *c, edge_stream *st, edge_session *s)
 {
     char err[HINGE_ERRMSG_MAX];
-    tx_frame_limits lim = {.codec = s->codec, .dim = c->e->m->hp.n_embd, .max_n = s->max_step};
+    tx_frame_limits lim = {.codec = s->codec, .dim = s->m->hp.n_embd, .max_n = s->max_step};
     tx_frame_header h;
     hinge_status rc = tx_frame_parse_header(s->rx, s->rx_len, &lim, &h, err, sizeof err);
     if (rc != HINGE_OK) {
@@ -274,6 +280,10 @@ void edge_api_data(edge_conn *c, edge_stream *st, const uint8_t *data, size_t le
         step_data(c, st, data, len);
         return;
     }
+    if (edge_oa_route(st->route)) {
+        edge_oa_data(c, st, data, len);
+        return;
+    }
     if (len > EDGE_JSON_MAX - st->json_len) {
         record_and_detach(c->e, st);
         edge_respond_error(c, st, 413, "payload_too_large", "body over %d bytes", EDGE_JSON_MAX);
@@ -293,7 +303,7 @@ static void step_end(edge_conn *c, edge_stream *st)
     if (!st->header_checked && !step_check_header(c, st, s))
         return;
     tx_frame_header h;
-    tx_frame_limits lim = {.codec = s->codec, .dim = c->e->m->hp.n_embd, .max_n = s->max_step};
+    tx_frame_limits lim = {.codec = s->codec, .dim = s->m->hp.n_embd, .max_n = s->max_step};
     tx_frame_parse_header(s->rx, s->rx_len, &lim, &h, NULL, 0);
     if (s->rx_len - TX_FRAME_HEADER_BYTES != h.payload_len) {
         record_and_detach(c->e, st);
@@ -336,10 +346,10 @@ static void sessions_post(edge_conn *c, edge_stream *st)
         return;
     }
     s->conn_id = c->id;
-    const model_hparams *hp = &e->m->hp;
-    hinge_log(&e->log, HINGE_LOG_INFO, "session %.8s opened by %s (%s): cut %u, %s, ctx %u, max_step %u, %zu bytes",
-              s->id, c->peer, s->owner[0] ? s->owner : "anonymous", s->cut, tx_codec_name(s->codec), s->ctx,
-              s->max_step, s->bytes);
+    const model_hparams *hp = &s->m->hp;
+    hinge_log(&e->log, HINGE_LOG_INFO, "session %.8s opened by %s (%s) on %s: cut %u, %s, ctx %u, max_step %u, "
+              "%zu bytes", s->id, c->peer, s->owner[0] ? s->owner : "anonymous", s->em->file, s->cut,
+              tx_codec_name(s->codec), s->ctx, s->max_step, s->bytes);
     edge_respond_json(c, st, 201,
                       json_pack("{s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:I}", "id", s->id, "protocol", "v1", "cut",
                                 (json_int_t)s->cut, "codec", tx_codec_name(s->codec), "n_embd", (json_int_t)hp->n_embd,
@@ -381,11 +391,18 @@ void edge_api_end(edge_conn *c, edge_stream *st)
         step_end(c, st);
         return;
     }
+    if (edge_oa_route(st->route)) {
+        edge_oa_end(c, st);
+        return;
+    }
     if (e->record_dir)
         edge_record(e, st, st->json, st->json_len);
     switch (st->route) {
     case EDGE_ROUTE_HEALTH:
-        edge_respond_json(c, st, 200, json_pack("{s:s}", "status", e->draining ? "draining" : "ok"));
+        edge_respond_json(c, st, 200,
+                          e->instance_id[0] ? json_pack("{s:s, s:s}", "status", e->draining ? "draining" : "ok",
+                                                        "instance", e->instance_id)
+                                            : json_pack("{s:s}", "status", e->draining ? "draining" : "ok"));
         break;
     case EDGE_ROUTE_PROFILE: edge_respond_json(c, st, 200, edge_profile_json(e)); break;
     case EDGE_ROUTE_METRICS: metrics_get(c, st); break;
@@ -399,6 +416,9 @@ void edge_api_end(edge_conn *c, edge_stream *st)
 
 static void account(hinge_edge *e, const edge_session *s, const edge_step *p)
 {
+    e->steps_done++;
+    if (s->m != e->m) /* the per-cut costs (/v1/profile) are the default model's */
+        return;
     edge_cut_stats *cs = &e->cuts[s->cut];
     uint64_t us = p->t_end_us - p->t_start_us;
     if (p->hdr.flags & TX_FLAG_VERIFY) {
@@ -410,7 +430,6 @@ static void account(hinge_edge *e, const edge_session *s, const edge_step *p)
         cs->prefill_positions += p->hdr.n;
         cs->prefill_us += us;
     }
-    e->steps_done++;
 }
 
 void edge_api_step_done(hinge_edge *e, edge_session *s)
@@ -424,6 +443,10 @@ void edge_api_step_done(hinge_edge *e, edge_session *s)
         s->rewind_floor = p->hdr.flags & TX_FLAG_VERIFY ? p->hdr.pos + 1 : s->next_pos;
         s->steps++;
         account(e, s, p);
+    }
+    if (s->oa) { /* a thin client's: its generation goes on (openai.c) */
+        edge_oa_step_done(e, s);
+        return;
     }
     edge_conn *c = edge_conn_find(e, p->conn_id);
     edge_stream *st = c ? edge_stream_find(c, p->stream_id) : NULL;

@@ -35,7 +35,12 @@ typedef struct hinge_edge hinge_edge;
 /* Zero fields take the defaults in brackets. Strings are borrowed for the
  * duration of hinge_edge_create only. */
 typedef struct hinge_edge_config {
-    const char *model_path;
+    const char *model_path; /* the default model (when model_paths is NULL) */
+    const char *const *model_paths; /* several models (at most 16): the first is the default, loaded for
+                               good; the others are loaded when a session names one (by sha256) [NULL] */
+    uint32_t n_models;      /* entries of model_paths */
+    uint64_t model_memory;  /* bytes the loaded models may hold (weights and batch buffers); over it, unused
+                               models are evicted, least valuable first; the default always stays [0: no limit] */
     const char *listen;     /* "ADDR:PORT" or "[ADDR]:PORT", numeric; port 0 picks a free one [127.0.0.1:8443] */
     const char *cert;       /* PEM certificate chain (TLS) */
     const char *key;        /* PEM private key (TLS) */
@@ -61,6 +66,10 @@ typedef struct hinge_edge_config {
     bool no_measure;        /* skip timing each layer at start-up (for /v1/profile) */
     const char *profile;    /* an edge profile of this model (`hinge profile --role edge`), checked at
                                start and served whole in /v1/profile for --cut auto; NULL: none */
+    const char *instance_id; /* 8 lowercase hex digits that start every session id this edge gives out,
+                               so that a proxy in front of several edges routes a session's requests
+                               to the edge holding its KV cache (docs/deploy/README-haproxy.md);
+                               NULL: ids are random throughout */
     const char *record_dir; /* debug: write every request received (method, path, body) here; NULL: off */
     /* Authentication (docs/deploy/README.md). With neither api_keys nor client_ca the edge is open, which
      * it refuses on a non-loopback address unless no_auth. */

@@ -11,10 +11,14 @@
  *              batched forward pass (model/batch.h)
  *   metrics.c  /metrics (Prometheus text) from the batch statistics
  *   profile.c  per-layer timing and the /v1/profile document
+ *   models.c   the models served (--model ...), loaded on first use and
+ *              evicted under --model-memory
  *   request.c  routing and the JSON request parser (request.h)
  *   tls.c      the OpenSSL server context (and client certificates)
  *   auth.c     API keys (hashed, reloaded on SIGHUP) and client identities
  *   ratelog.c  log lines that may repeat, at most one a second per kind
+ *   openai.c   the OpenAI-compatible thin-client endpoints: whole-model
+ *              sessions (cut 0) the edge feeds from its own tokenizer
  *   record.c   --record-dir
  *
  * Threads: everything here belongs to the loop thread, except
@@ -57,9 +61,10 @@ enum {
     EDGE_READ_CHUNK = 16384, /* bytes read per call */
     EDGE_READS_PER_WAKE = 64,
     EDGE_TICK_MS = 50,       /* timer resolution of stalls and idles */
-    EDGE_METRICS_MAX = 32768, /* the /metrics document (about 12 KB) */
+    EDGE_METRICS_MAX = 49152, /* the /metrics document (about 16 KB with several models) */
     EDGE_CLIENT_MAX = 128,   /* a client's identity (key name, certificate subject), NUL included */
     EDGE_ADDR_MAX = 48,      /* a peer's IP address as text */
+    EDGE_MODELS_MAX = 16,    /* --model given this many times at most */
 };
 
 typedef enum edge_watch_kind {
@@ -118,6 +123,7 @@ typedef struct edge_stream {
     bool auth_bad;           /* ... and it was not a known bearer token */
     char client[EDGE_CLIENT_MAX]; /* who asks: the key's name, else the connection's certificate; "" none */
     struct edge_session *sess; /* steps: the session whose rx takes the body */
+    struct edge_oa *oa;      /* OpenAI routes: the request and its generation (owned; openai.c) */
     size_t json_len;
     char json[EDGE_JSON_MAX]; /* JSON request body */
     /* response */
@@ -165,8 +171,23 @@ typedef struct edge_step {
     int http;           /* 200, or the status of the error in err */
     int32_t token;      /* -1 for TX_FLAG_NO_SAMPLE */
     int32_t tokens[TX_VERIFY_MAX]; /* TX_FLAG_VERIFY: the sample of each row */
+    bool embedded;      /* hidden holds the step's rows already (thin clients): no frame to decode */
     char err[HINGE_ERRMSG_MAX];
 } edge_step;
+
+/* One model the edge serves (models.c). */
+typedef struct edge_model {
+    char path[512];
+    char file[128];       /* the file's base name: its id in /v1/models */
+    uint8_t sha256[32];   /* of the file, computed at start-up: what sessions name */
+    model *m;             /* NULL: not loaded */
+    fwd_batch *fb;        /* the worker's batched pass over m, made with it; only the worker runs it */
+    size_t bytes;         /* while loaded: m's weights and fb's buffers */
+    uint32_t sessions;    /* open sessions and thin-client requests on it: it stays loaded while > 0 */
+    bool pinned;          /* the default (first) model: loaded for the edge's life */
+    uint64_t uses, loads, last_use_ms;
+    double load_s;        /* the last load's time (start-up's check for a model not yet used) */
+} edge_model;
 
 typedef struct edge_session {
     bool used;
@@ -179,6 +200,8 @@ typedef struct edge_session {
     uint32_t next_pos;  /* the pos the next step must start at, or any back to rewind_floor */
     uint32_t rewind_floor; /* after a verify step at p: p + 1 (its rejected drafts); else next_pos */
     sampler_params sp;
+    edge_model *em;     /* the session's model (pinned by it) */
+    const model *m;     /* em->m */
     tail *t;            /* layers [cut, N) with their KV cache, the head, the sampler */
     float *hidden;      /* (max_step, n_embd) */
     uint8_t *rx;        /* rx_cap bytes: one frame of max_step rows */
@@ -191,6 +214,7 @@ typedef struct edge_session {
     uint64_t orphan_ms; /* when that connection closed (0: open): freed session_grace_ms later */
     uint64_t last_ms;
     uint64_t steps;
+    struct edge_oa *oa; /* a thin client's generation driving this session (openai.c); NULL: split */
     edge_step step;
 } edge_session;
 
@@ -272,7 +296,13 @@ typedef enum edge_lat_kind {
 
 struct hinge_edge {
     hinge_logger log;
-    model *m;
+    model *m;             /* the default model: models[0].m */
+    edge_model *models;   /* n_models; models.c */
+    uint32_t n_models;
+    uint64_t model_memory; /* --model-memory: budget of the loaded models' bytes; 0: none */
+    size_t model_bytes;   /* of the loaded models */
+    uint64_t model_evictions;
+    edge_hist model_load_hist;
     threadpool *tp;
     SSL_CTX *tls;         /* NULL: h2c; replaced on reload (connections hold a reference to theirs) */
     char *cert_path, *key_path, *client_ca_path, *keys_path; /* owned; for reloads */
@@ -300,6 +330,8 @@ struct hinge_edge {
     int ep, listen_fd, stop_fd, sig_fd;
     edge_watch w_listen, w_stop, w_sig, w_worker;
     char address[80];
+    char model_file[128]; /* the model's file name: its id in /v1/models */
+    char instance_id[EDGE_INSTANCE_HEX + 1]; /* starts every session id; "": none */
     uint32_t max_sessions, max_conns, max_ctx, max_step;
     uint32_t stall_ms, idle_ms, session_ms, drain_ms;
     uint32_t spin_us;     /* see hinge_edge_config.spin_us */
@@ -380,6 +412,37 @@ void edge_api_stall(edge_conn *c, edge_stream *st);
 void edge_api_stream_gone(edge_stream *st);
 /* A step came back from the worker. */
 void edge_api_step_done(hinge_edge *e, edge_session *s);
+
+/* ---- models.c ---- */
+/* Loads, checks and hashes every file; keeps the first loaded (e->m).
+ * Errors as model_load, HINGE_ERR_INVALID (0 or too many, or the same
+ * model twice). */
+hinge_status edge_models_init(hinge_edge *e, const char *const *paths, uint32_t n, char *err, size_t errlen);
+void edge_models_free(hinge_edge *e);
+edge_model *edge_model_by_sha(hinge_edge *e, const uint8_t sha[32]);
+/* By file name (with or without .gguf), sha256 hex, or general.name when loaded. */
+edge_model *edge_model_by_name(hinge_edge *e, const char *name);
+/* Loads em when it is not (evicting others under the budget). 0, or the
+ * HTTP status (503 model_memory_full, 500 model_load_failed) with code
+ * and detail. */
+int edge_model_ensure(hinge_edge *e, edge_model *em, const char **code, char *detail, size_t detail_len);
+void edge_model_pin(edge_model *em);   /* a session starts using it */
+void edge_model_unpin(edge_model *em); /* a session is gone */
+json_t *edge_models_json(hinge_edge *e);
+/* The models' part of /metrics into buf; its length, 0 when it does not fit. */
+size_t edge_models_metrics(hinge_edge *e, char *buf, size_t cap);
+
+/* ---- openai.c ---- */
+bool edge_oa_route(edge_route r);
+/* Headers of an OpenAI route are in: takes the request's state (413 over
+ * the body cap, 503 out of memory). */
+void edge_oa_headers(edge_conn *c, edge_stream *st);
+void edge_oa_data(edge_conn *c, edge_stream *st, const uint8_t *data, size_t len);
+void edge_oa_end(edge_conn *c, edge_stream *st);
+/* The stream is going away: stops its generation, frees its state. */
+void edge_oa_stream_gone(edge_stream *st);
+/* A thin client's step came back (s->oa is set). */
+void edge_oa_step_done(hinge_edge *e, edge_session *s);
 
 /* ---- session.c ---- */
 /* Creates a session owned by client (copied); returns the HTTP status (201

@@ -22,7 +22,10 @@
 
 static const char usage_text[] =
     "usage: hinge-edge --model PATH [--listen ADDR:PORT] (--cert PEM --key PEM | --insecure-h2c) [options]\n"
-    "  --model PATH            GGUF model to serve (default $HINGE_MODEL)\n"
+    "  --model PATH            GGUF model to serve (default $HINGE_MODEL); again for more models (at most\n"
+    "                          16): the first is the default, the others load when a session names them\n"
+    "  --model-memory BYTES    most bytes of loaded models (K, M, G suffixes); unused ones are evicted,\n"
+    "                          least valuable first; the default model always stays (default: no limit)\n"
     "  --listen ADDR:PORT      numeric address; port 0 picks a free one (default 127.0.0.1:8443)\n"
     "  --cert PEM, --key PEM   TLS 1.3 certificate chain and private key\n"
     "  --insecure-h2c          cleartext HTTP/2 (prior knowledge); loopback addresses only\n"
@@ -44,6 +47,8 @@ static const char usage_text[] =
     "  --no-measure            do not time each layer at start-up\n"
     "  --profile FILE          edge profile of this model (hinge profile --role edge), served in\n"
     "                          /v1/profile for devices' --cut auto\n"
+    "  --instance-id HEX8      8 lowercase hex digits that start every session id, for a proxy to\n"
+    "                          route a session to this edge (docs/deploy/README-haproxy.md)\n"
     "  --record-dir DIR        debug: write every request received into DIR\n"
     "  --log-level L           error, warn, info (default) or debug\n"
     "  --log-format F          text (default) or json: one JSON object a line\n"
@@ -69,6 +74,7 @@ enum {
     OPT_STALL, OPT_IDLE, OPT_SESSION_TO, OPT_DRAIN, OPT_NO_MEASURE, OPT_RECORD, OPT_LOG_LEVEL, OPT_SPIN,
     OPT_PROFILE, OPT_PREFILL_CHUNK, OPT_API_KEYS, OPT_CLIENT_CA, OPT_NO_AUTH, OPT_CLIENT_SESSIONS, OPT_CLIENT_KV,
     OPT_CONNS_PER_ADDR, OPT_HANDSHAKE, OPT_GRACE, OPT_LOG_FORMAT, OPT_CONFIG, OPT_VERSION, OPT_KV_BUDGET,
+    OPT_INSTANCE, OPT_MODEL_MEMORY,
 };
 
 static const struct option long_opts[] = {
@@ -92,6 +98,8 @@ static const struct option long_opts[] = {
     {"no-measure", no_argument, NULL, OPT_NO_MEASURE},
     {"profile", required_argument, NULL, OPT_PROFILE},
     {"record-dir", required_argument, NULL, OPT_RECORD},
+    {"instance-id", required_argument, NULL, OPT_INSTANCE},
+    {"model-memory", required_argument, NULL, OPT_MODEL_MEMORY},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"api-keys", required_argument, NULL, OPT_API_KEYS},
@@ -221,11 +229,23 @@ static int parse_number(int opt, const char *arg, hinge_edge_config *cfg)
     return -1;
 }
 
+enum { MODELS_MAX = 16 };
+static const char *model_paths[MODELS_MAX]; /* --model, in order: the first is the default */
+
 /* Options that take a string or nothing; 1 when opt is not one of them. */
 static int parse_other(int opt, const char *arg, hinge_edge_config *cfg, hinge_logger *lg)
 {
     switch (opt) {
-    case 'm': cfg->model_path = arg; return 0;
+    case 'm':
+        if (cfg->n_models == MODELS_MAX) {
+            fprintf(stderr, "hinge-edge: at most %d --model\n", MODELS_MAX);
+            return -1;
+        }
+        model_paths[cfg->n_models++] = arg;
+        cfg->model_paths = model_paths;
+        return 0;
+    case OPT_MODEL_MEMORY: return parse_bytes(arg, "model-memory", &cfg->model_memory) != 0 ? -1 : 0;
+    case OPT_INSTANCE: cfg->instance_id = arg; return 0;
     case 'l': cfg->listen = arg; return 0;
     case OPT_CERT: cfg->cert = arg; return 0;
     case OPT_KEY: cfg->key = arg; return 0;
@@ -310,9 +330,9 @@ static int parse_args(int argc, char **argv, edge_config_args *file, hinge_edge_
         rc = parse_pass(argc, argv, cfg, lg);
     if (rc != 0)
         return rc;
-    if (!cfg->model_path)
+    if (!cfg->n_models)
         cfg->model_path = getenv("HINGE_MODEL");
-    if (!cfg->model_path || !*cfg->model_path) {
+    if (!cfg->n_models && (!cfg->model_path || !*cfg->model_path)) {
         fprintf(stderr, "hinge-edge: --model PATH is required (or $HINGE_MODEL)\n");
         return 2;
     }

@@ -194,5 +194,8 @@ size_t edge_metrics_text(hinge_edge *e, char *buf, size_t cap)
     metric(&o, "hinge_edge_requests_total", "counter", "Responses sent.", (double)e->requests);
     metric(&o, "hinge_edge_errors_total", "counter", "Responses with a status of 400 or more.", (double)e->errors);
     service_metrics(&o, e);
-    return o.over ? 0 : o.len;
+    if (o.over)
+        return 0;
+    size_t n = edge_models_metrics(e, buf + o.len, cap - o.len);
+    return n ? o.len + n : 0;
 }

@@ -45,6 +45,12 @@ edge_route edge_route_path(const char *path, size_t len, char sid[EDGE_SID_MAX])
         return EDGE_ROUTE_PROFILE;
     if (len == 8 && memcmp(path, "/metrics", 8) == 0)
         return EDGE_ROUTE_METRICS;
+    if (len == 15 && memcmp(path, "/v1/completions", 15) == 0)
+        return EDGE_ROUTE_OA_COMPLETIONS;
+    if (len == 20 && memcmp(path, "/v1/chat/completions", 20) == 0)
+        return EDGE_ROUTE_OA_CHAT;
+    if (len == 10 && memcmp(path, "/v1/models", 10) == 0)
+        return EDGE_ROUTE_OA_MODELS;
     size_t off;
     if (!prefix(path, len, "/v1/sessions", &off))
         return EDGE_ROUTE_NONE;
@@ -226,4 +232,50 @@ hinge_status edge_parse_session_req(const char *body, size_t len, edge_session_r
     if (s == HINGE_OK)
         *out = r;
     return s;
+}
+
+/* ---- UTF-8 ---- */
+
+/* The length of the UTF-8 sequence at p[0..n): 1..4; 0 when it is valid so
+ * far but cut by the end; -1 when it is not UTF-8 (overlong, surrogate,
+ * beyond U+10FFFF, a stray continuation byte). */
+static int utf8_seq(const unsigned char *p, size_t n)
+{
+    unsigned c = p[0];
+    int len = c < 0x80 ? 1 : c < 0xC2 ? -1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF5 ? 4 : -1;
+    if (len <= 1)
+        return len;
+    uint32_t v = c & (0x7Fu >> len);
+    for (int i = 1; i < len; i++) {
+        if ((size_t)i >= n)
+            return 0;
+        if ((p[i] & 0xC0) != 0x80)
+            return -1;
+        v = v << 6 | (p[i] & 0x3Fu);
+    }
+    if ((len == 3 && (v < 0x800 || (v >= 0xD800 && v <= 0xDFFF))) || (len == 4 && (v < 0x10000 || v > 0x10FFFF)))
+        return -1;
+    return len;
+}
+
+size_t edge_utf8_clean(const char *in, size_t n, bool final, char *out, size_t *used)
+{
+    const unsigned char *p = (const unsigned char *)in;
+    size_t i = 0, o = 0;
+    while (i < n) {
+        int len = utf8_seq(p + i, n - i);
+        if (len == 0 && !final)
+            break;
+        if (len <= 0) {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+            continue;
+        }
+        memcpy(out + o, p + i, (size_t)len);
+        o += (size_t)len;
+        i += (size_t)len;
+    }
+    *used = i;
+    return o;
 }

@@ -5,6 +5,7 @@
 #ifndef HINGE_EDGE_REQUEST_H
 #define HINGE_EDGE_REQUEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,6 +16,7 @@
 enum {
     EDGE_SID_HEX = 32,           /* a session id: 128 bits as lowercase hex */
     EDGE_SID_MAX = EDGE_SID_HEX + 1,
+    EDGE_INSTANCE_HEX = 8,       /* an edge's instance id: the first hex digits of its session ids */
     EDGE_JSON_MAX = 4096,        /* cap on a JSON request body */
     EDGE_REQ_MAX_CUT = 1 << 16,  /* a cut beyond any model; the model's n_layer is checked later */
     EDGE_REQ_MAX_CTX = 1 << 24,
@@ -28,6 +30,9 @@ typedef enum edge_route {
     EDGE_ROUTE_SESSION,   /* /v1/sessions/{id} */
     EDGE_ROUTE_STEPS,     /* /v1/sessions/{id}/steps */
     EDGE_ROUTE_METRICS,   /* /metrics (Prometheus) */
+    EDGE_ROUTE_OA_COMPLETIONS, /* /v1/completions (OpenAI-compatible: openai.c) */
+    EDGE_ROUTE_OA_CHAT,   /* /v1/chat/completions */
+    EDGE_ROUTE_OA_MODELS, /* /v1/models */
 } edge_route;
 
 /* Routes path[0..len) (a query string, if any, is ignored). For the two
@@ -55,6 +60,13 @@ typedef struct edge_session_req {
  * bytes. HINGE_ERR_FORMAT with the reason in err; *out untouched then. */
 hinge_status edge_parse_session_req(const char *body, size_t len, edge_session_req *out, char *err,
                                     size_t errlen);
+
+/* Copies in[0..n) to out as valid UTF-8 (what a JSON string may hold): a
+ * byte that starts no valid sequence (overlong, surrogate, beyond U+10FFFF,
+ * stray continuation) becomes U+FFFD; an unfinished character at the end
+ * is left unless final (then it is U+FFFD too). out holds 3n bytes. Returns
+ * the bytes written; *used gets the input bytes consumed. Pure. */
+size_t edge_utf8_clean(const char *in, size_t n, bool final, char *out, size_t *used);
 
 /* 64 lowercase hex digits of sha[0..32) and a NUL into out[65]. */
 void edge_hex(const uint8_t *bytes, size_t n, char *out);

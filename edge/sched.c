@@ -8,6 +8,10 @@
  * runs chunk by chunk, interleaved with the decode steps of the others, and
  * is answered after its last chunk.
  *
+ * Several models: a batch holds the steps of one model (each model has its
+ * fwd_batch, models.c): that of the oldest active step. The others wait
+ * for a later batch, at the latest until the steps ahead of theirs are done.
+ *
  * Everything here belongs to the worker thread, except `started`. */
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -18,13 +22,14 @@
 struct edge_sched {
     const hinge_edge *e;
     uint32_t cap, chunk;
-    fwd_batch *fb;
     edge_session **active;   /* (cap) admitted steps in arrival order */
     uint32_t n_active;
     fwd_item *items;         /* (cap) */
     edge_session **batch;    /* (cap) the session of items[i] */
-    uint32_t *left, *take;   /* (cap) */
-    float *verify_logits;    /* (TX_VERIFY_MAX, n_vocab): the head of a verify step's rows */
+    uint32_t *left, *take;   /* (cap) of the steps of this batch's model */
+    uint32_t *idx;           /* (cap) their places in active */
+    float *verify_logits;    /* (TX_VERIFY_MAX, verify_vocab): the head of a verify step's rows */
+    uint32_t verify_vocab;   /* the largest vocabulary verify_logits has held (models differ) */
     atomic_uint_fast64_t started;
 };
 
@@ -71,19 +76,15 @@ hinge_status edge_sched_create(const hinge_edge *e, uint32_t cap, uint32_t chunk
     sc->cap = cap;
     sc->chunk = chunk;
     atomic_init(&sc->started, 0);
-    char err[HINGE_ERRMSG_MAX];
-    fwd_batch_config bc = {.max_rows = cap + chunk, .max_items = cap, .max_ctx = e->max_ctx,
-                           .head_rows = cap < 16 ? cap : 16};
-    hinge_status s = fwd_batch_create(e->m, e->tp, &bc, &sc->fb, err, sizeof err);
     sc->active = calloc(cap, sizeof *sc->active);
     sc->items = calloc(cap, sizeof *sc->items);
     sc->batch = calloc(cap, sizeof *sc->batch);
     sc->left = calloc(cap, sizeof *sc->left);
     sc->take = calloc(cap, sizeof *sc->take);
-    sc->verify_logits = malloc((size_t)TX_VERIFY_MAX * e->m->hp.n_vocab * sizeof *sc->verify_logits);
-    if (s != HINGE_OK || !sc->active || !sc->items || !sc->batch || !sc->left || !sc->take || !sc->verify_logits) {
+    sc->idx = calloc(cap, sizeof *sc->idx);
+    if (!sc->active || !sc->items || !sc->batch || !sc->left || !sc->take || !sc->idx) {
         edge_sched_destroy(sc);
-        return s != HINGE_OK ? s : HINGE_ERR_NOMEM;
+        return HINGE_ERR_NOMEM;
     }
     *out = sc;
     return HINGE_OK;
@@ -93,12 +94,12 @@ void edge_sched_destroy(edge_sched *sc)
 {
     if (!sc)
         return;
-    fwd_batch_destroy(sc->fb);
     free(sc->active);
     free(sc->items);
     free(sc->batch);
     free(sc->left);
     free(sc->take);
+    free(sc->idx);
     free(sc->verify_logits);
     free(sc);
 }
@@ -115,11 +116,12 @@ uint64_t edge_sched_started(const edge_sched *sc)
 bool edge_sched_admit(edge_sched *sc, edge_session *s)
 {
     edge_step *p = &s->step;
-    const uint32_t dim = sc->e->m->hp.n_embd;
+    const uint32_t dim = s->m->hp.n_embd;
     p->token = -1;
     tx_frame_limits lim = {.codec = s->codec, .dim = dim, .max_n = s->max_step};
-    hinge_status st = tx_frame_decode(s->rx, s->rx_len, &lim, s->hidden, (size_t)s->max_step * dim, &p->hdr, p->err,
-                                      sizeof p->err);
+    hinge_status st = p->embedded ? HINGE_OK /* the loop wrote hidden and hdr (openai.c) */
+                                  : tx_frame_decode(s->rx, s->rx_len, &lim, s->hidden, (size_t)s->max_step * dim,
+                                                    &p->hdr, p->err, sizeof p->err);
     if (st != HINGE_OK || sc->n_active == sc->cap) { /* full cannot happen: one step per session, cap sessions */
         p->http = st == HINGE_ERR_RANGE ? 413 : st != HINGE_OK ? 400 : 503;
         if (st == HINGE_OK)
@@ -173,16 +175,23 @@ static void account(edge_sched *sc, size_t n, uint64_t t0, uint64_t t1, edge_bat
     edge_hist_observe(&st->h[EDGE_H_BATCH_SECONDS], EDGE_H_BATCH_SECONDS, (double)(t1 - t0) * 1e-6);
 }
 
-/* Items for the planned rows; stamps each step's first batch. */
-static size_t build(edge_sched *sc, uint64_t seq, uint64_t t0, edge_batch_stats *st)
+/* Items for the planned rows of the steps of model em; stamps each
+ * step's first batch. */
+static size_t build(edge_sched *sc, const edge_model *em, uint64_t seq, uint64_t t0, edge_batch_stats *st)
 {
-    const size_t d = sc->e->m->hp.n_embd;
-    for (uint32_t i = 0; i < sc->n_active; i++)
-        sc->left[i] = sc->active[i]->step.hdr.n - sc->active[i]->done_rows;
-    edge_sched_plan(sc->left, sc->n_active, sc->chunk, sc->take);
-    size_t n = 0;
+    const size_t d = em->m->hp.n_embd;
+    uint32_t n_same = 0;
     for (uint32_t i = 0; i < sc->n_active; i++) {
-        if (!sc->take[i])
+        if (sc->active[i]->em != em)
+            continue;
+        sc->idx[n_same] = i;
+        sc->left[n_same++] = sc->active[i]->step.hdr.n - sc->active[i]->done_rows;
+    }
+    edge_sched_plan(sc->left, n_same, sc->chunk, sc->take);
+    size_t n = 0;
+    for (uint32_t k = 0; k < n_same; k++) {
+        uint32_t i = sc->idx[k];
+        if (!sc->take[k])
             continue;
         edge_session *s = sc->active[i];
         edge_step *p = &s->step;
@@ -192,9 +201,9 @@ static size_t build(edge_sched *sc, uint64_t seq, uint64_t t0, edge_batch_stats 
             if (p->hdr.n <= 1)
                 edge_hist_observe(&st->h[EDGE_H_DECODE_WAIT], EDGE_H_DECODE_WAIT, (double)p->wait_batches);
         }
-        bool last = s->done_rows + sc->take[i] == p->hdr.n;
+        bool last = s->done_rows + sc->take[k] == p->hdr.n;
         bool sample = last && !(p->hdr.flags & (TX_FLAG_NO_SAMPLE | TX_FLAG_VERIFY));
-        sc->items[n] = tail_item(s->t, p->hdr.pos + s->done_rows, sc->take[i], s->hidden + (size_t)s->done_rows * d,
+        sc->items[n] = tail_item(s->t, p->hdr.pos + s->done_rows, sc->take[k], s->hidden + (size_t)s->done_rows * d,
                                  sample);
         sc->batch[n++] = s;
     }
@@ -206,6 +215,17 @@ static size_t build(edge_sched *sc, uint64_t seq, uint64_t t0, edge_batch_stats 
 static void verify(edge_sched *sc, edge_session *s, edge_batch_stats *st)
 {
     edge_step *p = &s->step;
+    uint32_t vocab = s->m->hp.n_vocab;
+    if (vocab > sc->verify_vocab) { /* the first verify step of a model with a larger vocabulary */
+        float *grown = realloc(sc->verify_logits, (size_t)TX_VERIFY_MAX * vocab * sizeof *grown);
+        if (!grown) {
+            hinge_fail(p->err, sizeof p->err, HINGE_ERR_NOMEM, "out of memory for a verify step's logits");
+            p->http = 500;
+            return;
+        }
+        sc->verify_logits = grown;
+        sc->verify_vocab = vocab;
+    }
     hinge_status rc = tail_sample_rows(s->t, s->hidden, p->hdr.n, sc->verify_logits, p->tokens);
     if (rc != HINGE_OK) { /* a bug, as a failed batch */
         hinge_fail(p->err, sizeof p->err, rc, "head of a verify step failed: %s", tail_errmsg(s->t));
@@ -222,13 +242,14 @@ size_t edge_sched_step(edge_sched *sc, edge_session **out, edge_batch_stats *st)
         return 0;
     uint64_t seq = atomic_fetch_add_explicit(&sc->started, 1, memory_order_relaxed) + 1;
     uint64_t t0 = edge_now_us();
-    size_t n = build(sc, seq, t0, st);
-    hinge_status rc = fwd_batch_run(sc->fb, sc->items, n);
+    edge_model *em = sc->active[0]->em; /* the oldest step's model */
+    size_t n = build(sc, em, seq, t0, st);
+    hinge_status rc = fwd_batch_run(em->fb, sc->items, n);
     for (size_t i = 0; i < n; i++) {
         edge_session *s = sc->batch[i];
         s->done_rows += sc->items[i].n;
         if (rc != HINGE_OK) { /* a bug: admitted steps are checked against their context */
-            hinge_fail(s->step.err, sizeof s->step.err, rc, "forward pass failed: %s", fwd_batch_errmsg(sc->fb));
+            hinge_fail(s->step.err, sizeof s->step.err, rc, "forward pass failed: %s", fwd_batch_errmsg(em->fb));
             s->done_rows = s->step.hdr.n;
         } else if (sc->items[i].logits) {
             s->step.token = tail_sample(s->t);

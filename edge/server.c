@@ -262,7 +262,7 @@ static void copy_limits(hinge_edge *e, const hinge_edge_config *cfg)
 
 static hinge_status check_config(const hinge_edge_config *cfg, char *err, size_t errlen)
 {
-    if (!cfg->model_path)
+    if (!cfg->model_path && !cfg->n_models)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "no model path");
     if (!cfg->insecure_h2c && (!cfg->cert || !cfg->key))
         return hinge_fail(err, errlen, HINGE_ERR_INVALID,
@@ -276,6 +276,10 @@ static hinge_status check_config(const hinge_edge_config *cfg, char *err, size_t
                           LIMIT_SESSIONS);
     if (cfg->max_step > EDGE_REQ_MAX_CTX || cfg->max_ctx > EDGE_REQ_MAX_CTX)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "max ctx and step are capped at %d", EDGE_REQ_MAX_CTX);
+    if (cfg->instance_id && (strlen(cfg->instance_id) != EDGE_INSTANCE_HEX ||
+                             strspn(cfg->instance_id, "0123456789abcdef") != EDGE_INSTANCE_HEX))
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "the instance id must be %d lowercase hex digits",
+                          EDGE_INSTANCE_HEX);
     if (cfg->prefill_chunk > LIMIT_PREFILL_CHUNK)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "the prefill chunk is capped at %d positions",
                           LIMIT_PREFILL_CHUNK);
@@ -358,10 +362,14 @@ hinge_status hinge_edge_reload(hinge_edge *e, char *err, size_t errlen)
 
 static hinge_status edge_init(hinge_edge *e, const hinge_edge_config *cfg, char *err, size_t errlen)
 {
-    hinge_status s = model_load(cfg->model_path, true, &e->log, &e->m, err, errlen);
+    const char *const *paths = cfg->n_models ? cfg->model_paths : &cfg->model_path;
+    hinge_status s = edge_models_init(e, paths, cfg->n_models ? cfg->n_models : 1, err, errlen);
     if (s != HINGE_OK)
         return s;
+    e->model_memory = cfg->model_memory;
     copy_limits(e, cfg);
+    snprintf(e->model_file, sizeof e->model_file, "%s", e->models[0].file);
+    snprintf(e->instance_id, sizeof e->instance_id, "%s", cfg->instance_id ? cfg->instance_id : "");
     if (tp_create(cfg->threads, &e->tp) != HINGE_OK)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "cannot start %d compute threads", cfg->threads);
     if ((s = copy_auth(e, cfg, err, errlen)) != HINGE_OK)
@@ -382,6 +390,9 @@ static hinge_status edge_init(hinge_edge *e, const hinge_edge_config *cfg, char 
         return s;
     if (!cfg->no_measure)
         edge_profile_measure(e);
+    const char *code;
+    if (edge_model_ensure(e, &e->models[0], &code, err, errlen) != 0)
+        return HINGE_ERR_NOMEM;
     if (edge_worker_create(e, e->max_sessions, e->prefill_chunk, &e->worker) != HINGE_OK)
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "cannot start the compute worker");
     return open_fds(e, cfg, err, errlen);
@@ -442,7 +453,7 @@ void hinge_edge_destroy(hinge_edge *e)
     close_fd(&e->ep);
     SSL_CTX_free(e->tls);
     tp_destroy(e->tp);
-    model_free(e->m);
+    edge_models_free(e);
     free(e->sessions);
     free(e->conns);
     free(e->cuts);

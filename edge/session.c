@@ -21,6 +21,8 @@ enum { DRAIN_IDLE_MS = 2000 };
 
 static void session_release(edge_session *s)
 {
+    if (s->em)
+        edge_model_unpin(s->em);
     tail_destroy(s->t);
     free(s->hidden);
     free(s->rx);
@@ -35,18 +37,29 @@ void edge_sessions_free(hinge_edge *e)
     e->n_sessions = 0;
 }
 
-/* Checks the request against the model and the edge's limits. */
-static int check_req(const hinge_edge *e, const edge_session_req *rq, const char **code, char *detail,
-                     size_t detail_len)
+/* The model the request names, or 422 with the served ones in detail. */
+static edge_model *find_model(hinge_edge *e, const edge_session_req *rq, const char **code, char *detail,
+                              size_t detail_len)
 {
-    const model_hparams *hp = &e->m->hp;
-    if (CRYPTO_memcmp(rq->model_sha256, e->m->sha256, 32) != 0) {
+    edge_model *em = edge_model_by_sha(e, rq->model_sha256);
+    if (em)
+        return em;
+    size_t len = (size_t)snprintf(detail, detail_len, "this edge serves");
+    for (uint32_t i = 0; i < e->n_models && len < detail_len; i++) {
         char want[65];
-        edge_hex(e->m->sha256, 32, want);
-        *code = "model_mismatch";
-        hinge_fail(detail, detail_len, HINGE_ERR_INVALID, "this edge serves %s with sha256 %s", e->m->name, want);
-        return 422;
+        edge_hex(e->models[i].sha256, 32, want);
+        len += (size_t)snprintf(detail + len, detail_len - len, "%s %s with sha256 %s", i ? "," : "",
+                                e->models[i].file, want);
     }
+    *code = "model_mismatch";
+    return NULL;
+}
+
+/* Checks the request against the model and the edge's limits. */
+static int check_req(const hinge_edge *e, const model *m, const edge_session_req *rq, const char **code,
+                     char *detail, size_t detail_len)
+{
+    const model_hparams *hp = &m->hp;
     *code = "bad_request";
     if (rq->cut > hp->n_layer) {
         hinge_fail(detail, detail_len, HINGE_ERR_INVALID, "cut %u beyond the model's %u layers", rq->cut,
@@ -78,11 +91,11 @@ static edge_session *free_slot(hinge_edge *e)
 static hinge_status session_alloc(hinge_edge *e, edge_session *s, uint64_t skip, const char **code, char *detail,
                                   size_t detail_len)
 {
-    const model_hparams *hp = &e->m->hp;
+    const model_hparams *hp = &s->m->hp;
     /* max_batch 1: the session's own pass scratch goes unused (its steps run
      * in the worker's fwd_batch), so keep it small */
     tail_config tc = {.cut = s->cut, .ctx = s->ctx, .max_batch = 1, .pool = e->kv, .sp = s->sp};
-    hinge_status st = tail_create(e->m, e->tp, &tc, &s->t, detail, detail_len);
+    hinge_status st = tail_create(s->m, e->tp, &tc, &s->t, detail, detail_len);
     if (st != HINGE_OK)
         return st;
     tail_skip_samples(s->t, skip);
@@ -124,10 +137,10 @@ static int refuse(hinge_edge *e, edge_reject why, int http, const char **code, c
 int edge_session_open(hinge_edge *e, const edge_session_req *rq, const char *client, edge_session **out,
                       const char **code, char *detail, size_t detail_len)
 {
-    int http = check_req(e, rq, code, detail, detail_len);
-    if (http) {
+    edge_model *em = find_model(e, rq, code, detail, detail_len);
+    if (!em) {
         e->rejected[EDGE_REJ_INVALID]++;
-        return http;
+        return 422;
     }
     edge_session *s = free_slot(e);
     uint32_t held;
@@ -145,6 +158,11 @@ int edge_session_open(hinge_edge *e, const edge_session_req *rq, const char *cli
         snprintf(detail, detail_len, "this client holds %u sessions, its quota", held);
         return refuse(e, EDGE_REJ_QUOTA_SESSIONS, 429, code, "quota_sessions");
     }
+    int http = edge_model_ensure(e, em, code, detail, detail_len);
+    if (!http && (http = check_req(e, em->m, rq, code, detail, detail_len)) != 0)
+        e->rejected[EDGE_REJ_INVALID]++;
+    if (http)
+        return http;
     uint8_t raw[EDGE_SID_HEX / 2];
     if (RAND_bytes(raw, sizeof raw) != 1) {
         *code = "internal";
@@ -153,6 +171,7 @@ int edge_session_open(hinge_edge *e, const edge_session_req *rq, const char *cli
     }
     memset(s, 0, sizeof *s);
     edge_hex(raw, sizeof raw, s->id);
+    memcpy(s->id, e->instance_id, strlen(e->instance_id)); /* a proxy routes on it */
     s->cut = rq->cut;
     s->codec = rq->codec;
     s->ctx = rq->ctx;
@@ -161,6 +180,9 @@ int edge_session_open(hinge_edge *e, const edge_session_req *rq, const char *cli
     s->max_step = step < rq->ctx ? step : rq->ctx;
     s->sp = rq->sampling;
     s->last_ms = edge_now_ms();
+    s->em = em;
+    s->m = em->m;
+    edge_model_pin(em);
     *code = "out_of_memory";
     hinge_status st = session_alloc(e, s, rq->skip, code, detail, detail_len);
     if (st != HINGE_OK) {
@@ -172,7 +194,7 @@ int edge_session_open(hinge_edge *e, const edge_session_req *rq, const char *cli
     /* what the client is charged: its buffers and the KV cache the session
      * may grow to (paged: held as it grows, but promised now) */
     s->bytes = tail_bytes(s->t) + tail_kv_bytes_max(s->t) + s->rx_cap +
-               (size_t)s->max_step * e->m->hp.n_embd * sizeof(float);
+               (size_t)s->max_step * s->m->hp.n_embd * sizeof(float);
     if (e->client_kv_bytes && held_bytes + s->bytes > e->client_kv_bytes) {
         snprintf(detail, detail_len, "this session needs %zu bytes; the client's quota of %llu leaves %llu",
                  s->bytes, (unsigned long long)e->client_kv_bytes,
@@ -237,7 +259,8 @@ void edge_session_expire(hinge_edge *e, uint64_t now_ms)
     uint32_t idle = e->draining && e->session_ms > DRAIN_IDLE_MS ? DRAIN_IDLE_MS : e->session_ms;
     for (uint32_t i = 0; i < e->max_sessions; i++) {
         edge_session *s = &e->sessions[i];
-        if (!s->used || s->closing || s->busy || s->rx_owner)
+        /* a thin client's session (s->oa) is its request's: closed with it (openai.c) */
+        if (!s->used || s->closing || s->busy || s->rx_owner || s->oa)
             continue;
         const char *why = NULL;
         if (e->drain_ending) {

@@ -75,6 +75,11 @@ hinge_status tail_sample_rows(tail *t, const float *hidden, size_t n, float *log
     return s;
 }
 
+hinge_status tail_embed(tail *t, const int32_t *tokens, size_t n, float *hidden)
+{
+    return fwd_embed(t->f, tokens, n, hidden);
+}
+
 fwd_item tail_item(tail *t, uint32_t pos, uint32_t n, float *hidden, bool sample)
 {
     return (fwd_item){.f = t->f, .pos0 = pos, .n = n, .hidden = hidden, .logits = sample ? t->logits : NULL};

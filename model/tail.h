@@ -48,6 +48,11 @@ hinge_status tail_step(tail *t, uint32_t pos, size_t n, float *hidden, int32_t *
  * tail_step: the head alone. */
 hinge_status tail_logits(tail *t, const float *hidden, size_t n, float *logits);
 
+/* hidden[i] = the embedding of tokens[i] (a tail at cut 0 runs the whole
+ * model on them: the edge's thin clients). HINGE_ERR_RANGE for an id
+ * outside the vocabulary, detail in tail_errmsg. */
+hinge_status tail_embed(tail *t, const int32_t *tokens, size_t n, float *hidden);
+
 /* The tail's part of a batched step (batch.h): layers [k, N) on hidden
  * (n rows at pos .. pos+n-1, in place) and, when sample, the head of the
  * last row into the tail's logit row, for tail_sample once the batch ran.

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "request.h"
 
@@ -34,7 +35,11 @@ static void test_routes(void **state)
     assert_string_equal(sid, "");
     assert_int_equal(route("/v1/sessions/0123456789ABCDEF0123456789abcdef", sid), EDGE_ROUTE_SESSION);
     assert_string_equal(sid, "");
+    assert_int_equal(route("/v1/completions", sid), EDGE_ROUTE_OA_COMPLETIONS);
+    assert_int_equal(route("/v1/chat/completions", sid), EDGE_ROUTE_OA_CHAT);
+    assert_int_equal(route("/v1/models?x", sid), EDGE_ROUTE_OA_MODELS);
     static const char *const none[] = {
+        "/v1/completion", "/v1/chat/completions/", "/v1/chat", "/v1/models/x",
         "", "/", "/v1", "/v1/", "/v1/healthz", "/v2/health", "/v1/sessions/", "/v1/sessionsx",
         "/v1/sessions/" ID "/steps/", "/v1/sessions/" ID "/step", "/v1/sessions/" ID "/x/steps", "v1/health",
     };
@@ -110,12 +115,62 @@ static void test_parse_rejects(void **state)
     assert_int_equal(edge_parse_session_req(big, sizeof big, &r, err, sizeof err), HINGE_ERR_FORMAT);
 }
 
+/* clean(in, final) as a string, and the bytes used. */
+static size_t clean(const char *in, size_t n, bool final, char *out)
+{
+    size_t used = 0, len = edge_utf8_clean(in, n, final, out, &used);
+    out[len] = '\0';
+    return used;
+}
+
+static void test_utf8_clean(void **state)
+{
+    (void)state;
+    char out[64];
+    assert_int_equal(clean("h\xc3\xa9llo", 6, false, out), 6);
+    assert_string_equal(out, "h\xc3\xa9llo");
+    /* an unfinished character waits for the next token, unless final */
+    assert_int_equal(clean("h\xc3", 2, false, out), 1);
+    assert_string_equal(out, "h");
+    assert_int_equal(clean("\xf0\x9f\x98", 3, false, out), 0);
+    assert_int_equal(clean("\xf0\x9f\x98\x80", 4, false, out), 4);
+    assert_string_equal(out, "\xf0\x9f\x98\x80");
+    assert_int_equal(clean("h\xc3", 2, true, out), 2);
+    assert_string_equal(out, "h\xef\xbf\xbd");
+    /* not UTF-8: a stray byte, an overlong form, a surrogate, beyond U+10FFFF */
+    assert_int_equal(clean("a\xff" "b", 3, false, out), 3);
+    assert_string_equal(out, "a\xef\xbf\xbd" "b");
+    clean("\xc0\xaf", 2, false, out);
+    assert_string_equal(out, "\xef\xbf\xbd\xef\xbf\xbd");
+    clean("\xed\xa0\x80", 3, false, out);
+    assert_string_equal(out, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+    clean("\xf4\x90\x80\x80", 4, false, out);
+    assert_int_equal(strlen(out), 12);
+    /* whatever the bytes, jansson takes the result as a JSON string */
+    uint32_t x = 12345;
+    for (int t = 0; t < 20000; t++) {
+        char in[16];
+        size_t n = (size_t)(t % 16);
+        for (size_t i = 0; i < n; i++) {
+            x = x * 1664525u + 1013904223u;
+            in[i] = (char)(x >> 24);
+        }
+        char o[3 * sizeof in + 1];
+        size_t used = 0, len = edge_utf8_clean(in, n, t % 2 == 0, o, &used);
+        json_t *j = json_stringn(o, len);
+        if (!j || (t % 2 == 0 && used != n) || n - used > 3)
+            fail_msg("case %d: not taken (%zu of %zu bytes used)", t, used, n);
+        json_decref(j);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_routes),
         cmocka_unit_test(test_parse_ok),
         cmocka_unit_test(test_parse_rejects),
+        cmocka_unit_test(test_utf8_clean),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

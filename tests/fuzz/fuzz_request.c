@@ -23,9 +23,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(path, data, size);
     char sid[EDGE_SID_MAX];
     edge_route r = edge_route_path(path, size, sid);
-    if (r > EDGE_ROUTE_STEPS || strlen(sid) > EDGE_SID_HEX || (sid[0] && strlen(sid) != EDGE_SID_HEX))
+    if (r > EDGE_ROUTE_OA_MODELS || strlen(sid) > EDGE_SID_HEX || (sid[0] && strlen(sid) != EDGE_SID_HEX))
         __builtin_trap();
     free(path);
+
+    /* the streamed text's UTF-8 clean-up: all of it used when final, at most
+     * an unfinished character (3 bytes) left otherwise, never over 3n out */
+    char *clean = malloc(3 * size + 1);
+    if (!clean)
+        return 0;
+    for (int final = 0; final < 2; final++) {
+        size_t used = 0, len = edge_utf8_clean((const char *)data, size, final, clean, &used);
+        if (len > 3 * size || used > size || (final && used != size) || size - used > 3)
+            __builtin_trap();
+    }
+    free(clean);
 
     edge_session_req q;
     char err[HINGE_ERRMSG_MAX] = "";
@@ -62,6 +74,9 @@ int main(int argc, char **argv)
         "\"seed\":7}}",
         "/v1/sessions/0123456789abcdef0123456789abcdef/steps",
         "/v1/health?x",
+        "/metrics",
+        "/v1/chat/completions",
+        "h\xc3\xa9\xf0\x9f\x98",
         "{\"cut\":1e400,\"ctx\":-0,\"codec\":null}",
     };
     uint64_t rng = 42;
