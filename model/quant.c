@@ -325,6 +325,10 @@ const char *quant_kset_name(quant_kset k)
 
 void quant_dequant_row_k(quant_kset k, qtype t, const void *row, float *dst, size_t n)
 {
+    if (k != QUANT_KSET_SCALAR && quant_k_type(t)) {
+        quant_k_dequant_set(k, t, row, dst, n);
+        return;
+    }
 #if QUANT_HAVE_X86
     if (k != QUANT_KSET_SCALAR && !quant_k_type(t)) {
         quant_x86_dequant(t, row, dst, n);

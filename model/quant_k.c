@@ -85,14 +85,14 @@ static void deq_q5_k(const block_q5_k *b, float *y)
     }
 }
 
-static const int8_t IQ4_NL_VALUES[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+const int8_t quant_iq4_nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 static void deq_iq4_nl(const block_iq4_nl *b, float *y)
 {
     const float d = quant_f16_to_f32(b->d);
     for (int j = 0; j < QK_0 / 2; j++) {
-        y[j] = d * (float)IQ4_NL_VALUES[b->qs[j] & 0xF];
-        y[j + QK_0 / 2] = d * (float)IQ4_NL_VALUES[b->qs[j] >> 4];
+        y[j] = d * (float)quant_iq4_nl_values[b->qs[j] & 0xF];
+        y[j + QK_0 / 2] = d * (float)quant_iq4_nl_values[b->qs[j] >> 4];
     }
 }
 
@@ -137,6 +137,28 @@ static void neon_acc(const float *w, const float *x, size_t n, float acc[32])
 #endif
 
 typedef void (*acc_fn)(const float *w, const float *x, size_t n, float acc[32]);
+typedef void (*deq_fn)(qtype t, const void *row, float *dst, size_t n);
+
+#if QUANT_HAVE_X86
+static void deq_x86(qtype t, const void *row, float *dst, size_t n)
+{
+    if (t == QT_IQ4_NL)
+        quant_x86_k_iq4_nl(row, dst, n);
+    else
+        quant_k_dequant(t, row, dst, n);
+}
+#endif
+
+/* The set's decoder: the same bits as quant_k_dequant. */
+static deq_fn deq_of(quant_kset k)
+{
+    (void)k;
+#if QUANT_HAVE_X86
+    return deq_x86;
+#else
+    return quant_k_dequant;
+#endif
+}
 
 static acc_fn acc_of(quant_kset k)
 {
@@ -148,6 +170,11 @@ static acc_fn acc_of(quant_kset k)
 #else
     return NULL; /* no set but the scalar one, which does not come here */
 #endif
+}
+
+void quant_k_dequant_set(quant_kset k, qtype t, const void *row, float *dst, size_t n)
+{
+    deq_of(k)(t, row, dst, n);
 }
 
 /* The 32 lanes summed in a fixed tree. */
@@ -164,12 +191,12 @@ static float reduce32(const float a[32])
 
 /* One row against one column, decoding a block of up to QK_K weights at a
  * time (no scratch). */
-static float dot_blocks(acc_fn acc, qtype t, const uint8_t *row, const float *x, size_t n)
+static float dot_blocks(acc_fn acc, deq_fn deq, qtype t, const uint8_t *row, const float *x, size_t n)
 {
     float a[32] = {0}, buf[QK_K];
     for (size_t e = 0; e < n; e += QK_K) {
         const size_t c = n - e < QK_K ? n - e : QK_K;
-        quant_k_dequant(t, row + quant_row_bytes(t, e), buf, c);
+        deq(t, row + quant_row_bytes(t, e), buf, c);
         acc(buf, x + e, c, a);
     }
     return reduce32(a);
@@ -179,15 +206,16 @@ void quant_k_matmul(quant_kset k, qtype t, const void *w, size_t n, const float 
                     size_t r0, size_t r1, float *scratch)
 {
     const acc_fn acc = acc_of(k);
+    const deq_fn deq = deq_of(k);
     const size_t rb = quant_row_bytes(t, n);
     for (size_t r = r0; r < r1; r++) {
         const uint8_t *row = (const uint8_t *)w + r * rb;
         if (m == 1 || !scratch) {
             for (size_t j = 0; j < m; j++)
-                y[j * ldy + r] = dot_blocks(acc, t, row, x + j * n, n);
+                y[j * ldy + r] = dot_blocks(acc, deq, t, row, x + j * n, n);
             continue;
         }
-        quant_k_dequant(t, row, scratch, n);
+        deq(t, row, scratch, n);
         for (size_t j = 0; j < m; j++) {
             float a[32] = {0};
             acc(scratch, x + j * n, n, a);

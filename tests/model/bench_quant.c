@@ -76,7 +76,16 @@ static uint8_t *make_w(qtype t, size_t rows, size_t n)
             break;
         case QT_Q4_0: case QT_Q5_0: case QT_Q8_0: memcpy(w + p, &d, 2); break;
         case QT_Q6_K: memcpy(w + p + 208, &d, 2); break;
-        default: break; /* types not benchmarked here */
+        case QT_Q5_K: /* d, dmin */
+            memcpy(w + p, &d, 2);
+            memcpy(w + p + 2, &d, 2);
+            break;
+        case QT_Q2_K: /* d, dmin after scales and qs */
+            memcpy(w + p + 80, &d, 2);
+            memcpy(w + p + 82, &d, 2);
+            break;
+        case QT_Q3_K: memcpy(w + p + 108, &d, 2); break;
+        case QT_IQ4_NL: memcpy(w + p, &d, 2); break;
         }
     }
     return w;
@@ -169,6 +178,8 @@ int main(int argc, char **argv)
     } mv[] = {
         {QT_Q8_0, 262144, 640},  {QT_Q5_0, 262144, 640}, {QT_Q4_0, 262144, 1024}, {QT_Q4_K, 262144, 1024},
         {QT_Q6_K, 131072, 2048}, {QT_F16, 131072, 1024}, {QT_BF16, 131072, 1024}, {QT_F32, 65536, 1024},
+        /* quant_k.c's types: a portable decoder, then the set's multiply-adds */
+        {QT_Q5_K, 262144, 1024}, {QT_Q3_K, 262144, 1024}, {QT_Q2_K, 262144, 1024}, {QT_IQ4_NL, 262144, 1024},
     };
     printf("matvec       rows x n        MB");
     for (int s = 0; s < nsets; s++)
