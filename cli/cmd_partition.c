@@ -15,11 +15,13 @@ typedef struct part_opts {
     uint32_t prompt_len, new_tokens, min_cut;
     uint64_t mem_cap;
     double energy_weight;
+    uint32_t speculate;  /* most drafts; 0: not modelled */
+    double accept_rate;
     bool connected, cold_start, json, verbose;
 } part_opts;
 
 enum { O_DEVICE = 256, O_CHANNEL, O_EDGE, O_EDGE_LOAD, O_PROMPT_LEN, O_MIN_CUT, O_MEM_CAP, O_ENERGY, O_CODECS,
-       O_CONNECTED, O_COLD_START, O_JSON };
+       O_CONNECTED, O_COLD_START, O_JSON, O_SPECULATE, O_ACCEPT };
 
 static const struct option OPTIONS[] = {
     {"model", required_argument, NULL, 'm'},           {"device", required_argument, NULL, O_DEVICE},
@@ -30,6 +32,7 @@ static const struct option OPTIONS[] = {
     {"energy-weight", required_argument, NULL, O_ENERGY}, {"codecs", required_argument, NULL, O_CODECS},
     {"connected", no_argument, NULL, O_CONNECTED},     {"cold-start", no_argument, NULL, O_COLD_START},
     {"json", no_argument, NULL, O_JSON},               {"verbose", no_argument, NULL, 'v'},
+    {"speculate", required_argument, NULL, O_SPECULATE}, {"accept", required_argument, NULL, O_ACCEPT},
     {"help", no_argument, NULL, 'h'},                  {NULL, 0, NULL, 0},
 };
 
@@ -52,6 +55,8 @@ static void usage(FILE *out)
             "  --codecs LIST           wire codecs to consider, e.g. f32,f16,q8 (default f32,f16)\n"
             "  --connected             the edge connection is already open: no set-up cost\n"
             "  --cold-start            the device's weights are not paged in yet\n"
+            "  --speculate D           also model speculative lookahead with up to D drafts a step\n"
+            "  --accept A              ... each accepted with probability A (default 0.5)\n"
             "  --json                  one JSON object with every candidate instead of the table\n"
             "  -v, --verbose           the library's log down to DEBUG on stderr\n");
 }
@@ -75,6 +80,8 @@ static int parse_one(int c, const char *arg, void *user)
     case O_CONNECTED: o->connected = true; return 0;
     case O_COLD_START: o->cold_start = true; return 0;
     case O_JSON: o->json = true; return 0;
+    case O_SPECULATE: return cli_u32(arg, "--speculate", 15, &o->speculate);
+    case O_ACCEPT: return cli_f64(arg, "--accept", 0.0, 1.0, &o->accept_rate);
     case 'v': o->verbose = true; return 0;
     }
     return -1;
@@ -150,6 +157,14 @@ static int print_table(const char *text)
     printf("choice: k = %ld, codec %s: TTFT %.2f ms, TPOT %.3f ms, total %.2f ms; decision %.2f us\n", cut,
            str(j, "codec", "?"), num(ch, "ttft_ms"), num(ch, "tpot_ms"), num(ch, "total_ms"),
            num(j, "decision_us"));
+    for (size_t i = 0; i < json_array_size(cands); i++) {
+        json_t *p = json_array_get(cands, i), *sp = json_object_get(p, "speculate");
+        if (json_is_object(sp))
+            printf("speculate at k = %ld: %ld drafts (acceptance %.2f): %.2f tokens per round trip, TPOT %.3f ms "
+                   "(without: %.3f)\n", (long)json_integer_value(json_object_get(p, "cut")),
+                   (long)json_integer_value(json_object_get(sp, "drafts")), num(sp, "accept_rate"),
+                   num(sp, "tokens_per_round_trip"), num(sp, "tpot_ms"), num(p, "tpot_ms"));
+    }
     json_decref(j);
     return 0;
 }
@@ -177,6 +192,8 @@ int cmd_partition(int argc, char **argv)
     c.codecs = o.codecs;
     c.connected = o.connected;
     c.cold_start = o.cold_start;
+    c.speculate = o.speculate;
+    c.accept_rate = o.accept_rate;
     char *json = NULL;
     hinge_status s = hinge_partition_plan(m, &c, &json);
     if (s != HINGE_OK)

@@ -13,7 +13,11 @@
  *    "tpot_ms", "total_ms", "energy_j", "objective", "up_bytes",
  *    "down_bytes", "device_mem_mb", "ttft_split", "tpot_split"}, a split
  *    {"device_ms", "network_ms", "edge_ms", "queue_ms"}; null for a figure
- *    that is not finite. */
+ *    that is not finite. With speculate > 0, a split candidate also has
+ *    "speculate": {"drafts", "accept_rate", "tokens_per_round_trip",
+ *    "tpot_ms"}: a decode step of m rows costs network + queue + m (device +
+ *    edge) of its one-row step (compute linear in rows: the case least
+ *    favourable to speculation), and part_spec_choose picks the drafts. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +36,8 @@ typedef struct plan {
     part_inputs in;
     part_prediction table[PART_MAX_LAYERS + 1];
     part_decision dec;
+    uint32_t speculate;   /* most drafts; 0: not modelled */
+    double accept_rate;
     double decide_us; /* one decision, the mean of DECIDE_REPS */
     char err[HINGE_ERRMSG_MAX];
 } plan;
@@ -101,6 +107,11 @@ static hinge_status set_request(plan *p, const hinge_plan_config *c)
     if (!(c->energy_weight >= 0) || !isfinite(c->energy_weight))
         return hinge_fail(p->err, sizeof p->err, HINGE_ERR_INVALID, "energy_weight %g is not a number >= 0",
                           c->energy_weight);
+    if (c->speculate > TX_VERIFY_MAX - 1 || !(c->accept_rate >= 0 && c->accept_rate <= 1))
+        return hinge_fail(p->err, sizeof p->err, HINGE_ERR_INVALID, "speculate %u (at most %d) or accept_rate %g "
+                          "(0..1) out of range", c->speculate, TX_VERIFY_MAX - 1, c->accept_rate);
+    p->speculate = c->speculate;
+    p->accept_rate = c->accept_rate > 0 ? c->accept_rate : 0.5;
     if (c->codecs)
         return part_codec_mask_parse(c->codecs, &p->in.pol.codec_mask, p->err, sizeof p->err);
     return HINGE_OK;
@@ -131,15 +142,28 @@ static json_t *split_json(const part_split *s)
                      num(s->network_s * 1e3), "edge_ms", num(s->edge_s * 1e3), "queue_ms", num(s->queue_s * 1e3));
 }
 
-static json_t *pred_json(const part_prediction *p)
+/* The "speculate" member of a split candidate (see the top of the file). */
+static json_t *spec_json(const part_prediction *p, uint32_t max_d, double alpha)
 {
-    return json_pack("{s:I, s:s, s:b, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "cut",
+    double fixed = p->tpot.network_s + p->tpot.queue_s, row = p->tpot.device_s + p->tpot.edge_s;
+    uint32_t d = part_spec_choose(alpha, fixed, row, max_d);
+    double e = part_spec_tokens(alpha, d);
+    return json_pack("{s:I, s:f, s:f, s:o}", "drafts", (json_int_t)d, "accept_rate", alpha, "tokens_per_round_trip", e,
+                     "tpot_ms", num((fixed + (d + 1) * row) / e * 1e3));
+}
+
+static json_t *pred_json(const plan *pl, const part_prediction *p)
+{
+    json_t *j = json_pack("{s:I, s:s, s:b, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "cut",
                      (json_int_t)p->cut, "codec", part_codec_name(p->codec), "feasible", p->why == PART_OK, "why",
                      part_infeasible_name(p->why), "setup_ms", num(p->setup_s * 1e3), "ttft_ms", num(p->ttft_s * 1e3),
                      "tpot_ms", num(p->tpot_s * 1e3), "total_ms", num(p->total_s * 1e3), "energy_j", num(p->energy_j),
                      "objective", num(p->objective), "up_bytes", num(p->up_bytes), "down_bytes", num(p->down_bytes),
                      "device_mem_mb", num(p->device_mem_bytes / 1048576.0), "ttft_split", split_json(&p->ttft),
                      "tpot_split", split_json(&p->tpot));
+    if (j && pl->speculate && p->cut < pl->model.n_layer && p->why == PART_OK)
+        json_object_set_new(j, "speculate", spec_json(p, pl->speculate, pl->accept_rate));
+    return j;
 }
 
 /* The document (see the top of the file); NULL when out of memory. */
@@ -148,7 +172,7 @@ static char *plan_json(const plan *p)
     const part_inputs *in = &p->in;
     json_t *cands = json_array();
     for (uint32_t k = 0; cands && k <= p->model.n_layer; k++)
-        if (json_array_append_new(cands, pred_json(&p->table[k])) != 0) {
+        if (json_array_append_new(cands, pred_json(p, &p->table[k])) != 0) {
             json_decref(cands);
             return NULL;
         }
@@ -159,7 +183,7 @@ static char *plan_json(const plan *p)
         (json_int_t)in->req.new_tokens, "connected", in->req.connected, "policy", "min_cut",
         (json_int_t)in->pol.min_cut, "mem_cap_bytes", in->pol.mem_cap_bytes, "energy_weight", in->pol.energy_weight,
         "cut", (json_int_t)p->dec.cut, "codec", part_codec_name(p->dec.codec), "decision_us", p->decide_us, "chosen",
-        pred_json(&p->dec.chosen), "candidates", cands);
+        pred_json(p, &p->dec.chosen), "candidates", cands);
     char *text = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
     json_decref(j);
     return text;

@@ -429,6 +429,11 @@ typedef struct hinge_plan_config {
     const char *codecs;          /* "f32,f16,q8" (NULL: f32 and f16; q8 only when asked for) */
     int connected;               /* the edge connection is already open */
     int cold_start;              /* the device's weights are not paged in yet */
+    /* Speculative lookahead (added in 0.2; older structs get 0): with speculate > 0 every split candidate
+       also gets "speculate": the draft length that pays (0..speculate), the tokens per round trip it
+       expects and its time per output token, for drafts accepted with probability accept_rate. */
+    uint32_t speculate;          /* most drafts per step, at most 15; 0: not modelled */
+    double accept_rate;          /* a draft's acceptance, in [0, 1]; 0: 0.5 */
 } hinge_plan_config;
 
 void hinge_plan_config_init(hinge_plan_config *c);

@@ -119,6 +119,43 @@ static void test_plan_local(void **state)
     json_decref(j);
 }
 
+/* Speculative lookahead modelled per split candidate: over LTE (50 ms round
+ * trips) drafts that are mostly accepted pay; none accepted, none sent. */
+static void test_plan_speculate(void **state)
+{
+    hinge_model *m = *state;
+    hinge_plan_config c;
+    hinge_plan_config_init(&c);
+    c.device_profile = DEVICE;
+    c.edge_profile = EDGE;
+    c.channel_profile = PROFILES "/channels/lte.json";
+    c.speculate = 6;
+    c.accept_rate = 0.9;
+    json_t *j = plan_ok(m, &c);
+    json_t *cands = json_object_get(j, "candidates");
+    json_t *k1 = json_array_get(cands, 1), *sp = json_object_get(k1, "speculate");
+    assert_true(json_is_object(sp));
+    assert_in_range(json_integer_value(json_object_get(sp, "drafts")), 1, 6);
+    assert_true(json_number_value(json_object_get(sp, "tokens_per_round_trip")) > 1.5);
+    assert_true(json_number_value(json_object_get(sp, "tpot_ms")) < json_number_value(json_object_get(k1, "tpot_ms")));
+    assert_null(json_object_get(json_array_get(cands, n_layer(m)), "speculate")); /* local: no edge to verify */
+    json_decref(j);
+
+    c.accept_rate = 1e-9; /* 0 would mean the default */
+    j = plan_ok(m, &c);
+    sp = json_object_get(json_array_get(json_object_get(j, "candidates"), 1), "speculate");
+    assert_int_equal(json_integer_value(json_object_get(sp, "drafts")), 0);
+    json_decref(j);
+
+    char *text = NULL;
+    c.speculate = 16;
+    assert_int_equal(hinge_partition_plan(m, &c, &text), HINGE_ERR_INVALID);
+    c.speculate = 6;
+    c.accept_rate = 1.5;
+    assert_int_equal(hinge_partition_plan(m, &c, &text), HINGE_ERR_INVALID);
+    assert_null(text);
+}
+
 static void test_plan_errors(void **state)
 {
     hinge_model *m = *state;
@@ -272,7 +309,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plan_split),   cmocka_unit_test(test_plan_local),
-        cmocka_unit_test(test_plan_errors),  cmocka_unit_test(test_profile_measure),
+        cmocka_unit_test(test_plan_speculate), cmocka_unit_test(test_plan_errors),
+        cmocka_unit_test(test_profile_measure),
         cmocka_unit_test(test_profile_vulkan), cmocka_unit_test(test_profile_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
