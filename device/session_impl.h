@@ -60,6 +60,7 @@ struct hinge_session {
     tx_codec codec;
     uint32_t ctx;
     bool remote;           /* layers [cut, N) on the edge */
+    uint64_t noise_seed;   /* cfg.noise_seed, or a random one */
     /* front */
     fwd_ctx *front;        /* CPU: [0, cut) */
     dev_ctx *vk;           /* Vulkan: [0, cut) */

@@ -381,6 +381,24 @@ hinge_status fwd_layers(fwd_ctx *f, uint32_t pos0, size_t n, float *hidden)
     return HINGE_OK;
 }
 
+hinge_status fwd_cache_copy(fwd_ctx *dst, const fwd_ctx *src, uint32_t pos0, uint32_t n)
+{
+    if (dst->m != src->m || dst->a != src->a || dst->b != src->b)
+        return hinge_fail(dst->errmsg, sizeof dst->errmsg, HINGE_ERR_INVALID, "cache copy between different contexts");
+    if ((uint64_t)pos0 + n > dst->ctx || (uint64_t)pos0 + n > src->ctx)
+        return hinge_fail(dst->errmsg, sizeof dst->errmsg, HINGE_ERR_RANGE, "cache copy of positions [%u, %llu)",
+                          pos0, (unsigned long long)pos0 + n);
+    const model_hparams *hp = &dst->m->hp;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, v_dim = (size_t)hp->n_head_kv * hp->head_dim_v;
+    for (size_t l = 0; l < (size_t)(dst->b - dst->a); l++) {
+        memcpy(dst->k_cache + (l * dst->ctx + pos0) * kv_dim, src->k_cache + (l * src->ctx + pos0) * kv_dim,
+               n * kv_dim * sizeof(float));
+        memcpy(dst->v_cache + (l * dst->ctx + pos0) * v_dim, src->v_cache + (l * src->ctx + pos0) * v_dim,
+               n * v_dim * sizeof(float));
+    }
+    return HINGE_OK;
+}
+
 hinge_status fwd_head(fwd_ctx *f, const float *hidden, size_t n, float *logits)
 {
     const model *m = f->m;

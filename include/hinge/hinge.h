@@ -199,6 +199,11 @@ typedef struct hinge_session_config {
                                           for the session's life */
     uint32_t n_fallback_edges;
     int no_local_fallback;  /* nonzero: when no edge answers, fail rather than finish on this device */
+    /* Privacy (docs/privacy.md; fields added in 0.2). */
+    float wire_noise;       /* Gaussian noise added to the boundary rows before they are encoded, wherever rows
+                               cross the cut (an edge, or a fixed cut in-process): its standard deviation
+                               relative to each row's RMS; 0: none */
+    uint64_t noise_seed;    /* the noise's seed; 0: a fresh random one per session (the edge must not know it) */
 } hinge_session_config;
 
 /* Fills c with the defaults: local, cut HINGE_CUT_ALL, CPU, f32 wire, greedy. */
