@@ -17,8 +17,10 @@ typedef struct gen_opts {
     const char *edges[MAX_EDGES]; /* --edge, in order: edge is edges[0] */
     uint32_t n_edges, timeout_ms;
     bool no_local_fallback;
-    const char *device, *channel, *edge_profile;
+    const char *device, *channel, *edge_profile, *privacy_profile;
     uint32_t n_new, ctx, min_cut, threads;
+    float noise, max_recovery;
+    uint64_t noise_seed;
     uint64_t mem_cap;
     double energy_weight;
     int cut; /* -3: unset */
@@ -33,7 +35,7 @@ enum { CUT_UNSET = -3 };
 
 enum { O_TEMP = 256, O_TOPK, O_TOPP, O_SEED, O_JSON, O_THREADS, O_CTX, O_IGNORE_EOS, O_BACKEND, O_CUT, O_EDGE,
        O_WIRE, O_CACERT, O_DEVICE, O_CHANNEL, O_EDGE_PROFILE, O_MIN_CUT, O_MEM_CAP, O_ENERGY, O_CODECS, O_TIMEOUT,
-       O_NO_LOCAL };
+       O_NO_LOCAL, O_NOISE, O_NOISE_SEED, O_MAX_RECOVERY, O_PRIVACY_PROFILE };
 
 static const struct option OPTIONS[] = {
     {"model", required_argument, NULL, 'm'},     {"prompt", required_argument, NULL, 'p'},
@@ -49,6 +51,9 @@ static const struct option OPTIONS[] = {
     {"min-cut", required_argument, NULL, O_MIN_CUT}, {"mem-cap", required_argument, NULL, O_MEM_CAP},
     {"energy-weight", required_argument, NULL, O_ENERGY}, {"codecs", required_argument, NULL, O_CODECS},
     {"timeout-ms", required_argument, NULL, O_TIMEOUT}, {"no-local-fallback", no_argument, NULL, O_NO_LOCAL},
+    {"noise", required_argument, NULL, O_NOISE}, {"noise-seed", required_argument, NULL, O_NOISE_SEED},
+    {"max-recovery", required_argument, NULL, O_MAX_RECOVERY},
+    {"privacy-profile", required_argument, NULL, O_PRIVACY_PROFILE},
     {"verbose", no_argument, NULL, 'v'},          {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -73,6 +78,10 @@ static void usage(FILE *out)
             "  --cut K|auto          layers on this device; auto: the partitioner decides\n"
             "  --wire f32|f16|q8     activation codec on the wire (default f32: exact)\n"
             "  --cacert FILE         PEM certificate(s) to trust for the edge\n"
+            "  --noise S             privacy: Gaussian noise on the rows sent at the cut, std S times each row's\n"
+            "                        RMS (docs/privacy.md); --noise-seed N fixes its seed (default: random)\n"
+            "  --max-recovery R      privacy policy: no (cut, wire, noise) whose measured token recovery is over R\n"
+            "                        (0..1); needs --privacy-profile FILE (profiles/privacy/)\n"
             "  --cut auto takes: --device FILE (required) [--channel FILE (required with --edge)]\n"
             "                    [--edge-profile FILE] [--min-cut K] [--mem-cap BYTES] [--energy-weight W]\n"
             "                    [--codecs f32,f16,q8]\n"
@@ -130,6 +139,10 @@ static int parse_one(int c, const char *arg, void *user)
     case O_MEM_CAP: return cli_u64(arg, "--mem-cap", &o->mem_cap);
     case O_ENERGY: return cli_f64(arg, "--energy-weight", 0.0, 1e6, &o->energy_weight);
     case O_CODECS: o->codecs = arg; return 0;
+    case O_NOISE: return cli_f32(arg, "--noise", 0.0f, 100.0f, &o->noise);
+    case O_NOISE_SEED: return cli_u64(arg, "--noise-seed", &o->noise_seed);
+    case O_MAX_RECOVERY: return cli_f32(arg, "--max-recovery", 0.0f, 1.0f, &o->max_recovery);
+    case O_PRIVACY_PROFILE: o->privacy_profile = arg; return 0;
     case 'v': o->verbose = true; return 0;
     }
     return -1;
@@ -278,6 +291,10 @@ static int make_config(const gen_opts *o, uint32_t n_prompt, hinge_session_confi
     c->channel_profile = o->channel;
     c->edge_profile = o->edge_profile;
     c->min_cut = o->min_cut;
+    c->wire_noise = o->noise;
+    c->noise_seed = o->noise_seed;
+    c->max_recovery = o->max_recovery;
+    c->privacy_profile = o->privacy_profile;
     c->mem_limit = o->mem_cap;
     c->energy_weight = o->energy_weight;
     c->codecs = o->codecs ? o->codecs : (o->cut == HINGE_CUT_AUTO ? o->wire : NULL); /* --wire with auto: that codec */

@@ -16,7 +16,55 @@ typedef struct auto_inputs {
     part_channel prior, live;
     part_edge_load load;
     bool have_edge; /* cfg.edge_profile, or the edge's served one */
+    part_privacy priv; /* cfg.privacy_profile, with cfg.max_recovery */
 } auto_inputs;
+
+/* The model's privacy profile (cfg.max_recovery): it must be this model's. */
+static hinge_status load_privacy(hinge_session *s, part_privacy *p, char *err, size_t errlen)
+{
+    const hinge_session_config *c = &s->cfg;
+    if (!c->privacy_profile)
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "max_recovery needs privacy_profile (the model's measured "
+                          "recovery: hinge experiment privacy, profiles/privacy/)");
+    hinge_status st = part_privacy_load(c->privacy_profile, p, err, errlen);
+    if (st == HINGE_OK)
+        st = api_model_hash(s->hm, err, errlen);
+    char ours[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(ours + 2 * i, 3, "%02x", s->m->sha256[i]);
+    if (st == HINGE_OK && strcmp(p->sha256, ours) != 0)
+        st = hinge_fail(err, errlen, HINGE_ERR_INVALID, "the privacy profile %s is for another model (sha256 %.12s, "
+                        "ours %.12s)", c->privacy_profile, p->sha256, ours);
+    return st;
+}
+
+static part_policy policy(const hinge_session_config *c, const part_privacy *priv)
+{
+    return (part_policy){.min_cut = c->min_cut, .mem_cap_bytes = (double)c->mem_limit,
+                         .energy_weight = c->energy_weight, .max_recovery = c->max_recovery,
+                         .noise = c->wire_noise, .privacy = priv};
+}
+
+hinge_status auto_check_privacy(hinge_session *s, char *err, size_t errlen)
+{
+    const hinge_session_config *c = &s->cfg;
+    if (!(c->max_recovery > 0.0f) || c->cut < 0 || s->cut >= s->m->hp.n_layer)
+        return HINGE_OK;
+    part_privacy *p = malloc(sizeof *p);
+    hinge_status st = p ? load_privacy(s, p, err, errlen) : hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
+    part_policy pol = policy(c, p);
+    if (st == HINGE_OK && !part_privacy_allows(&pol, s->cut, s->m->hp.n_layer, (part_codec)s->codec)) {
+        double rec = part_privacy_recovery(p, s->cut, (part_codec)s->codec, c->wire_noise);
+        st = rec < 0 ? hinge_fail(err, errlen, HINGE_ERR_INVALID, "cut %u, %s, noise %g: not measured in the "
+                                  "privacy profile, so over the policy", s->cut, tx_codec_name(s->codec),
+                                  (double)c->wire_noise)
+                     : hinge_fail(err, errlen, HINGE_ERR_INVALID, "cut %u, %s, noise %g: measured token recovery "
+                                  "%.3f is over the policy's %.3f", s->cut, tx_codec_name(s->codec),
+                                  (double)c->wire_noise, rec, (double)c->max_recovery);
+    }
+    free(p);
+    return st;
+}
 
 static hinge_status load_inputs(hinge_session *s, auto_inputs *in, char *err, size_t errlen)
 {
@@ -36,6 +84,8 @@ static hinge_status load_inputs(hinge_session *s, auto_inputs *in, char *err, si
     if (st == HINGE_OK && c->edge_url)
         st = part_channel_load(c->channel_profile, &in->prior, err, errlen);
     in->have_edge = c->edge_profile != NULL;
+    if (st == HINGE_OK && c->max_recovery > 0.0f)
+        st = load_privacy(s, &in->priv, err, errlen);
     return st;
 }
 
@@ -128,8 +178,7 @@ hinge_status auto_decide(hinge_session *s, uint32_t n_prompt, char *err, size_t 
     part_inputs pi = {.model = &in->pm, .device = &in->dev, .edge = split ? &in->edge : NULL, .load = in->load,
                       .channel = split ? &in->live : NULL,
                       .req = {.prompt_len = n_prompt, .new_tokens = c->max_new_hint ? c->max_new_hint : 64},
-                      .pol = {.min_cut = c->min_cut, .mem_cap_bytes = (double)c->mem_limit,
-                              .energy_weight = c->energy_weight}};
+                      .pol = policy(c, &in->priv)};
     if (st == HINGE_OK && c->codecs)
         st = part_codec_mask_parse(c->codecs, &pi.pol.codec_mask, err, errlen);
     part_decision d;

@@ -56,8 +56,9 @@ static hinge_status check_config(hinge_session *s)
         return api_fail(HINGE_ERR_INVALID, "cut %d is under the privacy floor min_cut %u", c->cut, c->min_cut);
     if (c->min_cut > hp->n_layer)
         return api_fail(HINGE_ERR_INVALID, "min_cut %u is over the model's %u layers", c->min_cut, hp->n_layer);
-    if (!(c->wire_noise >= 0.0f && c->wire_noise <= 100.0f))
-        return api_fail(HINGE_ERR_INVALID, "wire_noise %g is not in [0, 100]", (double)c->wire_noise);
+    if (!(c->wire_noise >= 0.0f && c->wire_noise <= 100.0f) || !(c->max_recovery >= 0.0f && c->max_recovery <= 1.0f))
+        return api_fail(HINGE_ERR_INVALID, "wire_noise %g or max_recovery %g out of range ([0, 100], [0, 1])",
+                        (double)c->wire_noise, (double)c->max_recovery);
     if (!(c->temperature >= 0.0f) || !(c->top_p >= 0.0f) || c->top_p > 1.0f || c->top_k > hp->n_vocab)
         return api_fail(HINGE_ERR_INVALID, "sampling: temperature %g, top_p %g, top_k %u out of range",
                         (double)c->temperature, (double)c->top_p, c->top_k);
@@ -163,6 +164,8 @@ static hinge_status build(hinge_session *s)
     if (st != HINGE_OK)
         return hinge_fail(s->err, sizeof s->err, st, "cannot start %d threads", s->cfg.n_threads);
     if (s->remote && (st = api_model_hash(s->hm, s->err, sizeof s->err)) != HINGE_OK)
+        return st;
+    if ((st = auto_check_privacy(s, s->err, sizeof s->err)) != HINGE_OK)
         return st;
     if (s->cfg.cut == HINGE_CUT_AUTO) {
         uint32_t hint = s->cfg.prompt_hint ? s->cfg.prompt_hint : 128;

@@ -10,7 +10,7 @@
 #include "forward.h"
 #include "quant.h"
 
-enum { DEF_FIRST = 16, WIDEN = 8, CAL_SEQS = 64 };
+enum { DEF_FIRST = 16, WIDEN = 8, CAL_SEQS = 32 };
 
 struct atk {
     const model *m;

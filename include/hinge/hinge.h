@@ -204,6 +204,12 @@ typedef struct hinge_session_config {
                                cross the cut (an edge, or a fixed cut in-process): its standard deviation
                                relative to each row's RMS; 0: none */
     uint64_t noise_seed;    /* the noise's seed; 0: a fresh random one per session (the edge must not know it) */
+    float max_recovery;     /* privacy policy: never a (cut, wire, wire_noise) whose measured token recovery
+                               (privacy_profile) is over this fraction; unmeasured ones are refused. A fixed cut
+                               over it fails with HINGE_ERR_INVALID; HINGE_CUT_AUTO picks among the allowed.
+                               0: no policy */
+    const char *privacy_profile; /* the model's privacy profile (hinge experiment privacy; profiles/privacy/);
+                                    required with max_recovery */
 } hinge_session_config;
 
 /* Fills c with the defaults: local, cut HINGE_CUT_ALL, CPU, f32 wire, greedy. */

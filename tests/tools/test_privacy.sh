@@ -5,7 +5,9 @@
 #   prompt tokens come back (the issue's bar; the attack gets them all);
 # - strong noise lowers recovery and its perplexity cost is reported;
 # - the CSV has the documented columns, the JSON summary its cells, and the
-#   plot script draws both PNGs from them.
+#   plot script draws both PNGs from them;
+# - the JSON is a privacy profile: hinge generate --max-recovery refuses a
+#   fixed cut it shows over the policy.
 set -uo pipefail
 hinge=$1 shared=$2 src=$3
 stories="$shared/models/stories260K.gguf"
@@ -51,6 +53,18 @@ py=/usr/bin/python3 # Debian's, where scripts/setup installs python3-matplotlib
 [ -x "$py" ] || py=python3
 check "the plot script draws both PNGs" "$py" "$src/scripts/privacy-plot" "$tmp/out"
 check "the PNGs are there" test -s "$tmp/out/recovery_vs_cut.png" -a -s "$tmp/out/recovery_vs_cost.png"
+
+# The policy with a fixed cut: hinge generate refuses a (cut, wire, noise)
+# the profile measured over --max-recovery, or did not measure at all.
+gen() { "$hinge" generate --model "$stories" --prompt "Once" -n 4 --temp 0 --privacy-profile "$tmp/out/privacy.json" "$@" \
+  >/dev/null 2>"$tmp/gen.err"; }
+refused() { ! gen "$@"; }
+check "over the policy: refused" refused --cut 1 --max-recovery 0.9
+check "the refusal says why" grep -q "over the policy" "$tmp/gen.err"
+check "unmeasured (q8): refused" refused --cut 1 --wire q8 --max-recovery 0.9
+check "noise 2 brings k=1 under 0.9: allowed" gen --cut 1 --noise 2 --max-recovery 0.9
+check "everything on the device: allowed" gen --cut 5 --max-recovery 0.01
+check "a policy needs a profile" bash -c "! '$hinge' generate --model '$stories' --prompt Once -n 2 --cut 1 --max-recovery 0.5 >/dev/null 2>&1"
 
 check "bad arguments are usage errors" bash -c "'$hinge' experiment privacy --model '$stories' --cuts 1 --codecs f64 \
   --noise 0 --out '$tmp/x' >/dev/null 2>&1; test \$? -eq 2"
