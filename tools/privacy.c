@@ -239,8 +239,10 @@ static void emit(run_ctx *r, const cell *c)
     else
         fprintf(r->csv, ",,,\n");
     fflush(r->csv);
+    char noise[32];
+    snprintf(noise, sizeof noise, "%g", (double)c->noise); /* 0.01, not the float's 0.0099999998 */
     json_t *j = json_pack("{s:i, s:s, s:f, s:f, s:f, s:i, s:f, s:f, s:i}", "cut", (int)c->cut, "codec",
-                          cli_wire_name(c->wire), "noise", (double)c->noise, "token_recovery", rec, "exact_prompt",
+                          cli_wire_name(c->wire), "noise", strtod(noise, NULL), "token_recovery", rec, "exact_prompt",
                           exact, "positions", (int)c->positions, "attack_s_per_position", per,
                           "candidates_per_position", cand, "widened", (int)c->widened);
     if (j && c->utility) {

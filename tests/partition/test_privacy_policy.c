@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <dirent.h>
 
 #include "part_fixture.h"
 
@@ -147,12 +148,41 @@ static void test_policy_binds(void **state)
     assert_int_equal(part_decide(&f->in, f->table, N + 1, &f->d, f->err, sizeof f->err), HINGE_ERR_INVALID);
 }
 
+/* Every shipped profile (profiles/privacy/) loads, and its recovery falls
+ * from k = 0 (the embeddings: all of it) to the deepest cut measured. */
+static void test_shipped_profiles(void **state)
+{
+    (void)state;
+    const char *dir = HINGE_SOURCE_DIR "/profiles/privacy";
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    part_privacy *p = malloc(sizeof *p);
+    assert_non_null(p);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        size_t len = strlen(e->d_name);
+        if (len < 6 || strcmp(e->d_name + len - 5, ".json") != 0)
+            continue;
+        char path[512], err[HINGE_ERRMSG_MAX];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (part_privacy_load(path, p, err, sizeof err) != HINGE_OK)
+            fail_msg("%s: %s", path, err);
+        assert_int_equal(strlen(p->sha256), 64);
+        assert_true(part_privacy_recovery(p, 0, PART_CODEC_F32, 0.0) >= 0.99);
+        n++;
+    }
+    closedir(d);
+    free(p);
+    assert_true(n >= 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_load_and_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policy_never_exceeded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policy_binds, setup, teardown),
+        cmocka_unit_test(test_shipped_profiles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
