@@ -19,22 +19,20 @@ typedef struct auto_inputs {
     part_privacy priv; /* cfg.privacy_profile, with cfg.max_recovery */
 } auto_inputs;
 
-/* The model's privacy profile (cfg.max_recovery): it must be this model's. */
-static hinge_status load_privacy(hinge_session *s, part_privacy *p, char *err, size_t errlen)
+hinge_status auto_load_privacy(hinge_model *hm, const char *path, part_privacy *p, char *err, size_t errlen)
 {
-    const hinge_session_config *c = &s->cfg;
-    if (!c->privacy_profile)
+    if (!path)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "max_recovery needs privacy_profile (the model's measured "
                           "recovery: hinge experiment privacy, profiles/privacy/)");
-    hinge_status st = part_privacy_load(c->privacy_profile, p, err, errlen);
+    hinge_status st = part_privacy_load(path, p, err, errlen);
     if (st == HINGE_OK)
-        st = api_model_hash(s->hm, err, errlen);
+        st = api_model_hash(hm, err, errlen);
     char ours[65];
     for (int i = 0; i < 32; i++)
-        snprintf(ours + 2 * i, 3, "%02x", s->m->sha256[i]);
+        snprintf(ours + 2 * i, 3, "%02x", hm->m->sha256[i]);
     if (st == HINGE_OK && strcmp(p->sha256, ours) != 0)
         st = hinge_fail(err, errlen, HINGE_ERR_INVALID, "the privacy profile %s is for another model (sha256 %.12s, "
-                        "ours %.12s)", c->privacy_profile, p->sha256, ours);
+                        "ours %.12s)", path, p->sha256, ours);
     return st;
 }
 
@@ -51,7 +49,8 @@ hinge_status auto_check_privacy(hinge_session *s, char *err, size_t errlen)
     if (!(c->max_recovery > 0.0f) || c->cut < 0 || s->cut >= s->m->hp.n_layer)
         return HINGE_OK;
     part_privacy *p = malloc(sizeof *p);
-    hinge_status st = p ? load_privacy(s, p, err, errlen) : hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
+    hinge_status st = p ? auto_load_privacy(s->hm, c->privacy_profile, p, err, errlen)
+                        : hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
     part_policy pol = policy(c, p);
     if (st == HINGE_OK && !part_privacy_allows(&pol, s->cut, s->m->hp.n_layer, (part_codec)s->codec)) {
         double rec = part_privacy_recovery(p, s->cut, (part_codec)s->codec, c->wire_noise);
@@ -85,7 +84,7 @@ static hinge_status load_inputs(hinge_session *s, auto_inputs *in, char *err, si
         st = part_channel_load(c->channel_profile, &in->prior, err, errlen);
     in->have_edge = c->edge_profile != NULL;
     if (st == HINGE_OK && c->max_recovery > 0.0f)
-        st = load_privacy(s, &in->priv, err, errlen);
+        st = auto_load_privacy(s->hm, c->privacy_profile, &in->priv, err, errlen);
     return st;
 }
 

@@ -116,6 +116,9 @@ hinge_status sess_step(hinge_session *s, const int32_t *tokens, size_t n, int32_
  * edge's profile and load first. Creates s->est when the decision is to
  * split. Detail in err. */
 hinge_status auto_decide(hinge_session *s, uint32_t n_prompt, char *err, size_t errlen);
+/* The model's privacy profile at path (max_recovery): it must be hm's
+ * (its sha256). Detail in err. */
+hinge_status auto_load_privacy(hinge_model *hm, const char *path, part_privacy *p, char *err, size_t errlen);
 /* A fixed cut under cfg.max_recovery: HINGE_ERR_INVALID when the privacy
  * profile does not show its (cut, codec, noise) within the policy. */
 hinge_status auto_check_privacy(hinge_session *s, char *err, size_t errlen);

@@ -377,6 +377,10 @@ typedef struct hinge_plan_config {
     const char *codecs;          /* "f32,f16,q8" (NULL: f32 and f16; q8 only when asked for) */
     int connected;               /* the edge connection is already open */
     int cold_start;              /* the device's weights are not paged in yet */
+    /* The privacy policy, as hinge_session_config's (added in 0.2). */
+    float max_recovery;          /* 0: none */
+    float wire_noise;            /* the session's noise the policy reads the profile at */
+    const char *privacy_profile; /* required with max_recovery */
 } hinge_plan_config;
 
 void hinge_plan_config_init(hinge_plan_config *c);

@@ -66,6 +66,21 @@ check "noise 2 brings k=1 under 0.9: allowed" gen --cut 1 --noise 2 --max-recove
 check "everything on the device: allowed" gen --cut 5 --max-recovery 0.01
 check "a policy needs a profile" bash -c "! '$hinge' generate --model '$stories' --prompt Once -n 2 --cut 1 --max-recovery 0.5 >/dev/null 2>&1"
 
+# hinge partition reads the same profile: with noise 2 only k=1 (measured at
+# 0.707) is within 0.9; every other split is refused, k=N stays possible.
+"$hinge" partition --model "$stories" --device "$src/profiles/devices/snapdragon-8-gen3.json" \
+  --channel "$src/profiles/channels/wifi6.json" --edge "$src/profiles/edges/h100-sxm.json" --codecs f32 \
+  --max-recovery 0.9 --noise 2 --privacy-profile "$tmp/out/privacy.json" --json >"$tmp/plan.json" 2>"$tmp/plan.err"
+check "hinge partition applies the policy" python3 -c "
+import json
+d = json.load(open('$tmp/plan.json'))
+assert d['policy']['max_recovery'] == 0.9 and d['policy']['noise'] == 2, d['policy']
+why = {c['cut']: c['why'] for c in d['candidates']}
+assert why[1] == 'ok' and why[5] == 'ok', why
+assert all('privacy' in why[k] for k in (0, 2, 3, 4)), why
+assert d['cut'] in (1, 5), d['cut']
+"
+
 check "bad arguments are usage errors" bash -c "'$hinge' experiment privacy --model '$stories' --cuts 1 --codecs f64 \
   --noise 0 --out '$tmp/x' >/dev/null 2>&1; test \$? -eq 2"
 
