@@ -54,6 +54,14 @@ py=/usr/bin/python3 # Debian's, where scripts/setup installs python3-matplotlib
 check "the plot script draws both PNGs" "$py" "$src/scripts/privacy-plot" "$tmp/out"
 check "the PNGs are there" test -s "$tmp/out/recovery_vs_cut.png" -a -s "$tmp/out/recovery_vs_cost.png"
 
+# The device's noise: a fixed --noise-seed gives the same text, and noise
+# of 1x the RMS changes it.
+plain=$("$hinge" generate --model "$stories" --prompt "Once upon a time" -n 16 --temp 0 --cut 2 2>/dev/null)
+n1=$("$hinge" generate --model "$stories" --prompt "Once upon a time" -n 16 --temp 0 --cut 2 --noise 1 --noise-seed 5 2>/dev/null)
+n2=$("$hinge" generate --model "$stories" --prompt "Once upon a time" -n 16 --temp 0 --cut 2 --noise 1 --noise-seed 5 2>/dev/null)
+check "noise with a fixed seed is reproducible" test -n "$n1" -a "$n1" = "$n2"
+check "noise changes the text" test "$n1" != "$plain"
+
 # The policy with a fixed cut: hinge generate refuses a (cut, wire, noise)
 # the profile measured over --max-recovery, or did not measure at all.
 gen() { "$hinge" generate --model "$stories" --prompt "Once" -n 4 --temp 0 --privacy-profile "$tmp/out/privacy.json" "$@" \
