@@ -26,6 +26,9 @@
 #ifndef HINGE_PRIVACY_PLOT
 #define HINGE_PRIVACY_PLOT "scripts/privacy-plot"
 #endif
+#ifndef HINGE_PRIVACY_DATA
+#define HINGE_PRIVACY_DATA "tests/data"
+#endif
 
 enum { MAX_LIST = 64, MAX_PROMPTS = 4096, MAX_FILE = 16 << 20, BATCH = 64 };
 
@@ -67,7 +70,8 @@ static void usage(FILE *out)
             "  --cuts 0,1,2      layers on the device (k: the edge sees the rows after layer k-1)\n"
             "  --codecs f32,q8   wire codecs\n"
             "  --noise 0,0.5     noise std relative to each row's RMS (0: none)\n"
-            "  --prompts FILE    one prompt a line (default tests/data/privacy-prompts.txt); --n-prompts: the first N\n"
+            "  --prompts FILE    one prompt a line (default the source tree's tests/data/privacy-prompts.txt);\n"
+            "                    --n-prompts N: the first N\n"
             "  --max-len N       tokens per prompt at most, BOS included (default 64)\n"
             "  --first N         candidates of the attack's first round (default 16)\n"
             "  --max-candidates N  candidates per position at most (default: the vocabulary)\n"
@@ -360,7 +364,8 @@ static int run_all(run_ctx *r)
 
 int main(int argc, char **argv)
 {
-    opts o = {.prompts = "tests/data/privacy-prompts.txt", .passage = "tests/data/passage.txt", .max_len = 64,
+    opts o = {.prompts = HINGE_PRIVACY_DATA "/privacy-prompts.txt", .passage = HINGE_PRIVACY_DATA "/passage.txt",
+              .max_len = 64,
               .first = 16, .gen = 200, .window = 512, .seed = 1, .plots = true, .utility = true};
     int rc = cli_getopt(argc, argv, "experiment privacy", "m:h", OPTIONS, one_opt, &o, usage);
     if (rc != 0)
