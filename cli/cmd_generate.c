@@ -18,9 +18,11 @@ typedef struct gen_opts {
     const char *edges[MAX_EDGES]; /* --edge, in order: edge is edges[0] */
     uint32_t n_edges, timeout_ms;
     bool no_local_fallback;
-    const char *device, *channel, *edge_profile;
+    const char *device, *channel, *edge_profile, *privacy_profile;
     uint32_t n_new, ctx, min_cut, threads;
     uint32_t speculate; /* most drafts per step; 0: off */
+    float noise, max_recovery;
+    uint64_t noise_seed;
     uint64_t mem_cap;
     double energy_weight;
     int cut; /* -3: unset */
@@ -35,7 +37,8 @@ enum { CUT_UNSET = -3 };
 
 enum { O_TEMP = 256, O_TOPK, O_TOPP, O_SEED, O_JSON, O_THREADS, O_CTX, O_IGNORE_EOS, O_BACKEND, O_CUT, O_EDGE,
        O_WIRE, O_CACERT, O_DEVICE, O_CHANNEL, O_EDGE_PROFILE, O_MIN_CUT, O_MEM_CAP, O_ENERGY, O_CODECS, O_TIMEOUT,
-       O_NO_LOCAL, O_API_KEY, O_CHAT, O_SYSTEM, O_CHAT_TEMPLATE, O_SPECULATE };
+       O_NO_LOCAL, O_API_KEY, O_CHAT, O_SYSTEM, O_CHAT_TEMPLATE, O_SPECULATE, O_NOISE, O_NOISE_SEED,
+       O_MAX_RECOVERY, O_PRIVACY_PROFILE };
 
 enum { SPECULATE_DEFAULT = 6 };
 
@@ -57,6 +60,9 @@ static const struct option OPTIONS[] = {
     {"chat", no_argument, NULL, O_CHAT},         {"system", required_argument, NULL, O_SYSTEM},
     {"chat-template", required_argument, NULL, O_CHAT_TEMPLATE},
     {"speculate", optional_argument, NULL, O_SPECULATE},
+    {"noise", required_argument, NULL, O_NOISE}, {"noise-seed", required_argument, NULL, O_NOISE_SEED},
+    {"max-recovery", required_argument, NULL, O_MAX_RECOVERY},
+    {"privacy-profile", required_argument, NULL, O_PRIVACY_PROFILE},
     {"verbose", no_argument, NULL, 'v'},          {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -87,6 +93,10 @@ static void usage(FILE *out)
             "  --wire f32|f16|q8     activation codec on the wire (default f32: exact)\n"
             "  --cacert FILE         PEM certificate(s) to trust for the edge\n"
             "  --api-key TOKEN       sent to the edges as Authorization: Bearer TOKEN (default $HINGE_API_KEY)\n"
+            "  --noise S             privacy: Gaussian noise on the rows sent at the cut, std S times each row's\n"
+            "                        RMS (docs/privacy.md); --noise-seed N fixes its seed (default: random)\n"
+            "  --max-recovery R      privacy policy: no (cut, wire, noise) whose measured token recovery is over R\n"
+            "                        (0..1); needs --privacy-profile FILE (profiles/privacy/)\n"
             "  --cut auto takes: --device FILE (required) [--channel FILE (required with --edge)]\n"
             "                    [--edge-profile FILE] [--min-cut K] [--mem-cap BYTES] [--energy-weight W]\n"
             "                    [--codecs f32,f16,q8]\n"
@@ -153,6 +163,10 @@ static int parse_one(int c, const char *arg, void *user)
     case O_CHAT: o->chat = true; return 0;
     case O_SYSTEM: o->system = arg; return 0;
     case O_CHAT_TEMPLATE: o->chat_template = arg; return 0;
+    case O_NOISE: return cli_f32(arg, "--noise", 0.0f, 100.0f, &o->noise);
+    case O_NOISE_SEED: return cli_u64(arg, "--noise-seed", &o->noise_seed);
+    case O_MAX_RECOVERY: return cli_f32(arg, "--max-recovery", 0.0f, 1.0f, &o->max_recovery);
+    case O_PRIVACY_PROFILE: o->privacy_profile = arg; return 0;
     case 'v': o->verbose = true; return 0;
     }
     return -1;
@@ -315,6 +329,10 @@ static int make_config(const gen_opts *o, uint32_t n_prompt, hinge_session_confi
     c->channel_profile = o->channel;
     c->edge_profile = o->edge_profile;
     c->min_cut = o->min_cut;
+    c->wire_noise = o->noise;
+    c->noise_seed = o->noise_seed;
+    c->max_recovery = o->max_recovery;
+    c->privacy_profile = o->privacy_profile;
     c->mem_limit = o->mem_cap;
     c->energy_weight = o->energy_weight;
     c->codecs = o->codecs ? o->codecs : (o->cut == HINGE_CUT_AUTO ? o->wire : NULL); /* --wire with auto: that codec */

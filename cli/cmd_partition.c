@@ -11,8 +11,9 @@
 #include "cli.h"
 
 typedef struct part_opts {
-    const char *model, *device, *channel, *edge, *edge_load, *codecs;
+    const char *model, *device, *channel, *edge, *edge_load, *codecs, *privacy_profile;
     uint32_t prompt_len, new_tokens, min_cut;
+    float max_recovery, noise;
     uint64_t mem_cap;
     double energy_weight;
     uint32_t speculate;  /* most drafts; 0: not modelled */
@@ -21,7 +22,7 @@ typedef struct part_opts {
 } part_opts;
 
 enum { O_DEVICE = 256, O_CHANNEL, O_EDGE, O_EDGE_LOAD, O_PROMPT_LEN, O_MIN_CUT, O_MEM_CAP, O_ENERGY, O_CODECS,
-       O_CONNECTED, O_COLD_START, O_JSON, O_SPECULATE, O_ACCEPT };
+       O_CONNECTED, O_COLD_START, O_JSON, O_SPECULATE, O_ACCEPT, O_MAX_RECOVERY, O_PRIVACY_PROFILE, O_NOISE };
 
 static const struct option OPTIONS[] = {
     {"model", required_argument, NULL, 'm'},           {"device", required_argument, NULL, O_DEVICE},
@@ -33,6 +34,8 @@ static const struct option OPTIONS[] = {
     {"connected", no_argument, NULL, O_CONNECTED},     {"cold-start", no_argument, NULL, O_COLD_START},
     {"json", no_argument, NULL, O_JSON},               {"verbose", no_argument, NULL, 'v'},
     {"speculate", required_argument, NULL, O_SPECULATE}, {"accept", required_argument, NULL, O_ACCEPT},
+    {"max-recovery", required_argument, NULL, O_MAX_RECOVERY}, {"noise", required_argument, NULL, O_NOISE},
+    {"privacy-profile", required_argument, NULL, O_PRIVACY_PROFILE},
     {"help", no_argument, NULL, 'h'},                  {NULL, 0, NULL, 0},
 };
 
@@ -50,6 +53,8 @@ static void usage(FILE *out)
             "  --prompt-len P          prompt positions (default 128)\n"
             "  -n, --new-tokens N      new tokens (default 64)\n"
             "  --min-cut K             privacy floor: at least K layers on the device\n"
+            "  --max-recovery R        privacy policy: no (cut, codec) whose measured token recovery at the\n"
+            "                          session's --noise S is over R; needs --privacy-profile FILE (docs/privacy.md)\n"
             "  --mem-cap BYTES         device memory for the model (default: the device profile's)\n"
             "  --energy-weight W       seconds of latency one joule of device energy is worth (default 0)\n"
             "  --codecs LIST           wire codecs to consider, e.g. f32,f16,q8 (default f32,f16)\n"
@@ -82,6 +87,9 @@ static int parse_one(int c, const char *arg, void *user)
     case O_JSON: o->json = true; return 0;
     case O_SPECULATE: return cli_u32(arg, "--speculate", 15, &o->speculate);
     case O_ACCEPT: return cli_f64(arg, "--accept", 0.0, 1.0, &o->accept_rate);
+    case O_MAX_RECOVERY: return cli_f32(arg, "--max-recovery", 0.0f, 1.0f, &o->max_recovery);
+    case O_NOISE: return cli_f32(arg, "--noise", 0.0f, 100.0f, &o->noise);
+    case O_PRIVACY_PROFILE: o->privacy_profile = arg; return 0;
     case 'v': o->verbose = true; return 0;
     }
     return -1;
@@ -194,6 +202,9 @@ int cmd_partition(int argc, char **argv)
     c.cold_start = o.cold_start;
     c.speculate = o.speculate;
     c.accept_rate = o.accept_rate;
+    c.max_recovery = o.max_recovery;
+    c.wire_noise = o.noise;
+    c.privacy_profile = o.privacy_profile;
     char *json = NULL;
     hinge_status s = hinge_partition_plan(m, &c, &json);
     if (s != HINGE_OK)

@@ -16,7 +16,54 @@ typedef struct auto_inputs {
     part_channel prior, live;
     part_edge_load load;
     bool have_edge; /* cfg.edge_profile, or the edge's served one */
+    part_privacy priv; /* cfg.privacy_profile, with cfg.max_recovery */
 } auto_inputs;
+
+hinge_status auto_load_privacy(hinge_model *hm, const char *path, part_privacy *p, char *err, size_t errlen)
+{
+    if (!path)
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "max_recovery needs privacy_profile (the model's measured "
+                          "recovery: hinge experiment privacy, profiles/privacy/)");
+    hinge_status st = part_privacy_load(path, p, err, errlen);
+    if (st == HINGE_OK)
+        st = api_model_hash(hm, err, errlen);
+    char ours[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(ours + 2 * i, 3, "%02x", hm->m->sha256[i]);
+    if (st == HINGE_OK && strcmp(p->sha256, ours) != 0)
+        st = hinge_fail(err, errlen, HINGE_ERR_INVALID, "the privacy profile %s is for another model (sha256 %.12s, "
+                        "ours %.12s)", path, p->sha256, ours);
+    return st;
+}
+
+static part_policy policy(const hinge_session_config *c, const part_privacy *priv)
+{
+    return (part_policy){.min_cut = c->min_cut, .mem_cap_bytes = (double)c->mem_limit,
+                         .energy_weight = c->energy_weight, .max_recovery = c->max_recovery,
+                         .noise = c->wire_noise, .privacy = priv};
+}
+
+hinge_status auto_check_privacy(hinge_session *s, char *err, size_t errlen)
+{
+    const hinge_session_config *c = &s->cfg;
+    if (!(c->max_recovery > 0.0f) || c->cut < 0 || s->cut >= s->m->hp.n_layer)
+        return HINGE_OK;
+    part_privacy *p = malloc(sizeof *p);
+    hinge_status st = p ? auto_load_privacy(s->hm, c->privacy_profile, p, err, errlen)
+                        : hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
+    part_policy pol = policy(c, p);
+    if (st == HINGE_OK && !part_privacy_allows(&pol, s->cut, s->m->hp.n_layer, (part_codec)s->codec)) {
+        double rec = part_privacy_recovery(p, s->cut, (part_codec)s->codec, c->wire_noise);
+        st = rec < 0 ? hinge_fail(err, errlen, HINGE_ERR_INVALID, "cut %u, %s, noise %g: not measured in the "
+                                  "privacy profile, so over the policy", s->cut, tx_codec_name(s->codec),
+                                  (double)c->wire_noise)
+                     : hinge_fail(err, errlen, HINGE_ERR_INVALID, "cut %u, %s, noise %g: measured token recovery "
+                                  "%.3f is over the policy's %.3f", s->cut, tx_codec_name(s->codec),
+                                  (double)c->wire_noise, rec, (double)c->max_recovery);
+    }
+    free(p);
+    return st;
+}
 
 static hinge_status load_inputs(hinge_session *s, auto_inputs *in, char *err, size_t errlen)
 {
@@ -36,6 +83,8 @@ static hinge_status load_inputs(hinge_session *s, auto_inputs *in, char *err, si
     if (st == HINGE_OK && c->edge_url)
         st = part_channel_load(c->channel_profile, &in->prior, err, errlen);
     in->have_edge = c->edge_profile != NULL;
+    if (st == HINGE_OK && c->max_recovery > 0.0f)
+        st = auto_load_privacy(s->hm, c->privacy_profile, &in->priv, err, errlen);
     return st;
 }
 
@@ -204,8 +253,7 @@ hinge_status auto_decide(hinge_session *s, uint32_t n_prompt, char *err, size_t 
         part_inputs pi = {.model = &in[0].pm, .device = &in[0].dev, .edge = remote ? &in[i].edge : NULL,
                           .load = load, .channel = remote ? &live : NULL,
                           .req = {.prompt_len = n_prompt, .new_tokens = c->max_new_hint ? c->max_new_hint : 64},
-                          .pol = {.min_cut = c->min_cut, .mem_cap_bytes = (double)c->mem_limit,
-                                  .energy_weight = c->energy_weight}};
+                          .pol = policy(c, &in[0].priv)};
         if (c->codecs)
             st = part_codec_mask_parse(c->codecs, &pi.pol.codec_mask, err, errlen);
         part_decision d;
@@ -292,8 +340,7 @@ void auto_reconsider(hinge_session *s)
         load.queue_us = part_chan_est_queue_us(s->est);
     part_inputs pi = {.model = &in->pm, .device = &in->dev, .edge = &in->edge, .load = load, .channel = &live,
                       .req = {.prompt_len = s->pos, .new_tokens = left},
-                      .pol = {.min_cut = c->min_cut, .mem_cap_bytes = (double)c->mem_limit,
-                              .energy_weight = c->energy_weight}};
+                      .pol = policy(c, &in->priv)};
     char err[HINGE_ERRMSG_MAX];
     part_prediction *table = calloc(n_layer + 1, sizeof *table);
     part_decision d;

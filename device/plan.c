@@ -6,7 +6,7 @@
  * tests read these fields):
  *   {"model": NAME, "device": NAME, "channel": NAME?, "edge": NAME?,
  *    "request": {"prompt_len", "new_tokens", "connected"},
- *    "policy": {"min_cut", "mem_cap_bytes", "energy_weight"},
+ *    "policy": {"min_cut", "mem_cap_bytes", "energy_weight", "max_recovery", "noise"},
  *    "cut": K, "codec": "f16", "decision_us": ..., "chosen": {PREDICTION},
  *    "candidates": [{PREDICTION of cut 0}, ..., {cut N}]}
  * PREDICTION: {"cut", "codec", "feasible", "why", "setup_ms", "ttft_ms",
@@ -38,6 +38,7 @@ typedef struct plan {
     part_decision dec;
     uint32_t speculate;   /* most drafts; 0: not modelled */
     double accept_rate;
+    part_privacy priv;
     double decide_us; /* one decision, the mean of DECIDE_REPS */
     char err[HINGE_ERRMSG_MAX];
 } plan;
@@ -112,6 +113,12 @@ static hinge_status set_request(plan *p, const hinge_plan_config *c)
                           "(0..1) out of range", c->speculate, TX_VERIFY_MAX - 1, c->accept_rate);
     p->speculate = c->speculate;
     p->accept_rate = c->accept_rate > 0 ? c->accept_rate : 0.5;
+    if (!(c->max_recovery >= 0.0f && c->max_recovery <= 1.0f) || !(c->wire_noise >= 0.0f))
+        return hinge_fail(p->err, sizeof p->err, HINGE_ERR_INVALID, "max_recovery %g or wire_noise %g out of range",
+                          (double)c->max_recovery, (double)c->wire_noise);
+    p->in.pol.max_recovery = c->max_recovery;
+    p->in.pol.noise = c->wire_noise;
+    p->in.pol.privacy = &p->priv;
     if (c->codecs)
         return part_codec_mask_parse(c->codecs, &p->in.pol.codec_mask, p->err, sizeof p->err);
     return HINGE_OK;
@@ -177,12 +184,13 @@ static char *plan_json(const plan *p)
             return NULL;
         }
     json_t *j = json_pack(
-        "{s:s, s:s, s:s?, s:s?, s:{s:I, s:I, s:b}, s:{s:I, s:f, s:f}, s:I, s:s, s:f, s:o, s:o}", "model",
+        "{s:s, s:s, s:s?, s:s?, s:{s:I, s:I, s:b}, s:{s:I, s:f, s:f, s:f, s:f}, s:I, s:s, s:f, s:o, s:o}", "model",
         p->model.name, "device", p->device.name, "channel", in->channel ? in->channel->name : NULL, "edge",
         in->edge ? in->edge->name : NULL, "request", "prompt_len", (json_int_t)in->req.prompt_len, "new_tokens",
         (json_int_t)in->req.new_tokens, "connected", in->req.connected, "policy", "min_cut",
         (json_int_t)in->pol.min_cut, "mem_cap_bytes", in->pol.mem_cap_bytes, "energy_weight", in->pol.energy_weight,
-        "cut", (json_int_t)p->dec.cut, "codec", part_codec_name(p->dec.codec), "decision_us", p->decide_us, "chosen",
+        "max_recovery", in->pol.max_recovery, "noise", in->pol.noise, "cut", (json_int_t)p->dec.cut, "codec",
+        part_codec_name(p->dec.codec), "decision_us", p->decide_us, "chosen",
         pred_json(p, &p->dec.chosen), "candidates", cands);
     char *text = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
     json_decref(j);
@@ -203,6 +211,8 @@ hinge_status hinge_partition_plan(hinge_model *hm, const hinge_plan_config *c, c
     s = load_inputs(hm, p, &cfg);
     if (s == HINGE_OK)
         s = set_request(p, &cfg);
+    if (s == HINGE_OK && cfg.max_recovery > 0.0f)
+        s = auto_load_privacy(hm, cfg.privacy_profile, &p->priv, p->err, sizeof p->err);
     if (s == HINGE_OK)
         s = api_model_hash(hm, p->err, sizeof p->err);
     if (s == HINGE_OK)

@@ -6,6 +6,7 @@
  * allocated by hinge_session_create: a step allocates nothing. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "session_impl.h"
 
@@ -55,6 +56,9 @@ static hinge_status check_config(hinge_session *s)
         return api_fail(HINGE_ERR_INVALID, "cut %d is under the privacy floor min_cut %u", c->cut, c->min_cut);
     if (c->min_cut > hp->n_layer)
         return api_fail(HINGE_ERR_INVALID, "min_cut %u is over the model's %u layers", c->min_cut, hp->n_layer);
+    if (!(c->wire_noise >= 0.0f && c->wire_noise <= 100.0f) || !(c->max_recovery >= 0.0f && c->max_recovery <= 1.0f))
+        return api_fail(HINGE_ERR_INVALID, "wire_noise %g or max_recovery %g out of range ([0, 100], [0, 1])",
+                        (double)c->wire_noise, (double)c->max_recovery);
     if (!(c->temperature >= 0.0f) || !(c->top_p >= 0.0f) || c->top_p > 1.0f || c->top_k > hp->n_vocab)
         return api_fail(HINGE_ERR_INVALID, "sampling: temperature %g, top_p %g, top_k %u out of range",
                         (double)c->temperature, (double)c->top_p, c->top_k);
@@ -71,6 +75,11 @@ static hinge_status check_config(hinge_session *s)
     s->cut = c->cut >= 0 ? (uint32_t)c->cut : hp->n_layer;
     s->codec = (tx_codec)(c->wire + 1);
     s->remote = c->edge_url != NULL;
+    s->noise_seed = c->noise_seed;
+    /* a seed the edge cannot guess: whoever knows it can subtract the noise */
+    if (c->wire_noise > 0.0f && s->noise_seed == 0 &&
+        getrandom(&s->noise_seed, sizeof s->noise_seed, 0) != (ssize_t)sizeof s->noise_seed)
+        return api_fail(HINGE_ERR_IO, "no random seed for the wire noise (getrandom failed)");
     return HINGE_OK;
 }
 
@@ -176,6 +185,8 @@ static hinge_status build(hinge_session *s)
     if (st != HINGE_OK)
         return hinge_fail(s->err, sizeof s->err, st, "cannot start %d threads", s->cfg.n_threads);
     if (s->remote && (st = api_model_hash(s->hm, s->err, sizeof s->err)) != HINGE_OK)
+        return st;
+    if ((st = auto_check_privacy(s, s->err, sizeof s->err)) != HINGE_OK)
         return st;
     if (s->cfg.cut == HINGE_CUT_AUTO) {
         uint32_t hint = s->cfg.prompt_hint ? s->cfg.prompt_hint : 128;
@@ -305,6 +316,15 @@ void hinge_session_free(hinge_session *s)
     free(s);
 }
 
+/* The noise defence, on the rows about to cross the cut (a fixed cut, or a
+ * decided split): a function of (seed, position), so a replayed prefix gets
+ * the same noise. */
+static void add_noise(hinge_session *s, size_t n, uint32_t pos0)
+{
+    if (s->cfg.wire_noise > 0.0f && (s->cfg.cut >= 0 || s->cut < s->m->hp.n_layer))
+        tx_noise_add(s->hidden, (uint32_t)n, s->m->hp.n_embd, pos0, s->cfg.wire_noise, s->noise_seed);
+}
+
 hinge_status sess_run_front(hinge_session *s, const int32_t *tokens, size_t n, uint32_t pos0)
 {
     hinge_status st;
@@ -312,6 +332,7 @@ hinge_status sess_run_front(hinge_session *s, const int32_t *tokens, size_t n, u
     if (s->vx) {
         if ((st = vk_exec_run(s->vx, tokens, n, pos0, s->hidden)) != HINGE_OK)
             return hinge_fail(s->err, sizeof s->err, st, "vulkan: %s", vk_exec_errmsg(s->vx));
+        add_noise(s, n, pos0);
         return st;
     }
 #endif
@@ -320,6 +341,7 @@ hinge_status sess_run_front(hinge_session *s, const int32_t *tokens, size_t n, u
         st = fwd_layers(s->front, pos0, n, s->hidden);
     if (st != HINGE_OK)
         return hinge_fail(s->err, sizeof s->err, st, "device layers: %s", fwd_errmsg(s->front));
+    add_noise(s, n, pos0);
     return st;
 }
 

@@ -66,6 +66,7 @@ struct hinge_session {
     tx_codec codec;
     uint32_t ctx;
     bool remote;           /* layers [cut, N) on the edge */
+    uint64_t noise_seed;   /* cfg.noise_seed, or a random one */
     /* front */
     fwd_ctx *front;        /* CPU: [0, cut) */
     dev_ctx *vk;           /* Vulkan: [0, cut) */
@@ -158,6 +159,12 @@ hinge_status spec_step(hinge_session *s, int32_t last, size_t max, int32_t *out,
  * edge's profile and load first. Creates s->est when the decision is to
  * split. Detail in err. */
 hinge_status auto_decide(hinge_session *s, uint32_t n_prompt, char *err, size_t errlen);
+/* The model's privacy profile at path (max_recovery): it must be hm's
+ * (its sha256). Detail in err. */
+hinge_status auto_load_privacy(hinge_model *hm, const char *path, part_privacy *p, char *err, size_t errlen);
+/* A fixed cut under cfg.max_recovery: HINGE_ERR_INVALID when the privacy
+ * profile does not show its (cut, codec, noise) within the policy. */
+hinge_status auto_check_privacy(hinge_session *s, char *err, size_t errlen);
 /* Adds one step's timing to s->est (NULL est: nothing). */
 void auto_observe(hinge_session *s, const hinge_step_info *t);
 /* After a decode step: now and then, the decision again for the tokens

@@ -393,6 +393,26 @@ hinge_status fwd_layers(fwd_ctx *f, uint32_t pos0, size_t n, float *hidden)
     return HINGE_OK;
 }
 
+hinge_status fwd_cache_copy(fwd_ctx *dst, const fwd_ctx *src, uint32_t pos0, uint32_t n)
+{
+    if (dst->m != src->m || dst->a != src->a || dst->b != src->b)
+        return hinge_fail(dst->errmsg, sizeof dst->errmsg, HINGE_ERR_INVALID, "cache copy between different contexts");
+    if ((uint64_t)pos0 + n > dst->ctx || (uint64_t)pos0 + n > src->ctx)
+        return hinge_fail(dst->errmsg, sizeof dst->errmsg, HINGE_ERR_RANGE, "cache copy of positions [%u, %llu)",
+                          pos0, (unsigned long long)pos0 + n);
+    const model_hparams *hp = &dst->m->hp;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, v_dim = (size_t)hp->n_head_kv * hp->head_dim_v;
+    if (dst->pool || src->pool) /* paged caches: their blocks may not all be there */
+        return hinge_fail(dst->errmsg, sizeof dst->errmsg, HINGE_ERR_UNSUPPORTED, "cache copy of a paged cache");
+    for (size_t l = 0; l < (size_t)(dst->b - dst->a); l++)
+        for (uint32_t pos = pos0; pos < pos0 + n; pos++) { /* row by row: the cache's layout is kv.c's */
+            memcpy(fwd_key_row(dst, l, pos, kv_dim), fwd_key_row(src, l, pos, kv_dim), kv_dim * sizeof(float));
+            memcpy(fwd_value_row(dst, l, pos, kv_dim, v_dim), fwd_value_row(src, l, pos, kv_dim, v_dim),
+                   v_dim * sizeof(float));
+        }
+    return HINGE_OK;
+}
+
 hinge_status fwd_head(fwd_ctx *f, const float *hidden, size_t n, float *logits)
 {
     const model *m = f->m;

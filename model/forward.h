@@ -73,6 +73,13 @@ hinge_status fwd_embed(fwd_ctx *f, const int32_t *tokens, size_t n, float *hidde
  * pos0 + n > ctx; the errors of fwd_kv_reserve. */
 hinge_status fwd_layers(fwd_ctx *f, uint32_t pos0, size_t n, float *hidden);
 
+/* Copies the KV cache rows of positions [pos0, pos0 + n) of every layer
+ * from src to dst (same model and layer range, both contexts holding the
+ * positions): dst continues from src's prefix without recomputing it.
+ * HINGE_ERR_INVALID for mismatched contexts, HINGE_ERR_RANGE for
+ * positions beyond either. */
+hinge_status fwd_cache_copy(fwd_ctx *dst, const fwd_ctx *src, uint32_t pos0, uint32_t n);
+
 /* logits[i] (n_vocab floats each) for each of n rows of hidden. */
 hinge_status fwd_head(fwd_ctx *f, const float *hidden, size_t n, float *logits);
 

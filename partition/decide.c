@@ -10,6 +10,7 @@ const char *part_infeasible_name(part_infeasible why)
     case PART_BELOW_FLOOR: return "below privacy floor";
     case PART_OVER_MEMORY: return "over memory cap";
     case PART_NO_EDGE: return "no edge";
+    case PART_OVER_RECOVERY: return "over the privacy policy's recovery";
     }
     return "unknown";
 }
@@ -21,7 +22,7 @@ static hinge_status best_for_cut(const part_inputs *in, uint32_t k, uint32_t mas
 {
     if (k == in->model->n_layer)
         return part_predict(in, k, PART_CODEC_NONE, out, err, errlen);
-    bool have = false;
+    bool have = false, have_private = false;
     for (int c = PART_CODEC_F32; c <= PART_CODEC_Q8; c++) {
         if (!(mask & (1u << c)))
             continue;
@@ -29,9 +30,14 @@ static hinge_status best_for_cut(const part_inputs *in, uint32_t k, uint32_t mas
         hinge_status s = part_predict(in, k, (part_codec)c, &p, err, errlen);
         if (s != HINGE_OK)
             return s;
-        if (!have || p.objective < out->objective) {
+        /* a codec the privacy policy allows beats any it refuses */
+        bool ok = part_privacy_allows(&in->pol, k, in->model->n_layer, (part_codec)c);
+        if (!ok && p.why == PART_OK)
+            p.why = PART_OVER_RECOVERY;
+        if (!have || (ok && !have_private) || (ok == have_private && p.objective < out->objective)) {
             *out = p;
             have = true;
+            have_private = have_private || ok;
         }
     }
     if (!have)
@@ -48,6 +54,8 @@ hinge_status part_decide(const part_inputs *in, part_prediction *table, size_t t
     if (table && table_cap < (size_t)N + 1)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "a table of %zu entries cannot hold cuts 0..%u", table_cap,
                           N);
+    if (in->pol.max_recovery > 0.0 && !in->pol.privacy)
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "a maximum recovery needs the model's privacy profile");
     if (in->pol.min_cut > N)
         return hinge_fail(err, errlen, HINGE_ERR_RANGE, "the privacy floor k >= %u is over the model's %u layers",
                           in->pol.min_cut, N);
@@ -69,7 +77,7 @@ hinge_status part_decide(const part_inputs *in, part_prediction *table, size_t t
     if (!found)
         return hinge_fail(err, errlen, HINGE_ERR_RANGE,
                           "no cut is feasible: each of 0..%u is below the privacy floor %u, over the memory cap, "
-                          "or needs an edge",
+                          "over the privacy policy's recovery, or needs an edge",
                           N, in->pol.min_cut);
     *out = (part_decision){.cut = best.cut, .codec = best.codec, .chosen = best};
     return HINGE_OK;

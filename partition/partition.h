@@ -252,12 +252,49 @@ typedef struct part_request {
                             first use; adds the layers' (and at k = N the head's) first_touch_us */
 } part_request;
 
+/* A model's privacy profile (`hinge experiment privacy`, docs/privacy.md):
+ * the measured token recovery of the inversion attack per (cut, codec,
+ * noise). */
+enum { PART_PRIVACY_MAX_CELLS = 4096 };
+
+typedef struct part_privacy_cell {
+    uint32_t cut;
+    part_codec codec;
+    double noise;    /* std relative to the row RMS */
+    double recovery; /* fraction of prompt tokens recovered, [0, 1] */
+} part_privacy_cell;
+
+typedef struct part_privacy {
+    char sha256[65]; /* the model's, hex */
+    uint32_t n;
+    part_privacy_cell cells[PART_PRIVACY_MAX_CELLS];
+} part_privacy;
+
+/* Reads a privacy profile (kind "hinge-privacy-profile", its sha256 and
+ * cells with cut, codec, noise, token_recovery). HINGE_ERR_IO,
+ * HINGE_ERR_FORMAT, HINGE_ERR_RANGE, with the file and field in err. */
+hinge_status part_privacy_load(const char *path, part_privacy *out, char *err, size_t errlen);
+
+/* The measured recovery at cut k, codec c, for a session adding noise: the
+ * cell of the strongest measured noise <= noise (less noise never hides
+ * more); -1 when nothing is measured there. */
+double part_privacy_recovery(const part_privacy *p, uint32_t k, part_codec c, double noise);
+
 typedef struct part_policy {
     uint32_t min_cut;      /* privacy floor: k >= min_cut (k >= 1 keeps token ids on the device) */
     double mem_cap_bytes;  /* device memory for the model; 0: the device profile's */
     double energy_weight;  /* seconds of latency one joule of device energy is worth; 0: latency only */
     uint32_t codec_mask;   /* PART_CODEC_BIT_*; 0: PART_CODEC_MASK_DEFAULT */
+    /* The privacy policy: (k, codec) with k < N only where the privacy
+     * profile measured a token recovery <= max_recovery at the session's
+     * noise; unmeasured choices are refused. */
+    double max_recovery;            /* 0: no policy */
+    double noise;                   /* the session's wire noise */
+    const part_privacy *privacy;    /* required with max_recovery; borrowed */
 } part_policy;
+
+/* True when the policy allows cut k (of n_layer) with codec c. */
+bool part_privacy_allows(const part_policy *pol, uint32_t k, uint32_t n_layer, part_codec c);
 
 typedef struct part_inputs {
     const part_model *model;     /* required */
@@ -282,6 +319,7 @@ typedef enum part_infeasible {
     PART_BELOW_FLOOR = 1, /* k < policy.min_cut */
     PART_OVER_MEMORY = 2, /* device memory over the cap */
     PART_NO_EDGE = 3,     /* k < N but no edge is reachable */
+    PART_OVER_RECOVERY = 4, /* every allowed codec's measured recovery is over policy.max_recovery */
 } part_infeasible;
 
 const char *part_infeasible_name(part_infeasible why); /* "ok", "privacy floor", ... */

@@ -144,6 +144,14 @@ hinge_status tx_frame_parse_header(const void *buf, size_t len, const tx_frame_l
 hinge_status tx_frame_decode(const void *buf, size_t len, const tx_frame_limits *lim, float *out,
                              size_t out_cap, tx_frame_header *hdr, char *err, size_t errlen);
 
+/* The noise defence (docs/privacy.md): adds to each of n rows (dim floats,
+ * positions pos0..) Gaussian noise of standard deviation rel_std times the
+ * row's RMS, before the row is encoded. The noise is a fixed function of
+ * (seed, position, column): a replayed prefix gets the same noise. rel_std
+ * <= 0: nothing. The seed must stay secret to the device: whoever knows it
+ * can subtract the noise. */
+void tx_noise_add(float *rows, uint32_t n, uint32_t dim, uint32_t pos0, float rel_std, uint64_t seed);
+
 /* ------------------------------------------------------------------ */
 /* The client                                                         */
 

@@ -213,6 +213,17 @@ typedef struct hinge_session_config {
        tokens. Greedy output is unchanged, and so is the sampled distribution. Fewer drafts, or none,
        when the observed acceptance and step times say they do not pay. 0: off; at most 15. */
     uint32_t speculate;
+    /* Privacy (docs/privacy.md; fields added in 0.2). */
+    float wire_noise;       /* Gaussian noise added to the boundary rows before they are encoded, wherever rows
+                               cross the cut (an edge, or a fixed cut in-process): its standard deviation
+                               relative to each row's RMS; 0: none */
+    uint64_t noise_seed;    /* the noise's seed; 0: a fresh random one per session (the edge must not know it) */
+    float max_recovery;     /* privacy policy: never a (cut, wire, wire_noise) whose measured token recovery
+                               (privacy_profile) is over this fraction; unmeasured ones are refused. A fixed cut
+                               over it fails with HINGE_ERR_INVALID; HINGE_CUT_AUTO picks among the allowed.
+                               0: no policy */
+    const char *privacy_profile; /* the model's privacy profile (hinge experiment privacy; profiles/privacy/);
+                                    required with max_recovery */
 } hinge_session_config;
 
 /* Fills c with the defaults: local, cut HINGE_CUT_ALL, CPU, f32 wire, greedy. */
@@ -434,6 +445,10 @@ typedef struct hinge_plan_config {
        expects and its time per output token, for drafts accepted with probability accept_rate. */
     uint32_t speculate;          /* most drafts per step, at most 15; 0: not modelled */
     double accept_rate;          /* a draft's acceptance, in [0, 1]; 0: 0.5 */
+    /* The privacy policy, as hinge_session_config's (added in 0.2). */
+    float max_recovery;          /* 0: none */
+    float wire_noise;            /* the session's noise the policy reads the profile at */
+    const char *privacy_profile; /* required with max_recovery */
 } hinge_plan_config;
 
 void hinge_plan_config_init(hinge_plan_config *c);

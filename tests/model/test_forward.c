@@ -209,6 +209,38 @@ static void test_prefill_equals_decode(void **state)
     free(ld);
 }
 
+/* fwd_cache_copy: a context given another's prefix rows continues exactly
+ * as the one that computed them (the privacy attack's candidates rely on
+ * it); mismatched contexts and positions are refused. */
+static void test_cache_copy(void **state)
+{
+    fixture *fx = *state;
+    const model_hparams *hp = &fx->m->hp;
+    enum { N = 20 };
+    int32_t toks[N];
+    for (int i = 0; i < N; i++)
+        toks[i] = i == 0 ? 1 : (int32_t)((i * 53) % hp->n_vocab);
+    size_t d = hp->n_embd;
+    float *h = malloc(N * d * sizeof(float)), *x = malloc(d * sizeof(float)), *y = malloc(d * sizeof(float));
+    fwd_ctx *a = stage(fx, 0, 3, 32), *b = stage(fx, 0, 3, 32), *other = stage(fx, 0, 2, 32);
+    assert_int_equal(fwd_embed(a, toks, N - 1, h), HINGE_OK);
+    assert_int_equal(fwd_layers(a, 0, N - 1, h), HINGE_OK);
+    assert_int_equal(fwd_cache_copy(b, a, 0, N - 1), HINGE_OK);
+    assert_int_equal(fwd_embed(a, &toks[N - 1], 1, x), HINGE_OK);
+    assert_int_equal(fwd_layers(a, N - 1, 1, x), HINGE_OK);
+    assert_int_equal(fwd_embed(b, &toks[N - 1], 1, y), HINGE_OK);
+    assert_int_equal(fwd_layers(b, N - 1, 1, y), HINGE_OK);
+    assert_memory_equal(x, y, d * sizeof(float));
+    assert_int_equal(fwd_cache_copy(other, a, 0, 1), HINGE_ERR_INVALID);
+    assert_int_equal(fwd_cache_copy(b, a, 30, 3), HINGE_ERR_RANGE);
+    fwd_destroy(a);
+    fwd_destroy(b);
+    fwd_destroy(other);
+    free(h);
+    free(x);
+    free(y);
+}
+
 static void test_bad_input(void **state)
 {
     fixture *fx = *state;
@@ -338,6 +370,7 @@ int main(void)
         cmocka_unit_test(test_stories_oracle),
         cmocka_unit_test(test_stages_equal_monolithic),
         cmocka_unit_test(test_prefill_equals_decode),
+        cmocka_unit_test(test_cache_copy),
         cmocka_unit_test(test_bad_input),
     };
     const struct CMUnitTest gemma[] = {

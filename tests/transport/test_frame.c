@@ -365,6 +365,46 @@ static void test_out_too_small(void **state)
                      HINGE_ERR_FORMAT);
 }
 
+/* The noise defence: std = rel * row RMS, mean 0, a fixed function of
+ * (seed, position): rows noised in one call or one at a time agree, and
+ * another seed gives other noise. */
+static void test_noise(void **state)
+{
+    (void)state;
+    enum { D = 640, R = 64 };
+    float *a = malloc(sizeof(float) * D * R), *b = malloc(sizeof(float) * D * R);
+    assert_non_null(a);
+    assert_non_null(b);
+    for (size_t i = 0; i < (size_t)D * R; i++)
+        a[i] = (float)((i % 7) * 3.0 - 9.0) * (i % D == 5 ? 100.0f : 1.0f); /* one massive dimension */
+    memcpy(b, a, sizeof(float) * D * R);
+    tx_noise_add(a, R, D, 10, 0.5f, 42);
+    for (uint32_t r = 0; r < R; r++)
+        tx_noise_add(b + (size_t)r * D, 1, D, 10 + r, 0.5f, 42);
+    assert_memory_equal(a, b, sizeof(float) * D * R);
+    double sum = 0, ss = 0, rms2 = 0;
+    for (size_t i = 0; i < (size_t)D * R; i++) {
+        float x = (float)((i % 7) * 3.0 - 9.0) * (i % D == 5 ? 100.0f : 1.0f);
+        double e = (double)a[i] - x;
+        sum += e;
+        ss += e * e;
+        rms2 += (double)x * x;
+    }
+    double n = (double)D * R, sd = sqrt(ss / n), want = 0.5 * sqrt(rms2 / n);
+    assert_true(fabs(sum / n) < 0.05 * want);
+    assert_true(fabs(sd / want - 1.0) < 0.05);
+    for (size_t i = 0; i < (size_t)D * R; i++)
+        b[i] = (float)((i % 7) * 3.0 - 9.0) * (i % D == 5 ? 100.0f : 1.0f);
+    tx_noise_add(b, R, D, 10, 0.0f, 43); /* 0: nothing */
+    tx_noise_add(b, R, D, 10, 0.5f, 43);
+    size_t same = 0;
+    for (size_t i = 0; i < (size_t)D * R; i++)
+        same += a[i] == b[i];
+    assert_true(same < (size_t)D * R / 100); /* another seed, other noise */
+    free(a);
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -375,6 +415,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_q8_subnormal_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layout, setup, teardown),
         cmocka_unit_test(test_codec_names),
+        cmocka_unit_test(test_noise),
         cmocka_unit_test_setup_teardown(test_encode_rejects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_header_fields, setup, teardown),
