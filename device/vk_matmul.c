@@ -110,7 +110,9 @@ static hinge_status prepare(dev_ops *o, const dev_mm_args *a, dev_op *op, bool d
         return s;
     const dev_weight *w = a->w;
     bool rows = !decode || o->mv == DEV_MV_ROWS;
-    struct dev_kernel *arr = o->rows_sg ? o->matmulr : o->matmuln;
+    /* matmul_tiled.comp reads no norm and whole chunks */
+    bool tiled = !decode && o->v.tiled && !(a->flags & (HK_F_NORM | HK_F_RESNORM)) && w->cols % HK_CHUNK == 0;
+    struct dev_kernel *arr = tiled ? o->matmult : o->rows_sg ? o->matmulr : o->matmuln;
     if (decode)
         arr = rows && !o->rows_sg ? o->matmul1 : o->matvec;
     struct dev_kernel *k = ops_kernel_for(o, arr, w->type, what);
@@ -152,12 +154,12 @@ static hinge_status prepare(dev_ops *o, const dev_mm_args *a, dev_op *op, bool d
     op->pipe = pipe;
     op->at_nrows = offsetof(mm_push, nrows) / 4;
     op->at_row0 = offsetof(mm_push, row0) / 4;
-    op->rows_per_group = rows ? HK_WG * (spec[2] ? spec[2] : 1) : HK_WG / HK_MV_LANES;
+    op->rows_per_group = tiled ? HK_MT_ROWS : rows ? HK_WG * (spec[2] ? spec[2] : 1) : HK_WG / HK_MV_LANES;
     if (decode) {
         op->max_m = 1;
     } else {
         op->at_m = offsetof(mm_push, m) / 4;
-        op->pos_per_group = HK_MM_POS;
+        op->pos_per_group = tiled ? HK_MT_POS : HK_MM_POS;
         op->max_m = cap;
     }
     return write_parts(o, a, k, op, what);

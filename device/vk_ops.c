@@ -183,6 +183,9 @@ static hinge_status create_type_kernels(dev_ops *o, int ti)
     snprintf(name, sizeof name, "matmul_%s_rows", t);
     if (s == HINGE_OK && o->rows_sg)
         s = ops_kernel_init(o, &o->matmulr[ti], name, HK_MM_BINDINGS, dev_mm_push_bytes, ops_rows_texels());
+    snprintf(name, sizeof name, "matmul_%s_tile", t);
+    if (s == HINGE_OK && o->v.tiled)
+        s = ops_kernel_init(o, &o->matmult[ti], name, HK_MM_BINDINGS, dev_mm_push_bytes, NULL);
     snprintf(name, sizeof name, "embed_%s", t);
     if (s == HINGE_OK)
         s = kernel_create(o, name, HK_EM_BINDINGS, dev_embed_push_bytes, NULL, &o->embed[ti]);
@@ -276,6 +279,7 @@ void dev_ops_destroy(dev_ops *o)
         kernel_destroy(d, &o->matmul1[i]);
         kernel_destroy(d, &o->matmuln[i]);
         kernel_destroy(d, &o->matmulr[i]);
+        kernel_destroy(d, &o->matmult[i]);
         kernel_destroy(d, &o->matvec[i]);
         kernel_destroy(d, &o->embed[i]);
     }

@@ -76,6 +76,8 @@ typedef struct dev_ops_config {
  *   batch=N                      at most N positions (matrix rows) per
  *                                dispatch in prefill (as Adreno needs)
  *   selftest=0|1                 the executor's start-up self-test
+ *   tiled=0|1                    prefill products in shared-memory tiles
+ *                                (default: on GPUs with the shared memory)
  * e.g. HINGE_VK_FORCE=matvec=shared,reduce=shared,subgroup=0. A forced
  * variant the device cannot run is HINGE_ERR_UNSUPPORTED. */
 typedef struct dev_variant {
@@ -84,6 +86,7 @@ typedef struct dev_variant {
     bool rows_sg;           /* matvec rows with subgroup shuffles: the kernels shaped for
                                CPU devices (matvec_rows.comp, attention_rows.comp) */
     bool fuse;              /* fused decode kernels */
+    bool tiled;             /* prefill products in shared-memory tiles (matmul_tiled.comp) */
     bool selftest;          /* run the executor's self-test */
     uint32_t subgroup_size; /* as the choices saw it (forced or the device's); 0: none */
     uint32_t shared_bytes;  /* shared memory a kernel may use */

@@ -20,6 +20,10 @@
  *            Adreno, whose driver loses the device on larger batches
  *            (llama.cpp #12139).
  *   fuse     the fused decode kernels, on unless forced off.
+ *   tiled    prefill products in shared-memory tiles (matmul_tiled.comp)
+ *            on GPUs with HK_MT_SHARED bytes of shared memory; CPU devices
+ *            keep matvec_rows.comp (lavapipe loads shared memory one lane
+ *            at a time) unless forced.
  * 16-bit storage and float16 arithmetic are not a choice: every kernel
  * reads 16-bit data (f16 weights, block scales) from 32-bit words with
  * unpackHalf2x16, which needs neither feature and is bit-exact, so one set
@@ -47,7 +51,7 @@ typedef struct force {
     long subgroup;       /* pretended subgroup size; 0: none */
     long shared;         /* pretended shared-memory limit in bytes */
     long batch;
-    int fuse, selftest;
+    int fuse, selftest, tiled;
 } force;
 
 static int parse_long(const char *v, long lo, long hi, long *out)
@@ -93,13 +97,16 @@ static int parse_item(const char *key, const char *v, force *f)
         return parse_bool(v, &f->fuse);
     if (strcmp(key, "selftest") == 0)
         return parse_bool(v, &f->selftest);
+    if (strcmp(key, "tiled") == 0)
+        return parse_bool(v, &f->tiled);
     return -1;
 }
 
 /* HINGE_VK_FORCE, and the older HINGE_VK_MATVEC / HINGE_VK_SUBGROUP. */
 static hinge_status read_force(dev_ctx *c, force *f)
 {
-    *f = (force){.matvec = -1, .reduce = -1, .subgroup = -1, .shared = -1, .batch = -1, .fuse = -1, .selftest = -1};
+    *f = (force){.matvec = -1, .reduce = -1, .subgroup = -1, .shared = -1, .batch = -1, .fuse = -1, .selftest = -1,
+              .tiled = -1};
     const char *mv = getenv("HINGE_VK_MATVEC"), *sg = getenv("HINGE_VK_SUBGROUP");
     if (mv && *mv && parse_item("matvec", mv, f) != 0)
         return dev_fail(c, HINGE_ERR_INVALID, "HINGE_VK_MATVEC=%s: not rows, subgroup or shared", mv);
@@ -121,7 +128,7 @@ static hinge_status read_force(dev_ctx *c, force *f)
             *eq = '\0';
         if (!eq || parse_item(item, eq + 1, f) != 0)
             return dev_fail(c, HINGE_ERR_INVALID, "HINGE_VK_FORCE=%s: '%s%s%s' is not one of matvec=rows|subgroup|"
-                            "shared, reduce=subgroup|shared, subgroup=N, shared=BYTES, batch=N, fuse=0|1, selftest=0|1", env, item, eq ? "=" : "", eq ? eq + 1 : "");
+                            "shared, reduce=subgroup|shared, subgroup=N, shared=BYTES, batch=N, fuse=0|1, selftest=0|1, tiled=0|1", env, item, eq ? "=" : "", eq ? eq + 1 : "");
     }
     return HINGE_OK;
 }
@@ -171,6 +178,10 @@ hinge_status ops_choose_variant(dev_ctx *c, const dev_ops_config *cfg, dev_varia
     if (v.matvec == DEV_MV_SPLIT_SUBGROUP && !(shuffle && sg_size >= HK_MV_LANES))
         return dev_fail(c, HINGE_ERR_UNSUPPORTED, "matvec variant split-subgroup needs subgroup shuffles in subgroups "
                         "of >= %d (%s: size %u%s)", HK_MV_LANES, f->name, sg_size, shuffle ? "" : ", no shuffle");
+    v.tiled = fo.tiled >= 0 ? fo.tiled == 1 : v.matvec != DEV_MV_ROWS && v.shared_bytes >= HK_MT_SHARED;
+    if (v.tiled && v.shared_bytes < HK_MT_SHARED)
+        return dev_fail(c, HINGE_ERR_UNSUPPORTED, "tiled prefill needs %d bytes of shared memory (%s: %u)",
+                        HK_MT_SHARED, f->name, v.shared_bytes);
     if (v.subgroup && !arith)
         return dev_fail(c, HINGE_ERR_UNSUPPORTED, "subgroup reductions need subgroup arithmetic, which %s lacks%s",
                         f->name, no_sg ? " (HINGE_VK_FORCE subgroup=0)" : "");
@@ -193,6 +204,7 @@ void ops_describe_variant(const dev_variant *v, char *buf, size_t len)
     char batch[24] = "";
     if (v->max_batch)
         snprintf(batch, sizeof batch, ", batch <= %u", v->max_batch);
-    snprintf(buf, len, "matvec %s, reductions %s, subgroup %u, fused %s%s", mv_name(v),
-             v->subgroup ? "subgroup" : "shared memory", v->subgroup_size, v->fuse ? "yes" : "no", batch);
+    snprintf(buf, len, "matvec %s, reductions %s, subgroup %u, fused %s%s%s", mv_name(v),
+             v->subgroup ? "subgroup" : "shared memory", v->subgroup_size, v->fuse ? "yes" : "no",
+             v->tiled ? ", prefill tiled" : "", batch);
 }

@@ -27,6 +27,12 @@
 #define HK_MV_LANES 8
 /* Positions one invocation carries in matmul's prefill variant. */
 #define HK_MM_POS 8
+/* matmul_tiled.comp (prefill on GPUs): a workgroup's tile of weight rows x
+ * positions (HK_WG = HK_MT_ROWS / 2 * HK_MT_POS / 4 = 4 * HK_MT_POS), and
+ * its shared memory in bytes. */
+#define HK_MT_ROWS 32
+#define HK_MT_POS 16
+#define HK_MT_SHARED ((2 * HK_MT_ROWS * (HK_CHUNK + 1) + HK_MT_POS * HK_CHUNK) * 4)
 /* Largest head_dim / head_dim_v the attention and rope kernels accept. */
 #define HK_MAX_HEAD_DIM 512
 /* Weights per chunk (see above). */

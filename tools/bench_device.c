@@ -42,6 +42,13 @@
 
 enum { PROMPT = 128, MAX_NAMES = 16 };
 
+/* GPU time summed by op name ("qkv", "attention", ...). */
+typedef struct by_op {
+    const char *names[MAX_NAMES];
+    double ns[MAX_NAMES];
+    uint32_t n;
+} by_op;
+
 typedef struct bench {
     const model *m;
     threadpool *tp;
@@ -51,6 +58,7 @@ typedef struct bench {
     double *pre_ns;     /* k + 1: embed, layers; per position */
     double *dec_ns;     /* k + 1: per token */
     double prefill_s;   /* wall, the whole prompt: the better of two runs */
+    double prefill_cpu_s; /* the process's CPU time (all its threads, lavapipe's too) in the same run */
     double dec_s;       /* wall per decode step, device part: median */
     double dec_tail_s;  /* wall per decode step, CPU [k, N) + head + sampling: median */
     double dec_mean_s;  /* mean of device + tail */
@@ -58,9 +66,8 @@ typedef struct bench {
     double gpu_step_s;  /* profiled decode: summed timestamps per step */
     double wall_step_s; /* profiled decode: wall per step */
     double dispatches, submits, waits;
-    const char *names[MAX_NAMES]; /* decode GPU time by op name */
-    double name_ns[MAX_NAMES];
-    uint32_t n_names;
+    by_op dec_ops;      /* decode GPU time by op, summed over the profiled steps */
+    by_op pre_ops;      /* prefill GPU time by op, the profiled run */
     double *lt;         /* k + 1: scratch for vk_exec_layer_times */
     char device[256];   /* the Vulkan device's name; "cpu" */
     char kernels[128];  /* the executor's kernel variants (vk_exec_describe) */
@@ -69,6 +76,25 @@ typedef struct bench {
     float *h, *logits;  /* (PROMPT, d), n_vocab */
     fwd_ctx *tail;      /* [k, N) and the head */
 } bench;
+
+/* CPU time of the whole process: on a machine shared with other work, a
+ * steadier measure of lavapipe's work than wall time (a figure to compare
+ * kernels by, not a speed). */
+static double cpu_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Keeps the better prefill run's wall and CPU time. */
+static void prefill_keep(bench *b, double wall, double cpu)
+{
+    if (wall < b->prefill_s) {
+        b->prefill_s = wall;
+        b->prefill_cpu_s = cpu;
+    }
+}
 
 /* dec_s, dec_tail_s and dec_mean_s from the steps. */
 static void decode_summary(bench *b)
@@ -110,16 +136,34 @@ static int tail_step(bench *b, uint32_t pos, int32_t *next)
 
 /* ---- Vulkan ---- */
 
-static void add_name(bench *b, const char *name, double ns)
+static void add_name(by_op *t, const char *name, double ns)
 {
     uint32_t i = 0;
-    while (i < b->n_names && strcmp(b->names[i], name) != 0)
+    while (i < t->n && strcmp(t->names[i], name) != 0)
         i++;
-    if (i == b->n_names && b->n_names == MAX_NAMES)
+    if (i == t->n && t->n == MAX_NAMES)
         return;
-    if (i == b->n_names)
-        b->names[b->n_names++] = name;
-    b->name_ns[i] += ns;
+    if (i == t->n)
+        t->names[t->n++] = name;
+    t->ns[i] += ns;
+}
+
+/* Adds the GPU times of the last (profiled) run's ops. */
+static void add_ops(by_op *t, const vk_exec *e)
+{
+    for (uint32_t o = 0; o < vk_exec_op_count(e); o++) {
+        vk_exec_op_info oi;
+        vk_exec_op(e, o, &oi);
+        add_name(t, oi.name, oi.ns);
+    }
+}
+
+static double op_total(const by_op *t)
+{
+    double sum = 0;
+    for (uint32_t i = 0; i < t->n; i++)
+        sum += t->ns[i];
+    return sum > 0 ? sum : 1;
 }
 
 /* steps decode steps from position pos0 (token t first); with prof, the
@@ -152,11 +196,7 @@ static int vk_decode(bench *b, vk_exec *e, uint32_t pos0, bool prof)
         vk_exec_layer_times(e, lt);
         for (uint32_t l = 0; l <= b->k; l++)
             b->dec_ns[l] += lt[l];
-        for (uint32_t o = 0; o < vk_exec_op_count(e); o++) {
-            vk_exec_op_info oi;
-            vk_exec_op(e, o, &oi);
-            add_name(b, oi.name, oi.ns);
-        }
+        add_ops(&b->dec_ops, e);
     }
     if (!prof)
         decode_summary(b);
@@ -190,10 +230,10 @@ static int vk_bench(bench *b)
     b->prefill_s = 1e30;
     for (int r = 0; r < 2 && rc == 0; r++) {
         t0 = clk_now_s();
+        double c0 = cpu_now_s();
         if ((s = vk_exec_run(e, b->prompt, b->n_prompt, 0, b->h)) != HINGE_OK)
             rc = fail("prefill", s, vk_exec_errmsg(e));
-        double dt = clk_now_s() - t0;
-        b->prefill_s = dt < b->prefill_s ? dt : b->prefill_s;
+        prefill_keep(b, clk_now_s() - t0, cpu_now_s() - c0);
     }
     if (rc == 0 && (s = vk_exec_set_profiling(e, true)) != HINGE_OK)
         rc = fail("profiling", s, vk_exec_errmsg(e));
@@ -203,6 +243,7 @@ static int vk_bench(bench *b)
         vk_exec_layer_times(e, lt);
         for (uint32_t l = 0; l <= b->k; l++)
             b->pre_ns[l] = lt[l] / b->n_prompt;
+        add_ops(&b->pre_ops, e);
         vk_exec_set_profiling(e, false);
         rc = vk_decode(b, e, b->n_prompt, false);
     }
@@ -234,7 +275,7 @@ static int cpu_bench(bench *b)
     double t0, t1;
     b->prefill_s = 1e30;
     for (int r = 0; r < 2 && rc == 0; r++) { /* the better of two runs */
-        double *ns = r == 0 ? b->lt : b->pre_ns, dt;
+        double *ns = r == 0 ? b->lt : b->pre_ns, dt, c0 = cpu_now_s();
         t0 = clk_now_s();
         fwd_embed(L[b->k], b->prompt, b->n_prompt, b->h);
         t1 = clk_now_s();
@@ -246,7 +287,7 @@ static int cpu_bench(bench *b)
         dt = clk_now_s() - t0;
         if (r == 1 && dt > b->prefill_s) /* the first run was the better one */
             memcpy(b->pre_ns, b->lt, (b->k + 1) * sizeof(double));
-        b->prefill_s = dt < b->prefill_s ? dt : b->prefill_s;
+        prefill_keep(b, dt, cpu_now_s() - c0);
     }
     int32_t t = b->prompt[b->n_prompt - 1];
     for (uint32_t i = 0; i < b->n_dec && rc == 0; i++) {
@@ -289,10 +330,11 @@ static void report(const bench *b, bool vk)
         dec += b->dec_ns[l];
     }
     printf("%-8s %16.2f %16.2f   (%s)\n", "sum", pre * 1e-3, dec * 1e-3, vk ? "GPU timestamps" : "wall time");
-    if (vk && b->n_names) {
-        printf("decode GPU time by op:");
-        for (uint32_t i = 0; i < b->n_names; i++)
-            printf(" %s %.1f%%", b->names[i], 100.0 * b->name_ns[i] / (b->gpu_step_s * 1e9));
+    for (int pass = 0; vk && pass < 2; pass++) {
+        const by_op *t = pass ? &b->pre_ops : &b->dec_ops;
+        printf("%s GPU time by op:", pass ? "prefill" : "decode");
+        for (uint32_t i = 0; i < t->n; i++)
+            printf(" %s %.1f%%", t->names[i], 100.0 * t->ns[i] / op_total(t));
         printf("\n");
     }
     double dec_tok = 1.0 / b->dec_s, full_tok = 1.0 / (b->dec_s + b->dec_tail_s);
@@ -300,7 +342,8 @@ static void report(const bench *b, bool vk)
     printf("decode: %.3f ms/token = %.1f tok/s (embed + %u layers); with the CPU's [%u, %u) + head: %.1f tok/s "
            "(medians; mean %.1f tok/s)\n", b->dec_s * 1e3, dec_tok, b->k, b->k, m->hp.n_layer, full_tok,
            1.0 / b->dec_mean_s);
-    printf("prefill: %u positions in %.3f s = %.1f tok/s\n", b->n_prompt, b->prefill_s, pre_tok);
+    printf("prefill: %u positions in %.3f s = %.1f tok/s (process CPU time %.3f ms/position)\n", b->n_prompt,
+           b->prefill_s, pre_tok, b->prefill_cpu_s * 1e3 / b->n_prompt);
     double outside = vk && b->wall_step_s > 0 ? (b->wall_step_s - b->gpu_step_s) / b->wall_step_s : 0;
     if (vk)
         printf("per decode step: %.0f dispatches, %.0f submits, %.0f waits; outside the shaders %.1f%% (wall %.3f "
@@ -319,14 +362,16 @@ static void report(const bench *b, bool vk)
 static int print_json(const bench *b, bool vk)
 {
     const model *m = b->m;
-    json_t *pre = json_array(), *dec = json_array(), *ops = json_object();
+    json_t *pre = json_array(), *dec = json_array(), *ops = json_object(), *pre_ops = json_object();
     double steps = b->n_dec ? b->n_dec : 1;
     for (uint32_t l = 0; l <= b->k; l++) {
         json_array_append_new(pre, json_real(b->pre_ns[l] * 1e-3));
         json_array_append_new(dec, json_real(b->dec_ns[l] * 1e-3));
     }
-    for (uint32_t i = 0; vk && i < b->n_names; i++)
-        json_object_set_new(ops, b->names[i], json_real(b->name_ns[i] / (b->gpu_step_s * 1e9)));
+    for (uint32_t i = 0; vk && i < b->dec_ops.n; i++)
+        json_object_set_new(ops, b->dec_ops.names[i], json_real(b->dec_ops.ns[i] / op_total(&b->dec_ops)));
+    for (uint32_t i = 0; vk && i < b->pre_ops.n; i++)
+        json_object_set_new(pre_ops, b->pre_ops.names[i], json_real(b->pre_ops.ns[i] / op_total(&b->pre_ops)));
     const char *lp = getenv("LP_NUM_THREADS");
     double outside = vk && b->wall_step_s > 0 ? (b->wall_step_s - b->gpu_step_s) / b->wall_step_s : 0;
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:s?}", "model", m->name,
@@ -334,12 +379,13 @@ static int print_json(const bench *b, bool vk)
                           "device", vk ? b->device : "cpu", "kernels", vk ? b->kernels : "cpu", "layers", (int)b->k,
                           "n_layer", (int)m->hp.n_layer, "prompt_tokens", (int)b->n_prompt, "decode_steps",
                           (int)b->n_dec, "threads", tp_threads(b->tp), "lp_num_threads", lp);
-    int rc = o && pre && dec && ops ? 0 : -1;
+    int rc = o && pre && dec && ops && pre_ops ? 0 : -1;
     if (rc == 0) {
         json_object_set_new(o, "decode_tokens_per_s", json_real(1.0 / b->dec_s));
         json_object_set_new(o, "decode_full_tokens_per_s", json_real(1.0 / (b->dec_s + b->dec_tail_s)));
         json_object_set_new(o, "decode_mean_tokens_per_s", json_real(1.0 / b->dec_mean_s));
         json_object_set_new(o, "prefill_tokens_per_s", json_real(b->n_prompt / b->prefill_s));
+        json_object_set_new(o, "prefill_cpu_ms_per_token", json_real(b->prefill_cpu_s * 1e3 / b->n_prompt));
         json_object_set_new(o, "dispatches_per_step", vk ? json_real(b->dispatches / steps) : json_null());
         json_object_set_new(o, "submits_per_step", vk ? json_real(b->submits / steps) : json_null());
         json_object_set_new(o, "waits_per_step", vk ? json_real(b->waits / steps) : json_null());
@@ -348,10 +394,13 @@ static int print_json(const bench *b, bool vk)
         json_object_set_new(o, "prefill_us_per_position", pre);
         json_object_set_new(o, "decode_us_per_token", dec);
         json_object_set_new(o, "decode_gpu_share_by_op", vk ? ops : json_null());
+        json_object_set_new(o, "prefill_gpu_share_by_op", vk ? pre_ops : json_null());
         pre = dec = NULL;
-        if (!vk)
+        if (!vk) {
             json_decref(ops);
-        ops = NULL;
+            json_decref(pre_ops);
+        }
+        ops = pre_ops = NULL;
         char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
         rc = text ? 0 : -1;
         if (text)
@@ -361,6 +410,7 @@ static int print_json(const bench *b, bool vk)
     json_decref(pre);
     json_decref(dec);
     json_decref(ops);
+    json_decref(pre_ops);
     json_decref(o);
     return rc == 0 ? 0 : fail("--json", HINGE_ERR_NOMEM, "cannot build the JSON object");
 }
