@@ -16,32 +16,11 @@ set -uo pipefail
 edge=$1 gen=$2 shared=$3
 stories="$shared/models/stories260K.gguf"
 oracle="$shared/oracles/stories260K-greedy-200.txt"
-tmp=$(mktemp -d /tmp/hinge-phead-test-XXXXXX)
-pass=0 fail=0
-epid=""
-
-cleanup() {
-  [ -n "$epid" ] && kill -KILL "$epid" 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-check() { # name, then a command that must succeed
-  local name=$1; shift
-  if "$@"; then pass=$((pass + 1)); echo "ok - $name"; else fail=$((fail + 1)); echo "not ok - $name"; fi
-}
+source "$(dirname "$0")/../cli/lib.sh"
 
 mkdir -p "$tmp/rec"
-"$edge" --model "$stories" --listen 127.0.0.1:0 --insecure-h2c --record-dir "$tmp/rec" --threads 1 \
-  >"$tmp/edge.out" 2>"$tmp/edge.err" &
-epid=$!
-port=""
-for _ in $(seq 200); do
-  port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$tmp/edge.out")
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-if [ -z "$port" ]; then echo "edge did not start:"; cat "$tmp/edge.err"; exit 1; fi
+start edge "$edge" --model "$stories" --listen 127.0.0.1:0 --insecure-h2c --record-dir "$tmp/rec" --threads 1 || exit 1
+epid=${pids[0]}
 url="http://127.0.0.1:$port"
 
 for kj in "1 1" "2 2" "0 3"; do
@@ -139,9 +118,6 @@ fi
   2>"$tmp/after.err"
 check "after the bad requests the edge still serves: k=2 J=2 equals the oracle" cmp "$tmp/after.txt" "$oracle"
 check "the edge is still up" kill -0 "$epid"
-kill -TERM "$epid"
-check "the edge exits 0 on SIGTERM" wait "$epid"
-epid=""
 
 echo "# $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
