@@ -306,8 +306,8 @@ hinge_status hinge_session_create(hinge_model *m, const hinge_session_config *c,
         hinge_session_free(s);
         return st;
     }
-    hinge_log(&s->lg, HINGE_LOG_INFO, "session: cut %u of %u, %s, %s wire, %u positions, %.1f MiB", s->cut,
-              s->m->hp.n_layer, s->remote ? s->edge_url : "local", tx_codec_name(s->codec), s->ctx,
+    hinge_log(&s->lg, HINGE_LOG_INFO, "session: cut %u of %u, private head %u, %s, %s wire, %u positions, %.1f MiB",
+              s->cut, s->m->hp.n_layer, s->pj, s->remote ? s->edge_url : "local", tx_codec_name(s->codec), s->ctx,
               (double)s->bytes / (1 << 20));
     *out = s;
     return HINGE_OK;

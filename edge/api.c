@@ -401,10 +401,10 @@ static void session_resource(edge_conn *c, edge_stream *st)
         return;
     }
     edge_respond_json(c, st, 200,
-                      json_pack("{s:s, s:I, s:s, s:I, s:I, s:I, s:b, s:I}", "id", s->id, "cut", (json_int_t)s->cut,
-                                "codec", tx_codec_name(s->codec), "ctx", (json_int_t)s->ctx, "max_step",
-                                (json_int_t)s->max_step, "pos", (json_int_t)s->next_pos, "busy", s->busy, "steps",
-                                (json_int_t)s->steps));
+                      json_pack("{s:s, s:I, s:s, s:I, s:I, s:I, s:b, s:I, s:I}", "id", s->id, "cut",
+                                (json_int_t)s->cut, "codec", tx_codec_name(s->codec), "ctx", (json_int_t)s->ctx,
+                                "max_step", (json_int_t)s->max_step, "pos", (json_int_t)s->next_pos, "busy", s->busy,
+                                "steps", (json_int_t)s->steps, "private_head", (json_int_t)s->private_head));
 }
 
 static void metrics_get(edge_conn *c, edge_stream *st)

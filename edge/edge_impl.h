@@ -400,7 +400,9 @@ void edge_respond(edge_conn *c, edge_stream *st, int status, const char *body, s
 /* The same with another content-type (a static string). */
 void edge_respond_typed(edge_conn *c, edge_stream *st, int status, const char *type, const char *body, size_t len);
 /* 200 with an activation frame (a private head's step reply: docs/protocol.md),
- * its timing in the headers hinge-edge-us and hinge-queue-us. */
+ * its timing in the headers hinge-edge-us and hinge-queue-us. A frame over
+ * EDGE_RESP_SMALL is copied to the heap (any length: the session's frame
+ * buffer bounds it). */
 void edge_respond_frame(edge_conn *c, edge_stream *st, const uint8_t *frame, size_t len, uint64_t edge_us,
                         uint64_t queue_us);
 /* {"error": code, "detail": printf(fmt, ...)} with status. */
