@@ -21,6 +21,7 @@ typedef struct gen_opts {
     const char *device, *channel, *edge_profile, *privacy_profile;
     uint32_t n_new, ctx, min_cut, threads;
     uint32_t speculate; /* most drafts per step; 0: off */
+    uint32_t private_head; /* J: the last J layers and the head stay here (docs/privacy.md); 0: off */
     float noise, max_recovery;
     uint64_t noise_seed;
     uint64_t mem_cap;
@@ -38,7 +39,7 @@ enum { CUT_UNSET = -3 };
 enum { O_TEMP = 256, O_TOPK, O_TOPP, O_SEED, O_JSON, O_THREADS, O_CTX, O_IGNORE_EOS, O_BACKEND, O_CUT, O_EDGE,
        O_WIRE, O_CACERT, O_DEVICE, O_CHANNEL, O_EDGE_PROFILE, O_MIN_CUT, O_MEM_CAP, O_ENERGY, O_CODECS, O_TIMEOUT,
        O_NO_LOCAL, O_API_KEY, O_CHAT, O_SYSTEM, O_CHAT_TEMPLATE, O_SPECULATE, O_NOISE, O_NOISE_SEED,
-       O_MAX_RECOVERY, O_PRIVACY_PROFILE };
+       O_MAX_RECOVERY, O_PRIVACY_PROFILE, O_PRIVATE_HEAD };
 
 enum { SPECULATE_DEFAULT = 6 };
 
@@ -63,6 +64,7 @@ static const struct option OPTIONS[] = {
     {"noise", required_argument, NULL, O_NOISE}, {"noise-seed", required_argument, NULL, O_NOISE_SEED},
     {"max-recovery", required_argument, NULL, O_MAX_RECOVERY},
     {"privacy-profile", required_argument, NULL, O_PRIVACY_PROFILE},
+    {"private-head", required_argument, NULL, O_PRIVATE_HEAD},
     {"verbose", no_argument, NULL, 'v'},          {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -97,6 +99,8 @@ static void usage(FILE *out)
             "                        RMS (docs/privacy.md); --noise-seed N fixes its seed (default: random)\n"
             "  --max-recovery R      privacy policy: no (cut, wire, noise) whose measured token recovery is over R\n"
             "                        (0..1); needs --privacy-profile FILE (profiles/privacy/)\n"
+            "  --private-head J      privacy: the last J layers, the head and the sampler also run here; the\n"
+            "                        edge returns its rows and never sees an output token (not with --speculate)\n"
             "  --cut auto takes: --device FILE (required) [--channel FILE (required with --edge)]\n"
             "                    [--edge-profile FILE] [--min-cut K] [--mem-cap BYTES] [--energy-weight W]\n"
             "                    [--codecs f32,f16,q8]\n"
@@ -157,6 +161,7 @@ static int parse_one(int c, const char *arg, void *user)
     case O_CHANNEL: o->channel = arg; return 0;
     case O_EDGE_PROFILE: o->edge_profile = arg; return 0;
     case O_MIN_CUT: return cli_u32(arg, "--min-cut", 4096, &o->min_cut);
+    case O_PRIVATE_HEAD: return cli_u32(arg, "--private-head", 4096, &o->private_head);
     case O_MEM_CAP: return cli_u64(arg, "--mem-cap", &o->mem_cap);
     case O_ENERGY: return cli_f64(arg, "--energy-weight", 0.0, 1e6, &o->energy_weight);
     case O_CODECS: o->codecs = arg; return 0;
@@ -312,6 +317,7 @@ static int make_config(const gen_opts *o, uint32_t n_prompt, hinge_session_confi
     c->timeout_ms = o->timeout_ms;
     c->no_local_fallback = o->no_local_fallback;
     c->speculate = o->speculate;
+    c->private_head = o->private_head;
     c->ca_file = o->cacert;
     c->api_key = o->api_key && *o->api_key ? o->api_key : NULL;
     c->cut = o->cut == CUT_UNSET ? HINGE_CUT_ALL : o->cut;

@@ -12,7 +12,7 @@
 
 typedef struct part_opts {
     const char *model, *device, *channel, *edge, *edge_load, *codecs, *privacy_profile;
-    uint32_t prompt_len, new_tokens, min_cut;
+    uint32_t prompt_len, new_tokens, min_cut, private_head;
     float max_recovery, noise;
     uint64_t mem_cap;
     double energy_weight;
@@ -22,7 +22,8 @@ typedef struct part_opts {
 } part_opts;
 
 enum { O_DEVICE = 256, O_CHANNEL, O_EDGE, O_EDGE_LOAD, O_PROMPT_LEN, O_MIN_CUT, O_MEM_CAP, O_ENERGY, O_CODECS,
-       O_CONNECTED, O_COLD_START, O_JSON, O_SPECULATE, O_ACCEPT, O_MAX_RECOVERY, O_PRIVACY_PROFILE, O_NOISE };
+       O_CONNECTED, O_COLD_START, O_JSON, O_SPECULATE, O_ACCEPT, O_MAX_RECOVERY, O_PRIVACY_PROFILE, O_NOISE,
+       O_PRIVATE_HEAD };
 
 static const struct option OPTIONS[] = {
     {"model", required_argument, NULL, 'm'},           {"device", required_argument, NULL, O_DEVICE},
@@ -36,6 +37,7 @@ static const struct option OPTIONS[] = {
     {"speculate", required_argument, NULL, O_SPECULATE}, {"accept", required_argument, NULL, O_ACCEPT},
     {"max-recovery", required_argument, NULL, O_MAX_RECOVERY}, {"noise", required_argument, NULL, O_NOISE},
     {"privacy-profile", required_argument, NULL, O_PRIVACY_PROFILE},
+    {"private-head", required_argument, NULL, O_PRIVATE_HEAD},
     {"help", no_argument, NULL, 'h'},                  {NULL, 0, NULL, 0},
 };
 
@@ -55,6 +57,8 @@ static void usage(FILE *out)
             "  --min-cut K             privacy floor: at least K layers on the device\n"
             "  --max-recovery R        privacy policy: no (cut, codec) whose measured token recovery at the\n"
             "                          session's --noise S is over R; needs --privacy-profile FILE (docs/privacy.md)\n"
+            "  --private-head J        every split keeps the last J layers, the head and the sampler on the\n"
+            "                          device; the edge returns rows (their bytes down and the device's time count)\n"
             "  --mem-cap BYTES         device memory for the model (default: the device profile's)\n"
             "  --energy-weight W       seconds of latency one joule of device energy is worth (default 0)\n"
             "  --codecs LIST           wire codecs to consider, e.g. f32,f16,q8 (default f32,f16)\n"
@@ -90,6 +94,7 @@ static int parse_one(int c, const char *arg, void *user)
     case O_MAX_RECOVERY: return cli_f32(arg, "--max-recovery", 0.0f, 1.0f, &o->max_recovery);
     case O_NOISE: return cli_f32(arg, "--noise", 0.0f, 100.0f, &o->noise);
     case O_PRIVACY_PROFILE: o->privacy_profile = arg; return 0;
+    case O_PRIVATE_HEAD: return cli_u32(arg, "--private-head", 4096, &o->private_head);
     case 'v': o->verbose = true; return 0;
     }
     return -1;
@@ -205,6 +210,7 @@ int cmd_partition(int argc, char **argv)
     c.max_recovery = o.max_recovery;
     c.wire_noise = o.noise;
     c.privacy_profile = o.privacy_profile;
+    c.private_head = o.private_head;
     char *json = NULL;
     hinge_status s = hinge_partition_plan(m, &c, &json);
     if (s != HINGE_OK)

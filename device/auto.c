@@ -40,7 +40,7 @@ static part_policy policy(const hinge_session_config *c, const part_privacy *pri
 {
     return (part_policy){.min_cut = c->min_cut, .mem_cap_bytes = (double)c->mem_limit,
                          .energy_weight = c->energy_weight, .max_recovery = c->max_recovery,
-                         .noise = c->wire_noise, .privacy = priv};
+                         .noise = c->wire_noise, .privacy = priv, .private_head = c->private_head};
 }
 
 hinge_status auto_check_privacy(hinge_session *s, char *err, size_t errlen)
@@ -324,7 +324,9 @@ static const double RECUT_MARGIN = 0.25;
 
 void auto_reconsider(hinge_session *s)
 {
-    if (!s->ai || !s->est || !s->sess || ++s->since_recut < RECONSIDER_STEPS)
+    /* a private head's device layers are two ranges: a re-cut would have to move
+     * both; the first decision stands */
+    if (!s->ai || !s->est || !s->sess || s->pj || ++s->since_recut < RECONSIDER_STEPS)
         return;
     s->since_recut = 0;
     const hinge_session_config *c = &s->cfg;

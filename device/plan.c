@@ -6,7 +6,7 @@
  * tests read these fields):
  *   {"model": NAME, "device": NAME, "channel": NAME?, "edge": NAME?,
  *    "request": {"prompt_len", "new_tokens", "connected"},
- *    "policy": {"min_cut", "mem_cap_bytes", "energy_weight", "max_recovery", "noise"},
+ *    "policy": {"min_cut", "mem_cap_bytes", "energy_weight", "max_recovery", "noise", "private_head"},
  *    "cut": K, "codec": "f16", "decision_us": ..., "chosen": {PREDICTION},
  *    "candidates": [{PREDICTION of cut 0}, ..., {cut N}]}
  * PREDICTION: {"cut", "codec", "feasible", "why", "setup_ms", "ttft_ms",
@@ -104,7 +104,7 @@ static hinge_status set_request(plan *p, const hinge_plan_config *c)
                                .connected = c->connected != 0,
                                .cold_start = c->cold_start != 0};
     p->in.pol = (part_policy){.min_cut = c->min_cut, .mem_cap_bytes = (double)c->mem_limit,
-                              .energy_weight = c->energy_weight};
+                              .energy_weight = c->energy_weight, .private_head = c->private_head};
     if (!(c->energy_weight >= 0) || !isfinite(c->energy_weight))
         return hinge_fail(p->err, sizeof p->err, HINGE_ERR_INVALID, "energy_weight %g is not a number >= 0",
                           c->energy_weight);
@@ -184,12 +184,13 @@ static char *plan_json(const plan *p)
             return NULL;
         }
     json_t *j = json_pack(
-        "{s:s, s:s, s:s?, s:s?, s:{s:I, s:I, s:b}, s:{s:I, s:f, s:f, s:f, s:f}, s:I, s:s, s:f, s:o, s:o}", "model",
+        "{s:s, s:s, s:s?, s:s?, s:{s:I, s:I, s:b}, s:{s:I, s:f, s:f, s:f, s:f, s:I}, s:I, s:s, s:f, s:o, s:o}", "model",
         p->model.name, "device", p->device.name, "channel", in->channel ? in->channel->name : NULL, "edge",
         in->edge ? in->edge->name : NULL, "request", "prompt_len", (json_int_t)in->req.prompt_len, "new_tokens",
         (json_int_t)in->req.new_tokens, "connected", in->req.connected, "policy", "min_cut",
         (json_int_t)in->pol.min_cut, "mem_cap_bytes", in->pol.mem_cap_bytes, "energy_weight", in->pol.energy_weight,
-        "max_recovery", in->pol.max_recovery, "noise", in->pol.noise, "cut", (json_int_t)p->dec.cut, "codec",
+        "max_recovery", in->pol.max_recovery, "noise", in->pol.noise, "private_head",
+        (json_int_t)in->pol.private_head, "cut", (json_int_t)p->dec.cut, "codec",
         part_codec_name(p->dec.codec), "decision_us", p->decide_us, "chosen",
         pred_json(p, &p->dec.chosen), "candidates", cands);
     char *text = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;

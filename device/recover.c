@@ -6,7 +6,9 @@
  * layers after the cut in-process). The device keeps the tokens it fed
  * (s->hist); its own layers recompute the boundary rows from them (the
  * device's KV cache rows are rewritten with the same values), and the rows
- * go to the new edge as one prefill, or through the new local tail. */
+ * go to the new edge as one prefill, or through the new local tail. A
+ * private head (layers [N - J, N), head, sampler) is on this device with
+ * its KV cache: it stays valid, and only the edge's part is rebuilt. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +49,8 @@ static hinge_status try_edge(hinge_session *s, int i)
     if (st == HINGE_OK && s->pos) {
         int32_t ignored;
         tx_timing tt;
-        st = tx_session_step(s->sess, 0, s->pos, s->hidden, &ignored, &tt);
+        /* a private head keeps its own layers' KV cache: only the edge's part is rebuilt */
+        st = s->pj ? sess_replay_rows(s, s->pos) : tx_session_step(s->sess, 0, s->pos, s->hidden, &ignored, &tt);
         if (st != HINGE_OK)
             hinge_fail(s->err, sizeof s->err, st, "replay: %s", tx_session_errmsg(s->sess));
     }

@@ -68,6 +68,11 @@ static hinge_status check_config(hinge_session *s)
 #endif
     if (c->speculate > TX_VERIFY_MAX - 1)
         return api_fail(HINGE_ERR_INVALID, "speculate %u is over %d drafts", c->speculate, TX_VERIFY_MAX - 1);
+    if (c->private_head && (c->private_head >= hp->n_layer || c->cut == HINGE_CUT_ALL || c->speculate ||
+                            (c->cut >= 0 && (uint32_t)c->cut + c->private_head > hp->n_layer)))
+        return api_fail(HINGE_ERR_INVALID, "private_head %u: needs 1 <= private_head < %u layers, a split (cut %d: "
+                        "cut + private_head <= %u, or HINGE_CUT_AUTO) and no speculate (the edge samples nothing to "
+                        "verify drafts with)", c->private_head, hp->n_layer, c->cut, hp->n_layer);
     s->ctx = n_ctx;
     s->spec_max = c->speculate;
     s->spec_alpha = 0.5; /* a prior: the first steps send drafts and measure */
@@ -118,10 +123,23 @@ static sampler_params sampling(const hinge_session_config *c)
     return (sampler_params){.temp = c->temperature, .top_k = c->top_k, .top_p = c->top_p, .seed = c->seed};
 }
 
+/* The private head, once: failover and a local tail keep it, with its KV cache. */
+static hinge_status open_head(hinge_session *s)
+{
+    if (!s->pj || s->head)
+        return HINGE_OK;
+    tail_config tc = {.cut = s->m->hp.n_layer - s->pj, .ctx = s->ctx, .sp = sampling(&s->cfg)};
+    hinge_status st = tail_create(s->m, s->tp, &tc, &s->head, s->err, sizeof s->err);
+    s->bytes += tail_bytes(s->head);
+    return st;
+}
+
 hinge_status sess_open_local_tail(hinge_session *s, bool wire)
 {
-    tail_config tc = {.cut = s->cut, .ctx = s->ctx, .sp = sampling(&s->cfg)};
-    hinge_status st = tail_create(s->m, s->tp, &tc, &s->tail, s->err, sizeof s->err);
+    tail_config tc = {.cut = s->cut, .end = s->m->hp.n_layer - s->pj, .ctx = s->ctx, .sp = sampling(&s->cfg)};
+    hinge_status st = open_head(s);
+    if (st == HINGE_OK)
+        st = tail_create(s->m, s->tp, &tc, &s->tail, s->err, sizeof s->err);
     s->bytes += tail_bytes(s->tail);
     if (st != HINGE_OK || s->codec == TX_CODEC_F32 || !wire)
         return st;
@@ -147,7 +165,7 @@ hinge_status sess_open_client(hinge_session *s)
 hinge_status sess_open_edge_session(hinge_session *s)
 {
     tx_session_config sc = {.cut = s->cut, .codec = s->codec, .sampling = sampling(&s->cfg), .ctx = s->ctx,
-                            .max_step = s->cfg.max_step, .sample_skip = s->skip};
+                            .max_step = s->cfg.max_step, .sample_skip = s->skip, .private_head = s->pj};
     memcpy(sc.model_sha256, s->m->sha256, sizeof sc.model_sha256);
     hinge_status st = tx_session_open(s->client, &sc, &s->sess, s->err, sizeof s->err);
     if (st == HINGE_OK && tx_session_get_info(s->sess)->n_embd != s->m->hp.n_embd)
@@ -161,7 +179,10 @@ static hinge_status open_tail(hinge_session *s)
 {
     if (!s->remote) /* a fixed cut, even N, has a wire; a decided or full local run has none */
         return sess_open_local_tail(s, s->cfg.cut >= 0);
-    hinge_status st = sess_open_client(s);
+    hinge_status st = open_head(s);
+    if (st != HINGE_OK)
+        return st;
+    st = sess_open_client(s);
     if (st == HINGE_OK)
         st = sess_open_edge_session(s);
     /* the next edges, in ring order from the one chosen */
@@ -193,6 +214,11 @@ static hinge_status build(hinge_session *s)
         if ((st = sess_open_client(s)) != HINGE_OK || (st = auto_decide(s, hint, s->err, sizeof s->err)) != HINGE_OK)
             return st;
     }
+    /* a decision to run everything here has nothing to keep from the edge */
+    s->pj = s->cut < hp->n_layer ? s->cfg.private_head : 0;
+    if (s->pj && s->cut + s->pj > hp->n_layer)
+        return hinge_fail(s->err, sizeof s->err, HINGE_ERR_INVALID, "cut %u leaves no room for a private head of %u",
+                          s->cut, s->pj);
     size_t hidden = (size_t)s->ctx * hp->n_embd * sizeof(float);
     s->hidden = malloc(hidden);
     s->tokens = malloc(((size_t)s->ctx + 1) * sizeof(int32_t));
@@ -213,8 +239,9 @@ static hinge_status check_memory(const hinge_session *s)
     if (!s->cfg.mem_limit || s->cfg.cut == HINGE_CUT_AUTO)
         return HINGE_OK;
     uint64_t weights = 0;
-    for (uint32_t il = 0; il < s->cut; il++)
-        weights += model_layer_bytes(s->m, il);
+    for (uint32_t il = 0; il < s->m->hp.n_layer; il++)
+        if (il < s->cut || il >= s->m->hp.n_layer - s->pj)
+            weights += model_layer_bytes(s->m, il);
     if (weights + s->bytes <= s->cfg.mem_limit)
         return HINGE_OK;
     return api_fail(HINGE_ERR_NOMEM, "the session needs %llu bytes (%llu of weights for %u layers, %llu allocated), "
@@ -279,8 +306,8 @@ hinge_status hinge_session_create(hinge_model *m, const hinge_session_config *c,
         hinge_session_free(s);
         return st;
     }
-    hinge_log(&s->lg, HINGE_LOG_INFO, "session: cut %u of %u, %s, %s wire, %u positions, %.1f MiB", s->cut,
-              s->m->hp.n_layer, s->remote ? s->edge_url : "local", tx_codec_name(s->codec), s->ctx,
+    hinge_log(&s->lg, HINGE_LOG_INFO, "session: cut %u of %u, private head %u, %s, %s wire, %u positions, %.1f MiB",
+              s->cut, s->m->hp.n_layer, s->pj, s->remote ? s->edge_url : "local", tx_codec_name(s->codec), s->ctx,
               (double)s->bytes / (1 << 20));
     *out = s;
     return HINGE_OK;
@@ -294,6 +321,7 @@ void hinge_session_free(hinge_session *s)
     tx_session_close(s->sess, NULL, 0);
     tx_client_destroy(s->client);
     tail_destroy(s->tail);
+    tail_destroy(s->head);
     free(s->frame);
 #ifdef HINGE_HAVE_VULKAN
     vk_exec_destroy(s->vx);
@@ -381,12 +409,37 @@ void sess_timing(hinge_step_info *t, const tx_timing *tt)
     t->requests = tt->requests;
 }
 
+/* The edge's step: *next sampled there, or with a private head its rows
+ * back in s->hidden. */
+static hinge_status edge_step(hinge_session *s, size_t n, int32_t *next, tx_timing *tt)
+{
+    if (s->pj)
+        return tx_session_step_rows(s->sess, s->pos, (uint32_t)n, s->hidden, tt);
+    return tx_session_step(s->sess, s->pos, (uint32_t)n, s->hidden, next, tt);
+}
+
+hinge_status sess_replay_rows(hinge_session *s, uint32_t n)
+{
+    tx_timing tt;
+    return tx_session_step_rows(s->sess, 0, n, s->hidden, &tt);
+}
+
+/* The private head on the step's rows (what came back from the edge, or
+ * the local tail's output): layers [N - J, N), head, sampler. */
+static hinge_status run_head(hinge_session *s, size_t n, int32_t *next)
+{
+    hinge_status st = tail_step(s->head, s->pos, n, s->hidden, next);
+    if (st != HINGE_OK)
+        hinge_fail(s->err, sizeof s->err, st, "private head: %s", tail_errmsg(s->head));
+    return st;
+}
+
 static hinge_status run_tail(hinge_session *s, size_t n, int32_t *next, hinge_step_info *t)
 {
     if (s->sess) {
         tx_timing tt = {0};
         tx_session_set_deadline(s->sess, step_deadline_ms(s, n));
-        hinge_status st = tx_session_step(s->sess, s->pos, (uint32_t)n, s->hidden, next, &tt);
+        hinge_status st = edge_step(s, n, next, &tt);
         if (st == HINGE_OK && n == 1) {
             double ms = (double)tt.request_us * 1e-3;
             s->decode_ms = s->decode_ms > 0.0 ? 0.8 * s->decode_ms + 0.2 * ms : ms;
@@ -394,15 +447,20 @@ static hinge_status run_tail(hinge_session *s, size_t n, int32_t *next, hinge_st
         sess_timing(t, &tt);
         if (st != HINGE_OK)
             return hinge_fail(s->err, sizeof s->err, st, "edge: %s", tx_session_errmsg(s->sess));
-        return HINGE_OK;
+        return s->pj ? run_head(s, n, next) : HINGE_OK;
     }
     if (!s->tail) /* a failed re-cut left neither half after the cut */
         return hinge_fail(s->err, sizeof s->err, HINGE_ERR_NETWORK, "the layers after the cut were lost in a "
                           "re-cut that nothing recovered");
     hinge_status st = s->frame ? sess_through_codec(s, n, s->pos) : HINGE_OK;
-    if (st == HINGE_OK && (st = tail_step(s->tail, s->pos, n, s->hidden, next)) != HINGE_OK)
+    if (st == HINGE_OK && (st = tail_step(s->tail, s->pos, n, s->hidden, s->pj ? NULL : next)) != HINGE_OK)
         hinge_fail(s->err, sizeof s->err, st, "layers after the cut: %s", tail_errmsg(s->tail));
-    return st;
+    if (st != HINGE_OK || !s->pj)
+        return st;
+    /* the rows come back over the (emulated) wire too */
+    if (s->frame && (st = sess_through_codec(s, n, s->pos)) != HINGE_OK)
+        return st;
+    return run_head(s, n, next);
 }
 
 /* Both halves once: tokens at s->pos.., *next sampled. */
@@ -468,15 +526,16 @@ hinge_status hinge_session_logits(hinge_session *s, size_t row, size_t n_rows, f
 {
     if (!s || !out)
         return api_fail(HINGE_ERR_INVALID, "hinge_session_logits: session and out must not be NULL");
-    if (!s->tail)
+    tail *t = s->head ? s->head : s->tail; /* with a private head, the head is here even with an edge */
+    if (!t)
         return api_fail(HINGE_ERR_UNSUPPORTED, "logits are computed on the edge: only a session without an edge "
                                                "has them");
     if (n_rows == 0 || row >= s->last_n || n_rows > s->last_n - row)
         return api_fail(HINGE_ERR_RANGE, "rows [%zu, %zu) are not in the last step's %zu", row, row + n_rows,
                         s->last_n);
-    hinge_status st = tail_logits(s->tail, s->hidden + row * s->m->hp.n_embd, n_rows, out);
+    hinge_status st = tail_logits(t, s->hidden + row * s->m->hp.n_embd, n_rows, out);
     if (st != HINGE_OK)
-        return api_fail(st, "head: %s", tail_errmsg(s->tail));
+        return api_fail(st, "head: %s", tail_errmsg(t));
     return HINGE_OK;
 }
 

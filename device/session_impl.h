@@ -66,6 +66,8 @@ struct hinge_session {
     tx_codec codec;
     uint32_t ctx;
     bool remote;           /* layers [cut, N) on the edge */
+    uint32_t pj;           /* private head J (cfg.private_head when the run is split, else 0): the edge's
+                              layers are [cut, N - J), and head runs [N - J, N), the head and the sampler */
     uint64_t noise_seed;   /* cfg.noise_seed, or a random one */
     /* front */
     fwd_ctx *front;        /* CPU: [0, cut) */
@@ -73,7 +75,8 @@ struct hinge_session {
     vk_exec *vx;
     float *hidden;         /* (ctx, n_embd): the boundary rows of a step, then the tail's output */
     /* tail, in-process */
-    tail *tail;
+    tail *tail;            /* [cut, N - pj) */
+    tail *head;            /* the private head (pj > 0): [N - pj, N), the head, the sampler; kept by failover */
     uint8_t *frame;        /* the emulated wire (codec != f32, no edge): one frame of ctx rows */
     size_t frame_cap;
     /* tail, on the edge */
@@ -124,6 +127,9 @@ hinge_status sess_open_local_tail(hinge_session *s, bool wire);
 hinge_status sess_open_client(hinge_session *s);
 hinge_status sess_open_edge_session(hinge_session *s);
 hinge_status sess_through_codec(hinge_session *s, size_t n, uint32_t pos0);
+/* The private head's replay step: n rows of [0, pos) to the edge and back
+ * (their output discarded: the head's own KV cache holds them already). */
+hinge_status sess_replay_rows(hinge_session *s, uint32_t n);
 
 /* Failover after a step failed with st (recover.c): a new edge session
  * with the prefix [0, pos) replayed, or the local tail rebuilt. HINGE_OK

@@ -6,7 +6,8 @@
  *   POST   /v1/sessions               201 {"id", "n_embd", "n_layer", ...}
  *   GET    /v1/sessions/{id}          200 {"id", "pos", ...}
  *   DELETE /v1/sessions/{id}          204
- *   POST   /v1/sessions/{id}/steps    200 {"token", "pos", "edge_us", "queue_us"}
+ *   POST   /v1/sessions/{id}/steps    200 {"token", "pos", "edge_us", "queue_us"}, or with a private
+ *                                      head the rows as a frame (timing in headers)
  *
  * A step's body goes straight into its session's frame buffer (capped at
  * one frame of max_step rows); its header is checked as soon as 32 bytes
@@ -73,6 +74,33 @@ static size_t step_reply(char *buf, size_t cap, int32_t token, const int32_t *to
     put_int(&w, (int64_t)queue_us);
     put_str(&w, "}");
     return w.len;
+}
+
+/* The answer to a 200 step: the token JSON, or a private head's rows (the
+ * step's n rows of s->hidden, in the session's codec, encoded into s->rx,
+ * which the step no longer needs). Recorded with --record-dir. */
+static void respond_step(hinge_edge *e, edge_conn *c, edge_stream *st, edge_session *s, const edge_step *p,
+                         uint64_t edge_us, uint64_t queue_us)
+{
+    char body[EDGE_RESP_SMALL];
+    const void *out = body;
+    size_t n;
+    if (s->private_head) {
+        char err[HINGE_ERRMSG_MAX];
+        if (tx_frame_encode(s->codec, p->hdr.flags, p->hdr.pos, p->hdr.n, s->m->hp.n_embd, s->hidden, s->rx,
+                            s->rx_cap, &n, err, sizeof err) != HINGE_OK) {
+            edge_respond_error(c, st, 500, "internal", "the step's rows: %s", err);
+            return;
+        }
+        out = s->rx;
+        edge_respond_frame(c, st, s->rx, n, edge_us, queue_us);
+    } else {
+        uint32_t n_tokens = p->hdr.flags & TX_FLAG_VERIFY ? p->hdr.n : 0;
+        n = step_reply(body, sizeof body, p->token, p->tokens, n_tokens, s->next_pos, edge_us, queue_us);
+        edge_respond(c, st, 200, body, n);
+    }
+    if (e->record_dir)
+        edge_record_reply(e, p->rec_seq, out, n);
 }
 
 /* ---- helpers ---- */
@@ -228,13 +256,18 @@ static bool step_check_header(edge_conn *c, edge_stream *st, edge_session *s)
     if (s->steps && last->http == 200 && h.pos == last->hdr.pos && h.n == last->hdr.n &&
         h.flags == last->hdr.flags && h.pos + h.n == s->next_pos) {
         /* the last step again: its reply was lost with a connection; the
-         * device sends the same rows (recomputed), so the same answer */
-        char body[EDGE_RESP_SMALL];
-        uint32_t n_tokens = last->hdr.flags & TX_FLAG_VERIFY ? last->hdr.n : 0;
-        size_t n = step_reply(body, sizeof body, last->token, last->tokens, n_tokens, s->next_pos, 0, 0);
+         * device sends the same rows (recomputed), so the same answer (a
+         * private head's rows are still in s->hidden) */
         record_and_detach(c->e, st);
         c->e->steps_repeated++;
-        edge_respond(c, st, 200, body, n);
+        s->step.rec_seq = c->e->record_seq - 1;
+        respond_step(c->e, c, st, s, last, 0, 0);
+        return false;
+    }
+    if (s->private_head && (h.flags & TX_FLAG_VERIFY)) {
+        record_and_detach(c->e, st);
+        edge_respond_error(c, st, 400, "bad_frame", "a private head's session has no verify steps: the edge samples "
+                           "nothing");
         return false;
     }
     if (h.pos < s->rewind_floor || h.pos > s->next_pos) {
@@ -311,13 +344,12 @@ static void step_end(edge_conn *c, edge_stream *st)
                            s->rx_len, (unsigned long long)(TX_FRAME_HEADER_BYTES + h.payload_len));
         return;
     }
-    if (c->e->record_dir)
-        edge_record(c->e, st, s->rx, s->rx_len);
+    uint64_t rec_seq = c->e->record_dir ? edge_record(c->e, st, s->rx, s->rx_len) : 0;
     s->rx_owner = NULL;
     st->sess = NULL;
     s->busy = true;
     s->step = (edge_step){.conn_id = c->id, .stream_id = st->id, .t_queued_us = edge_now_us(),
-                          .seq_queued = edge_worker_batches(c->e->worker)};
+                          .seq_queued = edge_worker_batches(c->e->worker), .rec_seq = rec_seq};
     st->state = ES_COMPUTE;
     c->e->steps_out++;
     c->e->spin_until_us = s->step.t_queued_us + c->e->spin_us;
@@ -347,14 +379,15 @@ static void sessions_post(edge_conn *c, edge_stream *st)
     }
     s->conn_id = c->id;
     const model_hparams *hp = &s->m->hp;
-    hinge_log(&e->log, HINGE_LOG_INFO, "session %.8s opened by %s (%s) on %s: cut %u, %s, ctx %u, max_step %u, "
-              "%zu bytes", s->id, c->peer, s->owner[0] ? s->owner : "anonymous", s->em->file, s->cut,
-              tx_codec_name(s->codec), s->ctx, s->max_step, s->bytes);
+    hinge_log(&e->log, HINGE_LOG_INFO, "session %.8s opened by %s (%s) on %s: cut %u, private head %u, %s, ctx %u, "
+              "max_step %u, %zu bytes", s->id, c->peer, s->owner[0] ? s->owner : "anonymous", s->em->file, s->cut,
+              s->private_head, tx_codec_name(s->codec), s->ctx, s->max_step, s->bytes);
     edge_respond_json(c, st, 201,
-                      json_pack("{s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:I}", "id", s->id, "protocol", "v1", "cut",
-                                (json_int_t)s->cut, "codec", tx_codec_name(s->codec), "n_embd", (json_int_t)hp->n_embd,
-                                "n_layer", (json_int_t)hp->n_layer, "n_vocab", (json_int_t)hp->n_vocab, "ctx",
-                                (json_int_t)s->ctx, "max_step", (json_int_t)s->max_step));
+                      json_pack("{s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "id", s->id, "protocol", "v1",
+                                "cut", (json_int_t)s->cut, "codec", tx_codec_name(s->codec), "n_embd",
+                                (json_int_t)hp->n_embd, "n_layer", (json_int_t)hp->n_layer, "n_vocab",
+                                (json_int_t)hp->n_vocab, "ctx", (json_int_t)s->ctx, "max_step",
+                                (json_int_t)s->max_step, "private_head", (json_int_t)s->private_head));
 }
 
 static void session_resource(edge_conn *c, edge_stream *st)
@@ -368,10 +401,10 @@ static void session_resource(edge_conn *c, edge_stream *st)
         return;
     }
     edge_respond_json(c, st, 200,
-                      json_pack("{s:s, s:I, s:s, s:I, s:I, s:I, s:b, s:I}", "id", s->id, "cut", (json_int_t)s->cut,
-                                "codec", tx_codec_name(s->codec), "ctx", (json_int_t)s->ctx, "max_step",
-                                (json_int_t)s->max_step, "pos", (json_int_t)s->next_pos, "busy", s->busy, "steps",
-                                (json_int_t)s->steps));
+                      json_pack("{s:s, s:I, s:s, s:I, s:I, s:I, s:b, s:I, s:I}", "id", s->id, "cut",
+                                (json_int_t)s->cut, "codec", tx_codec_name(s->codec), "ctx", (json_int_t)s->ctx,
+                                "max_step", (json_int_t)s->max_step, "pos", (json_int_t)s->next_pos, "busy", s->busy,
+                                "steps", (json_int_t)s->steps, "private_head", (json_int_t)s->private_head));
 }
 
 static void metrics_get(edge_conn *c, edge_stream *st)
@@ -421,8 +454,8 @@ static void account(hinge_edge *e, const edge_session *s, const edge_step *p)
         return;
     edge_cut_stats *cs = &e->cuts[s->cut];
     uint64_t us = p->t_end_us - p->t_start_us;
-    if (p->hdr.flags & TX_FLAG_VERIFY) {
-        /* neither a decode step's cost nor a prefill's: kept out of the served costs */
+    if ((p->hdr.flags & TX_FLAG_VERIFY) || s->private_head) {
+        /* not the cost of [cut, N) + head per step: kept out of the served costs */
     } else if (p->hdr.n == 1) {
         cs->decode_steps++;
         cs->decode_us += us;
@@ -460,12 +493,7 @@ void edge_api_step_done(hinge_edge *e, edge_session *s)
         } else if (s->closing) {
             edge_respond_error(c, st, 404, "unknown_session", "the session was closed during the step");
         } else if (p->http == 200) {
-            char body[EDGE_RESP_SMALL];
-            uint32_t n_tokens = p->hdr.flags & TX_FLAG_VERIFY ? p->hdr.n : 0;
-            size_t n = step_reply(body, sizeof body, p->token, p->tokens, n_tokens, s->next_pos,
-                                  p->t_end_us - p->t_start_us,
-                                  p->t_start_us - p->t_queued_us);
-            edge_respond(c, st, 200, body, n);
+            respond_step(e, c, st, s, p, p->t_end_us - p->t_start_us, p->t_start_us - p->t_queued_us);
         } else {
             edge_respond_error(c, st, p->http, status_code(p->http), "%s", p->err);
         }

@@ -130,6 +130,7 @@ typedef struct edge_stream {
     int status;
     char status_str[4];
     char length_str[24];
+    char edge_us_str[24], queue_us_str[24]; /* a frame reply's timing headers */
     char resp[EDGE_RESP_SMALL];
     char *resp_heap;         /* owned; used instead of resp when set */
     size_t resp_len, resp_off;
@@ -172,6 +173,7 @@ typedef struct edge_step {
     int32_t token;      /* -1 for TX_FLAG_NO_SAMPLE */
     int32_t tokens[TX_VERIFY_MAX]; /* TX_FLAG_VERIFY: the sample of each row */
     bool embedded;      /* hidden holds the step's rows already (thin clients): no frame to decode */
+    uint64_t rec_seq;   /* --record-dir: the request's number (its reply is recorded as NNNNNN.reply) */
     char err[HINGE_ERRMSG_MAX];
 } edge_step;
 
@@ -195,6 +197,7 @@ typedef struct edge_session {
     bool closing;       /* deleted while busy: free when the step returns */
     char id[EDGE_SID_MAX];
     uint32_t cut;
+    uint32_t private_head; /* J > 0: layers [cut, N - J) only; a step answers with its rows, no sampling */
     tx_codec codec;
     uint32_t ctx, max_step;
     uint32_t next_pos;  /* the pos the next step must start at, or any back to rewind_floor */
@@ -396,6 +399,12 @@ edge_stream *edge_stream_find(edge_conn *c, int32_t id);
 void edge_respond(edge_conn *c, edge_stream *st, int status, const char *body, size_t len);
 /* The same with another content-type (a static string). */
 void edge_respond_typed(edge_conn *c, edge_stream *st, int status, const char *type, const char *body, size_t len);
+/* 200 with an activation frame (a private head's step reply: docs/protocol.md),
+ * its timing in the headers hinge-edge-us and hinge-queue-us. A frame over
+ * EDGE_RESP_SMALL is copied to the heap (any length: the session's frame
+ * buffer bounds it). */
+void edge_respond_frame(edge_conn *c, edge_stream *st, const uint8_t *frame, size_t len, uint64_t edge_us,
+                        uint64_t queue_us);
 /* {"error": code, "detail": printf(fmt, ...)} with status. */
 void edge_respond_error(edge_conn *c, edge_stream *st, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -547,6 +556,8 @@ void edge_log_limited(hinge_edge *e, edge_rl_kind k, hinge_log_level level, cons
     __attribute__((format(printf, 4, 5)));
 
 /* ---- record.c ---- */
-void edge_record(hinge_edge *e, const edge_stream *st, const void *body, size_t len);
+uint64_t edge_record(hinge_edge *e, const edge_stream *st, const void *body, size_t len);
+/* The reply to recorded request seq: NNNNNN.reply (the body as sent). */
+void edge_record_reply(hinge_edge *e, uint64_t seq, const void *body, size_t len);
 
 #endif

@@ -265,13 +265,14 @@ static const char *method_name(edge_method m)
     return names[m];
 }
 
-/* Puts body into the stream's response storage; false when it cannot. */
-static bool store_body(edge_stream *st, const char *body, size_t len)
+/* Puts body into the stream's response storage (at most max bytes); false
+ * when it cannot. */
+static bool store_body(edge_stream *st, const char *body, size_t len, size_t max)
 {
     if (len <= EDGE_RESP_SMALL) {
         memcpy(st->resp, body, len);
     } else {
-        if (len > EDGE_RESP_MAX || !(st->resp_heap = malloc(len)))
+        if (len > max || !(st->resp_heap = malloc(len)))
             return false;
         memcpy(st->resp_heap, body, len);
     }
@@ -285,22 +286,32 @@ void edge_respond(edge_conn *c, edge_stream *st, int status, const char *body, s
     edge_respond_typed(c, st, status, "application/json", body, len);
 }
 
-void edge_respond_typed(edge_conn *c, edge_stream *st, int status, const char *type, const char *body, size_t len)
+/* The response: body (up to max bytes) with its type, and the timing
+ * headers of a frame reply when timing is not NULL (edge_us, queue_us). */
+static void respond(edge_conn *c, edge_stream *st, int status, const char *type, const char *body, size_t len,
+                    size_t max, const uint64_t *timing)
 {
     static const char fallback[] = "{\"error\":\"internal\",\"detail\":\"response too large\"}";
     if (st->state == ES_RESPONDED || st->state == ES_FREE)
         return;
-    if (!store_body(st, body, len)) {
+    if (!store_body(st, body, len, max)) {
         status = 500;
         type = "application/json";
-        store_body(st, fallback, sizeof fallback - 1);
+        timing = NULL;
+        store_body(st, fallback, sizeof fallback - 1, EDGE_RESP_MAX);
     }
     st->status = status;
     put_dec(st->status_str, (uint64_t)(status % 1000));
     put_dec(st->length_str, st->resp_len);
-    nghttp2_nv hdrs[4] = {make_nv(":status", st->status_str), make_nv("content-length", st->length_str),
+    nghttp2_nv hdrs[6] = {make_nv(":status", st->status_str), make_nv("content-length", st->length_str),
                           make_nv("content-type", type)};
     size_t nh = st->resp_len ? 3 : 2;
+    if (timing) {
+        put_dec(st->edge_us_str, timing[0]);
+        put_dec(st->queue_us_str, timing[1]);
+        hdrs[nh++] = make_nv("hinge-edge-us", st->edge_us_str);
+        hdrs[nh++] = make_nv("hinge-queue-us", st->queue_us_str);
+    }
     if (status == 503 || status == 429) /* full, draining, over a quota: come back in a second */
         hdrs[nh++] = make_nv("retry-after", "1");
     else if (status == 401)
@@ -315,6 +326,18 @@ void edge_respond_typed(edge_conn *c, edge_stream *st, int status, const char *t
         e->errors++;
     hinge_log(&e->log, HINGE_LOG_DEBUG, "%s %s %s -> %d (%llu us)%s", c->peer, method_name(st->method), st->path,
               status, (unsigned long long)(edge_now_us() - st->t_start_us), rv ? " (submit failed)" : "");
+}
+
+void edge_respond_typed(edge_conn *c, edge_stream *st, int status, const char *type, const char *body, size_t len)
+{
+    respond(c, st, status, type, body, len, EDGE_RESP_MAX, NULL);
+}
+
+void edge_respond_frame(edge_conn *c, edge_stream *st, const uint8_t *frame, size_t len, uint64_t edge_us,
+                        uint64_t queue_us)
+{
+    uint64_t timing[2] = {edge_us, queue_us};
+    respond(c, st, 200, "application/octet-stream", (const char *)frame, len, len, timing);
 }
 
 void edge_respond_error(edge_conn *c, edge_stream *st, int status, const char *code, const char *fmt, ...)

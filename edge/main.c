@@ -49,7 +49,7 @@ static const char usage_text[] =
     "                          /v1/profile for devices' --cut auto\n"
     "  --instance-id HEX8      8 lowercase hex digits that start every session id, for a proxy to\n"
     "                          route a session to this edge (docs/deploy/README-haproxy.md)\n"
-    "  --record-dir DIR        debug: write every request received into DIR\n"
+    "  --record-dir DIR        debug: write every request received (and each step's reply) into DIR\n"
     "  --log-level L           error, warn, info (default) or debug\n"
     "  --log-format F          text (default) or json: one JSON object a line\n"
     "authentication (a non-loopback address needs one of them, or --no-auth):\n"

@@ -1,7 +1,9 @@
 /* --record-dir: a debug aid and the privacy test's evidence. Every request
  * the edge received is written as two files, NNNNNN.head ("METHOD PATH\n")
  * and NNNNNN.body (the body bytes exactly as received, possibly cut short
- * when the request was refused part-way). Failures are logged, never fatal. */
+ * when the request was refused part-way); a step's reply as NNNNNN.reply
+ * (JSON, or a private head's frame), so that both directions can be
+ * checked. Failures are logged, never fatal. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -40,7 +42,7 @@ static bool write_file(const char *path, const void *data, size_t len)
     return close(fd) == 0;
 }
 
-void edge_record(hinge_edge *e, const edge_stream *st, const void *body, size_t len)
+uint64_t edge_record(hinge_edge *e, const edge_stream *st, const void *body, size_t len)
 {
     char path[4200], head[EDGE_PATH_MAX + 16];
     unsigned long long seq = (unsigned long long)e->record_seq++;
@@ -52,4 +54,14 @@ void edge_record(hinge_edge *e, const edge_stream *st, const void *body, size_t 
     if (!ok)
         hinge_log(&e->log, HINGE_LOG_WARN, "cannot record request %llu in %s: %s", seq, e->record_dir,
                   strerror(errno));
+    return seq;
+}
+
+void edge_record_reply(hinge_edge *e, uint64_t seq, const void *body, size_t len)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%06llu.reply", e->record_dir, (unsigned long long)seq);
+    if (!write_file(path, body, len))
+        hinge_log(&e->log, HINGE_LOG_WARN, "cannot record the reply to %llu in %s: %s", (unsigned long long)seq,
+                  e->record_dir, strerror(errno));
 }

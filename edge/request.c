@@ -196,6 +196,11 @@ static hinge_status parse_field(const char *key, const json_t *v, edge_session_r
         r->max_step = (uint32_t)u;
         return s;
     }
+    if (strcmp(key, "private_head") == 0) { /* against the model's layers in session.c */
+        s = get_uint(v, "private_head", 0, EDGE_REQ_MAX_CUT, &u, err, errlen);
+        r->private_head = (uint32_t)u;
+        return s;
+    }
     if (strcmp(key, "sampling") == 0)
         return parse_sampling(v, &r->sampling, &r->skip, err, errlen);
     return hinge_fail(err, errlen, HINGE_ERR_FORMAT, "unknown key %.64s", key);

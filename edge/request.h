@@ -43,8 +43,8 @@ edge_route edge_route_path(const char *path, size_t len, char sid[EDGE_SID_MAX])
 /* The body of POST /v1/sessions (docs/protocol.md):
  *   {"model_sha256": "<64 hex>", "cut": k, "codec": "f32"|"f16"|"q8",
  *    "sampling": {"temp": t, "top_k": n, "top_p": p, "seed": s, "skip": n},
- *    "ctx": n, "max_step": n}
- * sampling and each of its fields, and max_step, are optional (greedy,
+ *    "ctx": n, "max_step": n, "private_head": j}
+ * sampling and each of its fields, max_step and private_head are optional (greedy,
  * no cuts, seed 0, the edge's default step). Unknown keys are errors. */
 typedef struct edge_session_req {
     uint8_t model_sha256[32];
@@ -54,6 +54,7 @@ typedef struct edge_session_req {
     uint32_t ctx;      /* 1 .. EDGE_REQ_MAX_CTX */
     uint32_t max_step; /* 0: the edge's default; else <= ctx */
     uint64_t skip;     /* sampling.skip: draws the sampler discards first (a resumed stream) */
+    uint32_t private_head; /* J: the session's layers are [cut, N - J) and its steps answer with rows; 0: off */
 } edge_session_req;
 
 /* Parses and checks (types, ranges) body[0..len), at most EDGE_JSON_MAX

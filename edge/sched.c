@@ -202,7 +202,7 @@ static size_t build(edge_sched *sc, const edge_model *em, uint64_t seq, uint64_t
                 edge_hist_observe(&st->h[EDGE_H_DECODE_WAIT], EDGE_H_DECODE_WAIT, (double)p->wait_batches);
         }
         bool last = s->done_rows + sc->take[k] == p->hdr.n;
-        bool sample = last && !(p->hdr.flags & (TX_FLAG_NO_SAMPLE | TX_FLAG_VERIFY));
+        bool sample = last && !s->private_head && !(p->hdr.flags & (TX_FLAG_NO_SAMPLE | TX_FLAG_VERIFY));
         sc->items[n] = tail_item(s->t, p->hdr.pos + s->done_rows, sc->take[k], s->hidden + (size_t)s->done_rows * d,
                                  sample);
         sc->batch[n++] = s;

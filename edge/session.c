@@ -66,6 +66,11 @@ static int check_req(const hinge_edge *e, const model *m, const edge_session_req
                    hp->n_layer);
         return 400;
     }
+    if (rq->private_head && (rq->private_head >= hp->n_layer || rq->cut > hp->n_layer - rq->private_head)) {
+        hinge_fail(detail, detail_len, HINGE_ERR_INVALID, "private_head %u with cut %u: needs 1 <= private_head < "
+                   "%u and cut + private_head <= %u", rq->private_head, rq->cut, hp->n_layer, hp->n_layer);
+        return 400;
+    }
     if (rq->ctx > e->max_ctx) {
         hinge_fail(detail, detail_len, HINGE_ERR_INVALID, "ctx %u over this edge's limit of %u", rq->ctx, e->max_ctx);
         return 400;
@@ -94,12 +99,13 @@ static hinge_status session_alloc(hinge_edge *e, edge_session *s, uint64_t skip,
     const model_hparams *hp = &s->m->hp;
     /* max_batch 1: the session's own pass scratch goes unused (its steps run
      * in the worker's fwd_batch), so keep it small */
-    tail_config tc = {.cut = s->cut, .ctx = s->ctx, .max_batch = 1, .pool = e->kv, .sp = s->sp};
+    tail_config tc = {.cut = s->cut, .end = hp->n_layer - s->private_head, .ctx = s->ctx, .max_batch = 1,
+                      .pool = e->kv, .sp = s->sp};
     hinge_status st = tail_create(s->m, e->tp, &tc, &s->t, detail, detail_len);
     if (st != HINGE_OK)
         return st;
     tail_skip_samples(s->t, skip);
-    if (s->cut < hp->n_layer && (st = tail_kv_reserve(s->t, 0, 1)) != HINGE_OK) {
+    if (s->cut < hp->n_layer - s->private_head && (st = tail_kv_reserve(s->t, 0, 1)) != HINGE_OK) {
         *code = "kv_budget";
         return hinge_fail(detail, detail_len, st, "%s", tail_errmsg(s->t));
     }
@@ -173,6 +179,7 @@ int edge_session_open(hinge_edge *e, const edge_session_req *rq, const char *cli
     edge_hex(raw, sizeof raw, s->id);
     memcpy(s->id, e->instance_id, strlen(e->instance_id)); /* a proxy routes on it */
     s->cut = rq->cut;
+    s->private_head = rq->private_head;
     s->codec = rq->codec;
     s->ctx = rq->ctx;
     uint32_t step = rq->max_step ? rq->max_step : e->max_step;

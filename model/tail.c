@@ -5,7 +5,7 @@
 
 struct tail {
     const model *m;
-    fwd_ctx *f;       /* layers [k, N) and their KV cache */
+    fwd_ctx *f;       /* layers [k, end) and their KV cache */
     sampler *smp;
     float *logits;    /* (n_vocab) */
     size_t bytes;
@@ -15,14 +15,15 @@ hinge_status tail_create(const model *m, threadpool *tp, const tail_config *c, t
                          size_t errlen)
 {
     const model_hparams *hp = &m->hp;
-    if (c->cut > hp->n_layer)
-        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "cut %u beyond the model's %u layers", c->cut,
-                          hp->n_layer);
+    uint32_t end = c->end ? c->end : hp->n_layer;
+    if (c->cut > hp->n_layer || end > hp->n_layer || c->cut > end)
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "layers [%u, %u) not within the model's %u layers",
+                          c->cut, end, hp->n_layer);
     tail *t = calloc(1, sizeof *t);
     if (!t)
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory for the tail stage");
     t->m = m;
-    fwd_config fc = {.layer_begin = c->cut, .layer_end = hp->n_layer, .ctx = c->ctx, .max_batch = c->max_batch,
+    fwd_config fc = {.layer_begin = c->cut, .layer_end = end, .ctx = c->ctx, .max_batch = c->max_batch,
                      .pool = c->pool};
     hinge_status s = fwd_create(m, tp, &fc, &t->f, err, errlen);
     if (s == HINGE_OK && (s = sampler_create(&c->sp, hp->n_vocab, &t->smp)) != HINGE_OK)

@@ -1,4 +1,4 @@
-/* hinge: the tail stage: layers [k, N), the head and the sampler.
+/* hinge: the tail stage: layers [k, N) (or [k, end)), the head and the sampler.
  *
  * What runs after the cut, wherever it runs: in the device's session when
  * there is no edge, and in each of the edge's sessions. One home for it, so
@@ -24,6 +24,8 @@ typedef struct tail tail;
 
 typedef struct tail_config {
     uint32_t cut;         /* k: the first layer of the tail; 0..n_layer */
+    uint32_t end;         /* its layers are [cut, end); 0: n_layer. A tail that ends before n_layer (the edge's
+                             part of a private head, docs/privacy.md) has its head unused */
     uint32_t ctx;         /* positions of the KV cache */
     uint32_t max_batch;   /* positions per internal pass; 0: fwd's default */
     kv_pool *pool;        /* borrowed; NULL: the whole KV cache now; else paged (fwd_config.pool) */

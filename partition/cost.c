@@ -7,7 +7,10 @@
  *   network = RTT + HTTP/2/TLS processing + wire_up / B_up + wire_down / B_down
  *             + expected loss recovery
  *   queue   = the edge's observed wait, or its load times a full step's time
- * k = N is a local run: embed, all layers, head and sampling on the device. */
+ * k = N is a local run: embed, all layers, head and sampling on the device.
+ * A private head J (policy.private_head): the edge runs [k, N - J) and
+ * answers each request with a frame of its rows; the device decodes them
+ * and runs [N - J, N), the head and the sampler. */
 #include <math.h>
 #include <string.h>
 
@@ -138,13 +141,14 @@ static double first_touch_s(const costing *cx, uint32_t k)
     return us * 1e-6;
 }
 
-/* One HTTP request carrying payload_up bytes of frame: adds its network
- * and queueing time and its bytes. */
-static void add_request(const costing *cx, double payload_up, uint32_t pos, step_cost *sc)
+/* One HTTP request carrying payload_up bytes of frame (and, with a private
+ * head, payload_down bytes of frame back): adds its network and queueing
+ * time and its bytes. */
+static void add_request(const costing *cx, double payload_up, double payload_down, uint32_t pos, step_cost *sc)
 {
     const part_channel *ch = cx->in->channel;
     double up = part_wire_bytes(payload_up + PART_HTTP_REQ_BYTES);
-    double down = part_wire_bytes(PART_HTTP_RESP_BYTES);
+    double down = part_wire_bytes(payload_down > 0 ? payload_down + PART_HTTP_RESP_ROWS_BYTES : PART_HTTP_RESP_BYTES);
     double air_up = up * 8.0 / ch->up_bps, air_down = down * 8.0 / ch->down_bps;
     double proc = (cx->in->device->request_overhead_us + cx->in->edge->request_overhead_us) * 1e-6;
     sc->sp.network_s += ch->rtt_s + proc + air_up + air_down + part_loss_delay_s(ch, up) + part_loss_delay_s(ch, down);
@@ -169,13 +173,18 @@ static void prefill_step(const costing *cx, uint32_t k, part_codec codec, step_c
         sc->sp.device_s += head_s(d, cx->dev_meas, m);
         return;
     }
+    uint32_t J = cx->in->pol.private_head, end = N - J;
     sc->sp.device_s += encode_s(d, cx->dev_meas, m, codec, P);
     for (uint32_t pos = 0; pos < P; pos += cx->max_step) {
         uint32_t n = P - pos < cx->max_step ? P - pos : cx->max_step;
-        add_request(cx, part_frame_bytes(m, codec, n), pos, sc);
-        sc->sp.edge_s += layers_s(e, cx->edge_meas, m, k, N, pos, n, false);
+        add_request(cx, part_frame_bytes(m, codec, n), J ? part_frame_bytes(m, codec, n) : 0, pos, sc);
+        sc->sp.edge_s += layers_s(e, cx->edge_meas, m, k, end, pos, n, false);
     }
-    sc->sp.edge_s += head_s(e, cx->edge_meas, m);
+    if (J) /* decoding the rows back (as dear as encoding them), the private head's layers, the head */
+        sc->sp.device_s += encode_s(d, cx->dev_meas, m, codec, P) +
+                           layers_s(d, cx->dev_meas, m, end, N, 0, P, false) + head_s(d, cx->dev_meas, m);
+    else
+        sc->sp.edge_s += head_s(e, cx->edge_meas, m);
 }
 
 /* The mean decode step over positions P .. P + n - 2 (position P alone
@@ -193,9 +202,15 @@ static void decode_step(const costing *cx, uint32_t k, part_codec codec, step_co
         sc->sp.device_s += head_s(d, cx->dev_meas, m);
         return;
     }
+    uint32_t J = cx->in->pol.private_head, end = N - J;
     sc->sp.device_s += encode_s(d, cx->dev_meas, m, codec, 1);
-    add_request(cx, part_frame_bytes(m, codec, 1), P + steps / 2, sc);
-    sc->sp.edge_s = layers_s(e, cx->edge_meas, m, k, N, P, steps, true) / steps + head_s(e, cx->edge_meas, m);
+    add_request(cx, part_frame_bytes(m, codec, 1), J ? part_frame_bytes(m, codec, 1) : 0, P + steps / 2, sc);
+    sc->sp.edge_s = layers_s(e, cx->edge_meas, m, k, end, P, steps, true) / steps;
+    if (J)
+        sc->sp.device_s += encode_s(d, cx->dev_meas, m, codec, 1) +
+                           layers_s(d, cx->dev_meas, m, end, N, P, steps, true) / steps + head_s(d, cx->dev_meas, m);
+    else
+        sc->sp.edge_s += head_s(e, cx->edge_meas, m);
 }
 
 /* Connection, TLS 1.3 handshake and session open. */
@@ -217,8 +232,12 @@ static double device_mem(const costing *cx, uint32_t k)
     double ctx = (double)cx->in->req.prompt_len + cx->in->req.new_tokens;
     double rows = fmin(m->embed_table_bytes, ctx * fmax(m->embed_row_bytes, 4096.0));
     double mem = 0;
-    for (uint32_t i = 0; i < k; i++)
-        mem += m->layer[i].weight_bytes + m->layer[i].kv_elems_per_pos * cx->in->device->kv_elem_bytes * ctx;
+    uint32_t J = k < m->n_layer ? cx->in->pol.private_head : 0; /* a private head's layers are here too */
+    for (uint32_t i = 0; i < m->n_layer; i++)
+        if (i < k || i + J >= m->n_layer)
+            mem += m->layer[i].weight_bytes + m->layer[i].kv_elems_per_pos * cx->in->device->kv_elem_bytes * ctx;
+    if (k < m->n_layer && J)
+        return mem + (m->head_tied ? m->head_weight_bytes : rows + m->head_weight_bytes) + 4.0 * m->n_vocab;
     if (k < m->n_layer)
         return mem + rows;
     return mem + (m->head_tied ? m->head_weight_bytes : rows + m->head_weight_bytes) + 4.0 * m->n_vocab;
@@ -244,6 +263,9 @@ static hinge_status check_inputs(const part_inputs *in, uint32_t k, part_codec c
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "cut %u needs a wire codec (f32, f16, q8)", k);
     if (in->req.prompt_len == 0 || in->req.new_tokens == 0)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "a request needs a prompt and at least one new token");
+    if (in->pol.private_head >= m->n_layer)
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "a private head of %u layers leaves none of the model's %u "
+                          "to the edge", in->pol.private_head, m->n_layer);
     hinge_status s = part_compute_check(in->device, m, err, errlen);
     if (s == HINGE_OK && in->edge)
         s = part_compute_check(in->edge, m, err, errlen);
@@ -262,6 +284,8 @@ static part_infeasible feasibility(const part_inputs *in, uint32_t k, double mem
         cap = in->device->mem_bytes;
     if (k < in->pol.min_cut)
         return PART_BELOW_FLOOR;
+    if (in->pol.private_head && k < in->model->n_layer && k + in->pol.private_head > in->model->n_layer)
+        return PART_IN_PRIVATE_HEAD;
     if (k < in->model->n_layer && (!in->edge || !in->channel || in->load.draining))
         return PART_NO_EDGE;
     if (cap > 0 && mem > cap)

@@ -11,6 +11,7 @@ const char *part_infeasible_name(part_infeasible why)
     case PART_OVER_MEMORY: return "over memory cap";
     case PART_NO_EDGE: return "no edge";
     case PART_OVER_RECOVERY: return "over the privacy policy's recovery";
+    case PART_IN_PRIVATE_HEAD: return "inside the private head";
     }
     return "unknown";
 }

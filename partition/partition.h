@@ -291,6 +291,10 @@ typedef struct part_policy {
     double max_recovery;            /* 0: no policy */
     double noise;                   /* the session's wire noise */
     const part_privacy *privacy;    /* required with max_recovery; borrowed */
+    /* A private head (U-shaped split, docs/privacy.md): with J > 0 a split at k keeps layers
+     * [N - J, N), the head and the sampler on the device; the edge runs [k, N - J) and answers each
+     * request with its rows (a frame down instead of a token). Cuts N - J < k < N are infeasible. */
+    uint32_t private_head;
 } part_policy;
 
 /* True when the policy allows cut k (of n_layer) with codec c. */
@@ -308,9 +312,10 @@ typedef struct part_inputs {
 
 /* Where a step's time goes, seconds. */
 typedef struct part_split {
-    double device_s;  /* embed + layers [0, k) (+ head at k = N) + frame encoding */
+    double device_s;  /* embed + layers [0, k) (+ head at k = N) + frame encoding (+ a private head's
+                         layers [N - J, N), head and reply decoding) */
     double network_s; /* transfer both ways + RTTs + HTTP/2/TLS processing + loss recovery */
-    double edge_s;    /* layers [k, N) + head + sampling */
+    double edge_s;    /* layers [k, N) + head + sampling (a private head: [k, N - J) only) */
     double queue_s;   /* waiting for the edge's worker */
 } part_split;
 
@@ -320,6 +325,7 @@ typedef enum part_infeasible {
     PART_OVER_MEMORY = 2, /* device memory over the cap */
     PART_NO_EDGE = 3,     /* k < N but no edge is reachable */
     PART_OVER_RECOVERY = 4, /* every allowed codec's measured recovery is over policy.max_recovery */
+    PART_IN_PRIVATE_HEAD = 5, /* N - private_head < k < N: the cut falls inside the private head */
 } part_infeasible;
 
 const char *part_infeasible_name(part_infeasible why); /* "ok", "privacy floor", ... */

@@ -13,6 +13,7 @@ enum {
     PART_TLS_RECORD_OVH = 31, /* TLS 1.3 record (5 + 16 tag + 1 type) + HTTP/2 frame header 9 */
     PART_HTTP_REQ_BYTES = 60, /* HEADERS of a step request after HPACK warm-up */
     PART_HTTP_RESP_BYTES = 90, /* HEADERS + DATA of a step reply, body included */
+    PART_HTTP_RESP_ROWS_BYTES = 40, /* HEADERS of a private head's reply (its frame body apart) */
     PART_REPLY_BODY_BYTES = 52, /* the body {"token","pos","edge_us","queue_us"}, typically */
     PART_SETUP_UP_BYTES = 900,    /* ClientHello, Finished, preface, SETTINGS, session POST */
     PART_SETUP_DOWN_BYTES = 2200, /* ServerHello, certificate, Finished, SETTINGS, session reply */

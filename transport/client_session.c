@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "client_impl.h"
 
@@ -15,7 +16,9 @@ struct tx_session {
     struct curl_slist *hdrs;
     uint8_t *frame;            /* frame_cap bytes: one frame of max_step rows */
     size_t frame_cap;
-    tx_rbuf resp;              /* TX_STEP_RESP_MAX */
+    tx_rbuf resp;              /* TX_STEP_RESP_MAX; a private head's: frame_cap */
+    uint32_t private_head;     /* J: steps answer with rows (tx_session_step_rows) */
+    uint64_t hdr_edge_us, hdr_queue_us; /* a row reply's timing, from its headers */
     long http_status;          /* of the last request */
     char url[TX_URL_MAX];      /* base/v1/sessions/{id} */
     char steps_url[TX_URL_MAX];
@@ -41,6 +44,11 @@ static json_t *open_request(const tx_session_config *cfg)
                           "sampling", "temp", (double)cfg->sampling.temp, "top_k", (json_int_t)cfg->sampling.top_k,
                           "top_p", (double)cfg->sampling.top_p, "seed", (json_int_t)cfg->sampling.seed, "ctx",
                           (json_int_t)cfg->ctx);
+    if (j && cfg->private_head &&
+        json_object_set_new(j, "private_head", json_integer((json_int_t)cfg->private_head)) != 0) {
+        json_decref(j);
+        return NULL;
+    }
     json_t *smp = j ? json_object_get(j, "sampling") : NULL;
     if (smp && cfg->sample_skip && json_object_set_new(smp, "skip", json_integer((json_int_t)cfg->sample_skip)) != 0) {
         json_decref(j);
@@ -68,12 +76,15 @@ static hinge_status read_open_reply(tx_session *s, const tx_session_config *cfg,
     if (!j)
         return HINGE_ERR_PROTOCOL;
     const char *id = NULL;
-    json_int_t n_embd = 0, n_layer = 0, ctx = 0, max_step = 0;
+    json_int_t n_embd = 0, n_layer = 0, ctx = 0, max_step = 0, head = 0;
     hinge_status st = HINGE_OK;
-    if (json_unpack(j, "{s:s, s:I, s:I, s:I, s:I}", "id", &id, "n_embd", &n_embd, "n_layer", &n_layer, "ctx",
-                    &ctx, "max_step", &max_step) != 0 ||
+    if (json_unpack(j, "{s:s, s:I, s:I, s:I, s:I, s?:I}", "id", &id, "n_embd", &n_embd, "n_layer", &n_layer, "ctx",
+                    &ctx, "max_step", &max_step, "private_head", &head) != 0 ||
         strlen(id) != 32 || !is_hex(id, 32))
         st = hinge_fail(err, errlen, HINGE_ERR_PROTOCOL, "session reply lacks id/n_embd/n_layer/ctx/max_step");
+    else if (head != cfg->private_head) /* an edge that ignored it would sample: tokens on the wire */
+        st = hinge_fail(err, errlen, HINGE_ERR_PROTOCOL, "the edge granted private_head %lld, not %u",
+                        (long long)head, cfg->private_head);
     else if (n_embd < 1 || n_embd > TX_FRAME_MAX_DIM || n_layer < cfg->cut || ctx < 1 || ctx > cfg->ctx ||
              max_step < 1 || max_step > ctx)
         st = hinge_fail(err, errlen, HINGE_ERR_PROTOCOL,
@@ -115,6 +126,33 @@ static hinge_status post_open(tx_session *s, const tx_session_config *cfg, char 
     return read_open_reply(s, cfg, err, errlen);
 }
 
+/* A header line's value as a number when its name is name (any case). */
+static bool header_u64(const char *line, size_t len, const char *name, uint64_t *out)
+{
+    size_t n = strlen(name);
+    if (len <= n + 1 || strncasecmp(line, name, n) != 0 || line[n] != ':')
+        return false;
+    uint64_t v = 0;
+    size_t i = n + 1;
+    while (i < len && line[i] == ' ')
+        i++;
+    for (; i < len && line[i] >= '0' && line[i] <= '9' && v < UINT64_MAX / 10; i++)
+        v = v * 10 + (uint64_t)(line[i] - '0');
+    *out = v;
+    return true;
+}
+
+/* libcurl header callback of a private head's steps: the reply body is a
+ * frame, so the edge's timing comes as hinge-edge-us / hinge-queue-us. */
+static size_t on_header(char *line, size_t size, size_t nitems, void *user)
+{
+    tx_session *s = user;
+    size_t len = size * nitems;
+    if (!header_u64(line, len, "hinge-edge-us", &s->hdr_edge_us))
+        header_u64(line, len, "hinge-queue-us", &s->hdr_queue_us);
+    return len;
+}
+
 static hinge_status session_setup(tx_session *s, char *err, size_t errlen)
 {
     snprintf(s->url, sizeof s->url, "%s/v1/sessions/%s", s->c->base_url, s->info.id);
@@ -122,8 +160,9 @@ static hinge_status session_setup(tx_session *s, char *err, size_t errlen)
     if (tx_frame_size(s->codec, s->info.max_step, s->info.n_embd, &s->frame_cap) != HINGE_OK)
         return hinge_fail(err, errlen, HINGE_ERR_PROTOCOL, "granted max_step %u is too large", s->info.max_step);
     s->frame = malloc(s->frame_cap);
-    s->resp.cap = TX_STEP_RESP_MAX;
-    s->resp.data = malloc(TX_STEP_RESP_MAX + 1);
+    /* a private head's reply is a frame as long as the request's */
+    s->resp.cap = s->private_head && s->frame_cap > TX_STEP_RESP_MAX ? s->frame_cap : TX_STEP_RESP_MAX;
+    s->resp.data = malloc(s->resp.cap + 1);
     s->easy = curl_easy_init();
     s->hdrs = curl_slist_append(NULL, "Content-Type: application/octet-stream");
     struct curl_slist *h2 = s->hdrs ? curl_slist_append(s->hdrs, "Expect:") : NULL;
@@ -133,7 +172,9 @@ static hinge_status session_setup(tx_session *s, char *err, size_t errlen)
     if (tx_easy_setup(s->c, s->easy, &s->resp) != HINGE_OK ||
         curl_easy_setopt(s->easy, CURLOPT_URL, s->steps_url) != CURLE_OK ||
         curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, s->hdrs) != CURLE_OK ||
-        curl_easy_setopt(s->easy, CURLOPT_POST, 1L) != CURLE_OK)
+        curl_easy_setopt(s->easy, CURLOPT_POST, 1L) != CURLE_OK ||
+        (s->private_head && (curl_easy_setopt(s->easy, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK ||
+                             curl_easy_setopt(s->easy, CURLOPT_HEADERDATA, s) != CURLE_OK)))
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "libcurl refused an option");
     return HINGE_OK;
 }
@@ -176,6 +217,7 @@ hinge_status tx_session_open(tx_client *c, const tx_session_config *cfg, tx_sess
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
     s->c = c;
     s->codec = cfg->codec;
+    s->private_head = cfg->private_head;
     st = post_open(s, cfg, err, errlen);
     if (st == HINGE_OK) {
         st = session_setup(s, err, errlen);
@@ -251,9 +293,29 @@ static hinge_status read_step_reply(tx_session *s, uint32_t next_pos, bool sampl
     return st;
 }
 
-/* One request: rows [0, n) of hidden at pos; flags as in the frame. */
+/* A private head's reply: a frame of the n rows at pos, in the session's
+ * codec, decoded into rows. */
+static hinge_status read_rows_reply(tx_session *s, uint32_t pos, uint32_t n, uint16_t flags, float *rows,
+                                    tx_timing *t)
+{
+    tx_frame_limits lim = {.codec = s->codec, .dim = s->info.n_embd, .max_n = s->info.max_step};
+    tx_frame_header h;
+    hinge_status st = tx_frame_decode(s->resp.data, s->resp.len, &lim, rows, (size_t)n * s->info.n_embd, &h,
+                                      s->errmsg, sizeof s->errmsg);
+    if (st != HINGE_OK)
+        return hinge_fail(s->errmsg, sizeof s->errmsg, HINGE_ERR_PROTOCOL, "step reply: %.200s", s->errmsg);
+    if (h.pos != pos || h.n != n || h.flags != flags)
+        return hinge_fail(s->errmsg, sizeof s->errmsg, HINGE_ERR_PROTOCOL,
+                          "step reply holds rows %u+%u (flags %u), not %u+%u", h.pos, h.n, h.flags, pos, n);
+    t->edge_us += s->hdr_edge_us;
+    t->queue_us += s->hdr_queue_us;
+    return HINGE_OK;
+}
+
+/* One request: rows [0, n) of hidden at pos; flags as in the frame. A
+ * private head's (rows not NULL): the reply's rows into rows. */
 static hinge_status step_once(tx_session *s, uint32_t pos, uint32_t n, const float *hidden, uint16_t flags,
-                              int32_t *token, int32_t *tokens, tx_timing *t)
+                              int32_t *token, int32_t *tokens, float *rows, tx_timing *t)
 {
     size_t len;
     uint64_t t0 = tx_now_us();
@@ -264,6 +326,7 @@ static hinge_status step_once(tx_session *s, uint32_t pos, uint32_t n, const flo
         return st;
     curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, (const char *)s->frame);
     curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    s->hdr_edge_us = s->hdr_queue_us = 0;
     uint64_t us = 0;
     st = tx_perform(s->c, s->easy, &s->resp, &s->http_status, &us, s->errmsg, sizeof s->errmsg);
     t->request_us += us;
@@ -274,13 +337,16 @@ static hinge_status step_once(tx_session *s, uint32_t pos, uint32_t n, const flo
         return st;
     if (s->http_status != 200)
         return tx_http_error(s->http_status, &s->resp, s->errmsg, sizeof s->errmsg);
+    if (rows)
+        return read_rows_reply(s, pos, n, flags, rows, t);
     return read_step_reply(s, pos + n, !(flags & TX_FLAG_NO_SAMPLE), token, n, tokens, t);
 }
 
-/* tx_session_step (verify false: *out is the last row's token) and
- * tx_session_verify (out[0..n) the samples of every row). */
+/* tx_session_step (verify false: *out is the last row's token),
+ * tx_session_verify (out[0..n) the samples of every row) and
+ * tx_session_step_rows (rows: hidden itself, rewritten; out unused). */
 static hinge_status send_rows(tx_session *s, uint32_t pos, uint32_t n, const float *hidden, bool verify, int32_t *out,
-                              tx_timing *t)
+                              float *rows, tx_timing *t)
 {
     tx_timing local;
     if (!t)
@@ -290,6 +356,9 @@ static hinge_status send_rows(tx_session *s, uint32_t pos, uint32_t n, const flo
     if (!hidden || !out || n == 0 || (verify && (n < 2 || n > max_verify)))
         return hinge_fail(s->errmsg, sizeof s->errmsg, HINGE_ERR_INVALID,
                           "a step needs n >= 1 rows and a token; a verify step 2..%u rows", max_verify);
+    if (!rows != !s->private_head || (rows && verify))
+        return hinge_fail(s->errmsg, sizeof s->errmsg, HINGE_ERR_INVALID, "a private head's session steps with "
+                          "tx_session_step_rows only (and no verify step); other sessions never do");
     if ((uint64_t)pos + n > s->info.ctx)
         return hinge_fail(s->errmsg, sizeof s->errmsg, HINGE_ERR_RANGE, "positions %u + %u exceed the session's ctx %u",
                           pos, n, s->info.ctx);
@@ -298,7 +367,8 @@ static hinge_status send_rows(tx_session *s, uint32_t pos, uint32_t n, const flo
     for (uint32_t off = 0; st == HINGE_OK && off < n; off += s->info.max_step) {
         uint32_t m = n - off < s->info.max_step ? n - off : s->info.max_step;
         uint16_t flags = verify ? TX_FLAG_VERIFY : off + m < n ? TX_FLAG_NO_SAMPLE : 0;
-        st = step_once(s, pos + off, m, hidden + (size_t)off * s->info.n_embd, flags, &tok, verify ? out : NULL, t);
+        size_t at = (size_t)off * s->info.n_embd;
+        st = step_once(s, pos + off, m, hidden + at, flags, &tok, verify ? out : NULL, rows ? rows + at : NULL, t);
     }
     uint64_t edge = t->edge_us + t->queue_us;
     t->network_us = t->request_us > edge ? t->request_us - edge : 0;
@@ -322,13 +392,19 @@ void tx_session_set_deadline(tx_session *s, uint32_t ms)
 hinge_status tx_session_step(tx_session *s, uint32_t pos, uint32_t n, const float *hidden, int32_t *token,
                              tx_timing *t)
 {
-    return send_rows(s, pos, n, hidden, false, token, t);
+    return send_rows(s, pos, n, hidden, false, token, NULL, t);
+}
+
+hinge_status tx_session_step_rows(tx_session *s, uint32_t pos, uint32_t n, float *hidden, tx_timing *t)
+{
+    int32_t ignored;
+    return send_rows(s, pos, n, hidden, false, &ignored, hidden, t);
 }
 
 hinge_status tx_session_verify(tx_session *s, uint32_t pos, uint32_t n, const float *hidden, int32_t *tokens,
                                tx_timing *t)
 {
-    return send_rows(s, pos, n, hidden, true, tokens, t);
+    return send_rows(s, pos, n, hidden, true, tokens, NULL, t);
 }
 
 hinge_status tx_session_close(tx_session *s, char *err, size_t errlen)

@@ -210,6 +210,8 @@ typedef struct tx_session_config {
                           prefill is sent in chunks of max_step. */
     uint64_t sample_skip; /* draws the edge's sampler discards first: a sampled stream resumed on a new
                              edge session continues where the old one was */
+    uint32_t private_head; /* J > 0: the edge runs layers [k, N - J) only and answers each step with their
+                              output rows (tx_session_step_rows), never a token; 0: off */
 } tx_session_config;
 
 /* What the edge said when the session was opened. */
@@ -256,6 +258,13 @@ const tx_session_info *tx_session_get_info(const tx_session *s);
  * value (nothing is sent). Detail in tx_session_errmsg. */
 hinge_status tx_session_step(tx_session *s, uint32_t pos, uint32_t n, const float *hidden, int32_t *token,
                              tx_timing *t);
+
+/* A private-head session's step (docs/protocol.md, "Private head"): sends
+ * n rows of hidden as tx_session_step does and replaces them with the
+ * rows the edge sent back (the output of layer N - J - 1 at the same
+ * positions, decoded from the session's codec). Errors as tx_session_step;
+ * HINGE_ERR_PROTOCOL for a reply frame that does not match the request. */
+hinge_status tx_session_step_rows(tx_session *s, uint32_t pos, uint32_t n, float *hidden, tx_timing *t);
 
 /* Speculative lookahead (TX_FLAG_VERIFY): n rows at pos (row 0 the last
  * accepted token, rows 1.. drafts; 2 <= n <= min(TX_VERIFY_MAX, max_step)),

@@ -224,6 +224,11 @@ typedef struct hinge_session_config {
                                0: no policy */
     const char *privacy_profile; /* the model's privacy profile (hinge experiment privacy; profiles/privacy/);
                                     required with max_recovery */
+    /* Private head, a U-shaped split (docs/privacy.md; added after 0.2; older structs get 0): this device
+       also runs the last private_head layers, the final norm, the head and the sampler; the edge runs
+       only layers [cut, N - private_head) and returns their output rows, so no output token ever crosses
+       the wire. Needs cut + private_head <= N; not with speculate. 0: off */
+    uint32_t private_head;
 } hinge_session_config;
 
 /* Fills c with the defaults: local, cut HINGE_CUT_ALL, CPU, f32 wire, greedy. */
@@ -449,6 +454,9 @@ typedef struct hinge_plan_config {
     float max_recovery;          /* 0: none */
     float wire_noise;            /* the session's noise the policy reads the profile at */
     const char *privacy_profile; /* required with max_recovery */
+    /* A private head, as hinge_session_config's (added after 0.2): every split candidate keeps the last
+       private_head layers, the head and the sampler on the device; the edge returns rows. 0: none */
+    uint32_t private_head;
 } hinge_plan_config;
 
 void hinge_plan_config_init(hinge_plan_config *c);

@@ -27,7 +27,7 @@ enum { PIECE_MAX = 256, PROMPT_FILE_MAX = 1 << 20, TIMEOUT_MS = 60000 };
 
 typedef struct args {
     const char *model, *edge, *cacert, *prompt, *prompt_file;
-    uint32_t cut, n_new, prompt_tokens, threads, max_step, pause_ms, spin_us;
+    uint32_t cut, n_new, prompt_tokens, threads, max_step, pause_ms, spin_us, private_head;
     hinge_wire wire;
     float temp, top_p;
     uint32_t top_k;
@@ -70,7 +70,7 @@ static void print_error(const char *what, hinge_status s)
 /* ---- the command line ---- */
 
 enum { O_EDGE = 256, O_CACERT, O_CUT, O_WIRE, O_PFILE, O_PTOK, O_THREADS, O_TEMP, O_TOPK, O_TOPP, O_SEED,
-       O_LOCAL, O_JSON, O_MEASURE, O_MAXSTEP, O_IGNORE_EOS, O_PAUSE, O_SPIN };
+       O_LOCAL, O_JSON, O_MEASURE, O_MAXSTEP, O_IGNORE_EOS, O_PAUSE, O_SPIN, O_PHEAD };
 
 static const struct option long_opts[] = {
     {"model", required_argument, NULL, 'm'}, {"edge", required_argument, NULL, O_EDGE},
@@ -83,6 +83,7 @@ static const struct option long_opts[] = {
     {"json", no_argument, NULL, O_JSON}, {"measure", no_argument, NULL, O_MEASURE},
     {"max-step", required_argument, NULL, O_MAXSTEP}, {"ignore-eos", no_argument, NULL, O_IGNORE_EOS},
     {"pause-ms", required_argument, NULL, O_PAUSE}, {"spin-us", required_argument, NULL, O_SPIN},
+    {"private-head", required_argument, NULL, O_PHEAD},
     {NULL, 0, NULL, 0},
 };
 
@@ -135,6 +136,7 @@ static int parse_opt(int opt, const char *v, args *a)
     case O_MAXSTEP: rc = num(v, "max-step", 1, 1 << 20, &d); a->max_step = (uint32_t)d; break;
     case O_PAUSE: rc = num(v, "pause-ms", 0, 60000, &d); a->pause_ms = (uint32_t)d; break;
     case O_SPIN: rc = num(v, "spin-us", 0, 100000, &d); a->spin_us = (uint32_t)d; break;
+    case O_PHEAD: rc = num(v, "private-head", 0, 4096, &d); a->private_head = (uint32_t)d; break;
     case O_TEMP: rc = num(v, "temp", 0, 100, &d); a->temp = (float)d; break;
     case O_TOPK: rc = num(v, "top-k", 0, 1 << 20, &d); a->top_k = (uint32_t)d; break;
     case O_TOPP: rc = num(v, "top-p", 0, 1, &d); a->top_p = (float)d; break;
@@ -155,7 +157,7 @@ static int parse_args(int argc, char **argv, args *a)
         fprintf(stderr, "usage: split_generate --model M (--edge URL [--cacert F] | --local) --cut K [--wire C]\n"
                         "       (--prompt TEXT | --prompt-file F --prompt-tokens N) [-n N] [--json] [--measure]\n"
                         "       [--threads N] [--temp T --top-k K --top-p P --seed S] [--ignore-eos]\n"
-                        "       [--max-step N] [--spin-us US] [--pause-ms MS]\n");
+                        "       [--max-step N] [--spin-us US] [--pause-ms MS] [--private-head J]\n");
         return -1;
     }
     if (a->measure && a->temp > 0.0f) {
@@ -237,6 +239,7 @@ static hinge_status open_session(run *R, const char *edge_url, hinge_wire wire, 
     c.max_step = a->max_step;
     c.timeout_ms = TIMEOUT_MS;
     c.spin_us = a->spin_us;
+    c.private_head = a->private_head;
     return hinge_session_create(R->m, &c, out);
 }
 

@@ -75,6 +75,11 @@ static void test_parse_ok(void **state)
     assert_int_equal(parse("{\"model_sha256\":\"" SHA "\",\"cut\":0,\"codec\":\"f32\",\"ctx\":1}", &r, err), HINGE_OK);
     assert_true(r.sampling.temp == 0.0f && r.sampling.top_p == 1.0f);
     assert_int_equal(r.max_step, 0);
+    assert_int_equal(r.private_head, 0);
+    assert_int_equal(parse("{\"model_sha256\":\"" SHA "\",\"cut\":1,\"codec\":\"f32\",\"ctx\":8,\"private_head\":3}",
+                           &r, err),
+                     HINGE_OK);
+    assert_int_equal(r.private_head, 3);
 }
 
 static void test_parse_rejects(void **state)
@@ -99,6 +104,9 @@ static void test_parse_rejects(void **state)
         {"{\"model_sha256\":\"" SHA "\",\"cut\":2,\"codec\":\"f32\",\"ctx\":9,\"sampling\":{\"x\":1}}", "unknown key"},
         {"{\"model_sha256\":\"" SHA "\",\"cut\":2,\"codec\":\"f32\",\"ctx\":9,\"sampling\":[]}", "object"},
         {"{\"model_sha256\":\"" SHA "\",\"cut\":2,\"cut\":3,\"codec\":\"f32\",\"ctx\":9}", "not JSON"},
+        {"{\"model_sha256\":\"" SHA "\",\"cut\":2,\"codec\":\"f32\",\"ctx\":9,\"private_head\":-1}", "private_head"},
+        {"{\"model_sha256\":\"" SHA "\",\"cut\":2,\"codec\":\"f32\",\"ctx\":9,\"private_head\":\"1\"}", "private_head"},
+        {"{\"model_sha256\":\"" SHA "\",\"cut\":2,\"codec\":\"f32\",\"ctx\":9,\"private_head\":99999999}", "private_head"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         edge_session_req r;

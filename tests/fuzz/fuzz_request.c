@@ -44,6 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     hinge_status s = edge_parse_session_req((const char *)data, size, &q, err, sizeof err);
     if (s == HINGE_OK) {
         if (q.ctx < 1 || q.ctx > EDGE_REQ_MAX_CTX || q.max_step > q.ctx || q.cut > EDGE_REQ_MAX_CUT ||
+            q.private_head > EDGE_REQ_MAX_CUT ||
             tx_codec_row_bytes(q.codec, 1) == 0 || !(q.sampling.temp >= 0.0f && q.sampling.temp <= 100.0f) ||
             !(q.sampling.top_p >= 0.0f && q.sampling.top_p <= 1.0f) || q.sampling.seed > (uint64_t)INT64_MAX)
             __builtin_trap();
@@ -71,7 +72,7 @@ int main(int argc, char **argv)
     static const char *const seeds[] = {
         "{\"model_sha256\":\"270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d\",\"cut\":2,"
         "\"codec\":\"q8\",\"ctx\":300,\"max_step\":64,\"sampling\":{\"temp\":0.8,\"top_k\":40,\"top_p\":0.95,"
-        "\"seed\":7}}",
+        "\"seed\":7},\"private_head\":3}",
         "/v1/sessions/0123456789abcdef0123456789abcdef/steps",
         "/v1/health?x",
         "/metrics",

@@ -88,6 +88,37 @@ static void test_split(void **state)
     near(p.device_mem_bytes, 2 * (1e6 + 256 * 4 * 15) + 15 * 4096);
 }
 
+/* A private head J = 1 at k = 1, f32: the edge runs layer [1, 3) only and
+ * answers with the rows; the device adds layer 3 and the head. Reply to the
+ * prefill: frame 2592 + 40 headers = 2632, + 31 = 2663, 2 segments + 104 =
+ * 2767; to a decode step: 288 + 40 + 31 = 359, + 52 = 411. */
+static void test_private_head(void **state)
+{
+    fixture *f = *state;
+    part_prediction p;
+    f->in.pol.private_head = 1;
+    assert_int_equal(part_predict(&f->in, 1, PART_CODEC_F32, &p, f->err, sizeof f->err), HINGE_OK);
+    assert_int_equal(p.why, PART_OK);
+    near(p.ttft.device_s, 2 * 10 * 100e-6 + 2000e-6);
+    near(p.ttft.edge_s, 2 * 10 * 10e-6);
+    near(p.tpot.device_s, 2 * 1000e-6 + 2000e-6);
+    near(p.tpot.edge_s, 2 * 100e-6);
+    near(p.tpot.network_s, 10e-3 + 431e-6 + 411e-6);
+    near(p.down_bytes, 2767 + 4 * 411);
+    near(p.device_mem_bytes, 2 * (1e6 + 256 * 4 * 15) + 15 * 4096 + 1e5 + 4 * 1000);
+    /* a cut inside the head is no candidate; one at its edge is */
+    f->in.pol.private_head = 2;
+    assert_int_equal(part_predict(&f->in, 3, PART_CODEC_F32, &p, f->err, sizeof f->err), HINGE_OK);
+    assert_int_equal(p.why, PART_IN_PRIVATE_HEAD);
+    assert_int_equal(part_predict(&f->in, 2, PART_CODEC_F32, &p, f->err, sizeof f->err), HINGE_OK);
+    assert_int_equal(p.why, PART_OK);
+    near(p.tpot.edge_s, 0);
+    assert_int_equal(part_predict(&f->in, 4, PART_CODEC_NONE, &p, f->err, sizeof f->err), HINGE_OK);
+    assert_int_equal(p.why, PART_OK); /* all here: nothing to keep from the edge */
+    f->in.pol.private_head = 4;
+    assert_int_equal(part_predict(&f->in, 0, PART_CODEC_F32, &p, f->err, sizeof f->err), HINGE_ERR_INVALID);
+}
+
 static void test_setup_cost(void **state)
 {
     fixture *f = *state;
@@ -217,6 +248,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_local, setup, teardown),
         cmocka_unit_test_setup_teardown(test_split, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_private_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_setup_cost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_codecs_shrink_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cold_start, setup, teardown),

@@ -37,6 +37,7 @@ typedef struct run {
 
 static hinge_model *model;
 static const char *edge_bin;
+static uint32_t private_head; /* of every generation while a test sets it */
 
 static int setup(void **state)
 {
@@ -147,6 +148,7 @@ static hinge_status generate(const opts *o, run *r, hinge_stats *st)
     c.n_ctx = N_TOKENS + 1;
     c.n_threads = 1;
     c.no_local_fallback = o->no_local;
+    c.private_head = private_head;
     hinge_session *s = NULL;
     hinge_status rc = hinge_session_create(model, &c, &s);
     if (rc == HINGE_OK)
@@ -256,6 +258,31 @@ static void test_no_edge_left_finishes_locally(void **state)
     assert_string_equal(r.text, ref.text);
 }
 
+/* A private head (layers 3..4, the head and the sampler here) keeps its KV
+ * cache through every recovery: a second edge, this device, the same edge
+ * restarted; greedy and seeded sampling give the uninterrupted text. */
+static void test_private_head_failover(void **state)
+{
+    (void)state;
+    static run ref, r;
+    hinge_stats st;
+    private_head = 2;
+    for (float temp = 0.0f; temp < 1.0f; temp += 0.9f) {
+        reference(HINGE_WIRE_F32, temp, &ref);
+        faulted(F_KILL, true, HINGE_WIRE_F32, temp, &st, &r);
+        assert_string_equal(r.text, ref.text);
+        assert_int_equal(st.recoveries, 1);
+        assert_int_equal(st.edge_index, 1);
+        faulted(F_KILL, false, HINGE_WIRE_F32, temp, &st, &r);
+        assert_string_equal(r.text, ref.text);
+        assert_int_equal(st.local_fallbacks, 1);
+        faulted(F_RESTART, false, HINGE_WIRE_F32, temp, &st, &r);
+        assert_string_equal(r.text, ref.text);
+        assert_int_equal(st.local_fallbacks, 0);
+    }
+    private_head = 0;
+}
+
 static void test_no_local_fallback_is_an_error(void **state)
 {
     (void)state;
@@ -301,6 +328,7 @@ int main(void)
         cmocka_unit_test(test_stalled_edge),
         cmocka_unit_test(test_drained_edge),
         cmocka_unit_test(test_no_edge_left_finishes_locally),
+        cmocka_unit_test(test_private_head_failover),
         cmocka_unit_test(test_no_local_fallback_is_an_error),
         cmocka_unit_test(test_edge_restarts_on_the_same_address),
     };

@@ -190,6 +190,76 @@ static void test_split_oracle(void **state)
     }
 }
 
+/* One greedy step of token *tok: the session's logits must have the sampled
+ * token as their argmax; its piece goes to t; *prev and *tok move on. */
+static void step_argmax(world *w, hinge_session *s, int32_t *tok, int32_t *prev, float *logits, uint32_t n_vocab,
+                        text *t, hinge_step_info *info)
+{
+    int32_t next = -1;
+    assert_int_equal(hinge_session_step(s, tok, 1, &next, info), HINGE_OK);
+    assert_int_equal(info->token, next);
+    assert_int_equal(hinge_session_logits(s, 0, 1, logits), HINGE_OK);
+    int32_t best = 0;
+    for (uint32_t v = 1; v < n_vocab; v++)
+        if (logits[v] > logits[best])
+            best = (int32_t)v;
+    assert_int_equal(best, next); /* greedy: the argmax */
+    char piece[64];
+    size_t len;
+    assert_int_equal(hinge_token_to_piece(w->m, *prev, next, piece, sizeof piece, &len), HINGE_OK);
+    collect(piece, len, t);
+    *prev = *tok = next;
+}
+
+/* A private head over the edge: the logits are this device's again (its
+ * head), greedy picks their argmax, the text is the oracle's; configs that
+ * cannot have one are refused. */
+static void test_private_head(void **state)
+{
+    world *w = *state;
+    if (!w->edge_up)
+        skip();
+    hinge_session_config c;
+    hinge_session_config_init(&c);
+    c.edge_url = w->edge.url;
+    c.ca_file = w->edge.cacert;
+    c.cut = 2;
+    c.private_head = 2;
+    c.n_ctx = 256;
+    c.n_threads = 1;
+    hinge_session *s = NULL;
+    assert_int_equal(hinge_session_create(w->m, &c, &s), HINGE_OK);
+    hinge_model_info mi;
+    hinge_model_get_info(w->m, &mi);
+    float *logits = malloc(mi.n_vocab * sizeof(float));
+    assert_non_null(logits);
+    static text t;
+    t = (text){0};
+    int32_t tok = mi.bos, prev = mi.bos;
+    for (int i = 0; i < 200; i++) {
+        hinge_step_info info;
+        step_argmax(w, s, &tok, &prev, logits, mi.n_vocab, &t, &info);
+        assert_true(info.downlink_bytes >= 32 + 64 * 4); /* a frame of one f32 row came back */
+    }
+    assert_string_equal(t.buf, oracle);
+    hinge_stats stats;
+    hinge_session_get_stats(s, &stats);
+    assert_int_equal(stats.remote, 1);
+    hinge_session_free(s);
+    free(logits);
+    /* no room for it, the whole model here, speculation: refused */
+    static const struct { int cut; uint32_t j, spec; } bad[] = {{4, 2, 0}, {0, 5, 0}, {HINGE_CUT_ALL, 1, 0}, {2, 2, 3}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        c.cut = bad[i].cut;
+        c.private_head = bad[i].j;
+        c.speculate = bad[i].spec;
+        c.edge_url = bad[i].cut == HINGE_CUT_ALL ? NULL : w->edge.url;
+        s = NULL;
+        assert_int_equal(hinge_session_create(w->m, &c, &s), HINGE_ERR_INVALID);
+        assert_null(s);
+    }
+}
+
 /* Two calls continue one conversation: the text equals one long call. */
 static void test_conversation_continues(void **state)
 {
@@ -231,7 +301,7 @@ static void test_token_level(void **state)
     assert_int_equal(mi.n_embd, 64);
     assert_int_equal(mi.n_vocab, 512);
     hinge_session *s = open_session(w, NULL, 3, 1);
-    int32_t tok = mi.bos, next = -1;
+    int32_t tok = mi.bos;
     static text t;
     t = (text){0};
     float *logits = malloc(mi.n_vocab * sizeof(float));
@@ -239,20 +309,8 @@ static void test_token_level(void **state)
     int32_t prev = mi.bos;
     for (int i = 0; i < 200; i++) {
         hinge_step_info info;
-        assert_int_equal(hinge_session_step(s, &tok, 1, &next, &info), HINGE_OK);
+        step_argmax(w, s, &tok, &prev, logits, mi.n_vocab, &t, &info);
         assert_int_equal(info.pos, (uint32_t)i);
-        assert_int_equal(info.token, next);
-        assert_int_equal(hinge_session_logits(s, 0, 1, logits), HINGE_OK);
-        int32_t best = 0;
-        for (uint32_t v = 1; v < mi.n_vocab; v++)
-            if (logits[v] > logits[best])
-                best = (int32_t)v;
-        assert_int_equal(best, next); /* greedy: the argmax */
-        char piece[64];
-        size_t len;
-        assert_int_equal(hinge_token_to_piece(w->m, prev, next, piece, sizeof piece, &len), HINGE_OK);
-        collect(piece, len, &t);
-        prev = tok = next;
     }
     assert_string_equal(t.buf, oracle);
     assert_int_equal(hinge_session_logits(s, 1, 1, logits), HINGE_ERR_RANGE);
@@ -510,6 +568,7 @@ int main(void)
         cmocka_unit_test(test_local_oracle),
         cmocka_unit_test(test_local_every_cut),
         cmocka_unit_test(test_split_oracle),
+        cmocka_unit_test(test_private_head),
         cmocka_unit_test(test_conversation_continues),
         cmocka_unit_test(test_token_level),
         cmocka_unit_test(test_cancel_from_another_thread),
