@@ -72,6 +72,12 @@ void qx_xsums(const float *x, size_t n, float *xs);
 /* Q4_K tiles: subtracts the mins' share from a tile's R x J outputs. */
 void qx_q4_k_mins(const uint8_t *w, size_t rb, const float *xs, size_t ldxs, size_t nb, int R, int J, float *out);
 void qx_dequant_avx2(qtype t, const void *row, float *dst, size_t n);
+/* The VNNI set's int8 products (quant_x86_vnni.c): for the types and row
+ * lengths it handles, quant_x86_matmul's contract; the rest run the
+ * AVX-512 set's kernels. */
+bool qx_vnni_handles(qtype t, size_t n);
+void qx_vnni_matmul(qtype t, const void *w, size_t n, const float *x, size_t m, float *y, size_t ldy, size_t r0,
+                    size_t r1, float *scratch);
 float qx_dot_f32_avx2(const float *a, const float *b, size_t n);
 
 /* ---- helpers of both sets ---- */
