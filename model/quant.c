@@ -270,7 +270,7 @@ static int level(quant_kset k)
     switch (k) {
     case QUANT_KSET_AVX2: case QUANT_KSET_NEON: return 1;
     case QUANT_KSET_AVX512: case QUANT_KSET_DOTPROD: return 2;
-    case QUANT_KSET_VNNI: return 3;
+    case QUANT_KSET_VNNI: case QUANT_KSET_VNNI8: return 3;
     default: return 0;
     }
 }
@@ -294,9 +294,11 @@ static void best_init(void)
 #elif QUANT_HAVE_NEON
     top = quant_neon_has_dotprod() ? QUANT_KSET_DOTPROD : QUANT_KSET_NEON;
 #endif
-    /* the VNNI set keeps float accuracy with three int8 limbs per value,
-     * which makes it slower than the AVX-512 one where it was measured
-     * (quant_x86_vnni.c): only HINGE_CPU picks it */
+    /* the VNNI sets: avx512vnni keeps float accuracy with three int8 limbs
+     * per value, which makes it slower than avx512 where it was measured;
+     * avx512vnni8's 8-bit activations change the numerics (and a split's
+     * two sides must run the same kernels): only HINGE_CPU picks them
+     * (quant_x86_vnni.c) */
     best = top == QUANT_KSET_VNNI ? QUANT_KSET_AVX512 : top;
     const char *want = getenv("HINGE_CPU");
     if (!want || !*want)
@@ -332,6 +334,7 @@ const char *quant_kset_name(quant_kset k)
     case QUANT_KSET_NEON: return "neon";
     case QUANT_KSET_DOTPROD: return "dotprod";
     case QUANT_KSET_VNNI: return "avx512vnni";
+    case QUANT_KSET_VNNI8: return "avx512vnni8";
     default: return "unknown";
     }
 }

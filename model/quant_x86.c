@@ -54,7 +54,7 @@ AVX2 void qx_xsums(const float *x, size_t n, float *xs)
 /* The kernels of set k for type t. */
 static kernels x86_kernels(quant_kset k, qtype t)
 {
-    return k == QUANT_KSET_AVX512 || k == QUANT_KSET_VNNI ? qx_512_kernels(t) : qx_avx2_kernels(t);
+    return k == QUANT_KSET_AVX2 ? qx_avx2_kernels(t) : qx_512_kernels(t);
 }
 
 /* ------------------------------------------------------------------ */
@@ -213,8 +213,8 @@ __attribute__((noinline)) static void matmul_x86(const kernels *K, qtype t, cons
 void quant_x86_matmul(quant_kset k, qtype t, const void *w, size_t n, const float *x, size_t m, float *y,
                       size_t ldy, size_t r0, size_t r1, float *scratch)
 {
-    if (k == QUANT_KSET_VNNI && qx_vnni_handles(t, n)) {
-        qx_vnni_matmul(t, w, n, x, m, y, ldy, r0, r1, scratch);
+    if ((k == QUANT_KSET_VNNI || k == QUANT_KSET_VNNI8) && qx_vnni_handles(t, n)) {
+        qx_vnni_matmul(t, k == QUANT_KSET_VNNI ? 3 : 1, w, n, x, m, y, ldy, r0, r1, scratch);
         return;
     }
     const kernels K = x86_kernels(k, t);

@@ -76,8 +76,8 @@ void qx_dequant_avx2(qtype t, const void *row, float *dst, size_t n);
  * lengths it handles, quant_x86_matmul's contract; the rest run the
  * AVX-512 set's kernels. */
 bool qx_vnni_handles(qtype t, size_t n);
-void qx_vnni_matmul(qtype t, const void *w, size_t n, const float *x, size_t m, float *y, size_t ldy, size_t r0,
-                    size_t r1, float *scratch);
+void qx_vnni_matmul(qtype t, int limbs, const void *w, size_t n, const float *x, size_t m, float *y, size_t ldy,
+                    size_t r0, size_t r1, float *scratch); /* limbs: 3 (avx512vnni) or 1 (avx512vnni8) */
 float qx_dot_f32_avx2(const float *a, const float *b, size_t n);
 
 /* ---- helpers of both sets ---- */

@@ -17,9 +17,10 @@
  * Not the default (quant.c): per 64 weights and column this is 3 vpdpbusd
  * (one port on Intel cores) and 6 float operations, against the float
  * tiles' 4 FMAs, and on the AVX-512 VNNI Xeon it was measured on it ran at
- * 0.50-0.87x the AVX-512 set's speed for Gemma 3's shapes, m = 1..128
- * (docs/performance.md). HINGE_CPU=avx512vnni selects it, for CPUs where
- * the balance differs.
+ * 0.55-1.20x the AVX-512 set's speed for Gemma 3's shapes, m = 1..128; one
+ * limb at 0.96-1.45x, no faster end to end, for 1.9% more perplexity
+ * (docs/performance.md).
+ * HINGE_CPU=avx512vnni or avx512vnni8 selects them.
  *
  * vpdpbusd takes one operand unsigned: the activations, as limb + 128; the
  * 128 * sum(w) that adds is taken off by starting each accumulator at
@@ -42,14 +43,25 @@
 #define XQ_MAX 8355711
 
 /* Weights per pass; a column's quantised pass: per group of 64 weights its
- * three limbs (+128, 64 bytes each) and the scale of each lane (16 floats:
- * the first block's 8 times, the second's), VQ_GROUP bytes, 4 per weight:
- * the caller's scratch (QUANT_MM_ROWS * n floats) holds VQ_JMAX columns. */
+ * limbs (+128, 64 bytes each) and the scale of each lane (16 floats: the
+ * first block's 8 times, the second's), at most VQ_GROUP bytes, 4 per
+ * weight: the caller's scratch (QUANT_MM_ROWS * n floats) holds VQ_JMAX
+ * columns.
+ *
+ * One limb (the avx512vnni8 set): x_q = round(x / d) with d = max|x| / 127
+ * per block, as llama.cpp's q8_0 activations; about 1e-2 of each product,
+ * for one vpdpbusd instead of three. */
 enum { VQ_COLS = 8192, VQ_GROUP = 256, VQ_JMAX = QUANT_MM_ROWS };
+
+/* Bytes of a group of 64 weights with `limbs` limbs. */
+static inline size_t group_bytes(int limbs) { return (size_t)64 * ((size_t)limbs + 1); }
 
 /* Rows and columns of one kernel call: a row's decoding (its bytes, scales
  * and the accumulators' start) is shared by up to VQ_J columns. */
 enum { VQ_R = 2, VQ_J = 8 };
+
+/* Rows per block when the columns come in several chunks. */
+enum { VQ_RB = 128 };
 
 bool quant_x86_has_vnni(void)
 {
@@ -73,30 +85,35 @@ VNNI_INLINE static void put_limb(__m512i v, uint8_t *dst)
 VNNI_INLINE static __m512i sext8(__m512i v) { return _mm512_srai_epi32(_mm512_slli_epi32(v, 24), 24); }
 
 /* One column's cn weights' worth of x (cn % 64 == 0) into q. */
-VNNI static void quantize(const float *x, size_t cn, uint8_t *q)
+VNNI static void quantize(const float *x, size_t cn, uint8_t *q, int limbs)
 {
     const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
-    const __m512i lim = _mm512_set1_epi32(XQ_MAX);
-    for (size_t g = 0; g < cn / 64; g++, x += 64, q += VQ_GROUP) {
+    const int qmax = limbs == 3 ? XQ_MAX : 127;
+    const __m512i lim = _mm512_set1_epi32(qmax);
+    for (size_t g = 0; g < cn / 64; g++, x += 64, q += group_bytes(limbs)) {
         float d[2];
         for (int h = 0; h < 2; h++) {
             __m512 m = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(x + 32 * h), absmask),
                                      _mm512_and_ps(_mm512_loadu_ps(x + 32 * h + 16), absmask));
             float amax = _mm512_reduce_max_ps(m);
-            d[h] = amax / (float)XQ_MAX;
-            const __m512 id = _mm512_set1_ps(amax > 0.0f ? (float)XQ_MAX / amax : 0.0f);
+            d[h] = amax / (float)qmax;
+            const __m512 id = _mm512_set1_ps(amax > 0.0f ? (float)qmax / amax : 0.0f);
             for (int k = 0; k < 2; k++) {
                 __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 32 * h + 16 * k), id));
                 v = _mm512_max_epi32(_mm512_min_epi32(v, lim), _mm512_sub_epi32(_mm512_setzero_si512(), lim));
+                const size_t off = (size_t)(32 * h + 16 * k);
+                if (limbs == 1) {
+                    put_limb(v, q + off);
+                    continue;
+                }
                 const __m512i c = sext8(v), t = _mm512_srai_epi32(_mm512_sub_epi32(v, c), 8);
                 const __m512i b = sext8(t), a = _mm512_srai_epi32(_mm512_sub_epi32(t, b), 8);
-                const size_t off = (size_t)(32 * h + 16 * k);
                 put_limb(a, q + off);
                 put_limb(b, q + 64 + off);
                 put_limb(c, q + 128 + off);
             }
         }
-        _mm512_storeu_ps((float *)(void *)(q + 192),
+        _mm512_storeu_ps((float *)(void *)(q + 64 * limbs),
                         _mm512_insertf32x8(_mm512_set1_ps(d[0]), _mm256_set1_ps(d[1]), 1));
     }
 }
@@ -148,8 +165,8 @@ VNNI_INLINE static void weights64(qtype t, const uint8_t *row, size_t g, __m512i
 
 /* out[r*J + j] for R rows at w (stride rb) and J quantised columns at q
  * (stride ldq bytes), ng groups. */
-VNNI_INLINE static void kernel(qtype t, const uint8_t *w, size_t rb, const uint8_t *q, size_t ldq, size_t ng, int R,
-                               int J, float *out)
+VNNI_INLINE static void kernel(qtype t, int limbs, const uint8_t *w, size_t rb, const uint8_t *q, size_t ldq, size_t ng,
+                               int R, int J, float *out)
 {
     __m512 acc[VQ_R][VQ_J];
     for (int r = 0; r < R; r++)
@@ -161,10 +178,17 @@ VNNI_INLINE static void kernel(qtype t, const uint8_t *w, size_t rb, const uint8
         for (int r = 0; r < R; r++)
             weights64(t, w + (size_t)r * rb, g, &wv[r], &dw[r], &st[r]);
         for (int j = 0; j < J; j++) {
-            const uint8_t *qg = q + (size_t)j * ldq + g * VQ_GROUP;
-            const __m512i xa = _mm512_loadu_si512(qg), xb = _mm512_loadu_si512(qg + 64);
-            const __m512i xc = _mm512_loadu_si512(qg + 128);
-            const __m512 dx = _mm512_loadu_ps((const float *)(const void *)(qg + 192));
+            const uint8_t *qg = q + (size_t)j * ldq + g * group_bytes(limbs);
+            const __m512 dx = _mm512_loadu_ps((const float *)(const void *)(qg + 64 * limbs));
+            const __m512i xa = _mm512_loadu_si512(qg);
+            if (limbs == 1) {
+                for (int r = 0; r < R; r++) {
+                    const __m512 a = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(st[r], xa, wv[r]));
+                    acc[r][j] = _mm512_fmadd_ps(a, _mm512_mul_ps(dw[r], dx), acc[r][j]);
+                }
+                continue;
+            }
+            const __m512i xb = _mm512_loadu_si512(qg + 64), xc = _mm512_loadu_si512(qg + 128);
             for (int r = 0; r < R; r++) {
                 const __m512 a = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(st[r], xa, wv[r]));
                 const __m512 b = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(st[r], xb, wv[r]));
@@ -182,31 +206,36 @@ VNNI_INLINE static void kernel(qtype t, const uint8_t *w, size_t rb, const uint8
 
 typedef void (*vnni_fn)(const uint8_t *w, size_t rb, const uint8_t *q, size_t ldq, size_t ng, float *out);
 
-#define VNNI_FN(t, name, R, J)                                                                           \
-    VNNI static void name##_##R##x##J(const uint8_t *w, size_t rb, const uint8_t *q, size_t ldq, size_t ng, \
-                                      float *out)                                                        \
+#define VNNI_FN(t, L, name, R, J)                                                                        \
+    VNNI static void name##_##L##_##R##x##J(const uint8_t *w, size_t rb, const uint8_t *q, size_t ldq,      \
+                                            size_t ng, float *out)                                       \
     {                                                                                                    \
-        kernel(t, w, rb, q, ldq, ng, R, J, out);                                                         \
+        kernel(t, L, w, rb, q, ldq, ng, R, J, out);                                                      \
     }
-#define VNNI_FNS(t, name)                                                                                 \
-    VNNI_FN(t, name, 2, 8) VNNI_FN(t, name, 2, 4) VNNI_FN(t, name, 2, 2) VNNI_FN(t, name, 2, 1)            \
-    VNNI_FN(t, name, 1, 8) VNNI_FN(t, name, 1, 4) VNNI_FN(t, name, 1, 2) VNNI_FN(t, name, 1, 1)
-VNNI_FNS(QT_Q4_0, q4_0)
-VNNI_FNS(QT_Q5_0, q5_0)
-VNNI_FNS(QT_Q8_0, q8_0)
+#define VNNI_FNS(t, L, name)                                                                              \
+    VNNI_FN(t, L, name, 2, 8) VNNI_FN(t, L, name, 2, 4) VNNI_FN(t, L, name, 2, 2) VNNI_FN(t, L, name, 2, 1)  \
+    VNNI_FN(t, L, name, 1, 8) VNNI_FN(t, L, name, 1, 4) VNNI_FN(t, L, name, 1, 2) VNNI_FN(t, L, name, 1, 1)
+VNNI_FNS(QT_Q4_0, 3, q4_0)
+VNNI_FNS(QT_Q5_0, 3, q5_0)
+VNNI_FNS(QT_Q8_0, 3, q8_0)
+VNNI_FNS(QT_Q4_0, 1, q4_0)
+VNNI_FNS(QT_Q5_0, 1, q5_0)
+VNNI_FNS(QT_Q8_0, 1, q8_0)
 #undef VNNI_FNS
 #undef VNNI_FN
 
 /* [R - 1][log2 J] */
 typedef vnni_fn vnni_shapes[VQ_R][4];
 
-static const vnni_fn *shapes(qtype t)
+#define SHAPES(p) {{p##_1x1, p##_1x2, p##_1x4, p##_1x8}, {p##_2x1, p##_2x2, p##_2x4, p##_2x8}}
+static const vnni_fn *shapes(qtype t, int limbs)
 {
-    static const vnni_shapes q4 = {{q4_0_1x1, q4_0_1x2, q4_0_1x4, q4_0_1x8}, {q4_0_2x1, q4_0_2x2, q4_0_2x4, q4_0_2x8}};
-    static const vnni_shapes q5 = {{q5_0_1x1, q5_0_1x2, q5_0_1x4, q5_0_1x8}, {q5_0_2x1, q5_0_2x2, q5_0_2x4, q5_0_2x8}};
-    static const vnni_shapes q8 = {{q8_0_1x1, q8_0_1x2, q8_0_1x4, q8_0_1x8}, {q8_0_2x1, q8_0_2x2, q8_0_2x4, q8_0_2x8}};
-    return &(t == QT_Q4_0 ? q4 : t == QT_Q5_0 ? q5 : q8)[0][0];
+    static const vnni_shapes s3[3] = {SHAPES(q4_0_3), SHAPES(q5_0_3), SHAPES(q8_0_3)};
+    static const vnni_shapes s1[3] = {SHAPES(q4_0_1), SHAPES(q5_0_1), SHAPES(q8_0_1)};
+    const int i = t == QT_Q4_0 ? 0 : t == QT_Q5_0 ? 1 : 2;
+    return &(limbs == 3 ? s3 : s1)[i][0][0];
 }
+#undef SHAPES
 
 /* ---- the driver ---- */
 
@@ -235,22 +264,29 @@ static void rows_times(const vnni_fn *f, const uint8_t *w0, size_t rb, const uin
     }
 }
 
-void qx_vnni_matmul(qtype t, const void *w, size_t n, const float *x, size_t m, float *y, size_t ldy, size_t r0,
-                    size_t r1, float *scratch)
+void qx_vnni_matmul(qtype t, int limbs, const void *w, size_t n, const float *x, size_t m, float *y, size_t ldy,
+                    size_t r0, size_t r1, float *scratch)
 {
     _Alignas(64) uint8_t own[VQ_COLS / 64 * VQ_GROUP]; /* one column of a pass */
-    const vnni_fn *f = shapes(t);
+    const vnni_fn *f = shapes(t, limbs);
     const size_t rb = quant_row_bytes(t, n);
     const size_t jmax = m > 1 && scratch ? VQ_JMAX : 1;
     uint8_t *buf = jmax > 1 ? (uint8_t *)(void *)scratch : own;
     for (size_t c0 = 0; c0 < n; c0 += VQ_COLS) {
-        const size_t cn = n - c0 < VQ_COLS ? n - c0 : VQ_COLS, ng = cn / 64, ldq = ng * VQ_GROUP;
+        const size_t cn = n - c0 < VQ_COLS ? n - c0 : VQ_COLS, ng = cn / 64, ldq = ng * group_bytes(limbs);
         const uint8_t *w0 = (const uint8_t *)w + quant_row_bytes(t, c0);
-        for (size_t j0 = 0; j0 < m; j0 += jmax) {
-            const size_t jc = m - j0 < jmax ? m - j0 : jmax;
-            for (size_t j = 0; j < jc; j++)
-                quantize(x + (j0 + j) * n + c0, cn, buf + j * ldq);
-            rows_times(f, w0, rb, buf, ldq, ng, jc, y + j0 * ldy, ldy, r0, r1, c0 > 0);
+        /* more columns than buf holds: blocks of VQ_RB rows stay in cache
+         * while every chunk of columns goes by (each chunk quantised once
+         * per block), instead of a large matrix streamed once per chunk */
+        const size_t rstep = m > jmax ? VQ_RB : r1 - r0;
+        for (size_t rr = r0; rr < r1; rr += rstep) {
+            const size_t re = r1 - rr < rstep ? r1 : rr + rstep;
+            for (size_t j0 = 0; j0 < m; j0 += jmax) {
+                const size_t jc = m - j0 < jmax ? m - j0 : jmax;
+                for (size_t j = 0; j < jc; j++)
+                    quantize(x + (j0 + j) * n + c0, cn, buf + j * ldq, limbs);
+                rows_times(f, w0, rb, buf, ldq, ng, jc, y + j0 * ldy, ldy, rr, re, c0 > 0);
+            }
         }
     }
 }
