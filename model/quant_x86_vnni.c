@@ -34,6 +34,7 @@
 #include "quant_x86_impl.h"
 
 #if QUANT_HAVE_X86
+#include <math.h>
 
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 #define VNNI_INLINE                                                                                              \
@@ -93,10 +94,13 @@ VNNI static void quantize(const float *x, size_t cn, uint8_t *q, int limbs)
     for (size_t g = 0; g < cn / 64; g++, x += 64, q += group_bytes(limbs)) {
         float d[2];
         for (int h = 0; h < 2; h++) {
-            __m512 m = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(x + 32 * h), absmask),
-                                     _mm512_and_ps(_mm512_loadu_ps(x + 32 * h + 16), absmask));
-            float amax = _mm512_reduce_max_ps(m);
-            d[h] = amax / (float)qmax;
+            const __m512 x0 = _mm512_loadu_ps(x + 32 * h), x1 = _mm512_loadu_ps(x + 32 * h + 16);
+            const __m512 m = _mm512_max_ps(_mm512_and_ps(x0, absmask), _mm512_and_ps(x1, absmask));
+            const float amax = _mm512_reduce_max_ps(m);
+            /* a NaN in the block makes its scale NaN, so the products are
+             * NaN as the float sets' (max would drop it) */
+            const bool nan = _mm512_cmp_ps_mask(x0, x0, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(x1, x1, _CMP_UNORD_Q);
+            d[h] = nan ? NAN : amax / (float)qmax;
             const __m512 id = _mm512_set1_ps(amax > 0.0f ? (float)qmax / amax : 0.0f);
             for (int k = 0; k < 2; k++) {
                 __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 32 * h + 16 * k), id));
