@@ -184,8 +184,8 @@ size_t edge_metrics_text(hinge_edge *e, char *buf, size_t cap)
            (double)running);
     metric(&o, "hinge_edge_sessions", "gauge", "Open sessions.", (double)e->n_sessions);
     metric(&o, "hinge_edge_kv_bytes_used", "gauge", "KV cache bytes the sessions hold.", (double)kv_pool_used(e->kv));
-    metric(&o, "hinge_edge_kv_bytes_budget", "gauge", "KV cache bytes the sessions may hold (--kv-budget; 0: no limit).",
-           (double)kv_pool_budget(e->kv));
+    metric(&o, "hinge_edge_kv_bytes_budget", "gauge",
+           "KV cache bytes the sessions may hold (--kv-budget; 0: no limit).", (double)kv_pool_budget(e->kv));
     metric(&o, "hinge_edge_kv_refusals_total", "counter",
            "Sessions and steps refused (503) because their KV blocks did not fit the budget.",
            (double)kv_pool_refusals(e->kv));

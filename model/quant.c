@@ -259,33 +259,50 @@ static void tile_scalar(const float *w, size_t nr, size_t n, const float *x, siz
 /* ------------------------------------------------------------------ */
 /* Dispatch                                                            */
 
-/* The one piece of mutable state: the fastest set this CPU runs (top) and
- * the one quant.h uses (best: top, or HINGE_CPU's), decided once (CPUID
- * traps to the hypervisor in a VM, too slow to ask per call) and never
- * changed. */
+/* The one piece of mutable state: the widest set this CPU runs (top) and
+ * the one quant.h uses (best: top, but avx512 for avx512vnni; or
+ * HINGE_CPU's), decided once (CPUID traps to the hypervisor in a VM, too
+ * slow to ask per call) and never changed. */
 static pthread_once_t best_once = PTHREAD_ONCE_INIT;
 static quant_kset top = QUANT_KSET_SCALAR, best = QUANT_KSET_SCALAR;
 
-/* Each family's sets nest (avx2 < avx512, neon < dotprod): a CPU that runs
- * one runs those below it; scalar runs anywhere. */
+/* Each family's sets nest (avx2 < avx512 < avx512vnni, neon < dotprod): a
+ * CPU that runs one runs those below it; scalar runs anywhere. */
+static int level(quant_kset k)
+{
+    switch (k) {
+    case QUANT_KSET_AVX2: case QUANT_KSET_NEON: return 1;
+    case QUANT_KSET_AVX512: case QUANT_KSET_DOTPROD: return 2;
+    case QUANT_KSET_VNNI: case QUANT_KSET_VNNI8: return 3;
+    default: return 0;
+    }
+}
+
 static bool runs(quant_kset k)
 {
     const bool arm_k = k == QUANT_KSET_NEON || k == QUANT_KSET_DOTPROD;
     const bool arm_top = top == QUANT_KSET_NEON || top == QUANT_KSET_DOTPROD;
-    return k == QUANT_KSET_SCALAR || ((int)k > 0 && k <= top && arm_k == arm_top);
+    return k == QUANT_KSET_SCALAR || (level(k) > 0 && level(k) <= level(top) && arm_k == arm_top);
 }
 
 static void best_init(void)
 {
 #if QUANT_HAVE_X86
-    if (quant_x86_has_avx512())
+    if (quant_x86_has_vnni())
+        top = QUANT_KSET_VNNI;
+    else if (quant_x86_has_avx512())
         top = QUANT_KSET_AVX512;
     else if (quant_x86_has_avx2())
         top = QUANT_KSET_AVX2;
 #elif QUANT_HAVE_NEON
     top = quant_neon_has_dotprod() ? QUANT_KSET_DOTPROD : QUANT_KSET_NEON;
 #endif
-    best = top;
+    /* the VNNI sets: avx512vnni keeps float accuracy with three int8 limbs
+     * per value, which makes it slower than avx512 where it was measured;
+     * avx512vnni8's 8-bit activations change the numerics (and a split's
+     * two sides must run the same kernels): only HINGE_CPU picks them
+     * (quant_x86_vnni.c) */
+    best = top == QUANT_KSET_VNNI ? QUANT_KSET_AVX512 : top;
     const char *want = getenv("HINGE_CPU");
     if (!want || !*want)
         return;
@@ -296,7 +313,7 @@ static void best_init(void)
         }
     const hinge_logger lg = {.fn = hinge_log_stderr, .level = HINGE_LOG_WARN};
     hinge_log(&lg, HINGE_LOG_WARN, "HINGE_CPU=%s: not a kernel set this CPU runs; using %s", want,
-              quant_kset_name(top));
+              quant_kset_name(best));
 }
 
 quant_kset quant_kset_best(void)
@@ -319,6 +336,8 @@ const char *quant_kset_name(quant_kset k)
     case QUANT_KSET_AVX512: return "avx512";
     case QUANT_KSET_NEON: return "neon";
     case QUANT_KSET_DOTPROD: return "dotprod";
+    case QUANT_KSET_VNNI: return "avx512vnni";
+    case QUANT_KSET_VNNI8: return "avx512vnni8";
     default: return "unknown";
     }
 }

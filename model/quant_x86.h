@@ -1,6 +1,6 @@
 /* hinge: the x86 kernel sets (quant_x86.c) behind quant.c's dispatch.
  * Private to model/quant*.c. Each function has the contract of the quant.h
- * function of the same stem for set k (AVX2 or AVX-512); calling one on a
+ * function of the same stem for set k (AVX2, AVX-512, VNNI); calling one on a
  * CPU without the set is a caller bug. */
 #ifndef HINGE_QUANT_X86_H
 #define HINGE_QUANT_X86_H
@@ -21,6 +21,7 @@
 #if QUANT_HAVE_X86
 bool quant_x86_has_avx2(void);   /* AVX2, FMA and F16C, with the OS saving ymm */
 bool quant_x86_has_avx512(void); /* and AVX-512 F/BW/VL/DQ */
+bool quant_x86_has_vnni(void);   /* and AVX-512 VNNI */
 void quant_x86_dequant(qtype t, const void *row, float *dst, size_t n);
 /* quant_matmul_k; m = 1 is quant_matvec_k (ldy and scratch unused);
  * scratch NULL: the kernels that need none (slower for large m). */
