@@ -274,6 +274,8 @@ void edge_session_expire(hinge_edge *e, uint64_t now_ms)
             why = "drain timeout";
         } else if (now_ms - s->last_ms > idle) {
             why = e->draining ? "idle while draining" : "idle";
+        } else if (s->orphan_ms && e->draining) {
+            why = "its connection closed while draining"; /* its client resumes elsewhere */
         } else if (s->orphan_ms && now_ms - s->orphan_ms > e->session_grace_ms) {
             why = "its connection closed and no other came";
             e->sessions_orphaned++;

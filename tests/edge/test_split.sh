@@ -50,7 +50,7 @@ start_edge() {
 stop_edge() {
   local pid=${pids[$1]}
   kill -TERM "$pid"
-  for _ in $(seq 150); do
+  for _ in $(seq 300); do # 30 s: a drain under the sanitizers is slow
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
