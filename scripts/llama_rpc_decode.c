@@ -13,7 +13,9 @@
  * and head) on the GPU devices, here the one RPC device, so layers [K, N),
  * the output norm and the head run on the server and the token embedding
  * and layers [0, K) here. Each step then sends the hidden state (and the
- * positions and mask) over plain TCP and reads back the logits.
+ * positions and mask) over plain TCP and reads back the logits. Both runs
+ * use llama.cpp's plain CPU weight layout (no repacking, no AMX), the one the
+ * server uses.
  * Prints one JSON object on stdout; llama.cpp's warnings (its whole log,
  * with the layer placement, under --verbose 1) go to stderr. */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
@@ -145,6 +147,10 @@ int main(int argc, char **argv)
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = rpc ? n_layer - cut + 1 : 0;
     mp.progress_callback = no_progress;
+    /* No repacked or AMX weight layouts: the RPC server holds plain ones, so
+     * without this the split would change kernels as well as add the wire
+     * (and the AMX path crashes on Gemma on this machine). */
+    mp.use_extra_bufts = false;
     struct llama_model *model = llama_model_load_from_file(model_path, mp);
     if (!model || llama_model_n_layer(model) != n_layer) {
         fprintf(stderr, "llama_rpc_decode: cannot load %s with %d layers\n", model_path, n_layer);
