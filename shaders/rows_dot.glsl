@@ -17,8 +17,9 @@
 #ifndef HINGE_ROWS_DOT_GLSL
 #define HINGE_ROWS_DOT_GLSL
 // The block paths below write q5_0 and q6_k weights as sc * q + mn with
-// unsigned q (the offset -16 or -32 folded into mn), like q4_k's minimum.
-#if WT == TY_Q4_K || WT == TY_Q5_0 || WT == TY_Q6_K
+// unsigned q (the offset -16 or -32 folded into mn), like q4_k's minimum
+// (and q4_1's, read by dequant.glsl).
+#if defined(HAS_MIN) || WT == TY_Q5_0 || WT == TY_Q6_K
 #define ROWS_MIN 1
 #endif
 
