@@ -414,6 +414,28 @@ void row_dot(uint rb)
         }
     }
     c0 = 4u * ng;
+#elif defined(T_Q4_1)
+    // groups of 4 chunks: their d | m words are one aligned uvec4; the
+    // quants are q5_0's without high bits
+    uint ng = nfull >> 2;
+    for (uint gi = 0u; gi < ng; gi++) {
+        uvec4 dma = wa4(r4 + nfull + gi), dmb = GLU ? wb4(r4 + nfull + gi) : uvec4(0u);
+        [[unroll]] for (uint k = 0u; k < 4u; k++) {
+            uint c = 4u * gi + k;
+            q5_0_quants(wa4(r4 + c), 0u, qa);
+            vec2 dm = unpackHalf2x16(dma[k]);
+            sa = vec2(dm.x);
+            ma = vec2(dm.y);
+            if (GLU) {
+                q5_0_quants(wb4(r4 + c), 0u, qb);
+                dm = unpackHalf2x16(dmb[k]);
+                sb = vec2(dm.x);
+                mb = vec2(dm.y);
+            }
+            accum(c, qa, sa, ma, qb, sb, mb);
+        }
+    }
+    c0 = 4u * ng;
 #endif
     for (uint c = c0; c < nfull; c++) {
         dq32_a(rb, c, p.ncols, qa, sa, ma);
