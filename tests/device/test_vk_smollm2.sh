@@ -17,7 +17,7 @@ gen() { "$hinge" generate --model "$model" --prompt "The capital of France is" -
 
 gen --backend cpu >"$tmp/cpu" 2>"$tmp/cpu.err" || { cat "$tmp/cpu.err"; exit 1; }
 if ! gen --backend vulkan --layers 6 >"$tmp/vk6" 2>"$tmp/vk6.err"; then
-  if grep -qi "no vulkan device\|no device\|VK_ERROR_INCOMPATIBLE_DRIVER" "$tmp/vk6.err"; then
+  if grep -qi "no vulkan driver\|no vulkan device\|VK_ERROR_INCOMPATIBLE_DRIVER" "$tmp/vk6.err"; then
     echo "skip: no Vulkan device"; cat "$tmp/vk6.err"; exit 77
   fi
   cat "$tmp/vk6.err"; exit 1
