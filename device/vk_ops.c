@@ -18,8 +18,8 @@ _Static_assert(HK_MM_BINDINGS <= OPS_MAX_BINDINGS && HK_RN_BINDINGS <= OPS_MAX_B
                    HK_QR_BINDINGS <= OPS_MAX_BINDINGS,
                "bindings per kernel");
 
-static const uint32_t type_order[OPS_NTYPES] = {QT_F32, QT_F16, QT_Q8_0, QT_Q4_0, QT_Q5_0, QT_Q4_K, QT_Q6_K};
-static const char *const type_names[OPS_NTYPES] = {"f32", "f16", "q8_0", "q4_0", "q5_0", "q4_k", "q6_k"};
+static const uint32_t type_order[OPS_NTYPES] = {QT_F32, QT_F16, QT_Q8_0, QT_Q4_0, QT_Q5_0, QT_Q4_1, QT_Q4_K, QT_Q6_K};
+static const char *const type_names[OPS_NTYPES] = {"f32", "f16", "q8_0", "q4_0", "q5_0", "q4_1", "q4_k", "q6_k"};
 
 int ops_type_index(uint32_t qtype)
 {

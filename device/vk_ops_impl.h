@@ -6,7 +6,7 @@
 #include "vk_ops.h"
 
 /* The weight types the shaders read, in the order of the kernel arrays. */
-enum { OPS_NTYPES = 7 };
+enum { OPS_NTYPES = 8 };
 
 /* Kernels take their HK_F_* flags (or a shape: rope_kv, attention_rows)
  * as specialization constant 0, and shapes as constants 1 and 2 (the rows

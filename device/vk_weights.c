@@ -19,6 +19,7 @@ size_t dev_row_bytes(uint32_t type, uint64_t cols)
     case QT_Q8_0: return n % QK_0 ? 0 : round16(n + (n / QK_0 + 1) / 2 * 4);
     case QT_Q4_0: return n % QK_0 ? 0 : round16(n / 2 + (n / QK_0 + 1) / 2 * 4);
     case QT_Q5_0: return n % QK_0 ? 0 : round16(n / 2 + n / 8 + (n / QK_0 + 1) / 2 * 4);
+    case QT_Q4_1: return n % QK_0 ? 0 : round16(n / 2 + n / QK_0 * 4);
     case QT_Q4_K: return n % QK_K ? 0 : n / QK_K * sizeof(block_q4_k);
     case QT_Q6_K: return n % QK_K ? 0 : round16(n / QK_K * 208 + (n / QK_K + 1) / 2 * 4);
     default: return 0;
@@ -62,6 +63,16 @@ void dev_repack_row(uint32_t type, const void *src, uint64_t cols, void *dst)
             memcpy(d + i * 16, b[i].qs, 16);
             memcpy(d + nb * 16 + i * 4, b[i].qh, 4);
             memcpy(d + nb * 20 + i * 2, &b[i].d, 2);
+        }
+        break;
+    }
+    case QT_Q4_1: {
+        const block_q4_1 *b = src;
+        size_t nb = n / QK_0;
+        for (size_t i = 0; i < nb; i++) {
+            memcpy(d + i * 16, b[i].qs, 16);
+            memcpy(d + nb * 16 + i * 4, &b[i].d, 2);
+            memcpy(d + nb * 16 + i * 4 + 2, &b[i].m, 2);
         }
         break;
     }

@@ -15,9 +15,10 @@
 #define TY_Q5_0 5
 #define TY_Q4_K 6
 #define TY_Q6_K 7
+#define TY_Q4_1 8
 
 // The weight type of this variant: exactly one of T_F32, T_F16, T_Q8_0,
-// T_Q4_0, T_Q5_0, T_Q4_K, T_Q6_K is defined by the build (kernels without
+// T_Q4_0, T_Q5_0, T_Q4_K, T_Q6_K, T_Q4_1 is defined by the build (kernels without
 // weights define none); WT is its number. A second type (qkv_rope.comp's V
 // rows) comes as T2 = TY_* on the command line.
 #if defined(T_F32)
@@ -34,10 +35,12 @@
 #define WT TY_Q4_K
 #elif defined(T_Q6_K)
 #define WT TY_Q6_K
+#elif defined(T_Q4_1)
+#define WT TY_Q4_1
 #else
 #define WT 0
 #endif
-#if WT == TY_Q4_K
+#if WT == TY_Q4_K || WT == TY_Q4_1
 #define HAS_MIN 1 // weight = scale * q + min
 #endif
 #if WT == TY_F32 || WT == TY_F16

@@ -60,6 +60,16 @@ void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
     q[7] = nib4(w.w, 4u) + hbit4(h, 28u) - 16.0;
     float d = unpackHalf2x16(W1(rb + nb * 5u + (c >> 1)))[c & 1u];
     sc = vec2(d);
+#elif DQ_T == TY_Q4_1
+    // Unsigned quants; the block's minimum m is mn (d | m << 16: one word a
+    // block, after the quants).
+    uint nb = n >> 5;
+    uvec4 w = W4((rb >> 2) + c);
+    q[0] = nib4(w.x, 0u); q[1] = nib4(w.y, 0u); q[2] = nib4(w.z, 0u); q[3] = nib4(w.w, 0u);
+    q[4] = nib4(w.x, 4u); q[5] = nib4(w.y, 4u); q[6] = nib4(w.z, 4u); q[7] = nib4(w.w, 4u);
+    vec2 dm = unpackHalf2x16(W1(rb + nb * 4u + c));
+    sc = vec2(dm.x);
+    mn = vec2(dm.y);
 #elif DQ_T == TY_Q4_K
     // ggml block: word 0 = d | dmin << 16, words 1..3 = 12 scale bytes,
     // words 4..35 = qs; sub-block s uses the low (even s) or high (odd s)

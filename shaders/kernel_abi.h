@@ -14,6 +14,7 @@
  *   q8_0  nb = n/32: [nb x 8 words of int8 quants][ceil(nb/2) words of f16 d]
  *   q4_0  [nb x 4 words qs as in ggml][f16 d words]
  *   q5_0  [nb x 4 words qs][nb words qh][f16 d words]
+ *   q4_1  [nb x 4 words qs][nb words d | m << 16]
  *   q4_k  nb = n/256 ggml blocks unchanged (144 bytes = 36 words each)
  *   q6_k  nb = n/256: [nb x 52 words: ql 32, qh 16, scales 4][f16 d words]
  * each row padded to a multiple of 4 words. */

@@ -17,8 +17,9 @@
 #ifndef HINGE_ROWS_DOT_GLSL
 #define HINGE_ROWS_DOT_GLSL
 // The block paths below write q5_0 and q6_k weights as sc * q + mn with
-// unsigned q (the offset -16 or -32 folded into mn), like q4_k's minimum.
-#if WT == TY_Q4_K || WT == TY_Q5_0 || WT == TY_Q6_K
+// unsigned q (the offset -16 or -32 folded into mn), like q4_k's minimum
+// (and q4_1's, read by dequant.glsl).
+#if defined(HAS_MIN) || WT == TY_Q5_0 || WT == TY_Q6_K
 #define ROWS_MIN 1
 #endif
 
@@ -408,6 +409,28 @@ void row_dot(uint rb)
                 q5_0_quants(wb4(r4 + c), hqb[k], qb);
                 sb = vec2(unpackHalf2x16(k < 2u ? dwb0 : dwb1)[k & 1u]);
                 mb = -16.0 * sb;
+            }
+            accum(c, qa, sa, ma, qb, sb, mb);
+        }
+    }
+    c0 = 4u * ng;
+#elif defined(T_Q4_1)
+    // groups of 4 chunks: their d | m words are one aligned uvec4; the
+    // quants are q5_0's without high bits
+    uint ng = nfull >> 2;
+    for (uint gi = 0u; gi < ng; gi++) {
+        uvec4 dma = wa4(r4 + nfull + gi), dmb = GLU ? wb4(r4 + nfull + gi) : uvec4(0u);
+        [[unroll]] for (uint k = 0u; k < 4u; k++) {
+            uint c = 4u * gi + k;
+            q5_0_quants(wa4(r4 + c), 0u, qa);
+            vec2 dm = unpackHalf2x16(dma[k]);
+            sa = vec2(dm.x);
+            ma = vec2(dm.y);
+            if (GLU) {
+                q5_0_quants(wb4(r4 + c), 0u, qb);
+                dm = unpackHalf2x16(dmb[k]);
+                sb = vec2(dm.x);
+                mb = vec2(dm.y);
             }
             accum(c, qa, sa, ma, qb, sb, mb);
         }

@@ -194,7 +194,7 @@ static void mm_type(uint32_t t, uint32_t m)
         mm_run_case(&fused[i]);
 }
 
-static const uint32_t all_types[] = {QT_F32, QT_F16, QT_Q8_0, QT_Q4_0, QT_Q5_0, QT_Q4_K, QT_Q6_K};
+static const uint32_t all_types[] = {QT_F32, QT_F16, QT_Q8_0, QT_Q4_0, QT_Q5_0, QT_Q4_1, QT_Q4_K, QT_Q6_K};
 
 static void test_matvec(void **state)
 {

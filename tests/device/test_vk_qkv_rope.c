@@ -8,7 +8,8 @@
  * on Gemma 3 270M's shapes (4 q heads x 256 over 1 kv head, neox, q/k norms,
  * q|k q5_0 with v q8_0, and single types), stories260K's (8 heads x 8 over
  * 4 kv heads, interleaved, f32), GQA heads of 64 and 128 (q4_k with v q6_k,
- * f16), partial RoPE, in every variant the device runs.
+ * f16), SmolLM2's (9 heads x 64 over 3, q4_1), partial RoPE, in
+ * every variant the device runs.
  *
  * Error measure sum|got - ref| / sum|ref| (u = 2^-24; measured on lavapipe
  * in brackets): q, k, v: 5e-6 [<= 5e-7]. The products' error (see
@@ -179,7 +180,7 @@ static void test_qkv_rope(void **state)
     (void)state;
     fx_need_device();
     const dev_attn_shape gemma = {4, 1, 256, 256}, stories = {8, 4, 8, 8};
-    const dev_attn_shape gqa64 = {8, 2, 64, 64}, h128 = {4, 2, 128, 128};
+    const dev_attn_shape gqa64 = {8, 2, 64, 64}, h128 = {4, 2, 128, 128}, smol = {9, 3, 64, 64};
     qkv_case cases[] = {
         {"gemma q5_0+q8_0", gemma, 640, QT_Q5_0, QT_Q8_0, 1280, 256, true, true, false, 1e6f, 1.0f, 7, 16},
         {"gemma q5_0+q8_0", gemma, 640, QT_Q5_0, QT_Q8_0, 1280, 256, true, true, true, 1e4f, 1.0f, 3000, 3008},
@@ -190,6 +191,7 @@ static void test_qkv_rope(void **state)
         {"gqa64 q8_0 partial rope", gqa64, 256, QT_Q8_0, QT_Q8_0, 768, 32, false, true, true, 1e4f, 1.0f, 5, 8},
         {"h128 f16", h128, 192, QT_F16, QT_F16, 1024, 128, true, true, true, 1e4f, 1.0f, 12, 16},
         {"h128 q4_0+q8_0", h128, 256, QT_Q4_0, QT_Q8_0, 768, 128, false, false, false, 1e4f, 1.0f, 1, 2},
+        {"smollm2 q4_1", smol, 576, QT_Q4_1, QT_Q4_1, 960, 64, false, false, false, 1e5f, 1.0f, 21, 24},
         {"stories f32, rows with a tail", stories, 72, QT_F32, QT_F32, 128, 8, true, true, true, 1e4f, 1.0f, 9, 10},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

@@ -137,6 +137,12 @@ static void fix_block(uint32_t t, uint8_t *p)
     case QT_Q5_0:
         memcpy(p, &d, 2);
         break;
+    case QT_Q4_1: { /* d, then the minimum m */
+        uint16_t m = quant_f32_to_f16(fx_rnd_f(-0.2f, 0.2f));
+        memcpy(p, &d, 2);
+        memcpy(p + 2, &m, 2);
+        break;
+    }
     case QT_Q4_K:
         memcpy(p, &dk, 2);
         memcpy(p + 2, &mk, 2);
