@@ -157,25 +157,35 @@ static hinge_status load_scores_types(tokenizer *t, const gguf_file *f, char *er
     return HINGE_OK;
 }
 
+int32_t *tok_index_build(const char *text, const size_t *off, int32_t n, bool keep_last, size_t *cap)
+{
+    size_t c = 16;
+    while (c < 2 * (size_t)n)
+        c *= 2;
+    int32_t *slot = malloc(c * sizeof *slot);
+    if (!slot)
+        return NULL;
+    memset(slot, 0xff, c * sizeof *slot); /* all -1 */
+    size_t mask = c - 1;
+    for (int32_t i = 0; i < n; i++) {
+        const char *p = text + off[i];
+        size_t len = off[i + 1] - off[i], h = tok_fnv(TOK_FNV_SEED, p, len) & mask;
+        while (slot[h] >= 0 &&
+               !(off[slot[h] + 1] - off[slot[h]] == len && memcmp(text + off[slot[h]], p, len) == 0))
+            h = (h + 1) & mask;
+        if (slot[h] < 0 || keep_last)
+            slot[h] = i;
+    }
+    *cap = c;
+    return slot;
+}
+
 static hinge_status build_hash(tokenizer *t, char *err, size_t errlen)
 {
-    size_t cap = 16;
-    while (cap < 2 * (size_t)t->n_vocab)
-        cap *= 2;
-    t->slot = malloc(cap * sizeof *t->slot);
+    /* a duplicate text maps to its last id, as in llama.cpp */
+    t->slot = tok_index_build(t->text, t->off, t->n_vocab, true, &t->slot_cap);
     if (!t->slot)
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory for the token hash");
-    memset(t->slot, 0xff, cap * sizeof *t->slot); /* all -1 */
-    t->slot_cap = cap;
-    size_t mask = cap - 1;
-    for (int32_t id = 0; id < t->n_vocab; id++) {
-        const char *p = tok_text(t, id);
-        size_t n = tok_len(t, id);
-        size_t h = tok_fnv(TOK_FNV_SEED, p, n) & mask;
-        while (t->slot[h] >= 0 && !(tok_len(t, t->slot[h]) == n && !memcmp(tok_text(t, t->slot[h]), p, n)))
-            h = (h + 1) & mask;
-        t->slot[h] = id; /* a duplicate text maps to its last id, as in llama.cpp */
-    }
     return HINGE_OK;
 }
 

@@ -160,23 +160,10 @@ static hinge_status load_merges(tok_bpe *b, const gguf_file *f, char *err, size_
 
 static hinge_status build_merge_hash(tok_bpe *b, char *err, size_t errlen)
 {
-    size_t cap = 16;
-    while (cap < 2 * (size_t)b->n_merges)
-        cap *= 2;
-    b->slot = malloc(cap * sizeof *b->slot);
+    /* a repeated merge keeps its first (best) rank */
+    b->slot = tok_index_build(b->merge_text, b->merge_off, b->n_merges, false, &b->slot_cap);
     if (!b->slot)
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory for the merge hash");
-    memset(b->slot, 0xff, cap * sizeof *b->slot); /* all -1 */
-    b->slot_cap = cap;
-    for (int32_t r = 0; r < b->n_merges; r++) {
-        const char *p = merge_text(b, r);
-        size_t n = merge_len(b, r), h = tok_fnv(TOK_FNV_SEED, p, n) & (cap - 1);
-        for (; b->slot[h] >= 0; h = (h + 1) & (cap - 1))
-            if (merge_len(b, b->slot[h]) == n && memcmp(merge_text(b, b->slot[h]), p, n) == 0)
-                break;
-        if (b->slot[h] < 0)
-            b->slot[h] = r;
-    }
     return HINGE_OK;
 }
 

@@ -54,6 +54,13 @@ struct tokenizer {
     tok_bpe *bpe;          /* byte-level BPE ("gpt2" model); NULL: SentencePiece */
 };
 
+/* An open-addressing index of n texts stored back to back (text i is
+ * text[off[i], off[i+1])), hashed with tok_fnv: slots of ids, -1 empty, in
+ * a power-of-two capacity >= 2n returned in *cap (probe linearly). A text
+ * given twice keeps its last id when keep_last, else its first. NULL when
+ * out of memory. The vocabulary and the BPE merges share it. */
+int32_t *tok_index_build(const char *text, const size_t *off, int32_t n, bool keep_last, size_t *cap);
+
 static inline size_t tok_len(const tokenizer *t, int32_t id) { return t->off[id + 1] - t->off[id]; }
 static inline const char *tok_text(const tokenizer *t, int32_t id) { return t->text + t->off[id]; }
 
