@@ -247,9 +247,9 @@ hinge_status auto_decide(hinge_session *s, uint32_t n_prompt, char *err, size_t 
             continue;
         part_channel live = base.live;
         live.rtt_s += rtt[i] - rtt_min;
-        part_edge_load load = in[i].load;
         if (i == (uint32_t)s->edge_i && base.load.queue_us >= 0) /* the estimate is of the first edge */
-            load.queue_us = base.load.queue_us;
+            in[i].load.queue_us = base.load.queue_us;
+        part_edge_load load = in[i].load;
         part_inputs pi = {.model = &in[0].pm, .device = &in[0].dev, .edge = remote ? &in[i].edge : NULL,
                           .load = load, .channel = remote ? &live : NULL,
                           .req = {.prompt_len = n_prompt, .new_tokens = c->max_new_hint ? c->max_new_hint : 64},
@@ -278,11 +278,8 @@ hinge_status auto_decide(hinge_session *s, uint32_t n_prompt, char *err, size_t 
         s->codec = best.codec == PART_CODEC_NONE ? TX_CODEC_F32 : (tx_codec)best.codec;
         if (n > 1 && s->remote)
             choose_edge(s, best_i, clients, n);
-        if (s->remote && (s->ai = malloc(sizeof *s->ai))) { /* kept to decide again (re-cut) */
+        if (s->remote && (s->ai = malloc(sizeof *s->ai))) /* kept to decide again (re-cut) */
             *s->ai = in[best_i];
-            if (best_i == (uint32_t)s->edge_i && base.load.queue_us >= 0)
-                s->ai->load.queue_us = base.load.queue_us;
-        }
         s->stats.first_cut = (int)best.cut;
         hinge_log(&s->lg, HINGE_LOG_INFO, "HINGE_CUT_AUTO chose k=%u, %s%s%s (predicted TTFT %.1f ms, %.2f ms per "
                   "token, channel %s)", best.cut, part_codec_name(best.codec), s->remote ? " on " : "",

@@ -32,8 +32,6 @@ static hinge_status recompute_prefix(hinge_session *s)
  * one) with the prefix replayed. */
 static hinge_status try_edge(hinge_session *s, int i)
 {
-    /* the replay samples its last row once: the stream goes on at draw samples + 1 */
-    s->skip = s->samples ? s->samples - 1 : 0;
     if (i != s->edge_i) {
         tx_client_destroy(s->client);
         s->client = NULL;
@@ -42,8 +40,7 @@ static hinge_status try_edge(hinge_session *s, int i)
     }
     hinge_status st = sess_open_client(s);
     if (st == HINGE_OK)
-        st = sess_open_edge_session(s);
-    s->skip = 0;
+        st = sess_open_edge_session(s, s->samples ? s->samples - 1 : 0); /* the replay samples its last row */
     if (st == HINGE_OK)
         st = recompute_prefix(s);
     if (st == HINGE_OK && s->pos) {

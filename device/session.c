@@ -162,10 +162,10 @@ hinge_status sess_open_client(hinge_session *s)
     return tx_client_create(&cc, &s->client, s->err, sizeof s->err);
 }
 
-hinge_status sess_open_edge_session(hinge_session *s)
+hinge_status sess_open_edge_session(hinge_session *s, uint64_t skip)
 {
     tx_session_config sc = {.cut = s->cut, .codec = s->codec, .sampling = sampling(&s->cfg), .ctx = s->ctx,
-                            .max_step = s->cfg.max_step, .sample_skip = s->skip, .private_head = s->pj};
+                            .max_step = s->cfg.max_step, .sample_skip = skip, .private_head = s->pj};
     memcpy(sc.model_sha256, s->m->sha256, sizeof sc.model_sha256);
     hinge_status st = tx_session_open(s->client, &sc, &s->sess, s->err, sizeof s->err);
     if (st == HINGE_OK && tx_session_get_info(s->sess)->n_embd != s->m->hp.n_embd)
@@ -184,7 +184,7 @@ static hinge_status open_tail(hinge_session *s)
         return st;
     st = sess_open_client(s);
     if (st == HINGE_OK)
-        st = sess_open_edge_session(s);
+        st = sess_open_edge_session(s, 0);
     /* the next edges, in ring order from the one chosen */
     for (uint32_t k = 1; st != HINGE_OK && recover_can(st) && k < s->n_edges; k++) {
         int next = (s->edge_i + 1) % (int)s->n_edges;
@@ -194,7 +194,7 @@ static hinge_status open_tail(hinge_session *s)
         s->edge_i = next;
         s->edge_url = s->edges[next];
         if ((st = sess_open_client(s)) == HINGE_OK)
-            st = sess_open_edge_session(s);
+            st = sess_open_edge_session(s, 0);
     }
     return st;
 }
@@ -556,7 +556,7 @@ hinge_status hinge_session_reset(hinge_session *s)
     s->samples = 0; /* the new edge session's sampler starts afresh */
     tx_session_close(s->sess, NULL, 0);
     s->sess = NULL;
-    hinge_status st = sess_open_edge_session(s);
+    hinge_status st = sess_open_edge_session(s, 0);
     if (st != HINGE_OK)
         return api_fail(st, "reopening the edge session: %s", s->err);
     return HINGE_OK;

@@ -93,7 +93,6 @@ struct hinge_session {
     int32_t *tokens;       /* (ctx + 1): the prompt of a hinge_generate call */
     int32_t *hist;         /* (ctx): every token fed, position by position: what a failover replays */
     uint64_t samples;      /* tokens sampled so far (a rebuilt sampler skips as many) */
-    uint64_t skip;         /* draws the next edge session's sampler discards first (failover) */
     double decode_ms;      /* recent average of a decode step's request time (0: none seen yet) */
     uint32_t resumed_pos;  /* the position a resume was last tried at (+1; 0: never) */
     bool chat_open;        /* the last call was hinge_chat: its reply's turn is not closed yet */
@@ -125,7 +124,9 @@ hinge_status sess_open_front(hinge_session *s);
 void sess_close_front(hinge_session *s);
 hinge_status sess_open_local_tail(hinge_session *s, bool wire);
 hinge_status sess_open_client(hinge_session *s);
-hinge_status sess_open_edge_session(hinge_session *s);
+/* A new edge session at s->cut; its sampler discards skip draws first (a
+ * resumed stream: failover). */
+hinge_status sess_open_edge_session(hinge_session *s, uint64_t skip);
 hinge_status sess_through_codec(hinge_session *s, size_t n, uint32_t pos0);
 /* The private head's replay step: n rows of [0, pos) to the edge and back
  * (their output discarded: the head's own KV cache holds them already). */
