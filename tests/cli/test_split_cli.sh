@@ -10,29 +10,11 @@ set -uo pipefail
 hinge=$1 edge=$2 shared=$3 src=$4
 stories="$shared/models/stories260K.gguf"
 oracle="$shared/oracles/stories260K-greedy-200.txt"
-tmp=$(mktemp -d /tmp/hinge-cli-split-XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done; rm -rf "$tmp"; }
-trap cleanup EXIT
-pass=0 fail=0
-check() {
-  local name=$1; shift
-  if "$@"; then pass=$((pass + 1)); echo "ok - $name"; else fail=$((fail + 1)); echo "not ok - $name"; fi
-}
+. "$(dirname "$0")/lib.sh"
 
 start_edge() { # name, args...; sets port
   local name=$1; shift
-  "$edge" --model "$stories" --listen 127.0.0.1:0 --threads 1 --no-measure "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
-  pids+=($!)
-  disown $!
-  port=""
-  for _ in $(seq 100); do
-    port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$tmp/$name.out")
-    [ -n "$port" ] && return 0
-    sleep 0.1
-  done
-  cat "$tmp/$name.err"
-  return 1
+  start "$name" "$edge" --model "$stories" --listen 127.0.0.1:0 --threads 1 --no-measure "$@"
 }
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
