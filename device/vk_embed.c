@@ -25,9 +25,13 @@ hinge_status dev_prepare_embed(dev_ops *o, const dev_embed_args *a, dev_op *op)
     if (w->part_rows == 0 || ((uint64_t)w->rows + w->part_rows - 1) / w->part_rows > DEV_OP_MAX_PARTS)
         return dev_fail(o->c, HINGE_ERR_UNSUPPORTED, "%s: %u rows need more than %d descriptor parts", what, w->rows,
                         DEV_OP_MAX_PARTS);
-    const struct dev_kernel *k = ops_kernel_for(o, o->embed, w->type, what);
+    struct dev_kernel *k = ops_kernel_for(o, o->embed, w->type, what);
     if (!k)
         return HINGE_ERR_UNSUPPORTED;
+    VkPipeline pipe;
+    hinge_status s = ops_pipeline(o, k, ops_sub_flags(w->type, w->type), &pipe);
+    if (s != HINGE_OK)
+        return s;
     uint32_t cap_o = ops_capacity(a->out, a->out_off, a->out_stride, w->cols);
     uint64_t cap_t = a->tokens->size / 4 > a->tok_off ? a->tokens->size / 4 - a->tok_off : 0;
     uint32_t cap = cap_o < cap_t ? cap_o : (uint32_t)cap_t;
@@ -42,6 +46,7 @@ hinge_status dev_prepare_embed(dev_ops *o, const dev_embed_args *a, dev_op *op)
         .scale = a->scale,
     };
     ops_op_init(op, DEV_OP_EMBED, k, &pc, sizeof pc);
+    op->pipe = pipe;
     op->at_m = offsetof(em_push, m) / 4;
     op->at_row0 = offsetof(em_push, row0) / 4;
     op->at_nrows = offsetof(em_push, nrows) / 4;
@@ -49,7 +54,7 @@ hinge_status dev_prepare_embed(dev_ops *o, const dev_embed_args *a, dev_op *op)
     op->pos_per_group = 1;
     op->max_m = cap;
     VkDescriptorBufferInfo bi[HK_EM_BINDINGS];
-    hinge_status s = ops_buf_info(o, a->tokens, what, &bi[HK_EM_B_TOK]);
+    s = ops_buf_info(o, a->tokens, what, &bi[HK_EM_B_TOK]);
     if (s == HINGE_OK)
         s = ops_buf_info(o, a->out, what, &bi[HK_EM_B_OUT]);
     uint32_t p = 0;

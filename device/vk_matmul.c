@@ -118,7 +118,7 @@ static hinge_status prepare(dev_ops *o, const dev_mm_args *a, dev_op *op, bool d
     struct dev_kernel *k = ops_kernel_for(o, arr, w->type, what);
     if (!k)
         return HINGE_ERR_UNSUPPORTED;
-    uint32_t spec[OPS_SPEC_IDS] = {a->flags, 0, 0};
+    uint32_t spec[OPS_SPEC_IDS] = {a->flags | ops_sub_flags(w->type, w->type), 0, 0};
     if (decode && o->rows_sg)
         rows_shape(w, a->flags, spec);
     else if (decode && o->mv != DEV_MV_ROWS)

@@ -21,12 +21,48 @@ _Static_assert(HK_MM_BINDINGS <= OPS_MAX_BINDINGS && HK_RN_BINDINGS <= OPS_MAX_B
 static const uint32_t type_order[OPS_NTYPES] = {QT_F32, QT_F16, QT_Q8_0, QT_Q4_0, QT_Q5_0, QT_Q4_1, QT_Q4_K, QT_Q6_K};
 static const char *const type_names[OPS_NTYPES] = {"f32", "f16", "q8_0", "q4_0", "q5_0", "q4_1", "q4_k", "q6_k"};
 
+/* The types read by another type's kernels in a sub-layout of its layout
+ * (shaders/kernel_abi.h): no SPIR-V variants of their own. */
+static const struct {
+    uint32_t type, base, sub;
+} sub_types[] = {
+    {QT_IQ4_NL, QT_Q4_0, HK_SUB_IQ4_NL}, {QT_Q5_1, QT_Q4_1, HK_SUB_Q5_1}, {QT_Q5_K, QT_Q4_K, HK_SUB_Q5_K},
+    {QT_Q3_K, QT_Q6_K, HK_SUB_Q3_K},     {QT_Q2_K, QT_Q6_K, HK_SUB_Q2_K},
+};
+enum { N_SUB_TYPES = sizeof sub_types / sizeof sub_types[0] };
+
 int ops_type_index(uint32_t qtype)
 {
+    for (int j = 0; j < N_SUB_TYPES; j++)
+        if (sub_types[j].type == qtype)
+            qtype = sub_types[j].base;
     for (int i = 0; i < OPS_NTYPES; i++)
         if (type_order[i] == qtype)
             return i;
     return -1;
+}
+
+uint32_t ops_type_sub(uint32_t qtype)
+{
+    for (int j = 0; j < N_SUB_TYPES; j++)
+        if (sub_types[j].type == qtype)
+            return sub_types[j].sub;
+    return 0;
+}
+
+uint32_t ops_sub_flags(uint32_t type, uint32_t type2)
+{
+    return ops_type_sub(type) << HK_F_SUB_SHIFT | ops_type_sub(type2) << HK_F_SUB2_SHIFT;
+}
+
+/* Bit (1u << qtype) of every type kernel ti reads. */
+static uint32_t type_bits(int ti)
+{
+    uint32_t b = 1u << type_order[ti];
+    for (int j = 0; j < N_SUB_TYPES; j++)
+        if (sub_types[j].base == type_order[ti])
+            b |= 1u << sub_types[j].type;
+    return b;
 }
 
 const char *ops_type_name(uint32_t qtype)
@@ -198,7 +234,7 @@ static hinge_status create_kernels(dev_ops *o)
     char name[40];
     hinge_status s = HINGE_OK;
     for (int ti = 0; ti < OPS_NTYPES && s == HINGE_OK; ti++)
-        if (o->types & (1u << type_order[ti]))
+        if (o->types & type_bits(ti))
             s = create_type_kernels(o, ti);
     snprintf(name, sizeof name, "rmsnorm_%s", red);
     if (s == HINGE_OK)
@@ -251,7 +287,7 @@ hinge_status dev_ops_create(dev_ctx *c, const dev_ops_config *cfg, dev_ops **out
     o->rows_sg = o->v.rows_sg;
     uint32_t all = 0;
     for (int i = 0; i < OPS_NTYPES; i++)
-        all |= 1u << type_order[i];
+        all |= type_bits(i);
     o->types = cfg->types ? cfg->types & all : all;
     if (s == HINGE_OK)
         s = create_kernels(o);

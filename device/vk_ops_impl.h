@@ -15,7 +15,7 @@ enum { OPS_NTYPES = 8 };
  * first prepare that asks for it (at load). A kernel holds at most
  * OPS_SPECS of them. Constants 1 and 2 are given only when not 0 (the
  * shader's default stands). */
-enum { OPS_SPECS = 16, OPS_SPEC_IDS = 3 };
+enum { OPS_SPECS = 32, OPS_SPEC_IDS = 3 }; /* (32: flags x shapes x the sub-layouts of a mixed file) */
 /* Chunks of input a rows-kernel invocation keeps at most (constant 1;
  * n_embd <= 8192). */
 enum { OPS_MAX_XC = 256 };
@@ -99,7 +99,11 @@ const VkFormat *ops_rows_texels(void);
 
 /* Index of a weight type in the kernel arrays; -1 if the shaders lack it. */
 int ops_type_index(uint32_t qtype);
-const char *ops_type_name(uint32_t qtype); /* "q4_k" */
+const char *ops_type_name(uint32_t qtype); /* "q4_k"; a sub-layout's type: its kernels' type */
+/* The sub-layout (HK_SUB_*) a type is read in by its kernels; 0: their own. */
+uint32_t ops_type_sub(uint32_t qtype);
+/* The flags that give W's (type) and W2's (type2) sub-layouts. */
+uint32_t ops_sub_flags(uint32_t type, uint32_t type2);
 
 /* The kernel for type from arr, or NULL (with the context's message set)
  * when it was not built. */

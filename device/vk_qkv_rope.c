@@ -139,7 +139,8 @@ hinge_status dev_prepare_qkv_rope(dev_ops *o, const dev_qkv_args *a, uint32_t fl
     uint32_t hd = sh->head_dim, heads = sh->n_head + 2 * sh->n_head_kv, hpw = heads_per_group(hd);
     /* rows flavour: where an invocation computes several rows, it prepares
      * the normed input once (constant 1: the chunks it keeps) */
-    uint32_t spec[OPS_SPEC_IDS] = {flags | (qkn ? HK_F_QKNORM : 0) | (a->neox ? HK_F_NEOX : 0), 0, 0};
+    uint32_t spec[OPS_SPEC_IDS] = {
+        flags | (qkn ? HK_F_QKNORM : 0) | (a->neox ? HK_F_NEOX : 0) | ops_sub_flags(w->type, w2->type), 0, 0};
     uint32_t rpl = (hpw * hd + HK_WG - 1) / HK_WG; /* 1..8; the shader unrolls 1, 2, 4 */
     rpl = rpl == 3 ? 4 : rpl > 4 ? 8 : rpl;
     if (o->rows_sg && rpl > 1)

@@ -22,6 +22,12 @@ size_t dev_row_bytes(uint32_t type, uint64_t cols)
     case QT_Q4_1: return n % QK_0 ? 0 : round16(n / 2 + n / QK_0 * 4);
     case QT_Q4_K: return n % QK_K ? 0 : n / QK_K * sizeof(block_q4_k);
     case QT_Q6_K: return n % QK_K ? 0 : round16(n / QK_K * 208 + (n / QK_K + 1) / 2 * 4);
+    /* the sub-layouts (kernel_abi.h) */
+    case QT_IQ4_NL: return dev_row_bytes(QT_Q4_0, cols);
+    case QT_Q5_1: return n % QK_0 ? 0 : round16(n / 2 + n / QK_0 * 8);
+    case QT_Q5_K: return n % QK_K ? 0 : n / QK_K * (sizeof(block_q4_k) + 32);
+    case QT_Q3_K: return n % QK_K ? 0 : round16(n / QK_K * 112 + (n / QK_K + 1) / 2 * 4);
+    case QT_Q2_K: return n % QK_K ? 0 : round16(n / QK_K * 84);
     default: return 0;
     }
 }
@@ -76,9 +82,62 @@ void dev_repack_row(uint32_t type, const void *src, uint64_t cols, void *dst)
         }
         break;
     }
+    case QT_Q5_1: {
+        const block_q5_1 *b = src;
+        size_t nb = n / QK_0;
+        for (size_t i = 0; i < nb; i++) {
+            memcpy(d + i * 16, b[i].qs, 16);
+            memcpy(d + nb * 16 + i * 4, &b[i].d, 2);
+            memcpy(d + nb * 16 + i * 4 + 2, &b[i].m, 2);
+            memcpy(d + nb * 20 + i * 4, b[i].qh, 4);
+        }
+        break;
+    }
+    case QT_IQ4_NL: /* block_iq4_nl is block_q4_0 with other values */
+        dev_repack_row(QT_Q4_0, src, cols, dst);
+        break;
     case QT_Q4_K:
         memcpy(d, src, n / QK_K * sizeof(block_q4_k));
         break;
+    case QT_Q5_K: {
+        const block_q5_k *b = src;
+        size_t nb = n / QK_K;
+        for (size_t i = 0; i < nb; i++) {
+            memcpy(d + i * 144, &b[i].d, 2);
+            memcpy(d + i * 144 + 2, &b[i].dmin, 2);
+            memcpy(d + i * 144 + 4, b[i].scales, K_SCALE_SIZE);
+            memcpy(d + i * 144 + 16, b[i].qs, 128);
+            memcpy(d + nb * 144 + i * 32, b[i].qh, 32);
+        }
+        break;
+    }
+    case QT_Q3_K: {
+        const block_q3_k *b = src;
+        size_t nb = n / QK_K;
+        for (size_t i = 0; i < nb; i++) {
+            memcpy(d + i * 112, b[i].qs, 64);
+            memcpy(d + i * 112 + 64, b[i].hmask, 32);
+            /* the 16 6-bit scales unpacked to int8, less 32 (model/quant_k.c q3_scale) */
+            const uint8_t *sc = b[i].scales;
+            for (int j = 0; j < 16; j++) {
+                int lo = j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4, hi = sc[8 + j % 4] >> (2 * (j / 4)) & 3;
+                d[i * 112 + 96 + j] = (uint8_t)(int8_t)((lo | hi << 4) - 32);
+            }
+            memcpy(d + nb * 112 + i * 2, &b[i].d, 2);
+        }
+        break;
+    }
+    case QT_Q2_K: {
+        const block_q2_k *b = src;
+        size_t nb = n / QK_K;
+        for (size_t i = 0; i < nb; i++) {
+            memcpy(d + i * 80, b[i].qs, 64);
+            memcpy(d + i * 80 + 64, b[i].scales, 16);
+            memcpy(d + nb * 80 + i * 4, &b[i].d, 2);
+            memcpy(d + nb * 80 + i * 4 + 2, &b[i].dmin, 2);
+        }
+        break;
+    }
     case QT_Q6_K: {
         const block_q6_k *b = src;
         size_t nb = n / QK_K;

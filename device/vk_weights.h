@@ -25,7 +25,8 @@ typedef struct dev_weight {
 } dev_weight;
 
 /* Device row stride of cols weights of type; 0 when the type is not one the
- * shaders read (f32, f16, q8_0, q4_0, q5_0, q4_1, q4_k, q6_k) or cols is not a
+ * shaders read (f32, f16, q8_0, q4_0, q5_0, q4_1, q4_k, q6_k; q5_1, iq4_nl,
+ * q5_k, q3_k, q2_k in sub-layouts of some of those) or cols is not a
  * whole number of its blocks (f16 also needs an even cols). */
 size_t dev_row_bytes(uint32_t type, uint64_t cols);
 

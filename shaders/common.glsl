@@ -43,6 +43,9 @@
 #if WT == TY_Q4_K || WT == TY_Q4_1
 #define HAS_MIN 1 // weight = scale * q + min
 #endif
+#if defined(HAS_MIN) || WT == TY_Q6_K
+#define MAY_MIN 1 // so, or for a sub-layout (q6_k's q2_k): MIN_A in dequant.glsl
+#endif
 #if WT == TY_F32 || WT == TY_F16
 #define HAS_TAIL 1 // rows need not be a whole number of chunks
 #endif
@@ -64,6 +67,40 @@ vec4 nib4(uint v, uint shift)
 vec4 hbit4(uint h, uint b)
 {
     return vec4(((uvec4(h) >> uvec4(b, b + 1u, b + 2u, b + 3u)) & 1u) << 4);
+}
+
+// Bit b of each byte of v.
+vec4 bit4(uint v, uint b)
+{
+    return vec4((uvec4(v, v >> 8, v >> 16, v >> 24) >> b) & 1u);
+}
+
+// q5_k: a chunk's quants q plus 16 where bit s of the byte of h0, h1 (byte l: weight l) is set.
+void add_hbits(uvec4 h0, uvec4 h1, uint s, inout vec4 q[8])
+{
+    [[unroll]] for (uint k = 0u; k < 4u; k++) {
+        q[k] += bit4(h0[k], s) * 16.0;
+        q[k + 4u] += bit4(h1[k], s) * 16.0;
+    }
+}
+
+// Two bits of each byte of v at shift s (0, 2, 4, 6).
+vec4 b2x4(uint v, uint s)
+{
+    return vec4((uvec4(v, v >> 8, v >> 16, v >> 24) >> s) & 3u);
+}
+
+// IQ4_NL's values (model/quant_k.c quant_iq4_nl_values) for the nibbles of
+// v at shift 0 or 4 (as nib4): the int8 table in four words, picked with
+// selects and a shift (no indexed array: a CPU device's SIMD lanes would
+// each take a load).
+vec4 iq4nl4(uint v, uint shift)
+{
+    uvec4 i = (uvec4(v, v >> 8, v >> 16, v >> 24) >> shift) & 0xFu;
+    uvec4 lo = mix(uvec4(0xBFAD9881u), uvec4(0xF6EADDCFu), greaterThanEqual(i, uvec4(4u)));
+    uvec4 hi = mix(uvec4(0x26190D01u), uvec4(0x71594535u), greaterThanEqual(i, uvec4(12u)));
+    uvec4 w = mix(lo, hi, greaterThanEqual(i, uvec4(8u)));
+    return vec4(ivec4(w << (24u - 8u * (i & 3u))) >> 24);
 }
 
 // Two bits of each byte of v at shift s (0, 2, 4, 6), times 16.

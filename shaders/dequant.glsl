@@ -6,11 +6,45 @@
 //   WEL    the name of the element reader to define (f32/f16 tails).
 //   DQ_T   (optional) the weight type, a TY_* number; default WT, the
 //          variant's type. Undefined again at the end.
+//   DQ_SUB (optional) its sub-layout (HK_SUB_*, 0: the type's own); default
+//          SUB_A, W's. Undefined again at the end.
 // DQ32(rb, c, n, q, sc, mn): rb is the row's first word, c the chunk, n the
 // row length; weight 4k+i of the chunk is sc[k/4] * q[k][i] + mn[k/4].
-// The caller includes common.glsl first.
+// The caller includes common.glsl first and declares the specialization
+// constant FLAGS (HK_F_* bits, the sub-layouts among them).
+#ifndef HINGE_DEQUANT_SUBS
+#define HINGE_DEQUANT_SUBS
+const uint SUB_A = (FLAGS >> HK_F_SUB_SHIFT) & 0xFu;  // W's sub-layout
+const uint SUB_B = (FLAGS >> HK_F_SUB2_SHIFT) & 0xFu; // W2's
+// Whether W's (W2's) weights have a minimum (mn not 0).
+#if defined(HAS_MIN)
+const bool MIN_A = true;
+#elif WT == TY_Q6_K
+const bool MIN_A = SUB_A == HK_SUB_Q2_K;
+#else
+const bool MIN_A = false;
+#endif
+// (no && or || with a constant: glslang makes a LogicalNot of a plain
+// constant there, which Mesa rejects)
+#ifdef T2
+#define DQ_T2 T2
+#else
+#define DQ_T2 WT
+#endif
+#if DQ_T2 == TY_Q4_K || DQ_T2 == TY_Q4_1
+const bool MIN_B = true;
+#elif DQ_T2 == TY_Q6_K
+const bool MIN_B = SUB_B == HK_SUB_Q2_K;
+#else
+const bool MIN_B = false;
+#endif
+#undef DQ_T2
+#endif
 #ifndef DQ_T
 #define DQ_T WT
+#endif
+#ifndef DQ_SUB
+#define DQ_SUB SUB_A
 #endif
 
 void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
@@ -40,10 +74,17 @@ void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
 #elif DQ_T == TY_Q4_0
     uint nb = n >> 5;
     uvec4 w = W4((rb >> 2) + c);
-    q[0] = nib4(w.x, 0u) - 8.0; q[1] = nib4(w.y, 0u) - 8.0;
-    q[2] = nib4(w.z, 0u) - 8.0; q[3] = nib4(w.w, 0u) - 8.0;
-    q[4] = nib4(w.x, 4u) - 8.0; q[5] = nib4(w.y, 4u) - 8.0;
-    q[6] = nib4(w.z, 4u) - 8.0; q[7] = nib4(w.w, 4u) - 8.0;
+    if (DQ_SUB == HK_SUB_IQ4_NL) { // the nibbles index the IQ4_NL table
+        // (the sub-layouts' decoders are loops: fewer SPIR-V words in
+        // libhinge.so; the driver unrolls them)
+        [[unroll]] for (uint k = 0u; k < 8u; k++)
+            q[k] = iq4nl4(w[k & 3u], 4u * (k >> 2));
+    } else {
+        q[0] = nib4(w.x, 0u) - 8.0; q[1] = nib4(w.y, 0u) - 8.0;
+        q[2] = nib4(w.z, 0u) - 8.0; q[3] = nib4(w.w, 0u) - 8.0;
+        q[4] = nib4(w.x, 4u) - 8.0; q[5] = nib4(w.y, 4u) - 8.0;
+        q[6] = nib4(w.z, 4u) - 8.0; q[7] = nib4(w.w, 4u) - 8.0;
+    }
     float d = unpackHalf2x16(W1(rb + nb * 4u + (c >> 1)))[c & 1u];
     sc = vec2(d);
 #elif DQ_T == TY_Q5_0
@@ -67,6 +108,11 @@ void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
     uvec4 w = W4((rb >> 2) + c);
     q[0] = nib4(w.x, 0u); q[1] = nib4(w.y, 0u); q[2] = nib4(w.z, 0u); q[3] = nib4(w.w, 0u);
     q[4] = nib4(w.x, 4u); q[5] = nib4(w.y, 4u); q[6] = nib4(w.z, 4u); q[7] = nib4(w.w, 4u);
+    if (DQ_SUB == HK_SUB_Q5_1) { // q5_1: the fifth bits, after the d | m words
+        uint h = W1(rb + nb * 5u + c);
+        [[unroll]] for (uint k = 0u; k < 8u; k++)
+            q[k] += hbit4(h, 4u * k);
+    }
     vec2 dm = unpackHalf2x16(W1(rb + nb * 4u + c));
     sc = vec2(dm.x);
     mn = vec2(dm.y);
@@ -96,38 +142,67 @@ void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
     uvec4 w1 = W4(b4 + 1u);
     q[0] = nib4(w0.x, sh); q[1] = nib4(w0.y, sh); q[2] = nib4(w0.z, sh); q[3] = nib4(w0.w, sh);
     q[4] = nib4(w1.x, sh); q[5] = nib4(w1.y, sh); q[6] = nib4(w1.z, sh); q[7] = nib4(w1.w, sh);
+    if (DQ_SUB == HK_SUB_Q5_K) { // q5_k: bit s of qh byte l, after the row's blocks
+        uint h4 = ((rb + (n >> 8) * 36u) >> 2) + (c >> 3) * 2u;
+        add_hbits(W4(h4), W4(h4 + 1u), s, q);
+    }
     sc = vec2(dm.x * float(scl));
     mn = vec2(-(dm.y * float(mnv)));
 #elif DQ_T == TY_Q6_K
     // Block of 256 = two halves of 128; chunk g (0..3) of half h takes ql
     // bytes 64h + 32(g&1) .. +31 (low nibbles for g < 2, high for g >= 2),
     // qh bytes 32h .. +31 shifted by 2g, scales 8h + 2g (first 16) and
-    // 8h + 2g + 1 (last 16).
+    // 8h + 2g + 1 (last 16). q3_k and q2_k (sub-layouts) take their two low
+    // bits where q6_k takes its two high ones, and the same scales.
     uint nb = n >> 8;
     uint blk = c >> 3;
-    uint base = rb + blk * 52u;
     uint h = (c >> 2) & 1u;
     uint g = c & 3u;
-    uint l4 = (base + h * 16u + (g & 1u) * 8u) >> 2;
-    uint qh4 = (base + 32u + h * 8u) >> 2;
-    uint sh = (g >> 1) * 4u;
     uint hs = g * 2u;
-    uvec4 l0 = W4(l4), l1 = W4(l4 + 1u);
-    uvec4 h0 = W4(qh4), h1 = W4(qh4 + 1u);
-    q[0] = nib4(l0.x, sh) + h2x4(h0.x, hs) - 32.0;
-    q[1] = nib4(l0.y, sh) + h2x4(h0.y, hs) - 32.0;
-    q[2] = nib4(l0.z, sh) + h2x4(h0.z, hs) - 32.0;
-    q[3] = nib4(l0.w, sh) + h2x4(h0.w, hs) - 32.0;
-    q[4] = nib4(l1.x, sh) + h2x4(h1.x, hs) - 32.0;
-    q[5] = nib4(l1.y, sh) + h2x4(h1.y, hs) - 32.0;
-    q[6] = nib4(l1.z, sh) + h2x4(h1.z, hs) - 32.0;
-    q[7] = nib4(l1.w, sh) + h2x4(h1.w, hs) - 32.0;
     uint si = h * 8u + g * 2u; // even: both scales in one word
-    int sw = int(W1(base + 48u + (si >> 2)));
-    int s0 = bitfieldExtract(sw, int(8u * (si & 3u)), 8);
-    int s1 = bitfieldExtract(sw, int(8u * (si & 3u)) + 8, 8);
-    float d = unpackHalf2x16(W1(rb + nb * 52u + (blk >> 1)))[blk & 1u];
-    sc = vec2(d * float(s0), d * float(s1));
+    if (DQ_SUB == 0u) {
+        uint base = rb + blk * 52u;
+        uint l4 = (base + h * 16u + (g & 1u) * 8u) >> 2;
+        uint qh4 = (base + 32u + h * 8u) >> 2;
+        uint sh = (g >> 1) * 4u;
+        uvec4 l0 = W4(l4), l1 = W4(l4 + 1u);
+        uvec4 h0 = W4(qh4), h1 = W4(qh4 + 1u);
+        q[0] = nib4(l0.x, sh) + h2x4(h0.x, hs) - 32.0;
+        q[1] = nib4(l0.y, sh) + h2x4(h0.y, hs) - 32.0;
+        q[2] = nib4(l0.z, sh) + h2x4(h0.z, hs) - 32.0;
+        q[3] = nib4(l0.w, sh) + h2x4(h0.w, hs) - 32.0;
+        q[4] = nib4(l1.x, sh) + h2x4(h1.x, hs) - 32.0;
+        q[5] = nib4(l1.y, sh) + h2x4(h1.y, hs) - 32.0;
+        q[6] = nib4(l1.z, sh) + h2x4(h1.z, hs) - 32.0;
+        q[7] = nib4(l1.w, sh) + h2x4(h1.w, hs) - 32.0;
+        int sw = int(W1(base + 48u + (si >> 2)));
+        int s0 = bitfieldExtract(sw, int(8u * (si & 3u)), 8);
+        int s1 = bitfieldExtract(sw, int(8u * (si & 3u)) + 8, 8);
+        float d = unpackHalf2x16(W1(rb + nb * 52u + (blk >> 1)))[blk & 1u];
+        sc = vec2(d * float(s0), d * float(s1));
+    } else {
+        bool q3 = DQ_SUB == HK_SUB_Q3_K;
+        uint base = rb + blk * (q3 ? 28u : 20u);
+        uint q4 = (base + h * 8u) >> 2;
+        uvec4 l[2] = uvec4[2](W4(q4), W4(q4 + 1u));
+        [[unroll]] for (uint k = 0u; k < 8u; k++)
+            q[k] = b2x4(l[k >> 2][k & 3u], hs);
+        if (q3) { // a clear hmask bit 4h + g of byte l subtracts 4; scales int8, times d
+            uint m4 = (base + 16u) >> 2;
+            uvec4 hm[2] = uvec4[2](W4(m4), W4(m4 + 1u));
+            [[unroll]] for (uint k = 0u; k < 8u; k++)
+                q[k] += bit4(hm[k >> 2][k & 3u], 4u * h + g) * 4.0 - 4.0;
+            int sw = int(W1(base + 24u + (si >> 2)));
+            float d = unpackHalf2x16(W1(rb + nb * 28u + (blk >> 1)))[blk & 1u];
+            sc = vec2(d * float(bitfieldExtract(sw, int(8u * (si & 3u)), 8)),
+                      d * float(bitfieldExtract(sw, int(8u * (si & 3u)) + 8, 8)));
+        } else { // q2_k: scale byte sc | m << 4; d * sc and -(dmin * m)
+            uint sw = W1(base + 16u + (si >> 2)) >> (8u * (si & 3u));
+            vec2 dm = unpackHalf2x16(W1(rb + nb * 20u + blk));
+            sc = dm.x * vec2(float(sw & 0xFu), float((sw >> 8) & 0xFu));
+            mn = -(dm.y * vec2(float((sw >> 4) & 0xFu), float((sw >> 12) & 0xFu)));
+        }
+    }
 #else
 #error "no weight type defined"
 #endif
@@ -145,3 +220,4 @@ float WEL(uint rb, uint i)
 }
 #endif
 #undef DQ_T
+#undef DQ_SUB

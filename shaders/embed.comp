@@ -28,6 +28,8 @@ layout(push_constant) uniform P {
     float scale;
 } p;
 
+layout(constant_id = 0) const uint FLAGS = 0u; // the sub-layout bits only (HK_F_SUB_SHIFT)
+
 #define W1(i) wa[i]
 #define W4(i) wa4[i]
 #define DQ32 dq32_a

@@ -17,7 +17,23 @@
  *   q4_1  [nb x 4 words qs][nb words d | m << 16]
  *   q4_k  nb = n/256 ggml blocks unchanged (144 bytes = 36 words each)
  *   q6_k  nb = n/256: [nb x 52 words: ql 32, qh 16, scales 4][f16 d words]
- * each row padded to a multiple of 4 words. */
+ * each row padded to a multiple of 4 words.
+ *
+ * Sub-layouts: five more GGUF types are read by the kernels of a type above
+ * (no variants of their own: the SPIR-V embedded in libhinge.so grows by
+ * their decoders only), told apart by a sub-layout number in the flags
+ * (HK_F_SUB_SHIFT, a specialization constant: the other branch is gone
+ * from the pipeline):
+ *   iq4_nl  q4_0 kernels, sub 1: q4_0's layout; a quant is the index of
+ *           its value in the IQ4_NL table
+ *   q5_1    q4_1 kernels, sub 1: q4_1's, then [nb words qh as in q5_0]
+ *   q5_k    q4_k kernels, sub 1: [nb x 36 words: d | dmin << 16, scales 3,
+ *           qs 32 (a q4_k block)][nb x 8 words qh]
+ *   q3_k    q6_k kernels, sub 1: [nb x 28 words: qs 16 (at q6_k's qh
+ *           place in the arithmetic), hmask 8, 16 int8 scales (sc - 32)
+ *           4][f16 d words]
+ *   q2_k    q6_k kernels, sub 2: [nb x 20 words: qs 16, scales 4 (ggml's
+ *           bytes: sc | m << 4)][nb words d | dmin << 16] */
 #ifndef HINGE_KERNEL_ABI_H
 #define HINGE_KERNEL_ABI_H
 
@@ -117,5 +133,16 @@
  * workgroup 0 (of each position block) also stores x + norm(o) * rw into
  * x_out. Implies HK_F_NORM. */
 #define HK_F_RESNORM 512u
+/* Products, qkv_rope, embed: the sub-layout of W (bits 16..19; see the top)
+ * and of W2 (bits 20..23; W's for a gated product). Set by the host from
+ * the weights' types, not by callers. */
+#define HK_F_SUB_SHIFT 16u
+#define HK_F_SUB2_SHIFT 20u
+#define HK_F_SUBS 0xFF0000u
+#define HK_SUB_IQ4_NL 1u /* in q4_0's kernels */
+#define HK_SUB_Q5_1 1u   /* in q4_1's */
+#define HK_SUB_Q5_K 1u   /* in q4_k's */
+#define HK_SUB_Q3_K 1u   /* in q6_k's */
+#define HK_SUB_Q2_K 2u   /* in q6_k's */
 
 #endif

@@ -60,6 +60,7 @@ layout(constant_id = 0) const uint FLAGS = 0u;
 #define W4(i) wb4[i]
 #define DQ32 dq32_b
 #define WEL wel_b
+#define DQ_SUB SUB_B
 #include "dequant.glsl"
 
 const bool RESNORM = (FLAGS & HK_F_RESNORM) != 0u;
@@ -144,18 +145,23 @@ void main()
             float d0 = dot(qa[0], xv[0]) + dot(qa[1], xv[1]) + dot(qa[2], xv[2]) + dot(qa[3], xv[3]);
             float d1 = dot(qa[4], xv[4]) + dot(qa[5], xv[5]) + dot(qa[6], xv[6]) + dot(qa[7], xv[7]);
             acc[t] += sa.x * d0 + sa.y * d1;
-#ifdef HAS_MIN
-            vec4 xs0 = xv[0] + xv[1] + xv[2] + xv[3];
-            vec4 xs1 = xv[4] + xv[5] + xv[6] + xv[7];
-            float sx0 = xs0.x + xs0.y + xs0.z + xs0.w, sx1 = xs1.x + xs1.y + xs1.z + xs1.w;
-            acc[t] += ma.x * sx0 + ma.y * sx1;
+#ifdef MAY_MIN
+            float sx0 = 0.0, sx1 = 0.0;
+            if (MIN_A) {
+                vec4 xs0 = xv[0] + xv[1] + xv[2] + xv[3];
+                vec4 xs1 = xv[4] + xv[5] + xv[6] + xv[7];
+                sx0 = xs0.x + xs0.y + xs0.z + xs0.w;
+                sx1 = xs1.x + xs1.y + xs1.z + xs1.w;
+                acc[t] += ma.x * sx0 + ma.y * sx1;
+            }
 #endif
             if (glu) {
                 float e0 = dot(qb[0], xv[0]) + dot(qb[1], xv[1]) + dot(qb[2], xv[2]) + dot(qb[3], xv[3]);
                 float e1 = dot(qb[4], xv[4]) + dot(qb[5], xv[5]) + dot(qb[6], xv[6]) + dot(qb[7], xv[7]);
                 acc2[t] += sb.x * e0 + sb.y * e1;
-#ifdef HAS_MIN
-                acc2[t] += mb.x * sx0 + mb.y * sx1;
+#ifdef MAY_MIN
+                if (MIN_B) // (W2 has W's type and sub-layout: MIN_A, so the sums are made)
+                    acc2[t] += mb.x * sx0 + mb.y * sx1;
 #endif
             }
         }

@@ -47,6 +47,7 @@ layout(constant_id = 0) const uint FLAGS = 0u; // HK_F_ACC, HK_F_SWIGLU, HK_F_GE
 #define W4(i) wb4[i]
 #define DQ32 dq32_b
 #define WEL wel_b
+#define DQ_SUB SUB_B
 #include "dequant.glsl"
 
 const bool GLU = (FLAGS & (HK_F_SWIGLU | HK_F_GEGLU)) != 0u;

@@ -82,6 +82,7 @@ float rw(uint i) { return rw4(i >> 2)[i & 3u]; }
 #ifdef T2
 #define DQ_T T2 // qkv_rope.comp: the second matrix (V) has a type of its own
 #endif
+#define DQ_SUB SUB_B
 #include "dequant.glsl"
 #undef W1
 #undef W4
@@ -341,6 +342,10 @@ void row_dot(uint rb)
         q4k_scales(wa4(r4 + 9u * b), sca, mna);
         if (GLU)
             q4k_scales(wb4(r4 + 9u * b), scb, mnb);
+        // q5_k (sub-layout): the block's fifth bits, after the row's blocks
+        bool q5a = SUB_A == HK_SUB_Q5_K, q5b = GLU && SUB_B == HK_SUB_Q5_K;
+        uvec4 ha0 = q5a ? wa4(r4 + 9u * nb + 2u * b) : uvec4(0u), ha1 = q5a ? wa4(r4 + 9u * nb + 2u * b + 1u) : uvec4(0u);
+        uvec4 hb0 = q5b ? wb4(r4 + 9u * nb + 2u * b) : uvec4(0u), hb1 = q5b ? wb4(r4 + 9u * nb + 2u * b + 1u) : uvec4(0u);
         [[unroll]] for (uint pr = 0u; pr < 4u; pr++) {
             uvec4 a0 = wa4(r4 + 9u * b + 1u + 2u * pr), a1 = wa4(r4 + 9u * b + 2u + 2u * pr);
             uvec4 b0 = uvec4(0u), b1 = uvec4(0u);
@@ -351,10 +356,14 @@ void row_dot(uint rb)
             [[unroll]] for (uint hi = 0u; hi < 2u; hi++) {
                 uint s = 2u * pr + hi;
                 nib8(a0, a1, 4u * hi, qa);
+                if (q5a)
+                    add_hbits(ha0, ha1, s, qa);
                 sa = vec2(sca[s >> 2][s & 3u]);
                 ma = vec2(mna[s >> 2][s & 3u]);
                 if (GLU) {
                     nib8(b0, b1, 4u * hi, qb);
+                    if (q5b)
+                        add_hbits(hb0, hb1, s, qb);
                     sb = vec2(scb[s >> 2][s & 3u]);
                     mb = vec2(mnb[s >> 2][s & 3u]);
                 }
@@ -365,7 +374,8 @@ void row_dot(uint rb)
     c0 = nfull;
 #elif defined(T_Q6_K)
     uint nb = p.ncols >> 8;
-    for (uint b = 0u; b < nb; b++) {
+    // (q3_k and q2_k, the sub-layouts, go chunk by chunk below; W2 has W's)
+    for (uint b = 0u; SUB_A == 0u && b < nb; b++) {
         uint bb = r4 + 13u * b;
         float da = unpackHalf2x16(wa(rb + nb * 52u + (b >> 1)))[b & 1u];
         float db = GLU ? unpackHalf2x16(wb(rb + nb * 52u + (b >> 1)))[b & 1u] : 0.0;
@@ -392,7 +402,7 @@ void row_dot(uint rb)
             }
         }
     }
-    c0 = nfull;
+    c0 = SUB_A == 0u ? nfull : 0u;
 #elif defined(T_Q5_0)
     // groups of 4 chunks: their high-bit words are one aligned uvec4
     uint ng = nfull >> 2;
@@ -422,12 +432,13 @@ void row_dot(uint rb)
         uvec4 dma = wa4(r4 + nfull + gi), dmb = GLU ? wb4(r4 + nfull + gi) : uvec4(0u);
         [[unroll]] for (uint k = 0u; k < 4u; k++) {
             uint c = 4u * gi + k;
-            q5_0_quants(wa4(r4 + c), 0u, qa);
+            // q5_1 (sub-layout): the high-bit words after the d | m words
+            q5_0_quants(wa4(r4 + c), SUB_A == HK_SUB_Q5_1 ? wa(rb + 5u * nfull + c) : 0u, qa);
             vec2 dm = unpackHalf2x16(dma[k]);
             sa = vec2(dm.x);
             ma = vec2(dm.y);
             if (GLU) {
-                q5_0_quants(wb4(r4 + c), 0u, qb);
+                q5_0_quants(wb4(r4 + c), SUB_B == HK_SUB_Q5_1 ? wb(rb + 5u * nfull + c) : 0u, qb);
                 dm = unpackHalf2x16(dmb[k]);
                 sb = vec2(dm.x);
                 mb = vec2(dm.y);

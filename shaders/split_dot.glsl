@@ -62,6 +62,7 @@ const bool GLU = (FLAGS & (HK_F_SWIGLU | HK_F_GEGLU)) != 0u;
 #ifndef T2_NONE
 #define DQ_T T2 // qkv_rope.comp: the second matrix (V) has a type of its own
 #endif
+#define DQ_SUB SUB_B
 #include "dequant.glsl"
 #undef W1
 #undef W4
@@ -165,22 +166,22 @@ vec2 split_dot(uint rb, uint lane, bool second)
         }
         float d0 = dot(qa[0], xv[0]) + dot(qa[1], xv[1]) + dot(qa[2], xv[2]) + dot(qa[3], xv[3]);
         float d1 = dot(qa[4], xv[4]) + dot(qa[5], xv[5]) + dot(qa[6], xv[6]) + dot(qa[7], xv[7]);
-#if defined(HAS_MIN) || T2 == TY_Q4_K
-        vec4 xs0 = xv[0] + xv[1] + xv[2] + xv[3];
-        vec4 xs1 = xv[4] + xv[5] + xv[6] + xv[7];
-        float sx0 = xs0.x + xs0.y + xs0.z + xs0.w, sx1 = xs1.x + xs1.y + xs1.z + xs1.w;
-#endif
+        float sx0 = 0.0, sx1 = 0.0;
+        if (MIN_A || MIN_B) {
+            vec4 xs0 = xv[0] + xv[1] + xv[2] + xv[3];
+            vec4 xs1 = xv[4] + xv[5] + xv[6] + xv[7];
+            sx0 = xs0.x + xs0.y + xs0.z + xs0.w;
+            sx1 = xs1.x + xs1.y + xs1.z + xs1.w;
+        }
         acc.x += sa.x * d0 + sa.y * d1;
-#if defined(HAS_MIN) || T2 == TY_Q4_K
-        acc.x += ma.x * sx0 + ma.y * sx1; // (0 for the type without a minimum)
-#endif
+        if (MIN_A || MIN_B)
+            acc.x += ma.x * sx0 + ma.y * sx1; // (0 for the type without a minimum)
         if (GLU) {
             float e0 = dot(qb[0], xv[0]) + dot(qb[1], xv[1]) + dot(qb[2], xv[2]) + dot(qb[3], xv[3]);
             float e1 = dot(qb[4], xv[4]) + dot(qb[5], xv[5]) + dot(qb[6], xv[6]) + dot(qb[7], xv[7]);
             acc.y += sb.x * e0 + sb.y * e1;
-#ifdef HAS_MIN
-            acc.y += mb.x * sx0 + mb.y * sx1;
-#endif
+            if (MIN_B)
+                acc.y += mb.x * sx0 + mb.y * sx1;
         }
     }
 #if WT == TY_F32 || WT == TY_F16

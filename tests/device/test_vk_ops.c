@@ -170,7 +170,7 @@ static void mm_type(uint32_t t, uint32_t m)
     static const uint32_t any[][2] = {{1024, 640}, {2048, 640}, {640, 2048}, {256, 64}};
     static const uint32_t kq[][2] = {{640, 2048}, {640, 1024}, {256, 256}};
     static const uint32_t f32[][2] = {{64, 64}, {172, 64}, {64, 172}, {512, 64}};
-    bool k = t == QT_Q4_K || t == QT_Q6_K;
+    bool k = quant_block_elems(t) == QK_K;
     for (size_t i = 0; i < (k ? 3u : 4u); i++) {
         mm_case c = {.type = t, .rows = k ? kq[i][0] : any[i][0], .cols = k ? kq[i][1] : any[i][1], .m = m};
         mm_run_case(&c);
@@ -194,7 +194,9 @@ static void mm_type(uint32_t t, uint32_t m)
         mm_run_case(&fused[i]);
 }
 
-static const uint32_t all_types[] = {QT_F32, QT_F16, QT_Q8_0, QT_Q4_0, QT_Q5_0, QT_Q4_1, QT_Q4_K, QT_Q6_K};
+/* (the last five in sub-layouts of q4_0, q4_1, q4_k and q6_k's kernels) */
+static const uint32_t all_types[] = {QT_F32,    QT_F16,  QT_Q8_0, QT_Q4_0, QT_Q5_0, QT_Q4_1, QT_Q4_K,
+                                     QT_Q6_K,   QT_Q5_1, QT_Q5_K, QT_Q3_K, QT_Q2_K, QT_IQ4_NL};
 
 static void test_matvec(void **state)
 {
@@ -258,7 +260,7 @@ static void test_embed(void **state)
     fx_need_device();
     for (size_t i = 0; i < sizeof all_types / sizeof all_types[0]; i++) {
         uint32_t t = all_types[i];
-        bool k = t == QT_Q4_K || t == QT_Q6_K;
+        bool k = quant_block_elems(t) == QK_K;
         embed_case(t, 4096, k ? 1024 : 640, sqrtf(640.0f), 1);
         embed_case(t, 4096, k ? 256 : 640, 1.0f, 3);
     }

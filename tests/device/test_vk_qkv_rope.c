@@ -192,6 +192,14 @@ static void test_qkv_rope(void **state)
         {"h128 f16", h128, 192, QT_F16, QT_F16, 1024, 128, true, true, true, 1e4f, 1.0f, 12, 16},
         {"h128 q4_0+q8_0", h128, 256, QT_Q4_0, QT_Q8_0, 768, 128, false, false, false, 1e4f, 1.0f, 1, 2},
         {"smollm2 q4_1", smol, 576, QT_Q4_1, QT_Q4_1, 960, 64, false, false, false, 1e5f, 1.0f, 21, 24},
+        /* the sub-layouts (kernel_abi.h): alone, with their kernels' own
+         * type as V, and q3_k with q2_k (one kernel, two sub-layouts) */
+        {"smollm2 q5_1", smol, 576, QT_Q5_1, QT_Q5_1, 960, 64, false, false, false, 1e5f, 1.0f, 5, 8},
+        {"h128 iq4_nl+q8_0", h128, 256, QT_IQ4_NL, QT_Q8_0, 768, 128, false, false, false, 1e4f, 1.0f, 1, 2},
+        {"gqa64 q5_k+q6_k", gqa64, 256, QT_Q5_K, QT_Q6_K, 640, 64, true, false, false, 1e4f, 1.0f, 33, 40},
+        {"gqa64 q4_k+q5_k", gqa64, 256, QT_Q4_K, QT_Q5_K, 640, 64, true, false, true, 1e4f, 1.0f, 3, 8},
+        {"gqa64 q2_k+q3_k", gqa64, 256, QT_Q2_K, QT_Q3_K, 640, 64, true, true, false, 1e4f, 1.0f, 9, 16},
+        {"gqa64 q3_k", gqa64, 256, QT_Q3_K, QT_Q3_K, 768, 64, false, false, false, 1e4f, 1.0f, 2, 4},
         {"stories f32, rows with a tail", stories, 72, QT_F32, QT_F32, 128, 8, true, true, true, 1e4f, 1.0f, 9, 10},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

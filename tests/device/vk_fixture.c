@@ -135,20 +135,30 @@ static void fix_block(uint32_t t, uint8_t *p)
     case QT_Q8_0:
     case QT_Q4_0:
     case QT_Q5_0:
+    case QT_IQ4_NL:
         memcpy(p, &d, 2);
         break;
-    case QT_Q4_1: { /* d, then the minimum m */
+    case QT_Q4_1:
+    case QT_Q5_1: { /* d, then the minimum m */
         uint16_t m = quant_f32_to_f16(fx_rnd_f(-0.2f, 0.2f));
         memcpy(p, &d, 2);
         memcpy(p + 2, &m, 2);
         break;
     }
     case QT_Q4_K:
+    case QT_Q5_K:
         memcpy(p, &dk, 2);
         memcpy(p + 2, &mk, 2);
         break;
     case QT_Q6_K:
         memcpy(p + offsetof(block_q6_k, d), &d, 2);
+        break;
+    case QT_Q3_K:
+        memcpy(p + offsetof(block_q3_k, d), &dk, 2);
+        break;
+    case QT_Q2_K:
+        memcpy(p + offsetof(block_q2_k, d), &dk, 2);
+        memcpy(p + offsetof(block_q2_k, dmin), &mk, 2);
         break;
     default:
         fail();
