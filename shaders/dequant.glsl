@@ -10,6 +10,10 @@
 //          SUB_A, W's. Undefined again at the end.
 // DQ32(rb, c, n, q, sc, mn): rb is the row's first word, c the chunk, n the
 // row length; weight 4k+i of the chunk is sc[k/4] * q[k][i] + mn[k/4].
+// The 8 vec4s are made in [[unroll]] loops rather than written out: the
+// driver unrolls them all the same (and folds the indices), and the
+// SPIR-V embedded in libhinge.so is the smaller for it (glslc runs without
+// -O: see spirv_embed.py).
 // The caller includes common.glsl first and declares the specialization
 // constant FLAGS (HK_F_* bits, the sub-layouts among them).
 #ifndef HINGE_DEQUANT_SUBS
@@ -65,40 +69,25 @@ void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
     sc = vec2(1.0);
 #elif DQ_T == TY_Q8_0
     uint nb = n >> 5;
-    uvec4 w0 = W4((rb >> 2) + c * 2u);
-    uvec4 w1 = W4((rb >> 2) + c * 2u + 1u);
-    q[0] = s8x4(w0.x); q[1] = s8x4(w0.y); q[2] = s8x4(w0.z); q[3] = s8x4(w0.w);
-    q[4] = s8x4(w1.x); q[5] = s8x4(w1.y); q[6] = s8x4(w1.z); q[7] = s8x4(w1.w);
+    uvec4 w[2] = uvec4[2](W4((rb >> 2) + c * 2u), W4((rb >> 2) + c * 2u + 1u));
+    [[unroll]] for (uint k = 0u; k < 8u; k++)
+        q[k] = s8x4(w[k >> 2][k & 3u]);
     float d = unpackHalf2x16(W1(rb + nb * 8u + (c >> 1)))[c & 1u];
     sc = vec2(d);
 #elif DQ_T == TY_Q4_0
     uint nb = n >> 5;
     uvec4 w = W4((rb >> 2) + c);
-    if (DQ_SUB == HK_SUB_IQ4_NL) { // the nibbles index the IQ4_NL table
-        // (the sub-layouts' decoders are loops: fewer SPIR-V words in
-        // libhinge.so; the driver unrolls them)
-        [[unroll]] for (uint k = 0u; k < 8u; k++)
-            q[k] = iq4nl4(w[k & 3u], 4u * (k >> 2));
-    } else {
-        q[0] = nib4(w.x, 0u) - 8.0; q[1] = nib4(w.y, 0u) - 8.0;
-        q[2] = nib4(w.z, 0u) - 8.0; q[3] = nib4(w.w, 0u) - 8.0;
-        q[4] = nib4(w.x, 4u) - 8.0; q[5] = nib4(w.y, 4u) - 8.0;
-        q[6] = nib4(w.z, 4u) - 8.0; q[7] = nib4(w.w, 4u) - 8.0;
-    }
+    // iq4_nl (sub-layout): the nibbles index the IQ4_NL table
+    [[unroll]] for (uint k = 0u; k < 8u; k++)
+        q[k] = DQ_SUB == HK_SUB_IQ4_NL ? iq4nl4(w[k & 3u], 4u * (k >> 2)) : nib4(w[k & 3u], 4u * (k >> 2)) - 8.0;
     float d = unpackHalf2x16(W1(rb + nb * 4u + (c >> 1)))[c & 1u];
     sc = vec2(d);
 #elif DQ_T == TY_Q5_0
     uint nb = n >> 5;
     uvec4 w = W4((rb >> 2) + c);
     uint h = W1(rb + nb * 4u + c);
-    q[0] = nib4(w.x, 0u) + hbit4(h, 0u) - 16.0;
-    q[1] = nib4(w.y, 0u) + hbit4(h, 4u) - 16.0;
-    q[2] = nib4(w.z, 0u) + hbit4(h, 8u) - 16.0;
-    q[3] = nib4(w.w, 0u) + hbit4(h, 12u) - 16.0;
-    q[4] = nib4(w.x, 4u) + hbit4(h, 16u) - 16.0;
-    q[5] = nib4(w.y, 4u) + hbit4(h, 20u) - 16.0;
-    q[6] = nib4(w.z, 4u) + hbit4(h, 24u) - 16.0;
-    q[7] = nib4(w.w, 4u) + hbit4(h, 28u) - 16.0;
+    [[unroll]] for (uint k = 0u; k < 8u; k++)
+        q[k] = nib4(w[k & 3u], 4u * (k >> 2)) + hbit4(h, 4u * k) - 16.0;
     float d = unpackHalf2x16(W1(rb + nb * 5u + (c >> 1)))[c & 1u];
     sc = vec2(d);
 #elif DQ_T == TY_Q4_1
@@ -106,13 +95,10 @@ void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
     // block, after the quants).
     uint nb = n >> 5;
     uvec4 w = W4((rb >> 2) + c);
-    q[0] = nib4(w.x, 0u); q[1] = nib4(w.y, 0u); q[2] = nib4(w.z, 0u); q[3] = nib4(w.w, 0u);
-    q[4] = nib4(w.x, 4u); q[5] = nib4(w.y, 4u); q[6] = nib4(w.z, 4u); q[7] = nib4(w.w, 4u);
-    if (DQ_SUB == HK_SUB_Q5_1) { // q5_1: the fifth bits, after the d | m words
-        uint h = W1(rb + nb * 5u + c);
-        [[unroll]] for (uint k = 0u; k < 8u; k++)
-            q[k] += hbit4(h, 4u * k);
-    }
+    // q5_1 (sub-layout): the fifth bits as q5_0's, after the d | m words
+    uint h = DQ_SUB == HK_SUB_Q5_1 ? W1(rb + nb * 5u + c) : 0u;
+    [[unroll]] for (uint k = 0u; k < 8u; k++)
+        q[k] = nib4(w[k & 3u], 4u * (k >> 2)) + hbit4(h, 4u * k);
     vec2 dm = unpackHalf2x16(W1(rb + nb * 4u + c));
     sc = vec2(dm.x);
     mn = vec2(dm.y);
@@ -138,10 +124,9 @@ void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
     }
     uint b4 = (base + 4u + (s >> 1) * 8u) >> 2;
     uint sh = (s & 1u) * 4u;
-    uvec4 w0 = W4(b4);
-    uvec4 w1 = W4(b4 + 1u);
-    q[0] = nib4(w0.x, sh); q[1] = nib4(w0.y, sh); q[2] = nib4(w0.z, sh); q[3] = nib4(w0.w, sh);
-    q[4] = nib4(w1.x, sh); q[5] = nib4(w1.y, sh); q[6] = nib4(w1.z, sh); q[7] = nib4(w1.w, sh);
+    uvec4 w[2] = uvec4[2](W4(b4), W4(b4 + 1u));
+    [[unroll]] for (uint k = 0u; k < 8u; k++)
+        q[k] = nib4(w[k >> 2][k & 3u], sh);
     if (DQ_SUB == HK_SUB_Q5_K) { // q5_k: bit s of qh byte l, after the row's blocks
         uint h4 = ((rb + (n >> 8) * 36u) >> 2) + (c >> 3) * 2u;
         add_hbits(W4(h4), W4(h4 + 1u), s, q);
@@ -165,16 +150,9 @@ void DQ32(uint rb, uint c, uint n, out vec4 q[8], out vec2 sc, out vec2 mn)
         uint l4 = (base + h * 16u + (g & 1u) * 8u) >> 2;
         uint qh4 = (base + 32u + h * 8u) >> 2;
         uint sh = (g >> 1) * 4u;
-        uvec4 l0 = W4(l4), l1 = W4(l4 + 1u);
-        uvec4 h0 = W4(qh4), h1 = W4(qh4 + 1u);
-        q[0] = nib4(l0.x, sh) + h2x4(h0.x, hs) - 32.0;
-        q[1] = nib4(l0.y, sh) + h2x4(h0.y, hs) - 32.0;
-        q[2] = nib4(l0.z, sh) + h2x4(h0.z, hs) - 32.0;
-        q[3] = nib4(l0.w, sh) + h2x4(h0.w, hs) - 32.0;
-        q[4] = nib4(l1.x, sh) + h2x4(h1.x, hs) - 32.0;
-        q[5] = nib4(l1.y, sh) + h2x4(h1.y, hs) - 32.0;
-        q[6] = nib4(l1.z, sh) + h2x4(h1.z, hs) - 32.0;
-        q[7] = nib4(l1.w, sh) + h2x4(h1.w, hs) - 32.0;
+        uvec4 l[2] = uvec4[2](W4(l4), W4(l4 + 1u)), qh[2] = uvec4[2](W4(qh4), W4(qh4 + 1u));
+        [[unroll]] for (uint k = 0u; k < 8u; k++)
+            q[k] = nib4(l[k >> 2][k & 3u], sh) + h2x4(qh[k >> 2][k & 3u], hs) - 32.0;
         int sw = int(W1(base + 48u + (si >> 2)));
         int s0 = bitfieldExtract(sw, int(8u * (si & 3u)), 8);
         int s1 = bitfieldExtract(sw, int(8u * (si & 3u)) + 8, 8);
