@@ -16,10 +16,13 @@ T = gguf.GGMLQuantizationType
 # Byte offsets of each block's f16 scales (d, dmin or m).
 SCALES = {T.Q5_1: [0, 2], T.Q5_K: [0, 2], T.Q3_K: [108], T.Q2_K: [80, 82], T.IQ4_NL: [0]}
 # Layer i's types: q, k, v, output, gate, up, down. Layer 0 gives the fused
-# decode kernel two sub-layouts of one kernel (q|k q2_k, v q3_k).
+# decode kernel two sub-layouts of one kernel (q|k q2_k, v q3_k); layer 2
+# is Q3_K_M's mix (v q5_k), a pair without a fused kernel (q6_k's with
+# q4_k's): its decode step runs unfused.
 LAYERS = [
     [T.Q2_K, T.Q2_K, T.Q3_K, T.Q5_K, T.Q3_K, T.Q3_K, T.IQ4_NL],
     [T.Q5_1, T.Q5_1, T.Q5_1, T.IQ4_NL, T.Q5_K, T.Q5_K, T.Q2_K],
+    [T.Q3_K, T.Q3_K, T.Q5_K, T.Q5_1, T.Q2_K, T.Q2_K, T.Q5_K],
 ]
 C = dict(n_vocab=512, n_embd=256, n_layer=len(LAYERS), n_head=4, n_head_kv=2, head_dim=64, n_ff=512, n_ctx=128,
          rope_base=10000.0)
