@@ -15,6 +15,7 @@
 enum { SLACK = 512, STEPS_PER_LAYER = EX_MAX_QKV + 10 };
 
 static hinge_status build_prefill(vk_exec *e);
+static hinge_status create_pool(vk_exec *e, dev_mem_kind kind, uint64_t bytes, const char *what, dev_pool **out);
 
 /* ---- weights ---- */
 
@@ -105,6 +106,25 @@ static hinge_status upload_layer(vk_exec *e, uint32_t il)
     return s;
 }
 
+/* The output norm and matrix; a tied matrix the embedding uploaded already
+ * is shared. */
+static hinge_status upload_head(vk_exec *e)
+{
+    const weight *w = &e->m->output;
+    bool tied = e->embed && w->data == e->m->tok_embd.data && w->type == e->m->tok_embd.type;
+    size_t bytes = (tied ? 0 : dev_weight_bytes(w->type, w->rows, w->cols)) + e->d * sizeof(float) + 2 * SLACK;
+    hinge_status s = create_pool(e, DEV_MEM_DEVICE, bytes, "head", &e->head_pool);
+    if (s == HINGE_OK)
+        s = upload_vec(e, e->head_pool, &e->m->output_norm, e->d, "output_norm", &e->out_norm);
+    if (s != HINGE_OK)
+        return s;
+    if (tied) {
+        e->outw = e->embd;
+        return HINGE_OK;
+    }
+    return upload_mat(e, e->head_pool, w, 1, "output", &e->outw);
+}
+
 /* ---- activations, cache, step buffers ---- */
 
 static hinge_status alloc(vk_exec *e, dev_pool *p, uint64_t floats, const char *what, dev_buf *out)
@@ -128,16 +148,21 @@ static hinge_status alloc_buffers(vk_exec *e)
     uint64_t B = e->max_batch, d = e->d;
     uint64_t act = B * (4 * d + e->qkv_stride + e->att_stride + 2 * (uint64_t)e->ff_stride) + hp->rope_dim;
     uint64_t rb = (B > 2 ? B : 2) * d; /* decode reads back the residual and (gemma3) o */
-    uint64_t kv = (uint64_t)e->k * e->ctx * (e->kv_dim + e->v_dim) * sizeof(float) + 2 * (uint64_t)e->k * SLACK;
+    if (e->head) { /* the last row's residual and the logits; only the logits are read back */
+        act += d + hp->n_vocab;
+        rb = hp->n_vocab;
+    }
+    uint64_t in = B * sizeof(int32_t) + (e->embed ? 0 : B * d * sizeof(float));
+    uint64_t kv = vk_exec_kv_bytes(e->m, e->k, e->ctx) + 2 * (uint64_t)e->k * SLACK;
     /* the KV cache first: an absurd context is a clear NOMEM before any upload */
     hinge_status s = e->k ? create_pool(e, DEV_MEM_DEVICE, kv, "KV cache", &e->kv_pool) : HINGE_OK;
     if (s == HINGE_OK)
-        s = create_pool(e, DEV_MEM_DEVICE, act * sizeof(float) + 13 * SLACK, "activations", &e->act_pool);
+        s = create_pool(e, DEV_MEM_DEVICE, act * sizeof(float) + 15 * SLACK, "activations", &e->act_pool);
     if (s == HINGE_OK)
-        s = create_pool(e, DEV_MEM_UPLOAD, B * sizeof(int32_t) + 2 * SLACK, "step", &e->host_pool);
+        s = create_pool(e, DEV_MEM_UPLOAD, in + 3 * SLACK, "step", &e->host_pool);
     if (s == HINGE_OK)
         s = create_pool(e, DEV_MEM_READBACK, rb * sizeof(float) + SLACK, "hidden readback", &e->rb_pool);
-    for (uint32_t il = 0; il < e->k && s == HINGE_OK; il++) {
+    for (uint32_t il = e->first; il < e->end && s == HINGE_OK; il++) {
         s = alloc(e, e->kv_pool, (uint64_t)e->ctx * e->kv_dim, "K cache", &e->layers[il].k_cache);
         if (s == HINGE_OK)
             s = alloc(e, e->kv_pool, (uint64_t)e->ctx * e->v_dim, "V cache", &e->layers[il].v_cache);
@@ -162,6 +187,12 @@ static hinge_status alloc_buffers(vk_exec *e)
         s = alloc(e, e->act_pool, hp->rope_dim / 2 ? hp->rope_dim / 2 : 1, "rope freq", &e->freq_global);
     if (s == HINGE_OK)
         s = alloc(e, e->act_pool, hp->rope_dim / 2 ? hp->rope_dim / 2 : 1, "rope freq swa", &e->freq_swa);
+    if (s == HINGE_OK && e->head)
+        s = alloc(e, e->act_pool, d, "head input", &e->hl);
+    if (s == HINGE_OK && e->head)
+        s = alloc(e, e->act_pool, hp->n_vocab, "logits", &e->logits);
+    if (s == HINGE_OK && !e->embed)
+        s = alloc(e, e->host_pool, B * d, "input rows", &e->hin);
     if (s == HINGE_OK)
         s = alloc(e, e->host_pool, B, "token ids", &e->tok);
     if (s == HINGE_OK)
@@ -349,17 +380,17 @@ static hinge_status add_layer_llama(vk_exec *e, uint32_t il)
     return s == HINGE_OK ? ex_add_mm(e, "ffn_down", (int32_t)il, true, &down) : s;
 }
 
-/* x = x + norm(o) * w1, then xb = norm(x) * w2 (w2 NULL: no second norm). */
-static hinge_status add_post_norm(vk_exec *e, uint32_t il, const char *name, const dev_buf *w1, const dev_buf *w2)
+hinge_status ex_add_post_norm(vk_exec *e, uint32_t il, const char *name, const dev_buf *x, const dev_buf *w1,
+                              const dev_buf *w2)
 {
     dev_norm_args a = {
         .n = e->d,
         .x = &e->o,
         .x_stride = e->d,
         .w = w1,
-        .out = &e->x,
+        .out = x,
         .o_stride = e->d,
-        .res = &e->x,
+        .res = x,
         .r_stride = e->d,
         .w2 = w2,
         .out2 = w2 ? &e->xb : NULL,
@@ -379,12 +410,12 @@ static hinge_status add_layer_gemma(vk_exec *e, uint32_t il)
 {
     ex_layer *X = &e->layers[il];
     hinge_status s = HINGE_OK;
-    if (il == 0) {
+    if (il == e->first) {
         dev_norm_args a = {.n = e->d, .x = &e->x, .x_stride = e->d, .w = &X->attn_norm, .out = &e->xb,
                            .o_stride = e->d, .eps = e->m->hp.rms_eps};
-        ex_step *st = ex_add_step(e, "attn_norm", 0, true);
+        ex_step *st = ex_add_step(e, "attn_norm", (int32_t)il, true);
         st->args.rn = a;
-        s = ex_prep(e, dev_prepare_rmsnorm(e->ops, &a, &st->op), "attn_norm", 0);
+        s = ex_prep(e, dev_prepare_rmsnorm(e->ops, &a, &st->op), "attn_norm", (int32_t)il);
     }
     dev_mm_args in = {.x = &e->xb, .x_stride = e->d};
     if (s == HINGE_OK)
@@ -397,19 +428,19 @@ static hinge_status add_layer_gemma(vk_exec *e, uint32_t il)
     if (s == HINGE_OK)
         s = ex_add_mm(e, "wo", (int32_t)il, true, &wo);
     if (s == HINGE_OK)
-        s = add_post_norm(e, il, "post_attn_norm", &X->post_attn_norm, &X->ffn_norm);
+        s = ex_add_post_norm(e, il, "post_attn_norm", &e->x, &X->post_attn_norm, &X->ffn_norm);
     if (s == HINGE_OK)
         s = ex_add_gate_up(e, il, &in);
     dev_mm_args down = {.w = &X->down, .x = &e->g, .x_stride = e->ff_stride, .y = &e->o, .y_stride = e->d};
     if (s == HINGE_OK)
         s = ex_add_mm(e, "ffn_down", (int32_t)il, true, &down);
-    const dev_buf *next = il + 1 < e->k ? &e->layers[il + 1].attn_norm : NULL;
-    return s == HINGE_OK ? add_post_norm(e, il, "post_ffw_norm", &X->post_ffn_norm, next) : s;
+    const dev_buf *next = il + 1 < e->end ? &e->layers[il + 1].attn_norm : NULL;
+    return s == HINGE_OK ? ex_add_post_norm(e, il, "post_ffw_norm", &e->x, &X->post_ffn_norm, next) : s;
 }
 
 hinge_status ex_pass_init(vk_exec *e, ex_pass *p, bool decode)
 {
-    p->cap = 1 + e->k * STEPS_PER_LAYER;
+    p->cap = 3 + e->k * STEPS_PER_LAYER; /* the embedding, the layers, a post-norm and the head */
     p->steps = calloc(p->cap, sizeof *p->steps);
     p->decode = decode;
     if (!p->steps)
@@ -427,26 +458,39 @@ hinge_status ex_add_embed(vk_exec *e)
     return ex_prep(e, dev_prepare_embed(e->ops, &ea, &st->op), "embed", -1);
 }
 
+hinge_status ex_add_head(vk_exec *e)
+{
+    /* a matrix-vector product in both passes: the head runs on one row */
+    dev_mm_args a = {.w = &e->outw, .x = &e->hl, .x_stride = e->d, .norm = &e->out_norm, .flags = HK_F_NORM,
+                     .eps = e->m->hp.rms_eps, .y = &e->logits, .y_stride = e->m->hp.n_vocab};
+    ex_step *st = ex_add_step(e, "head", (int32_t)e->end, true);
+    st->args.mm = a;
+    st->last_row = true;
+    return ex_prep(e, dev_prepare_matvec(e->ops, &a, &st->op), "head", (int32_t)e->end);
+}
+
 /* The prefill pass: the model's ops one by one, matrix-matrix products. */
 static hinge_status build_prefill(vk_exec *e)
 {
     hinge_status s = ex_pass_init(e, &e->pre, false);
-    if (s == HINGE_OK)
+    if (s == HINGE_OK && e->embed)
         s = ex_add_embed(e);
-    for (uint32_t il = 0; il < e->k && s == HINGE_OK; il++)
+    for (uint32_t il = e->first; il < e->end && s == HINGE_OK; il++)
         s = e->m->hp.post_norms ? add_layer_gemma(e, il) : add_layer_llama(e, il);
-    return s;
+    return s == HINGE_OK && e->head ? ex_add_head(e) : s;
 }
 
-/* The weight types of the embedding and the k layers, as dev_ops_config.types. */
+static uint32_t type_bit(uint32_t type) { return type < 32 ? 1u << type : 0; }
+
+/* The weight types of the embedding, the layers and the head, as dev_ops_config.types. */
 static uint32_t used_types(const vk_exec *e)
 {
-    uint32_t t = 1u << e->m->tok_embd.type;
-    for (uint32_t il = 0; il < e->k; il++) {
+    uint32_t t = (e->embed ? type_bit(e->m->tok_embd.type) : 0) | (e->head ? type_bit(e->m->output.type) : 0);
+    for (uint32_t il = e->first; il < e->end; il++) {
         const layer_weights *L = &e->m->layers[il];
         const weight *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
         for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
-            t |= mats[i]->type < 32 ? 1u << mats[i]->type : 0;
+            t |= type_bit(mats[i]->type);
     }
     return t;
 }
@@ -454,7 +498,7 @@ static uint32_t used_types(const vk_exec *e)
 hinge_status ex_build(vk_exec *e)
 {
     const model_hparams *hp = &e->m->hp;
-    e->layers = calloc(e->k ? e->k : 1, sizeof *e->layers);
+    e->layers = calloc(e->end ? e->end : 1, sizeof *e->layers);
     if (!e->layers)
         return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_NOMEM, "out of host memory");
     dev_ops_config oc = {.types = used_types(e)};
@@ -467,12 +511,14 @@ hinge_status ex_build(vk_exec *e)
         e->max_batch = cap;
     s = alloc_buffers(e);
     const weight *te = &e->m->tok_embd;
-    if (s == HINGE_OK)
+    if (s == HINGE_OK && e->embed)
         s = create_pool(e, DEV_MEM_DEVICE, dev_weight_bytes(te->type, te->rows, te->cols) + SLACK, "embedding",
                         &e->embd_pool);
-    if (s == HINGE_OK)
+    if (s == HINGE_OK && e->embed)
         s = upload_mat(e, e->embd_pool, te, 1, "token_embd", &e->embd);
-    for (uint32_t il = 0; il < e->k && s == HINGE_OK; il++)
+    if (s == HINGE_OK && e->head)
+        s = upload_head(e);
+    for (uint32_t il = e->first; il < e->end && s == HINGE_OK; il++)
         s = upload_layer(e, il);
     if (s == HINGE_OK && hp->rope_dim)
         s = upload_freqs(e);
@@ -489,14 +535,15 @@ void ex_free_build(vk_exec *e)
     free(e->dec.steps);
     e->pre = e->dec = (ex_pass){0};
     if (e->layers)
-        for (uint32_t il = 0; il < e->k; il++)
+        for (uint32_t il = e->first; il < e->end; il++)
             dev_pool_destroy(e->layers[il].pool);
     free(e->layers);
     e->layers = NULL;
     dev_pool_destroy(e->embd_pool);
+    dev_pool_destroy(e->head_pool);
     dev_pool_destroy(e->act_pool);
     dev_pool_destroy(e->kv_pool);
     dev_pool_destroy(e->host_pool);
     dev_pool_destroy(e->rb_pool);
-    e->embd_pool = e->act_pool = e->kv_pool = e->host_pool = e->rb_pool = NULL;
+    e->embd_pool = e->head_pool = e->act_pool = e->kv_pool = e->host_pool = e->rb_pool = NULL;
 }

@@ -529,8 +529,8 @@ hinge_status ex_selftest(vk_exec *e)
     for (int p = 0; p < 2 && s == HINGE_OK; p++)
         for (uint32_t i = 0; i < passes[p]->n && s == HINGE_OK; i++) {
             const ex_step *stp = &passes[p]->steps[i];
-            /* the embedding once (the passes share its kernel), then layer 0's ops */
-            if ((stp->layer == -1 && p == 0) || stp->layer == 0) {
+            /* the embedding once (the passes share its kernel), then the first layer's ops */
+            if ((stp->layer == -1 && p == 0) || (e->k > 0 && stp->layer == (int32_t)e->first)) {
                 s = check_step(&t, stp, passes[p]->decode);
                 checked++;
             }
@@ -539,6 +539,6 @@ hinge_status ex_selftest(vk_exec *e)
     free(t.h);
     if (s == HINGE_OK)
         hinge_log(dev_ctx_logger(e->c), HINGE_LOG_INFO, "vulkan: self-test passed (%u ops of the embedding and "
-                  "layer 0 against the CPU)", checked);
+                  "layer %u against the CPU)", checked, e->first);
     return s;
 }
