@@ -138,7 +138,7 @@ hinge_status vk_exec_create_range(dev_ctx *c, const model *m, const vk_exec_conf
     if (s == HINGE_OK)
         s = ex_record_decode(e);
     e->last = &e->dec;
-    if (s == HINGE_OK && dev_ops_variant(e->ops)->selftest)
+    if (s == HINGE_OK && dev_ops_variant(e->ops)->selftest && !cfg->no_selftest)
         s = ex_selftest(e);
     if (s != HINGE_OK) {
         hinge_fail(err, errlen, s, "%s", e->errmsg);

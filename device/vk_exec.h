@@ -81,6 +81,8 @@ typedef struct vk_exec_config {
     bool head;            /* output: the logits of the last row; else the hidden rows */
     uint32_t ctx;         /* KV cache positions (0: as vk_exec_create) */
     uint32_t max_batch;   /* positions per prefill pass (0: as vk_exec_create) */
+    bool no_selftest;     /* skip the self-test: an executor of the same model on this context passed it
+                             (the edge tests once at start-up, not per session) */
 } vk_exec_config;
 hinge_status vk_exec_create_range(dev_ctx *c, const model *m, const vk_exec_config *cfg, vk_exec **out, char *err,
                                   size_t errlen);

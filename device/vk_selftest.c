@@ -538,7 +538,7 @@ hinge_status ex_selftest(vk_exec *e)
     dev_pool_destroy(t.pool);
     free(t.h);
     if (s == HINGE_OK)
-        hinge_log(dev_ctx_logger(e->c), HINGE_LOG_INFO, "vulkan: self-test passed (%u ops of the embedding and "
-                  "layer %u against the CPU)", checked, e->first);
+        hinge_log(dev_ctx_logger(e->c), HINGE_LOG_INFO, "vulkan: self-test passed (%u ops of %slayer %u against "
+                  "the CPU)", checked, e->embed ? "the embedding and " : "", e->first);
     return s;
 }
