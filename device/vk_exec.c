@@ -109,6 +109,13 @@ hinge_status vk_exec_create_range(dev_ctx *c, const model *m, const vk_exec_conf
     if (ctx > EX_MAX_CTX || max_batch > EX_MAX_BATCH)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "context %u (max %d) or batch %u (max %d) too large", ctx,
                           EX_MAX_CTX, max_batch, EX_MAX_BATCH);
+    const vk_model *w = cfg->weights;
+    if (w && (w->m != m || w->c != c || w->first > cfg->first || w->end < cfg->end || (cfg->embed && !w->embed) ||
+              (cfg->head && !w->head)))
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "the shared weights (layers [%u, %u)%s%s) do not cover "
+                          "layers [%u, %u)%s%s of this model on this device", w->first, w->end,
+                          w->embed ? ", embedding" : "", w->head ? ", head" : "", cfg->first, cfg->end,
+                          cfg->embed ? ", embedding" : "", cfg->head ? ", head" : "");
     hinge_status s = check_model(m, err, errlen);
     if (s != HINGE_OK)
         return s;
@@ -122,6 +129,7 @@ hinge_status vk_exec_create_range(dev_ctx *c, const model *m, const vk_exec_conf
     e->k = cfg->end - cfg->first;
     e->embed = cfg->embed;
     e->head = cfg->head;
+    e->w = w;
     e->ctx = ctx;
     e->max_batch = max_batch;
     e->d = hp->n_embd;

@@ -44,6 +44,7 @@
 #include "vk_context.h"
 
 typedef struct vk_exec vk_exec;
+typedef struct vk_model vk_model;
 
 /* Builds an executor for embed + layers [0, k) of m, 0 <= k <= n_layer
  * (k = 0: the embedding only), with a KV cache of ctx positions (0:
@@ -75,12 +76,27 @@ hinge_status vk_exec_create(dev_ctx *c, const model *m, uint32_t k, uint32_t ctx
  * case {0, k, embed, no head}. first = end is allowed (the head alone).
  * Errors as vk_exec_create; HINGE_ERR_INVALID for a range outside the
  * model, embed with first > 0, or head with end < n_layer. */
+/* The weights of the embedding (embed), layers [first, end) and the head
+ * (head) of m uploaded to c, for executors to share (the edge: one per
+ * model, not one per session). m and c are borrowed and must outlive it;
+ * executors borrow it and must be destroyed before it. Errors as
+ * vk_exec_create's for the weights. */
+typedef struct vk_model_config {
+    uint32_t first, end;
+    bool embed, head;
+} vk_model_config;
+hinge_status vk_model_create(dev_ctx *c, const model *m, const vk_model_config *cfg, vk_model **out, char *err,
+                             size_t errlen);
+void vk_model_destroy(vk_model *w); /* NULL is a no-op */
+
 typedef struct vk_exec_config {
     uint32_t first, end;  /* layers [first, end) */
     bool embed;           /* input: token ids (vk_exec_run); else hidden rows (vk_exec_run_hidden) */
     bool head;            /* output: the logits of the last row; else the hidden rows */
     uint32_t ctx;         /* KV cache positions (0: as vk_exec_create) */
     uint32_t max_batch;   /* positions per prefill pass (0: as vk_exec_create) */
+    const vk_model *weights; /* the model's uploaded weights, covering [first, end) and the embedding and head
+                             as asked (HINGE_ERR_INVALID otherwise); NULL: the executor uploads its own */
     bool no_selftest;     /* skip the self-test: an executor of the same model on this context passed it
                              (the edge tests once at start-up, not per session) */
 } vk_exec_config;

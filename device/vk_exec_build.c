@@ -10,120 +10,9 @@
 #include "quant.h"
 #include "vk_exec_impl.h"
 
-/* Alignment slack per pool allocation (storage-descriptor alignment is at
- * most 256 bytes on every device we know; dev_pool_alloc checks). */
-enum { SLACK = 512, STEPS_PER_LAYER = EX_MAX_QKV + 10 };
+enum { SLACK = EX_SLACK, STEPS_PER_LAYER = EX_MAX_QKV + 10 };
 
 static hinge_status build_prefill(vk_exec *e);
-static hinge_status create_pool(vk_exec *e, dev_mem_kind kind, uint64_t bytes, const char *what, dev_pool **out);
-
-/* ---- weights ---- */
-
-static hinge_status upload_vec(vk_exec *e, dev_pool *p, const weight *w, uint64_t n, const char *what, dev_buf *out)
-{
-    if (!w->data || w->rows * w->cols != n)
-        return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_INVALID, "%s: %s is not a vector of %llu",
-                          what, w->name ? w->name : "?", (unsigned long long)n);
-    if (dev_pool_alloc(p, n * sizeof(float), 16, what, out) != HINGE_OK)
-        return ex_fail_ctx(e, HINGE_ERR_NOMEM, what);
-    hinge_status s;
-    if (w->type == QT_F32) {
-        s = dev_upload(e->c, out, 0, w->data, n * sizeof(float));
-    } else { /* a norm stored in another type: dequantize once, at load */
-        float *tmp = malloc(n * sizeof(float));
-        if (!tmp)
-            return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_NOMEM, "%s: out of host memory", what);
-        quant_dequant_row(w->type, w->data, tmp, n);
-        s = dev_upload(e->c, out, 0, tmp, n * sizeof(float));
-        free(tmp);
-    }
-    return s == HINGE_OK ? HINGE_OK : ex_fail_ctx(e, s, what);
-}
-
-static hinge_status upload_mat(vk_exec *e, dev_pool *p, const weight *srcs, size_t n, const char *what,
-                               dev_weight *out)
-{
-    hinge_status s = dev_weight_upload(e->c, p, srcs, n, what, out);
-    /* the context's message names what already */
-    return s == HINGE_OK ? HINGE_OK : hinge_fail(e->errmsg, sizeof e->errmsg, s, "%s", dev_ctx_errmsg(e->c));
-}
-
-/* Bytes of layer il's pool. */
-static size_t layer_bytes(const vk_exec *e, uint32_t il)
-{
-    const layer_weights *L = &e->m->layers[il];
-    const weight *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-    size_t b = 0;
-    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
-        b += dev_weight_bytes(mats[i]->type, mats[i]->rows, mats[i]->cols) + SLACK;
-    return b + (4 * (size_t)e->d + 2 * (size_t)e->m->hp.head_dim) * sizeof(float) + 6 * SLACK;
-}
-
-static hinge_status upload_layer(vk_exec *e, uint32_t il)
-{
-    const model_hparams *hp = &e->m->hp;
-    const layer_weights *L = &e->m->layers[il];
-    ex_layer *X = &e->layers[il];
-    char what[64];
-    snprintf(what, sizeof what, "layer %u weights", il);
-    hinge_status s = dev_pool_create(e->c, DEV_MEM_DEVICE, layer_bytes(e, il), what, &X->pool);
-    if (s != HINGE_OK)
-        return ex_fail_ctx(e, s, what);
-    /* wq | wk | wv: consecutive matrices of one type become one product */
-    const weight qkv[3] = {L->wq, L->wk, L->wv};
-    uint32_t row0 = 0;
-    for (uint32_t i = 0; i < 3 && s == HINGE_OK;) {
-        uint32_t j = i + 1;
-        while (j < 3 && qkv[j].type == qkv[i].type)
-            j++;
-        snprintf(what, sizeof what, "layer %u %s", il, j - i == 3 ? "wq|wk|wv" : i == 0 ? "wq.." : "..wv");
-        X->qkv_row0[X->n_qkv] = row0;
-        s = upload_mat(e, X->pool, &qkv[i], j - i, what, &X->qkv[X->n_qkv]);
-        for (; i < j; i++)
-            row0 += (uint32_t)qkv[i].rows;
-        X->n_qkv++;
-    }
-    const weight *mats[4] = {&L->wo, &L->w_gate, &L->w_up, &L->w_down};
-    dev_weight *outs[4] = {&X->wo, &X->gate, &X->up, &X->down};
-    static const char *const names[4] = {"wo", "ffn_gate", "ffn_up", "ffn_down"};
-    for (int i = 0; i < 4 && s == HINGE_OK; i++) {
-        snprintf(what, sizeof what, "layer %u %s", il, names[i]);
-        s = upload_mat(e, X->pool, mats[i], 1, what, outs[i]);
-    }
-    X->glu_fused = L->w_gate.type == L->w_up.type && X->gate.part_rows == X->up.part_rows;
-    if (s == HINGE_OK)
-        s = upload_vec(e, X->pool, &L->attn_norm, e->d, "attn_norm", &X->attn_norm);
-    if (s == HINGE_OK)
-        s = upload_vec(e, X->pool, &L->ffn_norm, e->d, "ffn_norm", &X->ffn_norm);
-    if (s == HINGE_OK && hp->qk_norm)
-        s = upload_vec(e, X->pool, &L->q_norm, hp->head_dim, "attn_q_norm", &X->q_norm);
-    if (s == HINGE_OK && hp->qk_norm)
-        s = upload_vec(e, X->pool, &L->k_norm, hp->head_dim, "attn_k_norm", &X->k_norm);
-    if (s == HINGE_OK && hp->post_norms)
-        s = upload_vec(e, X->pool, &L->post_attn_norm, e->d, "post_attention_norm", &X->post_attn_norm);
-    if (s == HINGE_OK && hp->post_norms)
-        s = upload_vec(e, X->pool, &L->post_ffn_norm, e->d, "post_ffw_norm", &X->post_ffn_norm);
-    return s;
-}
-
-/* The output norm and matrix; a tied matrix the embedding uploaded already
- * is shared. */
-static hinge_status upload_head(vk_exec *e)
-{
-    const weight *w = &e->m->output;
-    bool tied = e->embed && w->data == e->m->tok_embd.data && w->type == e->m->tok_embd.type;
-    size_t bytes = (tied ? 0 : dev_weight_bytes(w->type, w->rows, w->cols)) + e->d * sizeof(float) + 2 * SLACK;
-    hinge_status s = create_pool(e, DEV_MEM_DEVICE, bytes, "head", &e->head_pool);
-    if (s == HINGE_OK)
-        s = upload_vec(e, e->head_pool, &e->m->output_norm, e->d, "output_norm", &e->out_norm);
-    if (s != HINGE_OK)
-        return s;
-    if (tied) {
-        e->outw = e->embd;
-        return HINGE_OK;
-    }
-    return upload_mat(e, e->head_pool, w, 1, "output", &e->outw);
-}
 
 /* ---- activations, cache, step buffers ---- */
 
@@ -163,9 +52,9 @@ static hinge_status alloc_buffers(vk_exec *e)
     if (s == HINGE_OK)
         s = create_pool(e, DEV_MEM_READBACK, rb * sizeof(float) + SLACK, "hidden readback", &e->rb_pool);
     for (uint32_t il = e->first; il < e->end && s == HINGE_OK; il++) {
-        s = alloc(e, e->kv_pool, (uint64_t)e->ctx * e->kv_dim, "K cache", &e->layers[il].k_cache);
+        s = alloc(e, e->kv_pool, (uint64_t)e->ctx * e->kv_dim, "K cache", &e->cache[il].k);
         if (s == HINGE_OK)
-            s = alloc(e, e->kv_pool, (uint64_t)e->ctx * e->v_dim, "V cache", &e->layers[il].v_cache);
+            s = alloc(e, e->kv_pool, (uint64_t)e->ctx * e->v_dim, "V cache", &e->cache[il].v);
     }
     if (s == HINGE_OK)
         s = alloc(e, e->act_pool, B * d, "x", &e->x);
@@ -264,7 +153,7 @@ const dev_buf *ex_rope_freq(const vk_exec *e, uint32_t il)
 hinge_status ex_add_rope(vk_exec *e, uint32_t il)
 {
     const model_hparams *hp = &e->m->hp;
-    ex_layer *X = &e->layers[il];
+    const ex_layer *X = &e->w->layers[il];
     dev_rope_args ra = {
         .s = attn_shape(hp),
         .rope_dim = hp->rope_dim,
@@ -277,8 +166,8 @@ hinge_status ex_add_rope(vk_exec *e, uint32_t il)
         .v_in = e->q_dim + e->kv_dim,
         .q_out = &e->qkv,
         .q_stride = e->qkv_stride,
-        .k_cache = &X->k_cache,
-        .v_cache = &X->v_cache,
+        .k_cache = &e->cache[il].k,
+        .v_cache = &e->cache[il].v,
         .q_norm = hp->qk_norm ? &X->q_norm : NULL,
         .k_norm = hp->qk_norm ? &X->k_norm : NULL,
         .eps = hp->rms_eps,
@@ -293,15 +182,14 @@ hinge_status ex_add_rope(vk_exec *e, uint32_t il)
 hinge_status ex_add_attention(vk_exec *e, uint32_t il)
 {
     const model_hparams *hp = &e->m->hp;
-    ex_layer *X = &e->layers[il];
     dev_attn_args aa = {
         .s = attn_shape(hp),
         .window = model_layer_is_swa(hp, il) ? hp->swa_window : 0,
         .scale = hp->attn_scale,
         .q = &e->qkv,
         .q_stride = e->qkv_stride,
-        .k_cache = &X->k_cache,
-        .v_cache = &X->v_cache,
+        .k_cache = &e->cache[il].k,
+        .v_cache = &e->cache[il].v,
         .out = &e->att,
         .o_stride = e->att_stride,
         .pos = &e->pos,
@@ -314,7 +202,7 @@ hinge_status ex_add_attention(vk_exec *e, uint32_t il)
 hinge_status ex_add_gate_up(vk_exec *e, uint32_t il, const dev_mm_args *in)
 {
     const model_hparams *hp = &e->m->hp;
-    ex_layer *X = &e->layers[il];
+    const ex_layer *X = &e->w->layers[il];
     uint32_t act = hp->gelu ? HK_F_GEGLU : HK_F_SWIGLU;
     dev_mm_args a = *in;
     a.w = &X->gate;
@@ -342,7 +230,7 @@ hinge_status ex_add_gate_up(vk_exec *e, uint32_t il, const dev_mm_args *in)
 
 hinge_status ex_add_qkv(vk_exec *e, uint32_t il, const dev_mm_args *in)
 {
-    ex_layer *X = &e->layers[il];
+    const ex_layer *X = &e->w->layers[il];
     hinge_status s = HINGE_OK;
     for (uint32_t g = 0; g < X->n_qkv && s == HINGE_OK; g++) {
         dev_mm_args a = *in;
@@ -360,7 +248,7 @@ hinge_status ex_add_qkv(vk_exec *e, uint32_t il, const dev_mm_args *in)
  * adds into the products that end each block (HK_F_ACC). */
 static hinge_status add_layer_llama(vk_exec *e, uint32_t il)
 {
-    ex_layer *X = &e->layers[il];
+    const ex_layer *X = &e->w->layers[il];
     float eps = e->m->hp.rms_eps;
     dev_mm_args in = {.x = &e->x, .x_stride = e->d, .norm = &X->attn_norm, .flags = HK_F_NORM, .eps = eps};
     hinge_status s = ex_add_qkv(e, il, &in);
@@ -408,7 +296,7 @@ hinge_status ex_add_post_norm(vk_exec *e, uint32_t il, const char *name, const d
  * so the products read a ready xb. Layer 0's input norm is its own step. */
 static hinge_status add_layer_gemma(vk_exec *e, uint32_t il)
 {
-    ex_layer *X = &e->layers[il];
+    const ex_layer *X = &e->w->layers[il];
     hinge_status s = HINGE_OK;
     if (il == e->first) {
         dev_norm_args a = {.n = e->d, .x = &e->x, .x_stride = e->d, .w = &X->attn_norm, .out = &e->xb,
@@ -434,7 +322,7 @@ static hinge_status add_layer_gemma(vk_exec *e, uint32_t il)
     dev_mm_args down = {.w = &X->down, .x = &e->g, .x_stride = e->ff_stride, .y = &e->o, .y_stride = e->d};
     if (s == HINGE_OK)
         s = ex_add_mm(e, "ffn_down", (int32_t)il, true, &down);
-    const dev_buf *next = il + 1 < e->end ? &e->layers[il + 1].attn_norm : NULL;
+    const dev_buf *next = il + 1 < e->end ? &e->w->layers[il + 1].attn_norm : NULL;
     return s == HINGE_OK ? ex_add_post_norm(e, il, "post_ffw_norm", &e->x, &X->post_ffn_norm, next) : s;
 }
 
@@ -451,7 +339,7 @@ hinge_status ex_pass_init(vk_exec *e, ex_pass *p, bool decode)
 
 hinge_status ex_add_embed(vk_exec *e)
 {
-    dev_embed_args ea = {.w = &e->embd, .tokens = &e->tok, .out = &e->x, .out_stride = e->d,
+    dev_embed_args ea = {.w = &e->w->embd, .tokens = &e->tok, .out = &e->x, .out_stride = e->d,
                          .scale = e->m->hp.embd_scale};
     ex_step *st = ex_add_step(e, "embed", -1, false);
     st->args.em = ea;
@@ -461,7 +349,7 @@ hinge_status ex_add_embed(vk_exec *e)
 hinge_status ex_add_head(vk_exec *e)
 {
     /* a matrix-vector product in both passes: the head runs on one row */
-    dev_mm_args a = {.w = &e->outw, .x = &e->hl, .x_stride = e->d, .norm = &e->out_norm, .flags = HK_F_NORM,
+    dev_mm_args a = {.w = &e->w->outw, .x = &e->hl, .x_stride = e->d, .norm = &e->w->out_norm, .flags = HK_F_NORM,
                      .eps = e->m->hp.rms_eps, .y = &e->logits, .y_stride = e->m->hp.n_vocab};
     ex_step *st = ex_add_step(e, "head", (int32_t)e->end, true);
     st->args.mm = a;
@@ -498,8 +386,8 @@ static uint32_t used_types(const vk_exec *e)
 hinge_status ex_build(vk_exec *e)
 {
     const model_hparams *hp = &e->m->hp;
-    e->layers = calloc(e->end ? e->end : 1, sizeof *e->layers);
-    if (!e->layers)
+    e->cache = calloc(e->end ? e->end : 1, sizeof *e->cache);
+    if (!e->cache)
         return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_NOMEM, "out of host memory");
     dev_ops_config oc = {.types = used_types(e)};
     hinge_status s = dev_ops_create(e->c, &oc, &e->ops);
@@ -510,16 +398,11 @@ hinge_status ex_build(vk_exec *e)
     if (cap && e->max_batch > cap)
         e->max_batch = cap;
     s = alloc_buffers(e);
-    const weight *te = &e->m->tok_embd;
-    if (s == HINGE_OK && e->embed)
-        s = create_pool(e, DEV_MEM_DEVICE, dev_weight_bytes(te->type, te->rows, te->cols) + SLACK, "embedding",
-                        &e->embd_pool);
-    if (s == HINGE_OK && e->embed)
-        s = upload_mat(e, e->embd_pool, te, 1, "token_embd", &e->embd);
-    if (s == HINGE_OK && e->head)
-        s = upload_head(e);
-    for (uint32_t il = e->first; il < e->end && s == HINGE_OK; il++)
-        s = upload_layer(e, il);
+    if (s == HINGE_OK && !e->w) { /* after the KV cache: an absurd context fails before any upload */
+        vk_model_config wc = {.first = e->first, .end = e->end, .embed = e->embed, .head = e->head};
+        s = vk_model_create(e->c, e->m, &wc, &e->own, e->errmsg, sizeof e->errmsg);
+        e->w = e->own;
+    }
     if (s == HINGE_OK && hp->rope_dim)
         s = upload_freqs(e);
     if (s == HINGE_OK)
@@ -534,16 +417,14 @@ void ex_free_build(vk_exec *e)
     free(e->pre.steps);
     free(e->dec.steps);
     e->pre = e->dec = (ex_pass){0};
-    if (e->layers)
-        for (uint32_t il = e->first; il < e->end; il++)
-            dev_pool_destroy(e->layers[il].pool);
-    free(e->layers);
-    e->layers = NULL;
-    dev_pool_destroy(e->embd_pool);
-    dev_pool_destroy(e->head_pool);
+    vk_model_destroy(e->own);
+    e->own = NULL;
+    e->w = NULL;
+    free(e->cache);
+    e->cache = NULL;
     dev_pool_destroy(e->act_pool);
     dev_pool_destroy(e->kv_pool);
     dev_pool_destroy(e->host_pool);
     dev_pool_destroy(e->rb_pool);
-    e->embd_pool = e->head_pool = e->act_pool = e->kv_pool = e->host_pool = e->rb_pool = NULL;
+    e->act_pool = e->kv_pool = e->host_pool = e->rb_pool = NULL;
 }

@@ -41,7 +41,7 @@ typedef struct qkv_in {
 static hinge_status add_qkv_rope(vk_exec *e, uint32_t il, const qkv_in *in)
 {
     const model_hparams *hp = &e->m->hp;
-    ex_layer *X = &e->layers[il];
+    const ex_layer *X = &e->w->layers[il];
     uint32_t flags = in->res_w ? HK_F_RESNORM : HK_F_NORM;
     if (X->n_qkv <= 2) {
         dev_qkv_args a = {
@@ -54,8 +54,8 @@ static hinge_status add_qkv_rope(vk_exec *e, uint32_t il, const qkv_in *in)
             .res_w = in->res_w,
             .x_out = in->x_out,
             .q_out = &e->qkv,
-            .k_cache = &X->k_cache,
-            .v_cache = &X->v_cache,
+            .k_cache = &e->cache[il].k,
+            .v_cache = &e->cache[il].v,
             .q_norm = hp->qk_norm ? &X->q_norm : NULL,
             .k_norm = hp->qk_norm ? &X->k_norm : NULL,
             .freq = ex_rope_freq(e, il),
@@ -87,7 +87,7 @@ static hinge_status add_qkv_rope(vk_exec *e, uint32_t il, const qkv_in *in)
 
 static hinge_status add_layer_llama(vk_exec *e, uint32_t il)
 {
-    ex_layer *X = &e->layers[il];
+    const ex_layer *X = &e->w->layers[il];
     qkv_in in = {.x = &e->x};
     hinge_status s = add_qkv_rope(e, il, &in);
     if (s == HINGE_OK)
@@ -111,11 +111,11 @@ static const dev_buf *other(const vk_exec *e, const dev_buf *x) { return x == &e
 /* *x: where the residual is (updated). */
 static hinge_status add_layer_gemma(vk_exec *e, uint32_t il, const dev_buf **x)
 {
-    ex_layer *X = &e->layers[il];
+    const ex_layer *X = &e->w->layers[il];
     float eps = e->m->hp.rms_eps;
     qkv_in in = {.x = *x};
     if (il > e->first) { /* the previous FFN's output joins the residual here */
-        in.res_w = &e->layers[il - 1].post_ffn_norm;
+        in.res_w = &e->w->layers[il - 1].post_ffn_norm;
         in.x_out = other(e, *x);
         *x = in.x_out;
     }
@@ -166,7 +166,7 @@ hinge_status ex_build_decode(vk_exec *e)
         return keep_post_norm(e);
     /* the head reads the whole residual: the last FFN's output joins it on
      * the device (one dispatch more than the host's add) */
-    const ex_layer *L = &e->layers[e->end - 1];
+    const ex_layer *L = &e->w->layers[e->end - 1];
     s = ex_add_post_norm(e, e->end - 1, "post_ffw_norm", x, &L->post_ffn_norm, NULL);
     return s == HINGE_OK ? ex_add_head(e) : s;
 }

@@ -10,6 +10,8 @@
 #include "vk_weights.h"
 
 enum {
+    EX_SLACK = 512,          /* alignment slack per pool allocation (storage-descriptor alignment is at most
+                                256 bytes on every device we know; dev_pool_alloc checks) */
     EX_MAX_QKV = 3,          /* matrices q, k, v: grouped by weight type into <= 3 products */
     EX_MAX_CTX = 1 << 24,    /* positions */
     EX_MAX_BATCH = 4096,
@@ -54,7 +56,7 @@ typedef struct ex_pass {
     uint32_t dispatches; /* of one run of the pass at m = 1 */
 } ex_pass;
 
-/* Layer il's weights and cache on the device. */
+/* Layer il's weights on the device (a vk_model's). */
 typedef struct ex_layer {
     dev_pool *pool;                 /* the weights and norms below */
     dev_weight qkv[EX_MAX_QKV];     /* wq | wk | wv, consecutive matrices of one type joined */
@@ -66,8 +68,26 @@ typedef struct ex_layer {
     dev_buf attn_norm, ffn_norm;    /* (n_embd) f32 */
     dev_buf q_norm, k_norm;         /* (head_dim) f32, gemma3 */
     dev_buf post_attn_norm, post_ffn_norm; /* (n_embd) f32, gemma3 */
-    dev_buf k_cache, v_cache;       /* (ctx, kv_dim), (ctx, n_head_kv * head_dim_v) f32 */
 } ex_layer;
+
+/* Layer il's KV cache (an executor's). */
+typedef struct ex_cache {
+    dev_buf k, v;                   /* (ctx, kv_dim), (ctx, n_head_kv * head_dim_v) f32 */
+} ex_cache;
+
+struct vk_model {
+    dev_ctx *c;                  /* borrowed */
+    const model *m;              /* borrowed */
+    uint32_t first, end;
+    bool embed, head;
+    dev_pool *embd_pool;         /* the embedding matrix */
+    dev_pool *head_pool;         /* the output norm and (untied or without embed) the output matrix */
+    dev_weight embd;             /* (n_vocab, n_embd) (embed) */
+    dev_weight outw;             /* the output matrix (head; a copy of embd's handle when tied) */
+    dev_buf out_norm;            /* (n_embd) f32 (head) */
+    ex_layer *layers;            /* end entries, [first, end) used: indexed by the model's layer */
+    char errmsg[HINGE_ERRMSG_MAX];
+};
 
 struct vk_exec {
     dev_ctx *c;                  /* borrowed */
@@ -80,16 +100,13 @@ struct vk_exec {
     uint32_t qkv_stride;         /* floats per position of qkv: q | k | v, rounded up to 4 */
     uint32_t att_stride, ff_stride; /* o_dim, n_ff rounded up to 4 */
     dev_ops *ops;
-    dev_pool *embd_pool;         /* the embedding matrix */
+    const vk_model *w;           /* the weights: borrowed (vk_exec_config.weights) or own */
+    vk_model *own;               /* the weights it uploaded itself; NULL when borrowed */
+    ex_cache *cache;             /* end entries, [first, end) used */
     dev_pool *act_pool;          /* activations, rope tables */
     dev_pool *kv_pool;           /* the KV cache of the k layers */
     dev_pool *host_pool;         /* host-visible: token ids, first position */
     dev_pool *rb_pool;           /* readback of the hidden state */
-    dev_pool *head_pool;         /* the output norm and (untied or without embed) the output matrix */
-    dev_weight embd;             /* (n_vocab, n_embd) (embed) */
-    dev_weight outw;             /* the output matrix (head; a copy of embd's handle when tied) */
-    dev_buf out_norm;            /* (n_embd) f32 (head) */
-    ex_layer *layers;            /* end entries, [first, end) used: indexed by the model's layer */
     /* activations, (max_batch, *) f32 */
     dev_buf x;                   /* residual stream, stride d */
     dev_buf x2;                  /* decode, gemma3: the residual's other buffer (a consumer that

@@ -99,11 +99,11 @@ static hinge_status dget(st *t, const dev_buf *b, size_t n, float **out)
  * joined: up to three). */
 static uint32_t host_mats(const vk_exec *e, int32_t il, const dev_weight *w, const weight **mats)
 {
-    if (w == &e->embd) {
+    if (w == &e->w->embd) {
         mats[0] = &e->m->tok_embd;
         return 1;
     }
-    const ex_layer *X = &e->layers[il];
+    const ex_layer *X = &e->w->layers[il];
     const layer_weights *L = &e->m->layers[il];
     const weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
     for (uint32_t g = 0; g < X->n_qkv; g++) {

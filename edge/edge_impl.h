@@ -186,6 +186,8 @@ typedef struct edge_model {
     uint8_t sha256[32];   /* of the file, computed at start-up: what sessions name */
     model *m;             /* NULL: not loaded */
     fwd_batch *fb;        /* the worker's batched pass over m, made with it; only the worker runs it */
+    struct vk_model *vw;  /* --backend vulkan: m's layers and head on the device, uploaded at its first
+                             session and shared by its sessions' executors (vk.c); NULL: none yet */
     size_t bytes;         /* while loaded: m's weights and fb's buffers */
     uint32_t sessions;    /* open sessions and thin-client requests on it: it stays loaded while > 0 */
     bool pinned;          /* the default (first) model: loaded for the edge's life */
@@ -577,6 +579,8 @@ const char *edge_vk_device(const hinge_edge *e); /* the device's name; "" withou
  * budget: 0, or the HTTP status with *code and detail. */
 int edge_vk_session_open(hinge_edge *e, edge_session *s, const char **code, char *detail, size_t detail_len);
 void edge_vk_session_close(hinge_edge *e, edge_session *s); /* gives the KV bytes back; no-op without */
+/* Frees em's device weights (no session of em is left); no-op without. */
+void edge_vk_model_drop(hinge_edge *e, edge_model *em);
 /* Worker: the item's rows through s's executor, the logits into it->logits
  * (NULL: none wanted); on failure the detail is in s->step.err. */
 hinge_status edge_vk_run(const hinge_edge *e, edge_session *s, const fwd_item *it);

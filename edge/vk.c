@@ -4,10 +4,11 @@
  * One dev_ctx for the edge's life, made at start-up; a probe executor over
  * the default model's first layer runs the executor's self-test there, so
  * a driver that computes wrongly stops the edge before it serves anything.
- * Each session gets its own executor for [cut, N) + head with hidden rows
- * in (its device KV cache, activations and command buffers, and for now
- * its own copy of those layers' weights); its tail (tail.h) keeps only the
- * sampler and the logit row. The device KV cache is taken whole from the
+ * A model's layers and head are uploaded once, when its first session
+ * opens (vk_model, kept while the model stays loaded); each session gets
+ * its own executor for [cut, N) + head with hidden rows in, borrowing
+ * those weights and owning its device KV cache, activations and command
+ * buffers. Its tail (tail.h) keeps only the sampler and the logit row. The device KV cache is taken whole from the
  * edge's --kv-budget when the session opens (refused with 503 when it does
  * not fit), so no step fails for it later.
  *
@@ -61,6 +62,8 @@ void edge_vk_close(hinge_edge *e)
 {
     if (!e->vk)
         return;
+    for (uint32_t i = 0; e->models && i < e->n_models; i++) /* the models outlive the context: their weights go now */
+        edge_vk_model_drop(e, &e->models[i]);
     dev_ctx_destroy(e->vk->c);
     pthread_mutex_destroy(&e->vk->lock);
     free(e->vk);
@@ -81,14 +84,23 @@ int edge_vk_session_open(hinge_edge *e, edge_session *s, const char **code, char
         return 503;
     }
     s->vx_kv = kv;
+    edge_model *em = s->em;
+    hinge_status st = HINGE_OK;
+    pthread_mutex_lock(&e->vk->lock);
+    if (!em->vw) { /* [0, N) + head: any cut's sessions borrow it */
+        vk_model_config wc = {.first = 0, .end = n, .head = true};
+        st = vk_model_create(e->vk->c, m, &wc, &em->vw, detail, detail_len);
+        if (st == HINGE_OK)
+            hinge_log(&e->log, HINGE_LOG_INFO, "backend vulkan: %s's weights uploaded", em->file);
+    }
     /* passes as long as the scheduler's chunks (a longer step runs in several) */
     uint32_t batch = e->prefill_chunk < 512 ? e->prefill_chunk : 512;
     /* the default model's kernels passed the self-test at start-up; another
      * model's weight types may need others: tested as its sessions open */
     vk_exec_config c = {.first = s->cut, .end = n, .head = true, .ctx = s->ctx, .max_batch = batch,
-                        .no_selftest = m == e->m};
-    pthread_mutex_lock(&e->vk->lock);
-    hinge_status st = vk_exec_create_range(e->vk->c, m, &c, &s->vx, detail, detail_len);
+                        .weights = em->vw, .no_selftest = m == e->m};
+    if (st == HINGE_OK)
+        st = vk_exec_create_range(e->vk->c, m, &c, &s->vx, detail, detail_len);
     pthread_mutex_unlock(&e->vk->lock);
     if (st == HINGE_OK)
         return 0;
@@ -107,6 +119,16 @@ void edge_vk_session_close(hinge_edge *e, edge_session *s)
     if (s->vx_kv)
         kv_pool_give(e->kv, s->vx_kv);
     s->vx_kv = 0;
+}
+
+void edge_vk_model_drop(hinge_edge *e, edge_model *em)
+{
+    if (!e->vk || !em->vw)
+        return;
+    pthread_mutex_lock(&e->vk->lock);
+    vk_model_destroy(em->vw);
+    pthread_mutex_unlock(&e->vk->lock);
+    em->vw = NULL;
 }
 
 hinge_status edge_vk_run(const hinge_edge *e, edge_session *s, const fwd_item *it)
@@ -144,6 +166,12 @@ void edge_vk_session_close(hinge_edge *e, edge_session *s)
 {
     (void)e;
     (void)s;
+}
+
+void edge_vk_model_drop(hinge_edge *e, edge_model *em)
+{
+    (void)e;
+    (void)em;
 }
 
 hinge_status edge_vk_run(const hinge_edge *e, edge_session *s, const fwd_item *it)

@@ -545,11 +545,11 @@ static void test_force(void **state)
 
 /* ---- the edge's executors: a layer range, hidden rows in ---- */
 
-static vk_exec *range_create(const model *m, uint32_t first, uint32_t end, bool head)
+static vk_exec *range_create(const model *m, uint32_t first, uint32_t end, bool head, const vk_model *w)
 {
     char err[HINGE_ERRMSG_MAX] = "";
     vk_exec *e = NULL;
-    vk_exec_config c = {.first = first, .end = end, .head = head, .ctx = 64, .max_batch = 8};
+    vk_exec_config c = {.first = first, .end = end, .head = head, .ctx = 64, .max_batch = 8, .weights = w};
     hinge_status s = vk_exec_create_range(fx.ctx, m, &c, &e, err, sizeof err);
     if (s != HINGE_OK)
         fail_msg("vk_exec_create_range([%u, %u)): %s: %s", first, end, hinge_strerror(s), err);
@@ -573,8 +573,10 @@ static void cpu_rows(fwd_ctx *lo, const int32_t *toks, size_t n, uint32_t pos0, 
 /* Layers [a, N) + head from hidden rows against the CPU's fwd_layers [a, N)
  * + fwd_head: a 20-position prompt (chunks 8 + 8 + 4) with its logits, one
  * without (the head skipped), decode steps, at a = 0 (the edge's thin
- * clients), inside, and N (the head alone). Logits within TOL_HIDDEN too:
- * one more product of n_embd terms and a norm on top of the layers'. */
+ * clients), inside, and N (the head alone); the executors of a = 0 and N
+ * borrow one shared vk_model, a = 2's uploads its own. Logits within
+ * TOL_HIDDEN too: one more product of n_embd terms and a norm on top of
+ * the layers'. */
 static void test_range_head(void **state)
 {
     (void)state;
@@ -588,10 +590,14 @@ static void test_range_head(void **state)
         toks[i] = i == 0 ? 1 : (int32_t)((i * 53 + 7) % hp->n_vocab);
     float *in = malloc(N * d * sizeof *in), *h = malloc(N * d * sizeof *h);
     float *got = malloc(hp->n_vocab * sizeof *got), *ref = malloc(hp->n_vocab * sizeof *ref);
+    char err[HINGE_ERRMSG_MAX] = "";
+    vk_model *w = NULL, *w2 = NULL;
+    vk_model_config wc = {.first = 0, .end = hp->n_layer, .head = true};
+    assert_int_equal(vk_model_create(fx.ctx, m, &wc, &w, err, sizeof err), HINGE_OK);
     const uint32_t firsts[] = {0, 2, hp->n_layer};
     for (size_t c = 0; c < sizeof firsts / sizeof firsts[0]; c++) {
         uint32_t a = firsts[c];
-        vk_exec *e = range_create(m, a, hp->n_layer, true);
+        vk_exec *e = range_create(m, a, hp->n_layer, true, a == 2 ? NULL : w);
         fwd_ctx *lo = stage(m, 0, a, 64), *hi = stage(m, a, hp->n_layer, 64);
         cpu_rows(lo, toks, N, 0, in);
         memcpy(h, in, N * d * sizeof *h);
@@ -618,7 +624,7 @@ static void test_range_head(void **state)
         vk_exec_destroy(e);
     }
     /* a middle range without the head: the hidden rows out */
-    vk_exec *e = range_create(m, 1, 3, false);
+    vk_exec *e = range_create(m, 1, 3, false, w);
     fwd_ctx *lo = stage(m, 0, 1, 64), *mid = stage(m, 1, 3, 64);
     cpu_rows(lo, toks, N, 0, in);
     memcpy(h, in, N * d * sizeof *h);
@@ -631,9 +637,12 @@ static void test_range_head(void **state)
     fwd_destroy(lo);
     fwd_destroy(mid);
     vk_exec_destroy(e);
-    /* ranges the executor refuses */
-    char err[HINGE_ERRMSG_MAX] = "";
+    /* ranges the executor refuses, and weights that do not cover them */
+    wc.first = 2;
+    assert_int_equal(vk_model_create(fx.ctx, m, &wc, &w2, err, sizeof err), HINGE_OK);
     vk_exec_config bad[] = {
+        {.first = 1, .end = hp->n_layer, .head = true, .weights = w2}, /* layer 1 not uploaded */
+        {.first = 0, .end = 2, .embed = true, .weights = w},   /* no embedding uploaded */
         {.first = 1, .end = 3, .embed = true},          /* the embedding needs first = 0 */
         {.first = 0, .end = 3, .head = true},           /* the head needs end = N */
         {.first = 3, .end = 2},                         /* backwards */
@@ -644,6 +653,8 @@ static void test_range_head(void **state)
         assert_int_equal(vk_exec_create_range(fx.ctx, m, &bad[i], &e, err, sizeof err), HINGE_ERR_INVALID);
         assert_null(e);
     }
+    vk_model_destroy(w);
+    vk_model_destroy(w2);
     free(in);
     free(h);
     free(got);
