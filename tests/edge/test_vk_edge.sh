@@ -8,6 +8,7 @@
 #     steps: the head skipped on the device) equals the CPU edge's text;
 #   - the device KV cache counts against --kv-budget: a session that does
 #     not fit is refused 503 with Retry-After; private_head is refused 422;
+#   - a thin client's /v1/completions (cut 0) gives the CPU edge's text;
 #     a bad --backend is a usage error (exit 2);
 #   - /metrics names the backend and the device;
 #   - Gemma 3 270M (HINGE_GEMMA_MODEL, skipped when absent) at cut 6: 24
@@ -49,6 +50,13 @@ check "seeded sampling, prompt in chunks of 3: Vulkan edge = CPU edge" cmp "$tmp
 check "... and it is text" test -s "$tmp/s-vk.txt"
 
 c() { curl -s --http2-prior-knowledge --max-time 10 "$@"; }
+# a thin client (cut 0: the edge embeds on the CPU, every layer on the device)
+oa='{"model":"stories260K","prompt":"Once upon a time","max_tokens":30,"temperature":0}'
+c -d "$oa" "$vk/v1/completions" >"$tmp/oa-vk.json"
+c -d "$oa" "$cpu/v1/completions" >"$tmp/oa-cpu.json"
+check "/v1/completions (thin client): the Vulkan edge's text equals the CPU edge's" python3 -c "
+import json; a, b = (json.load(open('$tmp/oa-%s.json' % n))['choices'][0]['text'] for n in ('vk', 'cpu'))
+assert a == b and len(a) > 20, (a, b)"
 check "/metrics names the backend and the device" bash -c \
   "curl -s --http2-prior-knowledge '$vk/metrics' | grep -q '^hinge_edge_backend_info{backend=\"vulkan\",device=\".\+\"} 1$'"
 check "/metrics of the CPU edge says cpu" bash -c \
