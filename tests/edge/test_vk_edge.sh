@@ -7,16 +7,17 @@
 #   - seeded sampling with the prompt in chunks of 3 positions (NO_SAMPLE
 #     steps: the head skipped on the device) equals the CPU edge's text;
 #   - the device KV cache counts against --kv-budget: a session that does
-#     not fit is refused 503 with Retry-After; private_head is refused 422;
+#     not fit is refused 503 with Retry-After; private_head and verify steps
+#     (hinge generate --speculate) are refused 422;
 #   - a thin client's /v1/completions (cut 0) gives the CPU edge's text;
 #     a bad --backend is a usage error (exit 2);
 #   - /metrics names the backend and the device;
 #   - Gemma 3 270M (HINGE_GEMMA_MODEL, skipped when absent) at cut 6: 24
 #     greedy tokens of a prompt equal the CPU edge's.
 # Exits 77 (skipped) where there is no Vulkan device.
-#   test_vk_edge.sh HINGE_EDGE SPLIT_GENERATE SHARED_DIR
+#   test_vk_edge.sh HINGE_EDGE SPLIT_GENERATE HINGE SHARED_DIR
 set -uo pipefail
-edge=$1 gen=$2 shared=$3
+edge=$1 gen=$2 hinge=$3 shared=$4
 source "$(dirname "$0")/../cli/lib.sh"
 stories="$shared/models/stories260K.gguf"
 oracle="$shared/oracles/stories260K-greedy-200.txt"
@@ -65,6 +66,11 @@ c -o "$tmp/ph.json" -w '%{http_code}' -d "{\"model_sha256\":\"$sha\",\"cut\":1,\
   "$vk/v1/sessions" >"$tmp/ph.code"
 check "private_head on the Vulkan edge: 422 saying why" bash -c \
   "test \"\$(cat '$tmp/ph.code')\" = 422 && grep -q 'Vulkan' '$tmp/ph.json'"
+
+timeout 60 "$hinge" generate --model "$stories" --edge "$vk" --cut 2 --prompt "Once upon a time" -n 30 --temp 0 \
+  --speculate >"$tmp/spec.txt" 2>"$tmp/spec.err"
+check "a verify step (--speculate) on the Vulkan edge: 422 saying why" bash -c \
+  "grep -q '422: unsupported_backend: verify steps .* Vulkan' '$tmp/spec.err'"
 
 # The device KV cache of one session at cut 1, ctx 256: 4 layers x 256
 # positions x (32 + 32) floats = 256 KiB; a budget of 128 KiB refuses it.
