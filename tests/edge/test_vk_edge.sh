@@ -62,8 +62,8 @@ check "/metrics names the backend and the device" bash -c \
   "curl -s --http2-prior-knowledge '$vk/metrics' | grep -q '^hinge_edge_backend_info{backend=\"vulkan\",device=\".\+\"} 1$'"
 check "/metrics of the CPU edge says cpu" bash -c \
   "curl -s --http2-prior-knowledge '$cpu/metrics' | grep -q '^hinge_edge_backend_info{backend=\"cpu\",device=\"cpu\"} 1$'"
-c -o "$tmp/ph.json" -w '%{http_code}' -d "{\"model_sha256\":\"$sha\",\"cut\":1,\"private_head\":2,\"codec\":\"f32\",\"ctx\":64}" \
-  "$vk/v1/sessions" >"$tmp/ph.code"
+ph="{\"model_sha256\":\"$sha\",\"cut\":1,\"private_head\":2,\"codec\":\"f32\",\"ctx\":64}"
+c -o "$tmp/ph.json" -w '%{http_code}' -d "$ph" "$vk/v1/sessions" >"$tmp/ph.code"
 check "private_head on the Vulkan edge: 422 saying why" bash -c \
   "test \"\$(cat '$tmp/ph.code')\" = 422 && grep -q 'Vulkan' '$tmp/ph.json'"
 
@@ -79,7 +79,8 @@ start small "$edge" --model "$stories" --listen 127.0.0.1:0 --insecure-h2c --thr
 c -D "$tmp/kv.hdr" -o "$tmp/kv.json" -d "{\"model_sha256\":\"$sha\",\"cut\":1,\"codec\":\"f32\",\"ctx\":256}" \
   "http://127.0.0.1:$port/v1/sessions"
 check "a session whose device KV cache is over --kv-budget: 503 with Retry-After" bash -c \
-  "grep -q '^HTTP/2 503' '$tmp/kv.hdr' && grep -qi '^retry-after: 1' '$tmp/kv.hdr' && grep -q 'kv_budget' '$tmp/kv.json'"
+  "grep -q '^HTTP/2 503' '$tmp/kv.hdr' && grep -qi '^retry-after: 1' '$tmp/kv.hdr' &&
+   grep -q 'kv_budget' '$tmp/kv.json'"
 c -o /dev/null -D "$tmp/kv2.hdr" -d "{\"model_sha256\":\"$sha\",\"cut\":4,\"codec\":\"f32\",\"ctx\":256}" \
   "http://127.0.0.1:$port/v1/sessions"
 check "... one that fits (cut 4: 64 KiB) opens" grep -q '^HTTP/2 201' "$tmp/kv2.hdr"
