@@ -22,7 +22,7 @@ hinge_status ex_fail_ctx(vk_exec *e, hinge_status s, const char *what)
 }
 
 /* The shapes the executor's buffers assume. */
-static hinge_status check_model(const model *m, char *err, size_t errlen)
+hinge_status ex_check_model(const model *m, char *err, size_t errlen)
 {
     const model_hparams *hp = &m->hp;
     if (hp->n_embd % 4)
@@ -116,7 +116,7 @@ hinge_status vk_exec_create_range(dev_ctx *c, const model *m, const vk_exec_conf
                           "layers [%u, %u)%s%s of this model on this device", w->first, w->end,
                           w->embed ? ", embedding" : "", w->head ? ", head" : "", cfg->first, cfg->end,
                           cfg->embed ? ", embedding" : "", cfg->head ? ", head" : "");
-    hinge_status s = check_model(m, err, errlen);
+    hinge_status s = ex_check_model(m, err, errlen);
     if (s != HINGE_OK)
         return s;
     vk_exec *e = calloc(1, sizeof *e);

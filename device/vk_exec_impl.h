@@ -196,6 +196,10 @@ hinge_status ex_record_decode(vk_exec *e);
  * runs on its last position. */
 hinge_status ex_record_prefill(vk_exec *e, uint32_t m, bool head, bool timestamps, uint32_t *dispatches);
 
+/* vk_exec.c: HINGE_ERR_UNSUPPORTED for a model the kernels do not run
+ * (architecture, shapes), before anything is uploaded. */
+hinge_status ex_check_model(const model *m, char *err, size_t errlen);
+
 /* Copies the context's message into e's with a prefix; returns s. */
 hinge_status ex_fail_ctx(vk_exec *e, hinge_status s, const char *what);
 

@@ -129,6 +129,9 @@ hinge_status vk_model_create(dev_ctx *c, const model *m, const vk_model_config *
                              size_t errlen)
 {
     const model_hparams *hp = &m->hp;
+    hinge_status s = ex_check_model(m, err, errlen);
+    if (s != HINGE_OK)
+        return s;
     if (cfg->end > hp->n_layer || cfg->first > cfg->end || (cfg->embed && cfg->first > 0) ||
         (cfg->head && cfg->end < hp->n_layer))
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "layers [%u, %u) of %u: the embedding needs first = 0, "
@@ -146,7 +149,6 @@ hinge_status vk_model_create(dev_ctx *c, const model *m, const vk_model_config *
     e->end = cfg->end;
     e->embed = cfg->embed;
     e->head = cfg->head;
-    hinge_status s = HINGE_OK;
     const weight *te = &m->tok_embd;
     if (e->embed) {
         s = dev_pool_create(c, DEV_MEM_DEVICE, dev_weight_bytes(te->type, te->rows, te->cols) + EX_SLACK, "embedding",
