@@ -30,7 +30,7 @@ static const char usage_text[] =
     "  --cert PEM, --key PEM   TLS 1.3 certificate chain and private key\n"
     "  --insecure-h2c          cleartext HTTP/2 (prior knowledge); loopback addresses only\n"
     "  --backend cpu|vulkan    where the sessions' layers and head run (default cpu); vulkan: on the\n"
-    "                          first Vulkan device, one session after another (docs/deployment.md)\n"
+    "                          first Vulkan device, one session after another (docs/edge.md)\n"
     "  --threads N             compute threads (default: online CPUs)\n"
     "  --max-sessions N        concurrent sessions (default 16)\n"
     "  --max-conns N           concurrent connections (default 64)\n"
