@@ -22,7 +22,7 @@ hinge_status ex_fail_ctx(vk_exec *e, hinge_status s, const char *what)
 }
 
 /* The shapes the executor's buffers assume. */
-static hinge_status check_model(const model *m, char *err, size_t errlen)
+hinge_status ex_check_model(const model *m, char *err, size_t errlen)
 {
     const model_hparams *hp = &m->hp;
     if (hp->n_embd % 4)
@@ -70,20 +70,53 @@ static hinge_status create_commands(vk_exec *e)
     return HINGE_OK;
 }
 
-hinge_status vk_exec_create(dev_ctx *c, const model *m, uint32_t k, uint32_t ctx, uint32_t max_batch, vk_exec **out,
-                            char *err, size_t errlen)
+static uint32_t default_ctx(const model *m, uint32_t ctx)
 {
     const model_hparams *hp = &m->hp;
     if (ctx == 0)
         ctx = hp->n_ctx_train && hp->n_ctx_train < EX_DEFAULT_CTX ? hp->n_ctx_train : EX_DEFAULT_CTX;
-    if (max_batch == 0)
-        max_batch = EX_DEFAULT_BATCH;
-    if (k > hp->n_layer)
-        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "k = %u layers: the model has %u", k, hp->n_layer);
+    return ctx;
+}
+
+uint64_t vk_exec_kv_bytes(const model *m, uint32_t layers, uint32_t ctx)
+{
+    const model_hparams *hp = &m->hp;
+    uint64_t row = (uint64_t)hp->n_head_kv * (hp->head_dim + hp->head_dim_v);
+    return (uint64_t)layers * default_ctx(m, ctx) * row * sizeof(float);
+}
+
+hinge_status vk_exec_create(dev_ctx *c, const model *m, uint32_t k, uint32_t ctx, uint32_t max_batch, vk_exec **out,
+                            char *err, size_t errlen)
+{
+    if (k > m->hp.n_layer)
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "k = %u layers: the model has %u", k, m->hp.n_layer);
+    vk_exec_config cfg = {.first = 0, .end = k, .embed = true, .ctx = ctx, .max_batch = max_batch};
+    return vk_exec_create_range(c, m, &cfg, out, err, errlen);
+}
+
+hinge_status vk_exec_create_range(dev_ctx *c, const model *m, const vk_exec_config *cfg, vk_exec **out, char *err,
+                                  size_t errlen)
+{
+    const model_hparams *hp = &m->hp;
+    uint32_t ctx = default_ctx(m, cfg->ctx);
+    uint32_t max_batch = cfg->max_batch ? cfg->max_batch : EX_DEFAULT_BATCH;
+    if (cfg->end > hp->n_layer || cfg->first > cfg->end)
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "layers [%u, %u): the model has %u", cfg->first, cfg->end,
+                          hp->n_layer);
+    if ((cfg->embed && cfg->first > 0) || (cfg->head && cfg->end < hp->n_layer))
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "layers [%u, %u) of %u: the embedding needs first = 0, "
+                          "the head end = %u", cfg->first, cfg->end, hp->n_layer, hp->n_layer);
     if (ctx > EX_MAX_CTX || max_batch > EX_MAX_BATCH)
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "context %u (max %d) or batch %u (max %d) too large", ctx,
                           EX_MAX_CTX, max_batch, EX_MAX_BATCH);
-    hinge_status s = check_model(m, err, errlen);
+    const vk_model *w = cfg->weights;
+    if (w && (w->m != m || w->c != c || w->first > cfg->first || w->end < cfg->end || (cfg->embed && !w->embed) ||
+              (cfg->head && !w->head)))
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "the shared weights (layers [%u, %u)%s%s) do not cover "
+                          "layers [%u, %u)%s%s of this model on this device", w->first, w->end,
+                          w->embed ? ", embedding" : "", w->head ? ", head" : "", cfg->first, cfg->end,
+                          cfg->embed ? ", embedding" : "", cfg->head ? ", head" : "");
+    hinge_status s = ex_check_model(m, err, errlen);
     if (s != HINGE_OK)
         return s;
     vk_exec *e = calloc(1, sizeof *e);
@@ -91,7 +124,12 @@ hinge_status vk_exec_create(dev_ctx *c, const model *m, uint32_t k, uint32_t ctx
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of host memory for the executor");
     e->c = c;
     e->m = m;
-    e->k = k;
+    e->first = cfg->first;
+    e->end = cfg->end;
+    e->k = cfg->end - cfg->first;
+    e->embed = cfg->embed;
+    e->head = cfg->head;
+    e->w = w;
     e->ctx = ctx;
     e->max_batch = max_batch;
     e->d = hp->n_embd;
@@ -108,7 +146,7 @@ hinge_status vk_exec_create(dev_ctx *c, const model *m, uint32_t k, uint32_t ctx
     if (s == HINGE_OK)
         s = ex_record_decode(e);
     e->last = &e->dec;
-    if (s == HINGE_OK && dev_ops_variant(e->ops)->selftest)
+    if (s == HINGE_OK && dev_ops_variant(e->ops)->selftest && !cfg->no_selftest)
         s = ex_selftest(e);
     if (s != HINGE_OK) {
         hinge_fail(err, errlen, s, "%s", e->errmsg);
@@ -116,8 +154,9 @@ hinge_status vk_exec_create(dev_ctx *c, const model *m, uint32_t k, uint32_t ctx
         return s;
     }
     hinge_log(dev_ctx_logger(c), HINGE_LOG_INFO,
-              "vulkan: executor for embed + %u of %u layers, context %u, batch %u: %u dispatches per decode step, "
-              "%u ops per prefill pass (%s)", k, hp->n_layer, ctx, e->max_batch, e->dec.dispatches, e->pre.n,
+              "vulkan: executor for %slayers [%u, %u) of %u%s, context %u, batch %u: %u dispatches per decode step, "
+              "%u ops per prefill pass (%s)", e->embed ? "embed + " : "", e->first, e->end, hp->n_layer,
+              e->head ? " + head" : "", ctx, e->max_batch, e->dec.dispatches, e->pre.n,
               dev_ops_describe(e->ops));
     *out = e;
     return HINGE_OK;
@@ -167,19 +206,22 @@ static hinge_status read_timestamps(vk_exec *e)
     return HINGE_OK;
 }
 
-static hinge_status check_input(vk_exec *e, const int32_t *tokens, size_t n, uint32_t pos0)
+static hinge_status check_input(vk_exec *e, const int32_t *tokens, const float *hidden, size_t n, uint32_t pos0)
 {
     if (e->broken)
         return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_VULKAN, "the device failed in an earlier run; "
                           "the executor must be recreated");
-    if (n == 0 || !tokens)
-        return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_INVALID, "no tokens");
+    if (e->embed != (tokens != NULL) || (!tokens && !hidden))
+        return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_INVALID, "this executor takes %s (%s)",
+                          e->embed ? "token ids" : "hidden rows", e->embed ? "vk_exec_run" : "vk_exec_run_hidden");
+    if (n == 0)
+        return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_INVALID, "no positions");
     if ((uint64_t)pos0 + n > e->ctx)
         return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_RANGE,
                           "positions [%u, %llu) do not fit the %u-position context", pos0,
                           (unsigned long long)pos0 + n, e->ctx);
     uint32_t nv = e->m->hp.n_vocab;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; tokens && i < n; i++)
         if (tokens[i] < 0 || (uint32_t)tokens[i] >= nv)
             return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_RANGE,
                               "token %zu: id %d outside the vocabulary (%u)", i, tokens[i], nv);
@@ -195,17 +237,23 @@ static void add_post_norm(vk_exec *e, float *out)
     op_add(out, e->post_tmp, e->d);
 }
 
-/* One pass of m <= max_batch positions from pos: the decode pass for a run
- * of one position, else the prefill pass (for each chunk, the last one of
- * one position too: a run's timings are one pass's). */
-static hinge_status run_chunk(vk_exec *e, const int32_t *tokens, uint32_t m, uint32_t pos, float *out, bool decode)
+/* One pass of m <= max_batch positions from pos (tokens or hidden rows):
+ * the decode pass for a run of one position, else the prefill pass (for
+ * each chunk, the last one of one position too: a run's timings are one
+ * pass's). With the head, out (NULL: none wanted) gets the logits when
+ * head, and nothing otherwise. */
+static hinge_status run_chunk(vk_exec *e, const int32_t *tokens, const float *hidden, uint32_t m, uint32_t pos,
+                              float *out, bool decode, bool head)
 {
-    memcpy(e->tok.host, tokens, m * sizeof(int32_t));
+    if (tokens)
+        memcpy(e->tok.host, tokens, m * sizeof(int32_t));
+    else
+        memcpy(e->hin.host, hidden, (size_t)m * e->d * sizeof(float));
     *(uint32_t *)e->pos.host = pos;
     VkCommandBuffer cmd = e->profiling ? e->cmd_dec_ts : e->cmd_dec;
     uint32_t dispatches = e->dec.dispatches;
     if (!decode) {
-        hinge_status s = ex_record_prefill(e, m, e->profiling, &dispatches);
+        hinge_status s = ex_record_prefill(e, m, head, e->profiling, &dispatches);
         if (s != HINGE_OK)
             return s;
         cmd = e->cmd_pre;
@@ -222,16 +270,21 @@ static hinge_status run_chunk(vk_exec *e, const int32_t *tokens, uint32_t m, uin
     e->stats.chunks++;
     if (e->profiling && (s = read_timestamps(e)) != HINGE_OK)
         return s;
+    if (e->head) {
+        if (head && out)
+            memcpy(out, e->out.host, (size_t)e->m->hp.n_vocab * sizeof(float));
+        return HINGE_OK;
+    }
     memcpy(out, e->out.host, (size_t)m * e->d * sizeof(float));
     if (decode && e->dec_post)
         add_post_norm(e, out);
     return HINGE_OK;
 }
 
-hinge_status vk_exec_run(vk_exec *e, const int32_t *tokens, size_t n, uint32_t pos0, float *hidden_out)
+static hinge_status run(vk_exec *e, const int32_t *tokens, const float *hidden, size_t n, uint32_t pos0, float *out)
 {
     double t0 = now_ns();
-    hinge_status s = check_input(e, tokens, n, pos0);
+    hinge_status s = check_input(e, tokens, hidden, n, pos0);
     if (s != HINGE_OK)
         return s;
     e->stats = (vk_exec_stats){.positions = (uint32_t)n};
@@ -241,13 +294,30 @@ hinge_status vk_exec_run(vk_exec *e, const int32_t *tokens, size_t n, uint32_t p
         memset(e->op_ns, 0, e->n_steps_max * sizeof *e->op_ns);
     for (size_t done = 0; done < n && s == HINGE_OK;) {
         uint32_t m = n - done < e->max_batch ? (uint32_t)(n - done) : e->max_batch;
-        s = run_chunk(e, tokens + done, m, pos0 + (uint32_t)done, hidden_out + done * e->d, n == 1);
+        bool last = done + m == n;
+        /* the head on the last chunk only, and in prefill only when asked */
+        s = run_chunk(e, tokens ? tokens + done : NULL, hidden ? hidden + done * e->d : NULL, m,
+                      pos0 + (uint32_t)done, e->head ? out : out + done * e->d, n == 1, last && out);
         done += m;
     }
     e->stats.wall_ns = now_ns() - t0;
     if (s != HINGE_OK)
         e->last_profiled = false;
     return s;
+}
+
+hinge_status vk_exec_run(vk_exec *e, const int32_t *tokens, size_t n, uint32_t pos0, float *hidden_out)
+{
+    if (!tokens)
+        return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_INVALID, "no tokens");
+    return run(e, tokens, NULL, n, pos0, hidden_out);
+}
+
+hinge_status vk_exec_run_hidden(vk_exec *e, const float *hidden, size_t n, uint32_t pos0, float *out)
+{
+    if (!hidden || (!e->head && !out))
+        return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_INVALID, "no %s rows", hidden ? "output" : "input");
+    return run(e, NULL, hidden, n, pos0, out);
 }
 
 /* ---- measurement ---- */
@@ -283,9 +353,11 @@ hinge_status vk_exec_layer_times(const vk_exec *e, double *ns)
 {
     if (!e->last_profiled)
         return HINGE_ERR_INVALID;
-    for (uint32_t i = 0; i <= e->k; i++)
+    for (uint32_t i = 0; i <= e->k + e->head; i++)
         ns[i] = 0.0;
-    for (uint32_t i = 0; i < e->last->n; i++)
-        ns[e->last->steps[i].layer + 1] += e->op_ns[i];
+    for (uint32_t i = 0; i < e->last->n; i++) {
+        int32_t l = e->last->steps[i].layer;
+        ns[l < 0 ? 0 : l - (int32_t)e->first + 1] += e->op_ns[i];
+    }
     return HINGE_OK;
 }

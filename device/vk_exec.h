@@ -44,6 +44,7 @@
 #include "vk_context.h"
 
 typedef struct vk_exec vk_exec;
+typedef struct vk_model vk_model;
 
 /* Builds an executor for embed + layers [0, k) of m, 0 <= k <= n_layer
  * (k = 0: the embedding only), with a KV cache of ctx positions (0:
@@ -65,10 +66,50 @@ typedef struct vk_exec vk_exec;
  * *out is untouched on failure. */
 hinge_status vk_exec_create(dev_ctx *c, const model *m, uint32_t k, uint32_t ctx, uint32_t max_batch, vk_exec **out,
                             char *err, size_t errlen);
+
+/* The general executor (the edge's): layers [first, end) of m, taking
+ * either token ids (embed, first = 0: the embedding runs first) or hidden
+ * rows ((n, n_embd) f32, the output of layer first - 1, or the embedding
+ * when first = 0), and ending either with the hidden state or with the
+ * head (head, end = n_layer: the final norm and the output matrix on the
+ * last row; the logits are read back). vk_exec_create is the device's
+ * case {0, k, embed, no head}. first = end is allowed (the head alone).
+ * Errors as vk_exec_create; HINGE_ERR_INVALID for a range outside the
+ * model, embed with first > 0, or head with end < n_layer. */
+/* The weights of the embedding (embed), layers [first, end) and the head
+ * (head) of m uploaded to c, for executors to share (the edge: one per
+ * model, not one per session). m and c are borrowed and must outlive it;
+ * executors borrow it and must be destroyed before it. Errors as
+ * vk_exec_create's for the weights. */
+typedef struct vk_model_config {
+    uint32_t first, end;
+    bool embed, head;
+} vk_model_config;
+hinge_status vk_model_create(dev_ctx *c, const model *m, const vk_model_config *cfg, vk_model **out, char *err,
+                             size_t errlen);
+void vk_model_destroy(vk_model *w); /* NULL is a no-op */
+
+typedef struct vk_exec_config {
+    uint32_t first, end;  /* layers [first, end) */
+    bool embed;           /* input: token ids (vk_exec_run); else hidden rows (vk_exec_run_hidden) */
+    bool head;            /* output: the logits of the last row; else the hidden rows */
+    uint32_t ctx;         /* KV cache positions (0: as vk_exec_create) */
+    uint32_t max_batch;   /* positions per prefill pass (0: as vk_exec_create) */
+    const vk_model *weights; /* the model's uploaded weights, covering [first, end) and the embedding and head
+                             as asked (HINGE_ERR_INVALID otherwise); NULL: the executor uploads its own */
+    bool no_selftest;     /* skip the self-test: an executor of the same model on this context passed it
+                             (the edge tests once at start-up, not per session) */
+} vk_exec_config;
+hinge_status vk_exec_create_range(dev_ctx *c, const model *m, const vk_exec_config *cfg, vk_exec **out, char *err,
+                                  size_t errlen);
+/* Bytes of device KV cache an executor of `layers` layers and ctx positions
+ * (0: the default) allocates: what the edge counts against its budget. */
+uint64_t vk_exec_kv_bytes(const model *m, uint32_t layers, uint32_t ctx);
+
 void vk_exec_destroy(vk_exec *e); /* NULL is a no-op */
 const char *vk_exec_errmsg(const vk_exec *e); /* the last error's detail; owned by e */
 
-uint32_t vk_exec_layers(const vk_exec *e);    /* k */
+uint32_t vk_exec_layers(const vk_exec *e);    /* k (end - first) */
 uint32_t vk_exec_ctx(const vk_exec *e);       /* KV cache positions */
 uint32_t vk_exec_max_batch(const vk_exec *e); /* positions per prefill pass */
 /* The kernel variants in use, e.g. "matvec rows, reductions subgroup, ..."
@@ -84,6 +125,14 @@ const char *vk_exec_describe(const vk_exec *e);
  * ctx), HINGE_ERR_VULKAN (the device was lost or hung: the executor is
  * unusable afterwards and says so), HINGE_ERR_NOMEM. */
 hinge_status vk_exec_run(vk_exec *e, const int32_t *tokens, size_t n, uint32_t pos0, float *hidden_out);
+
+/* The same for an executor without embed: hidden ((n, n_embd) f32) is the
+ * input of layer first at positions pos0 .. pos0+n-1. out gets, with head,
+ * the n_vocab logits of the last row (NULL: the head is skipped where it
+ * can be: a prompt's chunks whose logits nobody samples), else the (n,
+ * n_embd) hidden rows. Errors as vk_exec_run; HINGE_ERR_INVALID for the
+ * wrong kind of input (tokens to an executor without embed and back). */
+hinge_status vk_exec_run_hidden(vk_exec *e, const float *hidden, size_t n, uint32_t pos0, float *out);
 
 /* ---- measurement ---- */
 
@@ -111,7 +160,7 @@ void vk_exec_get_stats(const vk_exec *e, vk_exec_stats *out);
  * each layer's ops. After a profiled run, ns is the op's GPU time in that
  * run (summed over its chunks); 0 otherwise. */
 typedef struct vk_exec_op_info {
-    int32_t layer;    /* -1: the embedding */
+    int32_t layer;    /* -1: the embedding (or the hidden input); end: the head */
     const char *name; /* "qkv", "rope_kv", "attention", ... (static) */
     uint32_t dispatches;
     double ns;
@@ -119,8 +168,9 @@ typedef struct vk_exec_op_info {
 uint32_t vk_exec_op_count(const vk_exec *e);
 /* HINGE_ERR_RANGE for i >= vk_exec_op_count. */
 hinge_status vk_exec_op(const vk_exec *e, uint32_t i, vk_exec_op_info *out);
-/* GPU time of the last profiled run per stage: ns[0] the embedding, ns[1 + l]
- * layer l (k + 1 entries). HINGE_ERR_INVALID unless the last run was
+/* GPU time of the last profiled run per stage: ns[0] the embedding (or the
+ * hidden input), ns[1 + l - first] layer l (k + 1 entries; with head, one
+ * more: the head). HINGE_ERR_INVALID unless the last run was
  * profiled. */
 hinge_status vk_exec_layer_times(const vk_exec *e, double *ns);
 

@@ -10,100 +10,9 @@
 #include "quant.h"
 #include "vk_exec_impl.h"
 
-/* Alignment slack per pool allocation (storage-descriptor alignment is at
- * most 256 bytes on every device we know; dev_pool_alloc checks). */
-enum { SLACK = 512, STEPS_PER_LAYER = EX_MAX_QKV + 10 };
+enum { SLACK = EX_SLACK, STEPS_PER_LAYER = EX_MAX_QKV + 10 };
 
 static hinge_status build_prefill(vk_exec *e);
-
-/* ---- weights ---- */
-
-static hinge_status upload_vec(vk_exec *e, dev_pool *p, const weight *w, uint64_t n, const char *what, dev_buf *out)
-{
-    if (!w->data || w->rows * w->cols != n)
-        return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_INVALID, "%s: %s is not a vector of %llu",
-                          what, w->name ? w->name : "?", (unsigned long long)n);
-    if (dev_pool_alloc(p, n * sizeof(float), 16, what, out) != HINGE_OK)
-        return ex_fail_ctx(e, HINGE_ERR_NOMEM, what);
-    hinge_status s;
-    if (w->type == QT_F32) {
-        s = dev_upload(e->c, out, 0, w->data, n * sizeof(float));
-    } else { /* a norm stored in another type: dequantize once, at load */
-        float *tmp = malloc(n * sizeof(float));
-        if (!tmp)
-            return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_NOMEM, "%s: out of host memory", what);
-        quant_dequant_row(w->type, w->data, tmp, n);
-        s = dev_upload(e->c, out, 0, tmp, n * sizeof(float));
-        free(tmp);
-    }
-    return s == HINGE_OK ? HINGE_OK : ex_fail_ctx(e, s, what);
-}
-
-static hinge_status upload_mat(vk_exec *e, dev_pool *p, const weight *srcs, size_t n, const char *what,
-                               dev_weight *out)
-{
-    hinge_status s = dev_weight_upload(e->c, p, srcs, n, what, out);
-    /* the context's message names what already */
-    return s == HINGE_OK ? HINGE_OK : hinge_fail(e->errmsg, sizeof e->errmsg, s, "%s", dev_ctx_errmsg(e->c));
-}
-
-/* Bytes of layer il's pool. */
-static size_t layer_bytes(const vk_exec *e, uint32_t il)
-{
-    const layer_weights *L = &e->m->layers[il];
-    const weight *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-    size_t b = 0;
-    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
-        b += dev_weight_bytes(mats[i]->type, mats[i]->rows, mats[i]->cols) + SLACK;
-    return b + (4 * (size_t)e->d + 2 * (size_t)e->m->hp.head_dim) * sizeof(float) + 6 * SLACK;
-}
-
-static hinge_status upload_layer(vk_exec *e, uint32_t il)
-{
-    const model_hparams *hp = &e->m->hp;
-    const layer_weights *L = &e->m->layers[il];
-    ex_layer *X = &e->layers[il];
-    char what[64];
-    snprintf(what, sizeof what, "layer %u weights", il);
-    hinge_status s = dev_pool_create(e->c, DEV_MEM_DEVICE, layer_bytes(e, il), what, &X->pool);
-    if (s != HINGE_OK)
-        return ex_fail_ctx(e, s, what);
-    /* wq | wk | wv: consecutive matrices of one type become one product */
-    const weight qkv[3] = {L->wq, L->wk, L->wv};
-    uint32_t row0 = 0;
-    for (uint32_t i = 0; i < 3 && s == HINGE_OK;) {
-        uint32_t j = i + 1;
-        while (j < 3 && qkv[j].type == qkv[i].type)
-            j++;
-        snprintf(what, sizeof what, "layer %u %s", il, j - i == 3 ? "wq|wk|wv" : i == 0 ? "wq.." : "..wv");
-        X->qkv_row0[X->n_qkv] = row0;
-        s = upload_mat(e, X->pool, &qkv[i], j - i, what, &X->qkv[X->n_qkv]);
-        for (; i < j; i++)
-            row0 += (uint32_t)qkv[i].rows;
-        X->n_qkv++;
-    }
-    const weight *mats[4] = {&L->wo, &L->w_gate, &L->w_up, &L->w_down};
-    dev_weight *outs[4] = {&X->wo, &X->gate, &X->up, &X->down};
-    static const char *const names[4] = {"wo", "ffn_gate", "ffn_up", "ffn_down"};
-    for (int i = 0; i < 4 && s == HINGE_OK; i++) {
-        snprintf(what, sizeof what, "layer %u %s", il, names[i]);
-        s = upload_mat(e, X->pool, mats[i], 1, what, outs[i]);
-    }
-    X->glu_fused = L->w_gate.type == L->w_up.type && X->gate.part_rows == X->up.part_rows;
-    if (s == HINGE_OK)
-        s = upload_vec(e, X->pool, &L->attn_norm, e->d, "attn_norm", &X->attn_norm);
-    if (s == HINGE_OK)
-        s = upload_vec(e, X->pool, &L->ffn_norm, e->d, "ffn_norm", &X->ffn_norm);
-    if (s == HINGE_OK && hp->qk_norm)
-        s = upload_vec(e, X->pool, &L->q_norm, hp->head_dim, "attn_q_norm", &X->q_norm);
-    if (s == HINGE_OK && hp->qk_norm)
-        s = upload_vec(e, X->pool, &L->k_norm, hp->head_dim, "attn_k_norm", &X->k_norm);
-    if (s == HINGE_OK && hp->post_norms)
-        s = upload_vec(e, X->pool, &L->post_attn_norm, e->d, "post_attention_norm", &X->post_attn_norm);
-    if (s == HINGE_OK && hp->post_norms)
-        s = upload_vec(e, X->pool, &L->post_ffn_norm, e->d, "post_ffw_norm", &X->post_ffn_norm);
-    return s;
-}
 
 /* ---- activations, cache, step buffers ---- */
 
@@ -128,19 +37,24 @@ static hinge_status alloc_buffers(vk_exec *e)
     uint64_t B = e->max_batch, d = e->d;
     uint64_t act = B * (4 * d + e->qkv_stride + e->att_stride + 2 * (uint64_t)e->ff_stride) + hp->rope_dim;
     uint64_t rb = (B > 2 ? B : 2) * d; /* decode reads back the residual and (gemma3) o */
-    uint64_t kv = (uint64_t)e->k * e->ctx * (e->kv_dim + e->v_dim) * sizeof(float) + 2 * (uint64_t)e->k * SLACK;
+    if (e->head) { /* the last row's residual and the logits; only the logits are read back */
+        act += d + hp->n_vocab;
+        rb = hp->n_vocab;
+    }
+    uint64_t in = B * sizeof(int32_t) + (e->embed ? 0 : B * d * sizeof(float));
+    uint64_t kv = vk_exec_kv_bytes(e->m, e->k, e->ctx) + 2 * (uint64_t)e->k * SLACK;
     /* the KV cache first: an absurd context is a clear NOMEM before any upload */
     hinge_status s = e->k ? create_pool(e, DEV_MEM_DEVICE, kv, "KV cache", &e->kv_pool) : HINGE_OK;
     if (s == HINGE_OK)
-        s = create_pool(e, DEV_MEM_DEVICE, act * sizeof(float) + 13 * SLACK, "activations", &e->act_pool);
+        s = create_pool(e, DEV_MEM_DEVICE, act * sizeof(float) + 15 * SLACK, "activations", &e->act_pool);
     if (s == HINGE_OK)
-        s = create_pool(e, DEV_MEM_UPLOAD, B * sizeof(int32_t) + 2 * SLACK, "step", &e->host_pool);
+        s = create_pool(e, DEV_MEM_UPLOAD, in + 3 * SLACK, "step", &e->host_pool);
     if (s == HINGE_OK)
         s = create_pool(e, DEV_MEM_READBACK, rb * sizeof(float) + SLACK, "hidden readback", &e->rb_pool);
-    for (uint32_t il = 0; il < e->k && s == HINGE_OK; il++) {
-        s = alloc(e, e->kv_pool, (uint64_t)e->ctx * e->kv_dim, "K cache", &e->layers[il].k_cache);
+    for (uint32_t il = e->first; il < e->end && s == HINGE_OK; il++) {
+        s = alloc(e, e->kv_pool, (uint64_t)e->ctx * e->kv_dim, "K cache", &e->cache[il].k);
         if (s == HINGE_OK)
-            s = alloc(e, e->kv_pool, (uint64_t)e->ctx * e->v_dim, "V cache", &e->layers[il].v_cache);
+            s = alloc(e, e->kv_pool, (uint64_t)e->ctx * e->v_dim, "V cache", &e->cache[il].v);
     }
     if (s == HINGE_OK)
         s = alloc(e, e->act_pool, B * d, "x", &e->x);
@@ -162,6 +76,12 @@ static hinge_status alloc_buffers(vk_exec *e)
         s = alloc(e, e->act_pool, hp->rope_dim / 2 ? hp->rope_dim / 2 : 1, "rope freq", &e->freq_global);
     if (s == HINGE_OK)
         s = alloc(e, e->act_pool, hp->rope_dim / 2 ? hp->rope_dim / 2 : 1, "rope freq swa", &e->freq_swa);
+    if (s == HINGE_OK && e->head)
+        s = alloc(e, e->act_pool, d, "head input", &e->hl);
+    if (s == HINGE_OK && e->head)
+        s = alloc(e, e->act_pool, hp->n_vocab, "logits", &e->logits);
+    if (s == HINGE_OK && !e->embed)
+        s = alloc(e, e->host_pool, B * d, "input rows", &e->hin);
     if (s == HINGE_OK)
         s = alloc(e, e->host_pool, B, "token ids", &e->tok);
     if (s == HINGE_OK)
@@ -233,7 +153,7 @@ const dev_buf *ex_rope_freq(const vk_exec *e, uint32_t il)
 hinge_status ex_add_rope(vk_exec *e, uint32_t il)
 {
     const model_hparams *hp = &e->m->hp;
-    ex_layer *X = &e->layers[il];
+    const ex_layer *X = &e->w->layers[il];
     dev_rope_args ra = {
         .s = attn_shape(hp),
         .rope_dim = hp->rope_dim,
@@ -246,8 +166,8 @@ hinge_status ex_add_rope(vk_exec *e, uint32_t il)
         .v_in = e->q_dim + e->kv_dim,
         .q_out = &e->qkv,
         .q_stride = e->qkv_stride,
-        .k_cache = &X->k_cache,
-        .v_cache = &X->v_cache,
+        .k_cache = &e->cache[il].k,
+        .v_cache = &e->cache[il].v,
         .q_norm = hp->qk_norm ? &X->q_norm : NULL,
         .k_norm = hp->qk_norm ? &X->k_norm : NULL,
         .eps = hp->rms_eps,
@@ -262,15 +182,14 @@ hinge_status ex_add_rope(vk_exec *e, uint32_t il)
 hinge_status ex_add_attention(vk_exec *e, uint32_t il)
 {
     const model_hparams *hp = &e->m->hp;
-    ex_layer *X = &e->layers[il];
     dev_attn_args aa = {
         .s = attn_shape(hp),
         .window = model_layer_is_swa(hp, il) ? hp->swa_window : 0,
         .scale = hp->attn_scale,
         .q = &e->qkv,
         .q_stride = e->qkv_stride,
-        .k_cache = &X->k_cache,
-        .v_cache = &X->v_cache,
+        .k_cache = &e->cache[il].k,
+        .v_cache = &e->cache[il].v,
         .out = &e->att,
         .o_stride = e->att_stride,
         .pos = &e->pos,
@@ -283,7 +202,7 @@ hinge_status ex_add_attention(vk_exec *e, uint32_t il)
 hinge_status ex_add_gate_up(vk_exec *e, uint32_t il, const dev_mm_args *in)
 {
     const model_hparams *hp = &e->m->hp;
-    ex_layer *X = &e->layers[il];
+    const ex_layer *X = &e->w->layers[il];
     uint32_t act = hp->gelu ? HK_F_GEGLU : HK_F_SWIGLU;
     dev_mm_args a = *in;
     a.w = &X->gate;
@@ -311,7 +230,7 @@ hinge_status ex_add_gate_up(vk_exec *e, uint32_t il, const dev_mm_args *in)
 
 hinge_status ex_add_qkv(vk_exec *e, uint32_t il, const dev_mm_args *in)
 {
-    ex_layer *X = &e->layers[il];
+    const ex_layer *X = &e->w->layers[il];
     hinge_status s = HINGE_OK;
     for (uint32_t g = 0; g < X->n_qkv && s == HINGE_OK; g++) {
         dev_mm_args a = *in;
@@ -329,7 +248,7 @@ hinge_status ex_add_qkv(vk_exec *e, uint32_t il, const dev_mm_args *in)
  * adds into the products that end each block (HK_F_ACC). */
 static hinge_status add_layer_llama(vk_exec *e, uint32_t il)
 {
-    ex_layer *X = &e->layers[il];
+    const ex_layer *X = &e->w->layers[il];
     float eps = e->m->hp.rms_eps;
     dev_mm_args in = {.x = &e->x, .x_stride = e->d, .norm = &X->attn_norm, .flags = HK_F_NORM, .eps = eps};
     hinge_status s = ex_add_qkv(e, il, &in);
@@ -349,17 +268,17 @@ static hinge_status add_layer_llama(vk_exec *e, uint32_t il)
     return s == HINGE_OK ? ex_add_mm(e, "ffn_down", (int32_t)il, true, &down) : s;
 }
 
-/* x = x + norm(o) * w1, then xb = norm(x) * w2 (w2 NULL: no second norm). */
-static hinge_status add_post_norm(vk_exec *e, uint32_t il, const char *name, const dev_buf *w1, const dev_buf *w2)
+hinge_status ex_add_post_norm(vk_exec *e, uint32_t il, const char *name, const dev_buf *x, const dev_buf *w1,
+                              const dev_buf *w2)
 {
     dev_norm_args a = {
         .n = e->d,
         .x = &e->o,
         .x_stride = e->d,
         .w = w1,
-        .out = &e->x,
+        .out = x,
         .o_stride = e->d,
-        .res = &e->x,
+        .res = x,
         .r_stride = e->d,
         .w2 = w2,
         .out2 = w2 ? &e->xb : NULL,
@@ -377,14 +296,14 @@ static hinge_status add_post_norm(vk_exec *e, uint32_t il, const char *name, con
  * so the products read a ready xb. Layer 0's input norm is its own step. */
 static hinge_status add_layer_gemma(vk_exec *e, uint32_t il)
 {
-    ex_layer *X = &e->layers[il];
+    const ex_layer *X = &e->w->layers[il];
     hinge_status s = HINGE_OK;
-    if (il == 0) {
+    if (il == e->first) {
         dev_norm_args a = {.n = e->d, .x = &e->x, .x_stride = e->d, .w = &X->attn_norm, .out = &e->xb,
                            .o_stride = e->d, .eps = e->m->hp.rms_eps};
-        ex_step *st = ex_add_step(e, "attn_norm", 0, true);
+        ex_step *st = ex_add_step(e, "attn_norm", (int32_t)il, true);
         st->args.rn = a;
-        s = ex_prep(e, dev_prepare_rmsnorm(e->ops, &a, &st->op), "attn_norm", 0);
+        s = ex_prep(e, dev_prepare_rmsnorm(e->ops, &a, &st->op), "attn_norm", (int32_t)il);
     }
     dev_mm_args in = {.x = &e->xb, .x_stride = e->d};
     if (s == HINGE_OK)
@@ -397,19 +316,19 @@ static hinge_status add_layer_gemma(vk_exec *e, uint32_t il)
     if (s == HINGE_OK)
         s = ex_add_mm(e, "wo", (int32_t)il, true, &wo);
     if (s == HINGE_OK)
-        s = add_post_norm(e, il, "post_attn_norm", &X->post_attn_norm, &X->ffn_norm);
+        s = ex_add_post_norm(e, il, "post_attn_norm", &e->x, &X->post_attn_norm, &X->ffn_norm);
     if (s == HINGE_OK)
         s = ex_add_gate_up(e, il, &in);
     dev_mm_args down = {.w = &X->down, .x = &e->g, .x_stride = e->ff_stride, .y = &e->o, .y_stride = e->d};
     if (s == HINGE_OK)
         s = ex_add_mm(e, "ffn_down", (int32_t)il, true, &down);
-    const dev_buf *next = il + 1 < e->k ? &e->layers[il + 1].attn_norm : NULL;
-    return s == HINGE_OK ? add_post_norm(e, il, "post_ffw_norm", &X->post_ffn_norm, next) : s;
+    const dev_buf *next = il + 1 < e->end ? &e->w->layers[il + 1].attn_norm : NULL;
+    return s == HINGE_OK ? ex_add_post_norm(e, il, "post_ffw_norm", &e->x, &X->post_ffn_norm, next) : s;
 }
 
 hinge_status ex_pass_init(vk_exec *e, ex_pass *p, bool decode)
 {
-    p->cap = 1 + e->k * STEPS_PER_LAYER;
+    p->cap = 3 + e->k * STEPS_PER_LAYER; /* the embedding, the layers, a post-norm and the head */
     p->steps = calloc(p->cap, sizeof *p->steps);
     p->decode = decode;
     if (!p->steps)
@@ -420,33 +339,46 @@ hinge_status ex_pass_init(vk_exec *e, ex_pass *p, bool decode)
 
 hinge_status ex_add_embed(vk_exec *e)
 {
-    dev_embed_args ea = {.w = &e->embd, .tokens = &e->tok, .out = &e->x, .out_stride = e->d,
+    dev_embed_args ea = {.w = &e->w->embd, .tokens = &e->tok, .out = &e->x, .out_stride = e->d,
                          .scale = e->m->hp.embd_scale};
     ex_step *st = ex_add_step(e, "embed", -1, false);
     st->args.em = ea;
     return ex_prep(e, dev_prepare_embed(e->ops, &ea, &st->op), "embed", -1);
 }
 
+hinge_status ex_add_head(vk_exec *e)
+{
+    /* a matrix-vector product in both passes: the head runs on one row */
+    dev_mm_args a = {.w = &e->w->outw, .x = &e->hl, .x_stride = e->d, .norm = &e->w->out_norm, .flags = HK_F_NORM,
+                     .eps = e->m->hp.rms_eps, .y = &e->logits, .y_stride = e->m->hp.n_vocab};
+    ex_step *st = ex_add_step(e, "head", (int32_t)e->end, true);
+    st->args.mm = a;
+    st->last_row = true;
+    return ex_prep(e, dev_prepare_matvec(e->ops, &a, &st->op), "head", (int32_t)e->end);
+}
+
 /* The prefill pass: the model's ops one by one, matrix-matrix products. */
 static hinge_status build_prefill(vk_exec *e)
 {
     hinge_status s = ex_pass_init(e, &e->pre, false);
-    if (s == HINGE_OK)
+    if (s == HINGE_OK && e->embed)
         s = ex_add_embed(e);
-    for (uint32_t il = 0; il < e->k && s == HINGE_OK; il++)
+    for (uint32_t il = e->first; il < e->end && s == HINGE_OK; il++)
         s = e->m->hp.post_norms ? add_layer_gemma(e, il) : add_layer_llama(e, il);
-    return s;
+    return s == HINGE_OK && e->head ? ex_add_head(e) : s;
 }
 
-/* The weight types of the embedding and the k layers, as dev_ops_config.types. */
+static uint32_t type_bit(uint32_t type) { return type < 32 ? 1u << type : 0; }
+
+/* The weight types of the embedding, the layers and the head, as dev_ops_config.types. */
 static uint32_t used_types(const vk_exec *e)
 {
-    uint32_t t = 1u << e->m->tok_embd.type;
-    for (uint32_t il = 0; il < e->k; il++) {
+    uint32_t t = (e->embed ? type_bit(e->m->tok_embd.type) : 0) | (e->head ? type_bit(e->m->output.type) : 0);
+    for (uint32_t il = e->first; il < e->end; il++) {
         const layer_weights *L = &e->m->layers[il];
         const weight *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
         for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
-            t |= mats[i]->type < 32 ? 1u << mats[i]->type : 0;
+            t |= type_bit(mats[i]->type);
     }
     return t;
 }
@@ -454,8 +386,8 @@ static uint32_t used_types(const vk_exec *e)
 hinge_status ex_build(vk_exec *e)
 {
     const model_hparams *hp = &e->m->hp;
-    e->layers = calloc(e->k ? e->k : 1, sizeof *e->layers);
-    if (!e->layers)
+    e->cache = calloc(e->end ? e->end : 1, sizeof *e->cache);
+    if (!e->cache)
         return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_NOMEM, "out of host memory");
     dev_ops_config oc = {.types = used_types(e)};
     hinge_status s = dev_ops_create(e->c, &oc, &e->ops);
@@ -466,14 +398,11 @@ hinge_status ex_build(vk_exec *e)
     if (cap && e->max_batch > cap)
         e->max_batch = cap;
     s = alloc_buffers(e);
-    const weight *te = &e->m->tok_embd;
-    if (s == HINGE_OK)
-        s = create_pool(e, DEV_MEM_DEVICE, dev_weight_bytes(te->type, te->rows, te->cols) + SLACK, "embedding",
-                        &e->embd_pool);
-    if (s == HINGE_OK)
-        s = upload_mat(e, e->embd_pool, te, 1, "token_embd", &e->embd);
-    for (uint32_t il = 0; il < e->k && s == HINGE_OK; il++)
-        s = upload_layer(e, il);
+    if (s == HINGE_OK && !e->w) { /* after the KV cache: an absurd context fails before any upload */
+        vk_model_config wc = {.first = e->first, .end = e->end, .embed = e->embed, .head = e->head};
+        s = vk_model_create(e->c, e->m, &wc, &e->own, e->errmsg, sizeof e->errmsg);
+        e->w = e->own;
+    }
     if (s == HINGE_OK && hp->rope_dim)
         s = upload_freqs(e);
     if (s == HINGE_OK)
@@ -488,15 +417,14 @@ void ex_free_build(vk_exec *e)
     free(e->pre.steps);
     free(e->dec.steps);
     e->pre = e->dec = (ex_pass){0};
-    if (e->layers)
-        for (uint32_t il = 0; il < e->k; il++)
-            dev_pool_destroy(e->layers[il].pool);
-    free(e->layers);
-    e->layers = NULL;
-    dev_pool_destroy(e->embd_pool);
+    vk_model_destroy(e->own);
+    e->own = NULL;
+    e->w = NULL;
+    free(e->cache);
+    e->cache = NULL;
     dev_pool_destroy(e->act_pool);
     dev_pool_destroy(e->kv_pool);
     dev_pool_destroy(e->host_pool);
     dev_pool_destroy(e->rb_pool);
-    e->embd_pool = e->act_pool = e->kv_pool = e->host_pool = e->rb_pool = NULL;
+    e->act_pool = e->kv_pool = e->host_pool = e->rb_pool = NULL;
 }

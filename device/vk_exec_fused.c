@@ -20,7 +20,9 @@
  * the same results.
  *
  * Counts (embedding + k layers): stories260K 1 + 5 k; Gemma 3 270M
- * 1 + 5 k (v in q8_0 where q and k are q5_0: the q5_0 + q8_0 variant). */
+ * 1 + 5 k (v in q8_0 where q and k are q5_0: the q5_0 + q8_0 variant).
+ * With the head (the edge's executors): one more, and for gemma3 one more
+ * again (the last post-norm on the device). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +41,7 @@ typedef struct qkv_in {
 static hinge_status add_qkv_rope(vk_exec *e, uint32_t il, const qkv_in *in)
 {
     const model_hparams *hp = &e->m->hp;
-    ex_layer *X = &e->layers[il];
+    const ex_layer *X = &e->w->layers[il];
     uint32_t flags = in->res_w ? HK_F_RESNORM : HK_F_NORM;
     if (X->n_qkv <= 2) {
         dev_qkv_args a = {
@@ -52,8 +54,8 @@ static hinge_status add_qkv_rope(vk_exec *e, uint32_t il, const qkv_in *in)
             .res_w = in->res_w,
             .x_out = in->x_out,
             .q_out = &e->qkv,
-            .k_cache = &X->k_cache,
-            .v_cache = &X->v_cache,
+            .k_cache = &e->cache[il].k,
+            .v_cache = &e->cache[il].v,
             .q_norm = hp->qk_norm ? &X->q_norm : NULL,
             .k_norm = hp->qk_norm ? &X->k_norm : NULL,
             .freq = ex_rope_freq(e, il),
@@ -85,7 +87,7 @@ static hinge_status add_qkv_rope(vk_exec *e, uint32_t il, const qkv_in *in)
 
 static hinge_status add_layer_llama(vk_exec *e, uint32_t il)
 {
-    ex_layer *X = &e->layers[il];
+    const ex_layer *X = &e->w->layers[il];
     qkv_in in = {.x = &e->x};
     hinge_status s = add_qkv_rope(e, il, &in);
     if (s == HINGE_OK)
@@ -109,11 +111,11 @@ static const dev_buf *other(const vk_exec *e, const dev_buf *x) { return x == &e
 /* *x: where the residual is (updated). */
 static hinge_status add_layer_gemma(vk_exec *e, uint32_t il, const dev_buf **x)
 {
-    ex_layer *X = &e->layers[il];
+    const ex_layer *X = &e->w->layers[il];
     float eps = e->m->hp.rms_eps;
     qkv_in in = {.x = *x};
-    if (il > 0) { /* the previous FFN's output joins the residual here */
-        in.res_w = &e->layers[il - 1].post_ffn_norm;
+    if (il > e->first) { /* the previous FFN's output joins the residual here */
+        in.res_w = &e->w->layers[il - 1].post_ffn_norm;
         in.x_out = other(e, *x);
         *x = in.x_out;
     }
@@ -135,7 +137,7 @@ static hinge_status add_layer_gemma(vk_exec *e, uint32_t il, const dev_buf **x)
 /* The host's copy of the last layer's post_ffw_norm (dequantized). */
 static hinge_status keep_post_norm(vk_exec *e)
 {
-    const weight *w = &e->m->layers[e->k - 1].post_ffn_norm;
+    const weight *w = &e->m->layers[e->end - 1].post_ffn_norm;
     e->post_w = malloc(e->d * sizeof(float));
     e->post_tmp = malloc(e->d * sizeof(float));
     if (!e->post_w || !e->post_tmp)
@@ -152,13 +154,19 @@ hinge_status ex_build_decode(vk_exec *e)
 {
     const model_hparams *hp = &e->m->hp;
     hinge_status s = ex_pass_init(e, &e->dec, true);
-    if (s == HINGE_OK)
+    if (s == HINGE_OK && e->embed)
         s = ex_add_embed(e);
     const dev_buf *x = &e->x;
-    for (uint32_t il = 0; il < e->k && s == HINGE_OK; il++)
+    for (uint32_t il = e->first; il < e->end && s == HINGE_OK; il++)
         s = hp->post_norms ? add_layer_gemma(e, il, &x) : add_layer_llama(e, il);
     e->dec_x = x;
-    if (s == HINGE_OK && hp->post_norms && e->k > 0)
-        s = keep_post_norm(e);
-    return s;
+    if (s != HINGE_OK || !(hp->post_norms && e->k > 0))
+        return s == HINGE_OK && e->head ? ex_add_head(e) : s;
+    if (!e->head)
+        return keep_post_norm(e);
+    /* the head reads the whole residual: the last FFN's output joins it on
+     * the device (one dispatch more than the host's add) */
+    const ex_layer *L = &e->w->layers[e->end - 1];
+    s = ex_add_post_norm(e, e->end - 1, "post_ffw_norm", x, &L->post_ffn_norm, NULL);
+    return s == HINGE_OK ? ex_add_head(e) : s;
 }

@@ -10,6 +10,8 @@
 #include "vk_weights.h"
 
 enum {
+    EX_SLACK = 512,          /* alignment slack per pool allocation (storage-descriptor alignment is at most
+                                256 bytes on every device we know; dev_pool_alloc checks) */
     EX_MAX_QKV = 3,          /* matrices q, k, v: grouped by weight type into <= 3 products */
     EX_MAX_CTX = 1 << 24,    /* positions */
     EX_MAX_BATCH = 4096,
@@ -37,8 +39,10 @@ typedef union ex_args {
  * and the others with m set at record time). */
 typedef struct ex_step {
     const char *name;  /* static */
-    int32_t layer;     /* -1: the embedding */
+    int32_t layer;     /* -1: the embedding; end: the head */
     bool barrier;      /* reads what an earlier step wrote: a barrier goes before it */
+    bool last_row;     /* the head: the last position's residual is copied into hl before it, and it runs
+                          on that one row (recorded with m = 1) */
     dev_op op;
     ex_args args;      /* what op was prepared from */
     uint32_t flags;    /* DEV_OP_QKV_ROPE: its flags (the others' are in args) */
@@ -52,7 +56,7 @@ typedef struct ex_pass {
     uint32_t dispatches; /* of one run of the pass at m = 1 */
 } ex_pass;
 
-/* Layer il's weights and cache on the device. */
+/* Layer il's weights on the device (a vk_model's). */
 typedef struct ex_layer {
     dev_pool *pool;                 /* the weights and norms below */
     dev_weight qkv[EX_MAX_QKV];     /* wq | wk | wv, consecutive matrices of one type joined */
@@ -64,25 +68,45 @@ typedef struct ex_layer {
     dev_buf attn_norm, ffn_norm;    /* (n_embd) f32 */
     dev_buf q_norm, k_norm;         /* (head_dim) f32, gemma3 */
     dev_buf post_attn_norm, post_ffn_norm; /* (n_embd) f32, gemma3 */
-    dev_buf k_cache, v_cache;       /* (ctx, kv_dim), (ctx, n_head_kv * head_dim_v) f32 */
 } ex_layer;
+
+/* Layer il's KV cache (an executor's). */
+typedef struct ex_cache {
+    dev_buf k, v;                   /* (ctx, kv_dim), (ctx, n_head_kv * head_dim_v) f32 */
+} ex_cache;
+
+struct vk_model {
+    dev_ctx *c;                  /* borrowed */
+    const model *m;              /* borrowed */
+    uint32_t first, end;
+    bool embed, head;
+    dev_pool *embd_pool;         /* the embedding matrix */
+    dev_pool *head_pool;         /* the output norm and (untied or without embed) the output matrix */
+    dev_weight embd;             /* (n_vocab, n_embd) (embed) */
+    dev_weight outw;             /* the output matrix (head; a copy of embd's handle when tied) */
+    dev_buf out_norm;            /* (n_embd) f32 (head) */
+    ex_layer *layers;            /* end entries, [first, end) used: indexed by the model's layer */
+    char errmsg[HINGE_ERRMSG_MAX];
+};
 
 struct vk_exec {
     dev_ctx *c;                  /* borrowed */
     const model *m;              /* borrowed */
-    uint32_t k, ctx, max_batch;
+    uint32_t first, end;         /* layers [first, end) */
+    uint32_t k, ctx, max_batch;  /* k = end - first */
+    bool embed, head;            /* vk_exec_config */
     uint32_t d;                  /* n_embd (a multiple of 4) */
     uint32_t q_dim, kv_dim, v_dim, o_dim;
     uint32_t qkv_stride;         /* floats per position of qkv: q | k | v, rounded up to 4 */
     uint32_t att_stride, ff_stride; /* o_dim, n_ff rounded up to 4 */
     dev_ops *ops;
-    dev_pool *embd_pool;         /* the embedding matrix */
+    const vk_model *w;           /* the weights: borrowed (vk_exec_config.weights) or own */
+    vk_model *own;               /* the weights it uploaded itself; NULL when borrowed */
+    ex_cache *cache;             /* end entries, [first, end) used */
     dev_pool *act_pool;          /* activations, rope tables */
     dev_pool *kv_pool;           /* the KV cache of the k layers */
     dev_pool *host_pool;         /* host-visible: token ids, first position */
     dev_pool *rb_pool;           /* readback of the hidden state */
-    dev_weight embd;             /* (n_vocab, n_embd) */
-    ex_layer *layers;            /* k */
     /* activations, (max_batch, *) f32 */
     dev_buf x;                   /* residual stream, stride d */
     dev_buf x2;                  /* decode, gemma3: the residual's other buffer (a consumer that
@@ -93,9 +117,12 @@ struct vk_exec {
     dev_buf o;                   /* wo / down output before the post-norm (gemma3), stride d */
     dev_buf g, u;                /* gate (GLU output), up (unfused only); stride ff_stride */
     dev_buf freq_global, freq_swa; /* rope_dim / 2 f32 each */
+    dev_buf hl;                  /* head: the last position's residual, (1, d) */
+    dev_buf logits;              /* head: (n_vocab) */
     dev_buf tok;                 /* host-visible: max_batch int32 ids of this pass */
+    dev_buf hin;                 /* host-visible, without embed: the pass's (max_batch, d) input rows */
     dev_buf pos;                 /* host-visible: one uint32, the pass's first position */
-    dev_buf out;                 /* readback: (max(max_batch, 2), d) f32 */
+    dev_buf out;                 /* readback: (max(max_batch, 2), d) f32; head: (n_vocab) */
 
     ex_pass pre;                 /* prefill: the embedding, then every layer's ops */
     ex_pass dec;                 /* decode: the same with the fused kernels */
@@ -132,8 +159,14 @@ ex_step *ex_add_step(vk_exec *e, const char *name, int32_t layer, bool barrier);
 hinge_status ex_prep(vk_exec *e, hinge_status s, const char *what, int32_t layer);
 /* Starts p as the pass ex_add_* append to. */
 hinge_status ex_pass_init(vk_exec *e, ex_pass *p, bool decode);
-/* The embedding into e->x. */
+/* The embedding into e->x (embed; without it, the pass starts with a copy
+ * of the input rows into e->x). */
 hinge_status ex_add_embed(vk_exec *e);
+/* gemma3: x += norm(o) * w1, then xb = norm(x) * w2 (w2 NULL: no second norm). */
+hinge_status ex_add_post_norm(vk_exec *e, uint32_t il, const char *name, const dev_buf *x, const dev_buf *w1,
+                              const dev_buf *w2);
+/* The head: the final norm and the output matrix on hl into logits. */
+hinge_status ex_add_head(vk_exec *e);
 /* The rope frequencies of layer il (global or sliding-window base). */
 const dev_buf *ex_rope_freq(const vk_exec *e, uint32_t il);
 /* A matrix product: matvec in a decode pass, matmul in prefill. */
@@ -159,8 +192,13 @@ hinge_status ex_selftest(vk_exec *e);
 /* vk_exec_record.c */
 /* Records the decode command buffers (once, at creation). */
 hinge_status ex_record_decode(vk_exec *e);
-/* Records cmd_pre for one chunk of m positions (prefill). */
-hinge_status ex_record_prefill(vk_exec *e, uint32_t m, bool timestamps, uint32_t *dispatches);
+/* Records cmd_pre for one chunk of m positions (prefill); head: the head
+ * runs on its last position. */
+hinge_status ex_record_prefill(vk_exec *e, uint32_t m, bool head, bool timestamps, uint32_t *dispatches);
+
+/* vk_exec.c: HINGE_ERR_UNSUPPORTED for a model the kernels do not run
+ * (architecture, shapes), before anything is uploaded. */
+hinge_status ex_check_model(const model *m, char *err, size_t errlen);
 
 /* Copies the context's message into e's with a prefix; returns s. */
 hinge_status ex_fail_ctx(vk_exec *e, hinge_status s, const char *what);

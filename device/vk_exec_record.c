@@ -28,9 +28,18 @@ static hinge_status end(vk_exec *e, VkCommandBuffer cmd)
     return HINGE_OK;
 }
 
-/* Pass p over m positions into cmd; with ts, timestamp 0 before the first
- * op and i + 1 after op i. */
-static hinge_status record_pass(vk_exec *e, const ex_pass *p, VkCommandBuffer cmd, uint32_t m, bool ts,
+/* Copies floats of src into dst (offsets in floats). */
+static void copy_rows(VkCommandBuffer cmd, const dev_buf *src, uint64_t src_off, const dev_buf *dst,
+                      uint64_t dst_off, uint64_t floats)
+{
+    VkBufferCopy r = {.srcOffset = src->off + src_off * sizeof(float), .dstOffset = dst->off + dst_off * sizeof(float),
+                      .size = floats * sizeof(float)};
+    vkCmdCopyBuffer(cmd, src->buf, dst->buf, 1, &r);
+}
+
+/* Pass p over m positions into cmd (head: with the head, on the last of
+ * them); with ts, timestamp 0 before the first op and i + 1 after op i. */
+static hinge_status record_pass(vk_exec *e, const ex_pass *p, VkCommandBuffer cmd, uint32_t m, bool head, bool ts,
                                 uint32_t *dispatches)
 {
     uint32_t n = 0;
@@ -38,12 +47,26 @@ static hinge_status record_pass(vk_exec *e, const ex_pass *p, VkCommandBuffer cm
         vkCmdResetQueryPool(cmd, e->ts_pool, 0, p->n + 1);
         vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, e->ts_pool, 0);
     }
+    if (!e->embed) { /* the input rows, from the host-visible step buffer */
+        copy_rows(cmd, &e->hin, 0, &e->x, 0, (uint64_t)m * e->d);
+        dev_cmd_barrier(cmd);
+    }
+    const dev_buf *x = p->decode ? e->dec_x : &e->x; /* the residual after the layers */
     for (uint32_t i = 0; i < p->n; i++) {
         const ex_step *st = &p->steps[i];
+        if (st->last_row && !head) {
+            if (ts) /* the slot stays in order: a zero-length op */
+                vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, e->ts_pool, i + 1);
+            continue;
+        }
         if (st->barrier)
             dev_cmd_barrier(cmd);
+        if (st->last_row) {
+            copy_rows(cmd, x, (uint64_t)(m - 1) * e->d, &e->hl, 0, e->d);
+            dev_cmd_barrier(cmd);
+        }
         /* positions come from the step buffer: record with pos0 = 0 */
-        hinge_status s = dev_op_record(cmd, &st->op, m, 0);
+        hinge_status s = dev_op_record(cmd, &st->op, st->last_row ? 1 : m, 0);
         if (s != HINGE_OK)
             return hinge_fail(e->errmsg, sizeof e->errmsg, s, "recording %s of layer %d for %u positions: over the "
                               "op's capacity", st->name, st->layer, m);
@@ -52,7 +75,13 @@ static hinge_status record_pass(vk_exec *e, const ex_pass *p, VkCommandBuffer cm
             vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, e->ts_pool, i + 1);
     }
     dev_cmd_barrier(cmd);
-    const dev_buf *x = p->decode ? e->dec_x : &e->x;
+    if (e->head) { /* the logits, or nothing for a chunk without the head */
+        if (head)
+            copy_rows(cmd, &e->logits, 0, &e->out, 0, e->m->hp.n_vocab);
+        dev_cmd_barrier(cmd);
+        *dispatches = n;
+        return HINGE_OK;
+    }
     VkDeviceSize row = (VkDeviceSize)e->d * sizeof(float);
     VkBufferCopy region[2] = {
         {.srcOffset = x->off, .dstOffset = e->out.off, .size = m * row},
@@ -68,7 +97,7 @@ hinge_status ex_record_decode(vk_exec *e)
 {
     hinge_status s = begin(e, e->cmd_dec, false);
     if (s == HINGE_OK)
-        s = record_pass(e, &e->dec, e->cmd_dec, 1, false, &e->dec.dispatches);
+        s = record_pass(e, &e->dec, e->cmd_dec, 1, true, false, &e->dec.dispatches);
     if (s == HINGE_OK)
         s = end(e, e->cmd_dec);
     if (s != HINGE_OK || !e->cmd_dec_ts)
@@ -76,14 +105,14 @@ hinge_status ex_record_decode(vk_exec *e)
     uint32_t n;
     s = begin(e, e->cmd_dec_ts, false);
     if (s == HINGE_OK)
-        s = record_pass(e, &e->dec, e->cmd_dec_ts, 1, true, &n);
+        s = record_pass(e, &e->dec, e->cmd_dec_ts, 1, true, true, &n);
     return s == HINGE_OK ? end(e, e->cmd_dec_ts) : s;
 }
 
-hinge_status ex_record_prefill(vk_exec *e, uint32_t m, bool timestamps, uint32_t *dispatches)
+hinge_status ex_record_prefill(vk_exec *e, uint32_t m, bool head, bool timestamps, uint32_t *dispatches)
 {
     hinge_status s = begin(e, e->cmd_pre, true);
     if (s == HINGE_OK)
-        s = record_pass(e, &e->pre, e->cmd_pre, m, timestamps, dispatches);
+        s = record_pass(e, &e->pre, e->cmd_pre, m, head, timestamps, dispatches);
     return s == HINGE_OK ? end(e, e->cmd_pre) : s;
 }

@@ -99,11 +99,11 @@ static hinge_status dget(st *t, const dev_buf *b, size_t n, float **out)
  * joined: up to three). */
 static uint32_t host_mats(const vk_exec *e, int32_t il, const dev_weight *w, const weight **mats)
 {
-    if (w == &e->embd) {
+    if (w == &e->w->embd) {
         mats[0] = &e->m->tok_embd;
         return 1;
     }
-    const ex_layer *X = &e->layers[il];
+    const ex_layer *X = &e->w->layers[il];
     const layer_weights *L = &e->m->layers[il];
     const weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
     for (uint32_t g = 0; g < X->n_qkv; g++) {
@@ -529,8 +529,8 @@ hinge_status ex_selftest(vk_exec *e)
     for (int p = 0; p < 2 && s == HINGE_OK; p++)
         for (uint32_t i = 0; i < passes[p]->n && s == HINGE_OK; i++) {
             const ex_step *stp = &passes[p]->steps[i];
-            /* the embedding once (the passes share its kernel), then layer 0's ops */
-            if ((stp->layer == -1 && p == 0) || stp->layer == 0) {
+            /* the embedding once (the passes share its kernel), then the first layer's ops */
+            if ((stp->layer == -1 && p == 0) || (e->k > 0 && stp->layer == (int32_t)e->first)) {
                 s = check_step(&t, stp, passes[p]->decode);
                 checked++;
             }
@@ -538,7 +538,7 @@ hinge_status ex_selftest(vk_exec *e)
     dev_pool_destroy(t.pool);
     free(t.h);
     if (s == HINGE_OK)
-        hinge_log(dev_ctx_logger(e->c), HINGE_LOG_INFO, "vulkan: self-test passed (%u ops of the embedding and "
-                  "layer 0 against the CPU)", checked);
+        hinge_log(dev_ctx_logger(e->c), HINGE_LOG_INFO, "vulkan: self-test passed (%u ops of %slayer %u against "
+                  "the CPU)", checked, e->embed ? "the embedding and " : "", e->first);
     return s;
 }

@@ -46,6 +46,11 @@ typedef struct hinge_edge_config {
     const char *key;        /* PEM private key (TLS) */
     bool insecure_h2c;      /* cleartext HTTP/2 with prior knowledge; refused unless listen is loopback */
     bool handle_signals;    /* stop on SIGTERM/SIGINT (see above) */
+    const char *backend;    /* "cpu" or "vulkan": where the sessions' layers [cut, N) and head run. vulkan:
+                               on the first Vulkan device (its self-test must pass at start-up), each
+                               session with its own executor and device KV cache (counted in kv_budget),
+                               the sessions of a batch one after another; verify steps and private
+                               heads are refused there (422) ["cpu"] */
     int threads;            /* compute threads [online CPUs] */
     uint32_t max_sessions;  /* concurrent sessions [16] */
     uint32_t max_conns;     /* concurrent connections [64] */

@@ -20,6 +20,8 @@
  *   openai.c   the OpenAI-compatible thin-client endpoints: whole-model
  *              sessions (cut 0) the edge feeds from its own tokenizer
  *   record.c   --record-dir
+ *   vk.c       --backend vulkan: the device context, each session's
+ *              executor of [cut, N) + head (device/vk_exec.h)
  *
  * Threads: everything here belongs to the loop thread, except
  *   - a session whose `busy` flag is set: its compute state (t, hidden, rx,
@@ -184,6 +186,8 @@ typedef struct edge_model {
     uint8_t sha256[32];   /* of the file, computed at start-up: what sessions name */
     model *m;             /* NULL: not loaded */
     fwd_batch *fb;        /* the worker's batched pass over m, made with it; only the worker runs it */
+    struct vk_model *vw;  /* --backend vulkan: m's layers and head on the device, uploaded at its first
+                             session and shared by its sessions' executors (vk.c); NULL: none yet */
     size_t bytes;         /* while loaded: m's weights and fb's buffers */
     uint32_t sessions;    /* open sessions and thin-client requests on it: it stays loaded while > 0 */
     bool pinned;          /* the default (first) model: loaded for the edge's life */
@@ -205,7 +209,10 @@ typedef struct edge_session {
     sampler_params sp;
     edge_model *em;     /* the session's model (pinned by it) */
     const model *m;     /* em->m */
-    tail *t;            /* layers [cut, N) with their KV cache, the head, the sampler */
+    tail *t;            /* layers [cut, N) with their KV cache, the head, the sampler (vulkan: the sampler
+                           and the logit row only) */
+    struct vk_exec *vx; /* --backend vulkan: layers [cut, N) + head on the device (vk.c); NULL: the CPU */
+    size_t vx_kv;       /* bytes of vx's KV cache taken from the budget */
     float *hidden;      /* (max_step, n_embd) */
     uint8_t *rx;        /* rx_cap bytes: one frame of max_step rows */
     size_t rx_cap, rx_len;
@@ -340,6 +347,7 @@ struct hinge_edge {
     uint32_t spin_us;     /* see hinge_edge_config.spin_us */
     uint32_t prefill_chunk; /* positions of a step per batch when it has more than one */
     kv_pool *kv;          /* the sessions' KV blocks and their budget (model/kv.h) */
+    struct edge_vk *vk;   /* --backend vulkan (vk.c); NULL: cpu */
     uint32_t steps_out;   /* steps handed to the worker and not yet back */
     uint64_t spin_until_us; /* the loop polls without sleeping until then while steps_out > 0 */
     char *record_dir;     /* owned; NULL: off */
@@ -559,5 +567,22 @@ void edge_log_limited(hinge_edge *e, edge_rl_kind k, hinge_log_level level, cons
 uint64_t edge_record(hinge_edge *e, const edge_stream *st, const void *body, size_t len);
 /* The reply to recorded request seq: NNNNNN.reply (the body as sent). */
 void edge_record_reply(hinge_edge *e, uint64_t seq, const void *body, size_t len);
+
+/* ---- vk.c: --backend vulkan ---- */
+typedef struct edge_vk edge_vk;
+/* The device context and its self-test (a probe executor on the default
+ * model); err says why there is none. */
+hinge_status edge_vk_open(hinge_edge *e, char *err, size_t errlen);
+void edge_vk_close(hinge_edge *e); /* no-op without it */
+const char *edge_vk_device(const hinge_edge *e); /* the device's name; "" without it */
+/* The session's executor of [cut, N) + head, its KV cache taken from the
+ * budget: 0, or the HTTP status with *code and detail. */
+int edge_vk_session_open(hinge_edge *e, edge_session *s, const char **code, char *detail, size_t detail_len);
+void edge_vk_session_close(hinge_edge *e, edge_session *s); /* gives the KV bytes back; no-op without */
+/* Frees em's device weights (no session of em is left); no-op without. */
+void edge_vk_model_drop(hinge_edge *e, edge_model *em);
+/* Worker: the item's rows through s's executor, the logits into it->logits
+ * (NULL: none wanted); on failure the detail is in s->step.err. */
+hinge_status edge_vk_run(const hinge_edge *e, edge_session *s, const fwd_item *it);
 
 #endif

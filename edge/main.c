@@ -29,6 +29,8 @@ static const char usage_text[] =
     "  --listen ADDR:PORT      numeric address; port 0 picks a free one (default 127.0.0.1:8443)\n"
     "  --cert PEM, --key PEM   TLS 1.3 certificate chain and private key\n"
     "  --insecure-h2c          cleartext HTTP/2 (prior knowledge); loopback addresses only\n"
+    "  --backend cpu|vulkan    where the sessions' layers and head run (default cpu); vulkan: on the\n"
+    "                          first Vulkan device, one session after another (docs/edge.md)\n"
     "  --threads N             compute threads (default: online CPUs)\n"
     "  --max-sessions N        concurrent sessions (default 16)\n"
     "  --max-conns N           concurrent connections (default 64)\n"
@@ -74,7 +76,7 @@ enum {
     OPT_STALL, OPT_IDLE, OPT_SESSION_TO, OPT_DRAIN, OPT_NO_MEASURE, OPT_RECORD, OPT_LOG_LEVEL, OPT_SPIN,
     OPT_PROFILE, OPT_PREFILL_CHUNK, OPT_API_KEYS, OPT_CLIENT_CA, OPT_NO_AUTH, OPT_CLIENT_SESSIONS, OPT_CLIENT_KV,
     OPT_CONNS_PER_ADDR, OPT_HANDSHAKE, OPT_GRACE, OPT_LOG_FORMAT, OPT_CONFIG, OPT_VERSION, OPT_KV_BUDGET,
-    OPT_INSTANCE, OPT_MODEL_MEMORY,
+    OPT_INSTANCE, OPT_MODEL_MEMORY, OPT_BACKEND,
 };
 
 static const struct option long_opts[] = {
@@ -83,6 +85,7 @@ static const struct option long_opts[] = {
     {"cert", required_argument, NULL, OPT_CERT},
     {"key", required_argument, NULL, OPT_KEY},
     {"insecure-h2c", no_argument, NULL, OPT_H2C},
+    {"backend", required_argument, NULL, OPT_BACKEND},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
@@ -258,6 +261,13 @@ static int parse_other(int opt, const char *arg, hinge_edge_config *cfg, hinge_l
     case OPT_CLIENT_CA: cfg->client_ca = arg; return 0;
     case OPT_NO_AUTH: cfg->no_auth = true; return 0;
     case OPT_CONFIG: return 0; /* read before the command line */
+    case OPT_BACKEND:
+        if (strcmp(arg, "cpu") == 0 || strcmp(arg, "vulkan") == 0) {
+            cfg->backend = arg;
+            return 0;
+        }
+        fprintf(stderr, "hinge-edge: --backend: '%s' is not cpu or vulkan\n", arg);
+        return -1;
     case OPT_LOG_LEVEL: return parse_level(arg, &lg->level) != 0 ? -1 : 0;
     case OPT_LOG_FORMAT:
         if (strcmp(arg, "json") == 0 || strcmp(arg, "text") == 0) {

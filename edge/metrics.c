@@ -132,6 +132,14 @@ static void service_metrics(out *o, const hinge_edge *e)
            "Sessions freed because their connection closed and none took over within the grace period.",
            (double)e->sessions_orphaned);
     metric(o, "hinge_edge_kv_bytes", "gauge", "Bytes held by open sessions (KV cache and buffers).", (double)kv);
+    /* the device's name as a label value: quotes, backslashes and newlines would break the line */
+    char dev[256];
+    snprintf(dev, sizeof dev, "%s", edge_vk_device(e));
+    for (char *q = dev; *q; q++)
+        *q = *q == '"' || *q == '\\' || *q == '\n' ? '_' : *q;
+    put(o, "# HELP hinge_edge_backend_info Where the sessions' layers and head run (--backend), and on which device.\n"
+           "# TYPE hinge_edge_backend_info gauge\nhinge_edge_backend_info{backend=\"%s\",device=\"%s\"} 1\n",
+        e->vk ? "vulkan" : "cpu", e->vk ? dev : "cpu");
     metric(o, "hinge_edge_client_kv_bytes_limit", "gauge", "Per-client quota of session bytes (0: none).",
            (double)e->client_kv_bytes);
     metric(o, "hinge_edge_client_sessions_limit", "gauge", "Per-client quota of sessions.",

@@ -76,6 +76,7 @@ hinge_status edge_models_init(hinge_edge *e, const char *const *paths, uint32_t 
 
 static void unload(hinge_edge *e, edge_model *em)
 {
+    edge_vk_model_drop(e, em);
     fwd_batch_destroy(em->fb);
     model_free(em->m);
     em->fb = NULL;

@@ -8,6 +8,11 @@
  * runs chunk by chunk, interleaved with the decode steps of the others, and
  * is answered after its last chunk.
  *
+ * --backend vulkan (vk.c): a session with an executor (vx) is planned as
+ * the others, but its rows run through its executor on the device after
+ * the CPU's batch, one session after another (batching the rows of
+ * several sessions on the GPU is left for later).
+ *
  * Several models: a batch holds the steps of one model (each model has its
  * fwd_batch, models.c): that of the oldest active step. The others wait
  * for a later batch, at the latest until the steps ahead of theirs are done.
@@ -129,6 +134,13 @@ bool edge_sched_admit(edge_sched *sc, edge_session *s)
         p->t_start_us = p->t_end_us = edge_now_us();
         return false;
     }
+    if (s->vx && (p->hdr.flags & TX_FLAG_VERIFY)) {
+        p->http = 422;
+        hinge_fail(p->err, sizeof p->err, HINGE_ERR_UNSUPPORTED, "verify steps (speculative decoding) are not "
+                   "supported on this edge's Vulkan backend (--backend vulkan)");
+        p->t_start_us = p->t_end_us = edge_now_us();
+        return false;
+    }
     /* the step's KV blocks, all of them now: a step refused for the budget
      * has not run (503, the session intact: its client may retry), and one
      * admitted runs to its end */
@@ -175,9 +187,29 @@ static void account(edge_sched *sc, size_t n, uint64_t t0, uint64_t t1, edge_bat
     edge_hist_observe(&st->h[EDGE_H_BATCH_SECONDS], EDGE_H_BATCH_SECONDS, (double)(t1 - t0) * 1e-6);
 }
 
-/* Items for the planned rows of the steps of model em; stamps each
+/* Items[n] for take rows of s's step; returns n + 1. */
+static size_t add_item(edge_sched *sc, edge_session *s, uint32_t take, size_t n, size_t d, uint64_t seq, uint64_t t0,
+                       edge_batch_stats *st)
+{
+    edge_step *p = &s->step;
+    if (p->batches++ == 0) {
+        p->t_start_us = t0;
+        p->wait_batches = seq > p->seq_queued + 1 ? (uint32_t)(seq - p->seq_queued - 1) : 0;
+        if (p->hdr.n <= 1)
+            edge_hist_observe(&st->h[EDGE_H_DECODE_WAIT], EDGE_H_DECODE_WAIT, (double)p->wait_batches);
+    }
+    bool last = s->done_rows + take == p->hdr.n;
+    bool sample = last && !s->private_head && !(p->hdr.flags & (TX_FLAG_NO_SAMPLE | TX_FLAG_VERIFY));
+    sc->items[n] = tail_item(s->t, p->hdr.pos + s->done_rows, take, s->hidden + (size_t)s->done_rows * d, sample);
+    sc->batch[n] = s;
+    return n + 1;
+}
+
+/* Items for the planned rows of the steps of model em, the CPU's sessions
+ * then the Vulkan ones (*n_cpu: how many of the first kind); stamps each
  * step's first batch. */
-static size_t build(edge_sched *sc, const edge_model *em, uint64_t seq, uint64_t t0, edge_batch_stats *st)
+static size_t build(edge_sched *sc, const edge_model *em, uint64_t seq, uint64_t t0, edge_batch_stats *st,
+                    size_t *n_cpu)
 {
     const size_t d = em->m->hp.n_embd;
     uint32_t n_same = 0;
@@ -189,23 +221,12 @@ static size_t build(edge_sched *sc, const edge_model *em, uint64_t seq, uint64_t
     }
     edge_sched_plan(sc->left, n_same, sc->chunk, sc->take);
     size_t n = 0;
-    for (uint32_t k = 0; k < n_same; k++) {
-        uint32_t i = sc->idx[k];
-        if (!sc->take[k])
-            continue;
-        edge_session *s = sc->active[i];
-        edge_step *p = &s->step;
-        if (p->batches++ == 0) {
-            p->t_start_us = t0;
-            p->wait_batches = seq > p->seq_queued + 1 ? (uint32_t)(seq - p->seq_queued - 1) : 0;
-            if (p->hdr.n <= 1)
-                edge_hist_observe(&st->h[EDGE_H_DECODE_WAIT], EDGE_H_DECODE_WAIT, (double)p->wait_batches);
-        }
-        bool last = s->done_rows + sc->take[k] == p->hdr.n;
-        bool sample = last && !s->private_head && !(p->hdr.flags & (TX_FLAG_NO_SAMPLE | TX_FLAG_VERIFY));
-        sc->items[n] = tail_item(s->t, p->hdr.pos + s->done_rows, sc->take[k], s->hidden + (size_t)s->done_rows * d,
-                                 sample);
-        sc->batch[n++] = s;
+    for (uint32_t pass = 0; pass < 2; pass++) {
+        if (pass == 1)
+            *n_cpu = n;
+        for (uint32_t k = 0; k < n_same; k++)
+            if (sc->take[k] && (sc->active[sc->idx[k]]->vx != NULL) == (pass == 1))
+                n = add_item(sc, sc->active[sc->idx[k]], sc->take[k], n, d, seq, t0, st);
     }
     return n;
 }
@@ -243,13 +264,17 @@ size_t edge_sched_step(edge_sched *sc, edge_session **out, edge_batch_stats *st)
     uint64_t seq = atomic_fetch_add_explicit(&sc->started, 1, memory_order_relaxed) + 1;
     uint64_t t0 = edge_now_us();
     edge_model *em = sc->active[0]->em; /* the oldest step's model */
-    size_t n = build(sc, em, seq, t0, st);
-    hinge_status rc = fwd_batch_run(em->fb, sc->items, n);
+    size_t n_cpu = 0;
+    size_t n = build(sc, em, seq, t0, st, &n_cpu);
+    hinge_status rc = fwd_batch_run(em->fb, sc->items, n_cpu);
     for (size_t i = 0; i < n; i++) {
         edge_session *s = sc->batch[i];
+        hinge_status irc = i < n_cpu ? rc : edge_vk_run(sc->e, s, &sc->items[i]);
         s->done_rows += sc->items[i].n;
-        if (rc != HINGE_OK) { /* a bug: admitted steps are checked against their context */
-            hinge_fail(s->step.err, sizeof s->step.err, rc, "forward pass failed: %s", fwd_batch_errmsg(em->fb));
+        if (irc != HINGE_OK) { /* a bug (admitted steps are checked against their context), or the device failed */
+            if (i < n_cpu)
+                hinge_fail(s->step.err, sizeof s->step.err, rc, "forward pass failed: %s", fwd_batch_errmsg(em->fb));
+            s->step.http = 500; /* finish keeps it */
             s->done_rows = s->step.hdr.n;
         } else if (sc->items[i].logits) {
             s->step.token = tail_sample(s->t);
@@ -268,7 +293,7 @@ size_t edge_sched_step(edge_sched *sc, edge_session **out, edge_batch_stats *st)
             sc->active[kept++] = s;
             continue;
         }
-        finish(s, rc == HINGE_OK && s->step.http != 500 ? 200 : 500, t1);
+        finish(s, s->step.http != 500 ? 200 : 500, t1); /* 500: set above, or by verify */
         if (s->step.http == 200)
             st->steps++;
         else

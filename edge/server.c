@@ -382,6 +382,11 @@ static hinge_status edge_init(hinge_edge *e, const hinge_edge_config *cfg, char 
     e->cuts = calloc(e->m->hp.n_layer + 1, sizeof *e->cuts);
     if (kv_pool_create((size_t)cfg->kv_budget, &e->kv) != HINGE_OK)
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
+    bool vulkan = cfg->backend && strcmp(cfg->backend, "vulkan") == 0;
+    if (cfg->backend && !vulkan && strcmp(cfg->backend, "cpu") != 0)
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "backend '%s' is not cpu or vulkan", cfg->backend);
+    if (vulkan && (s = edge_vk_open(e, err, errlen)) != HINGE_OK)
+        return s;
     if (cfg->record_dir && !(e->record_dir = strdup(cfg->record_dir)))
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
     if (!e->sessions || !e->conns || !e->cuts)
@@ -419,9 +424,10 @@ hinge_status hinge_edge_create(const hinge_edge_config *cfg, hinge_edge **out, c
     const model_hparams *hp = &e->m->hp;
     hinge_log(&e->log, HINGE_LOG_INFO,
               "serving %s (%u layers, n_embd %u) on %s over %s; %d compute threads; batches of up to %u sessions, "
-              "prefill in chunks of %u positions; %s",
+              "prefill in chunks of %u positions; backend %s%s%s; %s",
               e->m->name, hp->n_layer, hp->n_embd, e->address, e->tls ? "TLS 1.3 h2" : "cleartext h2c",
-              tp_threads(e->tp), e->max_sessions, e->prefill_chunk,
+              tp_threads(e->tp), e->max_sessions, e->prefill_chunk, e->vk ? "vulkan on " : "cpu", edge_vk_device(e),
+              e->vk ? " (the sessions of a batch one after another)" : "",
               e->keys && e->client_ca_path ? "API keys or client certificates"
               : e->keys                    ? "API keys"
               : e->client_ca_path          ? "client certificates"
@@ -446,6 +452,7 @@ void hinge_edge_destroy(hinge_edge *e)
         if (e->conns[i])
             edge_conn_close(e->conns[i]);
     edge_sessions_free(e);
+    edge_vk_close(e); /* after the sessions' executors */
     kv_pool_destroy(e->kv); /* after the sessions: they give their blocks back */
     close_fd(&e->listen_fd);
     close_fd(&e->stop_fd);

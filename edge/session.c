@@ -19,8 +19,9 @@
 
 enum { DRAIN_IDLE_MS = 2000 };
 
-static void session_release(edge_session *s)
+static void session_release(hinge_edge *e, edge_session *s)
 {
+    edge_vk_session_close(e, s); /* before the model it reads goes */
     if (s->em)
         edge_model_unpin(s->em);
     tail_destroy(s->t);
@@ -33,7 +34,7 @@ void edge_sessions_free(hinge_edge *e)
 {
     for (uint32_t i = 0; e->sessions && i < e->max_sessions; i++)
         if (e->sessions[i].used)
-            session_release(&e->sessions[i]);
+            session_release(e, &e->sessions[i]);
     e->n_sessions = 0;
 }
 
@@ -71,6 +72,12 @@ static int check_req(const hinge_edge *e, const model *m, const edge_session_req
                    "%u and cut + private_head <= %u", rq->private_head, rq->cut, hp->n_layer, hp->n_layer);
         return 400;
     }
+    if (e->vk && rq->private_head) {
+        *code = "unsupported_backend";
+        hinge_fail(detail, detail_len, HINGE_ERR_UNSUPPORTED, "private_head is not supported on this edge's Vulkan "
+                   "backend (--backend vulkan); use an edge with --backend cpu");
+        return 422;
+    }
     if (rq->ctx > e->max_ctx) {
         hinge_fail(detail, detail_len, HINGE_ERR_INVALID, "ctx %u over this edge's limit of %u", rq->ctx, e->max_ctx);
         return 400;
@@ -98,14 +105,16 @@ static hinge_status session_alloc(hinge_edge *e, edge_session *s, uint64_t skip,
 {
     const model_hparams *hp = &s->m->hp;
     /* max_batch 1: the session's own pass scratch goes unused (its steps run
-     * in the worker's fwd_batch), so keep it small */
-    tail_config tc = {.cut = s->cut, .end = hp->n_layer - s->private_head, .ctx = s->ctx, .max_batch = 1,
-                      .pool = e->kv, .sp = s->sp};
+     * in the worker's fwd_batch), so keep it small. On Vulkan the tail has
+     * no layers: the sampler and the logit row (and the embedding of the
+     * thin clients' tokens, openai.c) */
+    tail_config tc = {.cut = e->vk ? hp->n_layer : s->cut, .end = hp->n_layer - s->private_head, .ctx = s->ctx,
+                      .max_batch = 1, .pool = e->kv, .sp = s->sp};
     hinge_status st = tail_create(s->m, e->tp, &tc, &s->t, detail, detail_len);
     if (st != HINGE_OK)
         return st;
     tail_skip_samples(s->t, skip);
-    if (s->cut < hp->n_layer - s->private_head && (st = tail_kv_reserve(s->t, 0, 1)) != HINGE_OK) {
+    if (!e->vk && s->cut < hp->n_layer - s->private_head && (st = tail_kv_reserve(s->t, 0, 1)) != HINGE_OK) {
         *code = "kv_budget";
         return hinge_fail(detail, detail_len, st, "%s", tail_errmsg(s->t));
     }
@@ -191,22 +200,27 @@ int edge_session_open(hinge_edge *e, const edge_session_req *rq, const char *cli
     s->m = em->m;
     edge_model_pin(em);
     *code = "out_of_memory";
+    if (e->vk && (http = edge_vk_session_open(e, s, code, detail, detail_len)) != 0) {
+        session_release(e, s);
+        e->rejected[http == 503 ? EDGE_REJ_MEMORY : EDGE_REJ_INVALID]++;
+        return http;
+    }
     hinge_status st = session_alloc(e, s, rq->skip, code, detail, detail_len);
     if (st != HINGE_OK) {
-        session_release(s);
+        session_release(e, s);
         e->rejected[st == HINGE_ERR_NOMEM ? EDGE_REJ_MEMORY : EDGE_REJ_INVALID]++;
         *code = st == HINGE_ERR_NOMEM ? *code : "bad_request";
         return st == HINGE_ERR_NOMEM ? 503 : 400;
     }
     /* what the client is charged: its buffers and the KV cache the session
      * may grow to (paged: held as it grows, but promised now) */
-    s->bytes = tail_bytes(s->t) + tail_kv_bytes_max(s->t) + s->rx_cap +
+    s->bytes = tail_bytes(s->t) + tail_kv_bytes_max(s->t) + s->vx_kv + s->rx_cap +
                (size_t)s->max_step * s->m->hp.n_embd * sizeof(float);
     if (e->client_kv_bytes && held_bytes + s->bytes > e->client_kv_bytes) {
         snprintf(detail, detail_len, "this session needs %zu bytes; the client's quota of %llu leaves %llu",
                  s->bytes, (unsigned long long)e->client_kv_bytes,
                  (unsigned long long)(e->client_kv_bytes > held_bytes ? e->client_kv_bytes - held_bytes : 0));
-        session_release(s);
+        session_release(e, s);
         return refuse(e, EDGE_REJ_QUOTA_KV, 429, code, "quota_kv_bytes");
     }
     snprintf(s->owner, sizeof s->owner, "%s", client);
@@ -219,7 +233,7 @@ int edge_session_open(hinge_edge *e, const edge_session_req *rq, const char *cli
 
 size_t edge_session_kv_bytes(const edge_session *s)
 {
-    return s && s->used ? tail_kv_bytes(s->t) : 0;
+    return s && s->used ? tail_kv_bytes(s->t) + s->vx_kv : 0;
 }
 
 edge_session *edge_session_find(hinge_edge *e, const char *sid, const char *client)
@@ -255,7 +269,7 @@ void edge_session_close(hinge_edge *e, edge_session *s)
         return;
     }
     hinge_log(&e->log, HINGE_LOG_INFO, "session %.8s closed after %llu steps", s->id, (unsigned long long)s->steps);
-    session_release(s);
+    session_release(e, s);
     e->n_sessions--;
 }
 

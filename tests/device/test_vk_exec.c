@@ -11,6 +11,9 @@
  *    when absent), k in {1, 6, 12, 18} (HINGE_TEST_GEMMA_CUTS=6,18 for
  *    fewer): the first 32 greedy tokens of three prompts equal the CPU-only
  *    run's.
+ *  - The edge's executors (vk_exec_create_range): layers [a, N) + head from
+ *    hidden rows, logits against the CPU's fwd_layers + fwd_head; a middle
+ *    range's hidden rows; the ranges and inputs refused.
  *  - The start-up self-test rejects a kernel broken on purpose
  *    (HINGE_VK_SELFTEST_BREAK), naming it; HINGE_VK_FORCE's cap on positions
  *    per dispatch and its errors.
@@ -540,6 +543,124 @@ static void test_force(void **state)
     restore_force();
 }
 
+/* ---- the edge's executors: a layer range, hidden rows in ---- */
+
+static vk_exec *range_create(const model *m, uint32_t first, uint32_t end, bool head, const vk_model *w)
+{
+    char err[HINGE_ERRMSG_MAX] = "";
+    vk_exec *e = NULL;
+    vk_exec_config c = {.first = first, .end = end, .head = head, .ctx = 64, .max_batch = 8, .weights = w};
+    hinge_status s = vk_exec_create_range(fx.ctx, m, &c, &e, err, sizeof err);
+    if (s != HINGE_OK)
+        fail_msg("vk_exec_create_range([%u, %u)): %s: %s", first, end, hinge_strerror(s), err);
+    return e;
+}
+
+static void run_hidden_ok(vk_exec *e, const float *h, size_t n, uint32_t pos0, float *out)
+{
+    hinge_status s = vk_exec_run_hidden(e, h, n, pos0, out);
+    if (s != HINGE_OK)
+        fail_msg("vk_exec_run_hidden(n = %zu, pos0 = %u): %s: %s", n, pos0, hinge_strerror(s), vk_exec_errmsg(e));
+}
+
+/* The CPU's hidden rows after [0, a) for toks[0 .. n) at pos0 (lo holds [0, a)). */
+static void cpu_rows(fwd_ctx *lo, const int32_t *toks, size_t n, uint32_t pos0, float *h)
+{
+    assert_int_equal(fwd_embed(lo, toks, n, h), HINGE_OK);
+    assert_int_equal(fwd_layers(lo, pos0, n, h), HINGE_OK);
+}
+
+/* Layers [a, N) + head from hidden rows against the CPU's fwd_layers [a, N)
+ * + fwd_head: a 20-position prompt (chunks 8 + 8 + 4) with its logits, one
+ * without (the head skipped), decode steps, at a = 0 (the edge's thin
+ * clients), inside, and N (the head alone); the executors of a = 0 and N
+ * borrow one shared vk_model, a = 2's uploads its own. Logits within
+ * TOL_HIDDEN too: one more product of n_embd terms and a norm on top of
+ * the layers'. */
+static void test_range_head(void **state)
+{
+    (void)state;
+    need_device();
+    const model *m = fx.stories;
+    const model_hparams *hp = &m->hp;
+    enum { N = 20, STEPS = 4 };
+    size_t d = hp->n_embd;
+    int32_t toks[N + STEPS];
+    for (int i = 0; i < N + STEPS; i++)
+        toks[i] = i == 0 ? 1 : (int32_t)((i * 53 + 7) % hp->n_vocab);
+    float *in = malloc(N * d * sizeof *in), *h = malloc(N * d * sizeof *h);
+    float *got = malloc(hp->n_vocab * sizeof *got), *ref = malloc(hp->n_vocab * sizeof *ref);
+    char err[HINGE_ERRMSG_MAX] = "";
+    vk_model *w = NULL, *w2 = NULL;
+    vk_model_config wc = {.first = 0, .end = hp->n_layer, .head = true};
+    assert_int_equal(vk_model_create(fx.ctx, m, &wc, &w, err, sizeof err), HINGE_OK);
+    const uint32_t firsts[] = {0, 2, hp->n_layer};
+    for (size_t c = 0; c < sizeof firsts / sizeof firsts[0]; c++) {
+        uint32_t a = firsts[c];
+        vk_exec *e = range_create(m, a, hp->n_layer, true, a == 2 ? NULL : w);
+        fwd_ctx *lo = stage(m, 0, a, 64), *hi = stage(m, a, hp->n_layer, 64);
+        cpu_rows(lo, toks, N, 0, in);
+        memcpy(h, in, N * d * sizeof *h);
+        assert_int_equal(fwd_layers(hi, 0, N, h), HINGE_OK);
+        assert_int_equal(fwd_head(hi, h + (N - 1) * d, 1, ref), HINGE_OK);
+        run_hidden_ok(e, in, N, 0, got);
+        check_hidden("range prefill logits", got, ref, hp->n_vocab);
+        run_hidden_ok(e, in, N, 0, NULL); /* again, no logits wanted: the same cache rows */
+        for (uint32_t i = 0; i < STEPS; i++) {
+            cpu_rows(lo, &toks[N + i], 1, N + i, in);
+            memcpy(h, in, d * sizeof *h);
+            assert_int_equal(fwd_layers(hi, N + i, 1, h), HINGE_OK);
+            assert_int_equal(fwd_head(hi, h, 1, ref), HINGE_OK);
+            run_hidden_ok(e, in, 1, N + i, got);
+            check_hidden("range decode logits", got, ref, hp->n_vocab);
+        }
+        /* the wrong kind of input */
+        assert_int_equal(vk_exec_run(e, toks, 1, 0, got), HINGE_ERR_INVALID);
+        assert_non_null(strstr(vk_exec_errmsg(e), "hidden rows"));
+        assert_int_equal(vk_exec_run_hidden(e, NULL, 1, 0, got), HINGE_ERR_INVALID);
+        assert_int_equal(vk_exec_run_hidden(e, in, 1, 64, got), HINGE_ERR_RANGE);
+        fwd_destroy(lo);
+        fwd_destroy(hi);
+        vk_exec_destroy(e);
+    }
+    /* a middle range without the head: the hidden rows out */
+    vk_exec *e = range_create(m, 1, 3, false, w);
+    fwd_ctx *lo = stage(m, 0, 1, 64), *mid = stage(m, 1, 3, 64);
+    cpu_rows(lo, toks, N, 0, in);
+    memcpy(h, in, N * d * sizeof *h);
+    assert_int_equal(fwd_layers(mid, 0, N, h), HINGE_OK);
+    float *out = malloc(N * d * sizeof *out);
+    run_hidden_ok(e, in, N, 0, out);
+    check_hidden("range [1, 3) prefill", out, h, N * d);
+    assert_int_equal(vk_exec_run_hidden(e, in, 1, 0, NULL), HINGE_ERR_INVALID);
+    free(out);
+    fwd_destroy(lo);
+    fwd_destroy(mid);
+    vk_exec_destroy(e);
+    /* ranges the executor refuses, and weights that do not cover them */
+    wc.first = 2;
+    assert_int_equal(vk_model_create(fx.ctx, m, &wc, &w2, err, sizeof err), HINGE_OK);
+    vk_exec_config bad[] = {
+        {.first = 1, .end = hp->n_layer, .head = true, .weights = w2}, /* layer 1 not uploaded */
+        {.first = 0, .end = 2, .embed = true, .weights = w},   /* no embedding uploaded */
+        {.first = 1, .end = 3, .embed = true},          /* the embedding needs first = 0 */
+        {.first = 0, .end = 3, .head = true},           /* the head needs end = N */
+        {.first = 3, .end = 2},                         /* backwards */
+        {.first = 0, .end = hp->n_layer + 1},           /* beyond the model */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        e = NULL;
+        assert_int_equal(vk_exec_create_range(fx.ctx, m, &bad[i], &e, err, sizeof err), HINGE_ERR_INVALID);
+        assert_null(e);
+    }
+    vk_model_destroy(w);
+    vk_model_destroy(w2);
+    free(in);
+    free(h);
+    free(got);
+    free(ref);
+}
+
 /* ---- Gemma 3 270M ---- */
 
 enum { G_NEW = 32, G_CTX = 128 };
@@ -640,6 +761,7 @@ int main(void)
         cmocka_unit_test(test_stories_oracle_every_k),
         cmocka_unit_test(test_stories_prefill),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_range_head),
         cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_unsupported_weight),
         cmocka_unit_test(test_profiling),

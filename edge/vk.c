@@ -1,0 +1,184 @@
+/* --backend vulkan: the sessions' layers [cut, N) and the head on a Vulkan
+ * device, through the device half's executor (device/vk_exec.h).
+ *
+ * One dev_ctx for the edge's life, made at start-up; a probe executor over
+ * the default model's first layer runs the executor's self-test there, so
+ * a driver that computes wrongly stops the edge before it serves anything.
+ * A model's layers and head are uploaded once, when its first session
+ * opens (vk_model, kept while the model stays loaded); each session gets
+ * its own executor for [cut, N) + head with hidden rows in, borrowing
+ * those weights and owning its device KV cache, activations and command
+ * buffers. Its tail (tail.h) keeps only the sampler and the logit row. The device KV cache is taken whole from the
+ * edge's --kv-budget when the session opens (refused with 503 when it does
+ * not fit), so no step fails for it later.
+ *
+ * Threads: executors are made and destroyed by the loop thread (session
+ * open and close) and run by the worker; they share the context's queue,
+ * fence and command pool, which Vulkan wants used from one thread at a
+ * time: every use of the context holds `lock`. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "edge_impl.h"
+
+#ifdef HINGE_EDGE_VULKAN
+#include "vk_context.h"
+#include "vk_exec.h"
+
+struct edge_vk {
+    dev_ctx *c;
+    pthread_mutex_t lock;
+    char device[256];
+};
+
+hinge_status edge_vk_open(hinge_edge *e, char *err, size_t errlen)
+{
+    edge_vk *v = calloc(1, sizeof *v);
+    if (!v)
+        return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
+    pthread_mutex_init(&v->lock, NULL);
+    e->vk = v;
+    dev_ctx_config dc = {.log = &e->log};
+    char why[HINGE_ERRMSG_MAX] = "";
+    hinge_status s = dev_ctx_create(&dc, &v->c, why, sizeof why);
+    if (s != HINGE_OK)
+        return hinge_fail(err, errlen, s, "--backend vulkan: no usable Vulkan device: %s", why);
+    snprintf(v->device, sizeof v->device, "%s", dev_ctx_features(v->c)->name);
+    /* the self-test runs when an executor is made: one small one now */
+    vk_exec *probe = NULL;
+    uint32_t n = e->m->hp.n_layer;
+    vk_exec_config pc = {.first = 0, .end = n ? 1 : 0, .ctx = 16, .max_batch = 4};
+    s = vk_exec_create_range(v->c, e->m, &pc, &probe, why, sizeof why);
+    vk_exec_destroy(probe);
+    if (s != HINGE_OK)
+        return hinge_fail(err, errlen, s, "--backend vulkan on %s: %s", v->device, why);
+    hinge_log(&e->log, HINGE_LOG_INFO, "backend vulkan: %s, self-test passed", v->device);
+    return HINGE_OK;
+}
+
+void edge_vk_close(hinge_edge *e)
+{
+    if (!e->vk)
+        return;
+    for (uint32_t i = 0; e->models && i < e->n_models; i++) /* the models outlive the context: their weights go now */
+        edge_vk_model_drop(e, &e->models[i]);
+    dev_ctx_destroy(e->vk->c);
+    pthread_mutex_destroy(&e->vk->lock);
+    free(e->vk);
+    e->vk = NULL;
+}
+
+const char *edge_vk_device(const hinge_edge *e) { return e->vk ? e->vk->device : ""; }
+
+int edge_vk_session_open(hinge_edge *e, edge_session *s, const char **code, char *detail, size_t detail_len)
+{
+    const model *m = s->m;
+    uint32_t n = m->hp.n_layer;
+    size_t kv = (size_t)vk_exec_kv_bytes(m, n - s->cut, s->ctx);
+    if (!kv_pool_take(e->kv, kv)) {
+        *code = "kv_budget";
+        hinge_fail(detail, detail_len, HINGE_ERR_NOMEM, "the session's device KV cache (%zu bytes) does not fit "
+                   "the KV budget (%zu of %zu bytes held)", kv, kv_pool_used(e->kv), kv_pool_budget(e->kv));
+        return 503;
+    }
+    s->vx_kv = kv;
+    edge_model *em = s->em;
+    hinge_status st = HINGE_OK;
+    pthread_mutex_lock(&e->vk->lock);
+    if (!em->vw) { /* [0, N) + head: any cut's sessions borrow it */
+        vk_model_config wc = {.first = 0, .end = n, .head = true};
+        st = vk_model_create(e->vk->c, m, &wc, &em->vw, detail, detail_len);
+        if (st == HINGE_OK)
+            hinge_log(&e->log, HINGE_LOG_INFO, "backend vulkan: %s's weights uploaded", em->file);
+    }
+    /* passes as long as the scheduler's chunks (a longer step runs in several) */
+    uint32_t batch = e->prefill_chunk < 512 ? e->prefill_chunk : 512;
+    /* the default model's kernels passed the self-test at start-up; another
+     * model's weight types may need others: tested as its sessions open */
+    vk_exec_config c = {.first = s->cut, .end = n, .head = true, .ctx = s->ctx, .max_batch = batch,
+                        .weights = em->vw, .no_selftest = m == e->m};
+    if (st == HINGE_OK)
+        st = vk_exec_create_range(e->vk->c, m, &c, &s->vx, detail, detail_len);
+    pthread_mutex_unlock(&e->vk->lock);
+    if (st == HINGE_OK)
+        return 0;
+    *code = st == HINGE_ERR_NOMEM ? "out_of_memory" : "unsupported_backend";
+    return st == HINGE_ERR_NOMEM ? 503 : st == HINGE_ERR_UNSUPPORTED ? 422 : 500;
+}
+
+void edge_vk_session_close(hinge_edge *e, edge_session *s)
+{
+    if (s->vx) {
+        pthread_mutex_lock(&e->vk->lock);
+        vk_exec_destroy(s->vx);
+        pthread_mutex_unlock(&e->vk->lock);
+        s->vx = NULL;
+    }
+    if (s->vx_kv)
+        kv_pool_give(e->kv, s->vx_kv);
+    s->vx_kv = 0;
+}
+
+void edge_vk_model_drop(hinge_edge *e, edge_model *em)
+{
+    if (!e->vk || !em->vw)
+        return;
+    pthread_mutex_lock(&e->vk->lock);
+    vk_model_destroy(em->vw);
+    pthread_mutex_unlock(&e->vk->lock);
+    em->vw = NULL;
+}
+
+hinge_status edge_vk_run(const hinge_edge *e, edge_session *s, const fwd_item *it)
+{
+    pthread_mutex_lock(&e->vk->lock);
+    hinge_status st = vk_exec_run_hidden(s->vx, it->hidden, it->n, it->pos0, it->logits);
+    pthread_mutex_unlock(&e->vk->lock);
+    if (st != HINGE_OK)
+        hinge_fail(s->step.err, sizeof s->step.err, st, "Vulkan forward pass failed: %s", vk_exec_errmsg(s->vx));
+    return st;
+}
+
+#else /* built without Vulkan */
+
+hinge_status edge_vk_open(hinge_edge *e, char *err, size_t errlen)
+{
+    (void)e;
+    return hinge_fail(err, errlen, HINGE_ERR_UNSUPPORTED, "--backend vulkan: this hinge-edge was built without "
+                      "Vulkan (meson -Dvulkan=enabled)");
+}
+
+void edge_vk_close(hinge_edge *e) { (void)e; }
+const char *edge_vk_device(const hinge_edge *e) { (void)e; return ""; }
+
+int edge_vk_session_open(hinge_edge *e, edge_session *s, const char **code, char *detail, size_t detail_len)
+{
+    (void)e;
+    (void)s;
+    *code = "unsupported_backend";
+    hinge_fail(detail, detail_len, HINGE_ERR_UNSUPPORTED, "built without Vulkan");
+    return 500;
+}
+
+void edge_vk_session_close(hinge_edge *e, edge_session *s)
+{
+    (void)e;
+    (void)s;
+}
+
+void edge_vk_model_drop(hinge_edge *e, edge_model *em)
+{
+    (void)e;
+    (void)em;
+}
+
+hinge_status edge_vk_run(const hinge_edge *e, edge_session *s, const fwd_item *it)
+{
+    (void)e;
+    (void)it;
+    return hinge_fail(s->step.err, sizeof s->step.err, HINGE_ERR_UNSUPPORTED, "built without Vulkan");
+}
+
+#endif

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# hinge-edge --backend vulkan against --backend cpu, both real processes on
+# 127.0.0.1 (h2c):
+#   - stories260K, every cut 0..5, f32 wire: greedy from BOS for 200
+#     positions through the Vulkan edge equals the CPU edge's text and the
+#     oracle, byte for byte;
+#   - seeded sampling with the prompt in chunks of 3 positions (NO_SAMPLE
+#     steps: the head skipped on the device) equals the CPU edge's text;
+#   - the device KV cache counts against --kv-budget: a session that does
+#     not fit is refused 503 with Retry-After; private_head and verify steps
+#     (hinge generate --speculate) are refused 422;
+#   - a thin client's /v1/completions (cut 0) gives the CPU edge's text;
+#     a bad --backend is a usage error (exit 2);
+#   - /metrics names the backend and the device;
+#   - Gemma 3 270M (HINGE_GEMMA_MODEL, skipped when absent) at cut 6: 24
+#     greedy tokens of a prompt equal the CPU edge's.
+# Exits 77 (skipped) where there is no Vulkan device.
+#   test_vk_edge.sh HINGE_EDGE SPLIT_GENERATE HINGE SHARED_DIR
+set -uo pipefail
+edge=$1 gen=$2 hinge=$3 shared=$4
+source "$(dirname "$0")/../cli/lib.sh"
+stories="$shared/models/stories260K.gguf"
+oracle="$shared/oracles/stories260K-greedy-200.txt"
+sha=$(sha256sum "$stories" | cut -d' ' -f1)
+
+if ! start vk "$edge" --model "$stories" --listen 127.0.0.1:0 --insecure-h2c --threads 1 --backend vulkan; then
+  if grep -q "no usable Vulkan device\|built without Vulkan" "$tmp/vk.err"; then
+    echo "skipped: no Vulkan device"; exit 77
+  fi
+  echo "the Vulkan edge did not start"; exit 1
+fi
+vk="http://127.0.0.1:$port"
+start cpu "$edge" --model "$stories" --listen 127.0.0.1:0 --insecure-h2c --threads 1 --backend cpu || exit 1
+cpu="http://127.0.0.1:$port"
+check "the Vulkan edge logs its device and self-test" grep -q "backend vulkan: .*self-test passed" "$tmp/vk.err"
+
+for k in 0 1 2 3 4 5; do
+  for b in vk cpu; do
+    url=$vk; [ $b = cpu ] && url=$cpu
+    "$gen" --model "$stories" --edge "$url" --cut $k --wire f32 --prompt "" -n 200 >"$tmp/$b-$k.txt" 2>"$tmp/$b-$k.err"
+  done
+  check "k=$k: the Vulkan edge's 200 positions equal the CPU edge's" cmp "$tmp/vk-$k.txt" "$tmp/cpu-$k.txt"
+  check "k=$k: ... and the oracle" cmp "$tmp/vk-$k.txt" "$oracle"
+done
+
+sampled=(--prompt "Once upon a time, Lily and Ben went to the park" -n 40 --temp 0.9 --top-k 40 --top-p 0.95 --seed 5
+         --max-step 3 --cut 2)
+"$gen" --model "$stories" --edge "$vk" "${sampled[@]}" >"$tmp/s-vk.txt" 2>"$tmp/s-vk.err"
+"$gen" --model "$stories" --edge "$cpu" "${sampled[@]}" >"$tmp/s-cpu.txt" 2>"$tmp/s-cpu.err"
+check "seeded sampling, prompt in chunks of 3: Vulkan edge = CPU edge" cmp "$tmp/s-vk.txt" "$tmp/s-cpu.txt"
+check "... and it is text" test -s "$tmp/s-vk.txt"
+
+c() { curl -s --http2-prior-knowledge --max-time 10 "$@"; }
+# a thin client (cut 0: the edge embeds on the CPU, every layer on the device)
+oa='{"model":"stories260K","prompt":"Once upon a time","max_tokens":30,"temperature":0}'
+c -d "$oa" "$vk/v1/completions" >"$tmp/oa-vk.json"
+c -d "$oa" "$cpu/v1/completions" >"$tmp/oa-cpu.json"
+check "/v1/completions (thin client): the Vulkan edge's text equals the CPU edge's" python3 -c "
+import json; a, b = (json.load(open('$tmp/oa-%s.json' % n))['choices'][0]['text'] for n in ('vk', 'cpu'))
+assert a == b and len(a) > 20, (a, b)"
+check "/metrics names the backend and the device" bash -c \
+  "curl -s --http2-prior-knowledge '$vk/metrics' | grep -q '^hinge_edge_backend_info{backend=\"vulkan\",device=\".\+\"} 1$'"
+check "/metrics of the CPU edge says cpu" bash -c \
+  "curl -s --http2-prior-knowledge '$cpu/metrics' | grep -q '^hinge_edge_backend_info{backend=\"cpu\",device=\"cpu\"} 1$'"
+ph="{\"model_sha256\":\"$sha\",\"cut\":1,\"private_head\":2,\"codec\":\"f32\",\"ctx\":64}"
+c -o "$tmp/ph.json" -w '%{http_code}' -d "$ph" "$vk/v1/sessions" >"$tmp/ph.code"
+check "private_head on the Vulkan edge: 422 saying why" bash -c \
+  "test \"\$(cat '$tmp/ph.code')\" = 422 && grep -q 'Vulkan' '$tmp/ph.json'"
+
+timeout 60 "$hinge" generate --model "$stories" --edge "$vk" --cut 2 --prompt "Once upon a time" -n 30 --temp 0 \
+  --speculate >"$tmp/spec.txt" 2>"$tmp/spec.err"
+check "a verify step (--speculate) on the Vulkan edge: 422 saying why" bash -c \
+  "grep -q '422: unsupported_backend: verify steps .* Vulkan' '$tmp/spec.err'"
+
+# The device KV cache of one session at cut 1, ctx 256: 4 layers x 256
+# positions x (32 + 32) floats = 256 KiB; a budget of 128 KiB refuses it.
+start small "$edge" --model "$stories" --listen 127.0.0.1:0 --insecure-h2c --threads 1 --backend vulkan \
+  --kv-budget 128K || exit 1
+c -D "$tmp/kv.hdr" -o "$tmp/kv.json" -d "{\"model_sha256\":\"$sha\",\"cut\":1,\"codec\":\"f32\",\"ctx\":256}" \
+  "http://127.0.0.1:$port/v1/sessions"
+check "a session whose device KV cache is over --kv-budget: 503 with Retry-After" bash -c \
+  "grep -q '^HTTP/2 503' '$tmp/kv.hdr' && grep -qi '^retry-after: 1' '$tmp/kv.hdr' &&
+   grep -q 'kv_budget' '$tmp/kv.json'"
+c -o /dev/null -D "$tmp/kv2.hdr" -d "{\"model_sha256\":\"$sha\",\"cut\":4,\"codec\":\"f32\",\"ctx\":256}" \
+  "http://127.0.0.1:$port/v1/sessions"
+check "... one that fits (cut 4: 64 KiB) opens" grep -q '^HTTP/2 201' "$tmp/kv2.hdr"
+
+"$edge" --model "$stories" --insecure-h2c --backend gpu >/dev/null 2>"$tmp/bad.err"
+check "--backend gpu: exit 2 naming the choices" bash -c "test $? -eq 2 && grep -q 'not cpu or vulkan' '$tmp/bad.err'"
+
+gemma=${HINGE_GEMMA_MODEL:-$HOME/.cache/hinge/models/gemma-3-270m-q4_k_m.gguf}
+if [ -f "$gemma" ]; then
+  start gvk "$edge" --model "$gemma" --listen 127.0.0.1:0 --insecure-h2c --backend vulkan --no-measure || exit 1
+  gvk="http://127.0.0.1:$port"
+  start gcpu "$edge" --model "$gemma" --listen 127.0.0.1:0 --insecure-h2c --backend cpu --no-measure || exit 1
+  gcpu="http://127.0.0.1:$port"
+  for b in gvk gcpu; do
+    url=$gvk; [ $b = gcpu ] && url=$gcpu
+    "$gen" --model "$gemma" --edge "$url" --cut 6 --wire f32 --prompt "The capital of France is" -n 24 \
+      >"$tmp/$b.txt" 2>"$tmp/$b.err"
+  done
+  check "Gemma cut 6: the Vulkan edge's 24 tokens equal the CPU edge's" cmp "$tmp/gvk.txt" "$tmp/gcpu.txt"
+  check "... and are text" test -s "$tmp/gvk.txt"
+else
+  echo "# Gemma skipped: $gemma absent"
+fi
+
+echo "# $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
