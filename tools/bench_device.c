@@ -375,7 +375,7 @@ static int print_json(const bench *b, bool vk)
     const char *lp = getenv("LP_NUM_THREADS");
     double outside = vk && b->wall_step_s > 0 ? (b->wall_step_s - b->gpu_step_s) / b->wall_step_s : 0;
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:s?}", "model", m->name,
-                          "arch", m->hp.arch == ARCH_GEMMA3 ? "gemma3" : "llama", "backend", vk ? "vulkan" : "cpu",
+                          "arch", model_arch_name(m->hp.arch), "backend", vk ? "vulkan" : "cpu",
                           "device", vk ? b->device : "cpu", "kernels", vk ? b->kernels : "cpu", "layers", (int)b->k,
                           "n_layer", (int)m->hp.n_layer, "prompt_tokens", (int)b->n_prompt, "decode_steps",
                           (int)b->n_dec, "threads", tp_threads(b->tp), "lp_num_threads", lp);
@@ -607,7 +607,7 @@ int main(int argc, char **argv)
     rc = bench_init(&b, &o);
     if (rc == 0 && !o.json) {
         printf("hinge-bench-device: %s (%s, %u layers), backend %s, layers [0, %u), prompt %u, %u decode steps, "
-               "CPU threads %d\n", m->name, m->hp.arch == ARCH_GEMMA3 ? "gemma3" : "llama", m->hp.n_layer,
+               "CPU threads %d\n", m->name, model_arch_name(m->hp.arch), m->hp.n_layer,
                o.vulkan ? "vulkan" : "cpu", b.k, b.n_prompt, b.n_dec, tp_threads(b.tp));
     }
     if (rc == 0)
