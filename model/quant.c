@@ -273,7 +273,7 @@ static int level(quant_kset k)
     switch (k) {
     case QUANT_KSET_AVX2: case QUANT_KSET_NEON: return 1;
     case QUANT_KSET_AVX512: case QUANT_KSET_DOTPROD: return 2;
-    case QUANT_KSET_VNNI: case QUANT_KSET_VNNI8: return 3;
+    case QUANT_KSET_VNNI: case QUANT_KSET_VNNI8: case QUANT_KSET_VNNI16: return 3;
     default: return 0;
     }
 }
@@ -338,6 +338,7 @@ const char *quant_kset_name(quant_kset k)
     case QUANT_KSET_DOTPROD: return "dotprod";
     case QUANT_KSET_VNNI: return "avx512vnni";
     case QUANT_KSET_VNNI8: return "avx512vnni8";
+    case QUANT_KSET_VNNI16: return "avx512vnni16";
     default: return "unknown";
     }
 }

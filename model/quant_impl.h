@@ -16,7 +16,8 @@ typedef enum quant_kset {
     QUANT_KSET_NEON = 3,   /* AArch64 Advanced SIMD (every ARM64 CPU): float kernels */
     QUANT_KSET_DOTPROD = 4, /* and the int8 dot product (SDOT): int8 kernels for the block types */
     QUANT_KSET_VNNI = 5,   /* x86-64 AVX-512 with VNNI (vpdpbusd): int8 kernels for Q4_0/Q5_0/Q8_0, AVX-512 elsewhere */
-    QUANT_KSET_VNNI8 = 6,  /* the same with 8-bit activations (about 1e-2 of each product): opt-in only */
+    QUANT_KSET_VNNI8 = 6,  /* the same with 8-bit activations (about 1e-2 of each product), Q4_K/Q6_K too: opt-in only */
+    QUANT_KSET_VNNI16 = 7, /* AVX-512 VNNI: Q4_K/Q6_K by int16 products (vpdpwssd) on 15-bit activations, AVX-512 elsewhere */
     QUANT_KSET_COUNT
 } quant_kset;
 
@@ -28,7 +29,8 @@ bool quant_kset_supported(quant_kset k);
  * if this CPU supports it (otherwise a warning on stderr and the fastest).
  * Decided once per process. */
 quant_kset quant_kset_best(void);
-/* "scalar", "avx2", "avx512", "neon", "dotprod", "avx512vnni", "avx512vnni8". */
+/* "scalar", "avx2", "avx512", "neon", "dotprod", "avx512vnni", "avx512vnni8",
+ * "avx512vnni16". */
 const char *quant_kset_name(quant_kset k);
 
 void quant_dequant_row_k(quant_kset k, qtype t, const void *row, float *dst, size_t n);

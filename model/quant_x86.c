@@ -217,6 +217,10 @@ void quant_x86_matmul(quant_kset k, qtype t, const void *w, size_t n, const floa
         qx_vnni_matmul(t, k == QUANT_KSET_VNNI ? 3 : 1, w, n, x, m, y, ldy, r0, r1, scratch);
         return;
     }
+    if ((k == QUANT_KSET_VNNI16 || k == QUANT_KSET_VNNI8) && qx_kint_handles(t, n)) {
+        qx_kint_matmul(t, k == QUANT_KSET_VNNI16 ? 16383 : 127, w, n, x, m, y, ldy, r0, r1, scratch);
+        return;
+    }
     const kernels K = x86_kernels(k, t);
     if (m == 1)
         matvec_x86(&K, t, w, n, x, y, r0, r1);
