@@ -80,8 +80,9 @@ KI_INLINE static __m512i pair16(int a, int b)
     return _mm512_inserti64x4(_mm512_set1_epi16((short)a), _mm256_set1_epi16((short)b), 1);
 }
 
-/* A row's len blocks as int16 q * sc in weight order, and d per block. */
-KI static void decode_q4_k(const uint8_t *row, size_t len, int16_t *w, float *d)
+/* A row's len blocks as int16 q * sc in weight order, d per block, and
+ * dmin * m per sub-block (8 per block: the mins term). */
+KI static void decode_q4_k(const uint8_t *row, size_t len, int16_t *w, float *d, float *dm)
 {
     const __m512i m4 = _mm512_set1_epi16(0xF);
     for (size_t i = 0; i < len; i++, w += QK_K) {
@@ -92,6 +93,9 @@ KI static void decode_q4_k(const uint8_t *row, size_t len, int16_t *w, float *d)
         const uint64_t sc = (u[0] & 0x3f3f3f3f) |
                             (uint64_t)((u[2] & 0x0f0f0f0f) | (u[0] >> 6 & 0x03030303) << 4) << 32;
         d[i] = _cvtsh_ss(b->d);
+        __m256 dsc, dmv;
+        q4_k_scales(b, &dsc, &dmv);
+        _mm256_storeu_ps(dm + 8 * i, dmv);
         for (int c = 0; c < 4; c++) {
             const __m512i v = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(b->qs + 32 * c)));
             const int s0 = (int)(sc >> (16 * c) & 0xff), s1 = (int)(sc >> (16 * c + 8) & 0xff);
@@ -190,16 +194,31 @@ typedef struct ki_pass {
     bool add;
 } ki_pass;
 
+/* Q4_K's mins term for R rows (dmin * m, 8 per block: dm + r*8*nb) and J
+ * columns (xs + j*8*nb): one 8-lane chain over the blocks per output, as
+ * qx_q4_k_mins, with the scales unpacked once per decoded row. */
+KI_INLINE static void q4_k_mins(const float *dm, const float *xs, size_t nb, size_t R, size_t J, float *out)
+{
+    for (size_t r = 0; r < R; r++)
+        for (size_t j = 0; j < J; j++) {
+            __m256 a = _mm256_setzero_ps();
+            for (size_t b = 0; b < nb; b++)
+                a = _mm256_fmadd_ps(_mm256_loadu_ps(dm + (r * nb + b) * 8), _mm256_loadu_ps(xs + (j * nb + b) * 8), a);
+            out[r * J + j] -= hsum(a);
+        }
+}
+
 KI static void rows_times(const ki_pass *p, size_t r0, size_t r1)
 {
     const size_t ld = p->len * QK_K;
-    float dw[2 * QUANT_MM_ROWS * KI_NB]; /* rows_at_once * len */
+    float dw[2 * QUANT_MM_ROWS * KI_NB];     /* rows_at_once * len */
+    float dm[2 * QUANT_MM_ROWS * KI_NB * 8]; /* Q4_K: 8 per block */
     for (size_t rg = r0; rg < r1; rg += p->rows_at_once) {
         const size_t nr = r1 - rg < p->rows_at_once ? r1 - rg : p->rows_at_once;
         for (size_t i = 0; i < nr; i++) {
             const uint8_t *row = p->w0 + (rg + i) * p->rb;
             if (p->t == QT_Q4_K)
-                decode_q4_k(row, p->len, p->wbuf + i * ld, dw + i * p->len);
+                decode_q4_k(row, p->len, p->wbuf + i * ld, dw + i * p->len, dm + i * p->len * 8);
             else
                 decode_q6_k(row, p->len, p->wbuf + i * ld, dw + i * p->len);
         }
@@ -211,8 +230,7 @@ KI static void rows_times(const ki_pass *p, size_t r0, size_t r1)
                 shapes[R - 1][J - 1](p->wbuf + i0 * ld, dw + i0 * p->len, p->xq + j0 * ld, p->dx + j0 * p->len,
                                      p->len, v);
                 if (p->t == QT_Q4_K)
-                    qx_q4_k_mins(p->w0 + (rg + i0) * p->rb, p->rb, p->xs + j0 * 8 * p->len, 8 * p->len, p->len,
-                                 (int)R, (int)J, v);
+                    q4_k_mins(dm + i0 * p->len * 8, p->xs + j0 * 8 * p->len, p->len, R, J, v);
                 for (size_t i = 0; i < R; i++)
                     for (size_t j = 0; j < J; j++) {
                         float *o = p->y + (j0 + j) * p->ldy + rg + i0 + i;
@@ -223,46 +241,68 @@ KI static void rows_times(const ki_pass *p, size_t r0, size_t r1)
     }
 }
 
+/* The passes of a product: columns quantised xcap / cn at a time into xq
+ * (scales in dx, Q4_K's sums in xs), every row decoded into wbuf for each
+ * chunk of columns. */
+static void run(ki_pass *p, int xmax, const void *w, size_t n, const float *x, size_t m, float *y, size_t r0,
+                size_t r1, int16_t *xq, size_t xcap, float *dx, float *xs)
+{
+    p->xq = xq;
+    p->dx = dx;
+    p->xs = xs;
+    for (size_t c0 = 0; c0 < n; c0 += KI_COLS) {
+        const size_t cn = n - c0 < KI_COLS ? n - c0 : KI_COLS, jmax = xcap / cn;
+        p->len = cn / QK_K;
+        p->w0 = (const uint8_t *)w + quant_row_bytes(p->t, c0);
+        p->add = c0 > 0;
+        for (size_t j0 = 0; j0 < m; j0 += jmax) {
+            p->jc = m - j0 < jmax ? m - j0 : jmax;
+            p->y = y + j0 * p->ldy;
+            for (size_t j = 0; j < p->jc; j++) {
+                const float *xj = x + (j0 + j) * n + c0;
+                quantize(xj, cn, xmax, xq + j * cn, dx + j * p->len);
+                if (p->t == QT_Q4_K)
+                    qx_xsums(xj, cn, xs + j * (cn / 32));
+            }
+            rows_times(p, r0, r1);
+        }
+    }
+}
+
+/* Without scratch (a matvec): KI_R rows and the columns in a small frame. */
+__attribute__((noinline)) static void kint_small(ki_pass *p, int xmax, const void *w, size_t n, const float *x,
+                                                 size_t m, float *y, size_t r0, size_t r1)
+{
+    enum { XCAP = 2 * KI_COLS };
+    _Alignas(64) int16_t wbuf[KI_R * KI_COLS], xq[XCAP];
+    float dx[XCAP / QK_K], xs[XCAP / 32];
+    p->wbuf = wbuf;
+    p->rows_at_once = KI_R;
+    run(p, xmax, w, n, x, m, y, r0, r1, xq, XCAP, dx, xs);
+}
+
+/* With the caller's scratch (QUANT_MM_ROWS * n floats: 16 rows of int16)
+ * for the rows, and 128 KB here for the columns: 32 of 2048 weights, so
+ * that a row is decoded once per 32 columns. */
+__attribute__((noinline)) static void kint_large(ki_pass *p, int xmax, const void *w, size_t n, const float *x,
+                                                 size_t m, float *y, size_t r0, size_t r1, float *scratch)
+{
+    enum { XCAP = 65536 };
+    _Alignas(64) int16_t xq[XCAP];
+    float dx[XCAP / QK_K], xs[XCAP / 32];
+    p->wbuf = (int16_t *)(void *)scratch;
+    p->rows_at_once = 2 * QUANT_MM_ROWS;
+    run(p, xmax, w, n, x, m, y, r0, r1, xq, XCAP, dx, xs);
+}
+
 void qx_kint_matmul(qtype t, int xmax, const void *w, size_t n, const float *x, size_t m, float *y, size_t ldy,
                     size_t r0, size_t r1, float *scratch)
 {
-    _Alignas(64) int16_t buf[KI_BUF];
-    float dx[KI_BUF / QK_K], xs[KI_BUF / 32];
-    ki_pass p = {.t = t, .rb = quant_row_bytes(t, n), .dx = dx, .xs = xs, .ldy = ldy};
-    for (size_t c0 = 0; c0 < n; c0 += KI_COLS) {
-        const size_t cn = n - c0 < KI_COLS ? n - c0 : KI_COLS;
-        p.len = cn / QK_K;
-        p.w0 = (const uint8_t *)w + quant_row_bytes(t, c0);
-        p.add = c0 > 0;
-        /* rows decoded into the caller's scratch (QUANT_MM_ROWS * n floats:
-         * 16 rows of int16), the columns in buf; without scratch both in
-         * buf */
-        size_t jmax;
-        int16_t *xq;
-        if (scratch) {
-            p.wbuf = (int16_t *)(void *)scratch;
-            p.rows_at_once = 2 * QUANT_MM_ROWS;
-            jmax = KI_BUF / cn;
-            xq = buf;
-        } else {
-            p.wbuf = buf;
-            p.rows_at_once = KI_R;
-            jmax = (KI_BUF - KI_R * cn) / cn;
-            xq = buf + KI_R * cn;
-        }
-        p.xq = xq;
-        for (size_t j0 = 0; j0 < m; j0 += jmax) {
-            p.jc = m - j0 < jmax ? m - j0 : jmax;
-            p.y = y + j0 * ldy;
-            for (size_t j = 0; j < p.jc; j++) {
-                const float *xj = x + (j0 + j) * n + c0;
-                quantize(xj, cn, xmax, xq + j * cn, dx + j * p.len);
-                if (t == QT_Q4_K)
-                    qx_xsums(xj, cn, xs + j * (cn / 32));
-            }
-            rows_times(&p, r0, r1);
-        }
-    }
+    ki_pass p = {.t = t, .rb = quant_row_bytes(t, n), .ldy = ldy};
+    if (m == 1 || !scratch)
+        kint_small(&p, xmax, w, n, x, m, y, r0, r1);
+    else
+        kint_large(&p, xmax, w, n, x, m, y, r0, r1, scratch);
 }
 
 #else
