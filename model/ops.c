@@ -239,7 +239,7 @@ static bool use_avx2(void)
 {
     const quant_kset k = quant_kset_best();
     return k == QUANT_KSET_AVX2 || k == QUANT_KSET_AVX512 || k == QUANT_KSET_VNNI || k == QUANT_KSET_VNNI8 ||
-           k == QUANT_KSET_VNNI16;
+           k == QUANT_KSET_VNNI16 || k == QUANT_KSET_AVXVNNI16;
 }
 #endif
 
