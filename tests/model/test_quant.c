@@ -649,6 +649,53 @@ static void test_dot_f32(void **state)
     }
 }
 
+/* The integer K-quant products' worst case (quant_x86_kint.c): every
+ * weight at its largest magnitude (Q6_K: (q - 32) * sc = -32 * -128; Q4_K:
+ * q = 15, sc = m = 63) against activations all at the block's max, so
+ * every int32 lane sums its largest products (near 2^31 for Q6_K on
+ * 256-bit vectors): no overflow, the float sets' result within the set's
+ * limit, matvec and matmul alike. */
+static void extremes_one(quant_kset k, qtype t)
+{
+    if (t != QT_Q4_K && t != QT_Q6_K)
+        return;
+    enum { NX = 512, MX = 3 };
+    uint8_t w[2 * 210];
+    const size_t bb = ref_block_bytes(t);
+    for (size_t b = 0; b < NX / 256; b++) {
+        uint8_t *p = w + b * bb;
+        if (t == QT_Q6_K) {
+            memset(p, 0, 192);         /* ql, qh: q = 0 */
+            memset(p + 192, 0x80, 16); /* scales -128 */
+            put16(p + 208, 0x3c00);    /* d = 1 */
+        } else {
+            put16(p, 0x3c00); /* d = 1 */
+            put16(p + 2, 0x3c00);
+            memset(p + 4, 0xff, 140); /* every scale and min 63, q 15 */
+        }
+    }
+    float x[MX * NX], deq[NX], y[MX];
+    const float sign[MX] = {1.0f, -1.0f, 0.0f}; /* 0: alternating signs */
+    for (size_t j = 0; j < MX; j++)
+        for (size_t i = 0; i < NX; i++)
+            x[j * NX + i] = sign[j] != 0.0f ? 3.5f * sign[j] : (i % 2 ? -3.5f : 3.5f);
+    ref_dequant(t, w, deq, NX);
+    float *scratch = malloc(QUANT_MM_ROWS * NX * sizeof *scratch);
+    assert_non_null(scratch);
+    quant_matmul_k(k, t, w, NX, x, MX, y, 1, 0, 1, scratch);
+    for (size_t j = 0; j < MX; j++) {
+        check_dot(y[j], ref_dot(deq, x + j * NX, NX), "extremes matmul", t, k, NX);
+        check_dot(quant_dot_row_k(k, t, w, x + j * NX, NX), ref_dot(deq, x + j * NX, NX), "extremes dot", t, k, NX);
+    }
+    free(scratch);
+}
+
+static void test_extremes(void **state)
+{
+    (void)state;
+    each_kset(extremes_one);
+}
+
 /* The quant.h entry points run the best set: same bits as calling it. */
 static void test_dispatch(void **state)
 {
@@ -741,6 +788,7 @@ int main(void)
         cmocka_unit_test(test_matvec),
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_matmul_batch_invariant),
+        cmocka_unit_test(test_extremes),
         cmocka_unit_test(test_dot_f32),
         cmocka_unit_test(test_dispatch),
     };
