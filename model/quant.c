@@ -6,9 +6,11 @@
  * in quant_neon.c and quant_dotprod.c. The x86 sets are compiled with
  * per-function target attributes (no -mavx2 needed) and the best one the CPU
  * runs is chosen once at run time (HINGE_CPU forces one: quant_impl.h). All read weights as stored and multiply them by
- * float activations; x is never quantised, so results stay within float
- * rounding of dequantise-then-multiply (what a GPU implementation
- * reproduces).
+ * float activations, so results stay within float rounding of
+ * dequantise-then-multiply (what a GPU implementation reproduces); the
+ * exceptions are the x86 VNNI sets' integer products (quant_x86_vnni.c,
+ * quant_x86_kint.c), which round x first: avx512vnni16, the default on
+ * AVX-512 VNNI CPUs, to 15 bits per 256 weights for Q4_K and Q6_K.
  *
  * Batch invariance, in every set: output (j, r) of quant_matmul is bitwise
  * quant_matvec's output r for row j of X alone, whatever m, the row range
