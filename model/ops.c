@@ -238,7 +238,8 @@ AVX2 static void softmax_avx2(float *x, size_t n)
 static bool use_avx2(void)
 {
     const quant_kset k = quant_kset_best();
-    return k == QUANT_KSET_AVX2 || k == QUANT_KSET_AVX512 || k == QUANT_KSET_VNNI || k == QUANT_KSET_VNNI8;
+    return k == QUANT_KSET_AVX2 || k == QUANT_KSET_AVX512 || k == QUANT_KSET_VNNI || k == QUANT_KSET_VNNI8 ||
+           k == QUANT_KSET_VNNI16 || k == QUANT_KSET_AVXVNNI16;
 }
 #endif
 

@@ -6,9 +6,11 @@
  * in quant_neon.c and quant_dotprod.c. The x86 sets are compiled with
  * per-function target attributes (no -mavx2 needed) and the best one the CPU
  * runs is chosen once at run time (HINGE_CPU forces one: quant_impl.h). All read weights as stored and multiply them by
- * float activations; x is never quantised, so results stay within float
- * rounding of dequantise-then-multiply (what a GPU implementation
- * reproduces).
+ * float activations, so results stay within float rounding of
+ * dequantise-then-multiply (what a GPU implementation reproduces); the
+ * exceptions are the x86 VNNI sets' integer products (quant_x86_vnni.c,
+ * quant_x86_kint.c), which round x first: avx512vnni16, the default on
+ * AVX-512 VNNI CPUs, to 15 bits per 256 weights for Q4_K and Q6_K.
  *
  * Batch invariance, in every set: output (j, r) of quant_matmul is bitwise
  * quant_matvec's output r for row j of X alone, whatever m, the row range
@@ -259,21 +261,24 @@ static void tile_scalar(const float *w, size_t nr, size_t n, const float *x, siz
 /* ------------------------------------------------------------------ */
 /* Dispatch                                                            */
 
-/* The one piece of mutable state: the widest set this CPU runs (top) and
- * the one quant.h uses (best: top, but avx512 for avx512vnni; or
- * HINGE_CPU's), decided once (CPUID traps to the hypervisor in a VM, too
+/* The one piece of mutable state: the widest set this CPU runs (top),
+ * whether it has AVX-VNNI, and the one quant.h uses (best: see best_init;
+ * or HINGE_CPU's), decided once (CPUID traps to the hypervisor in a VM, too
  * slow to ask per call) and never changed. */
 static pthread_once_t best_once = PTHREAD_ONCE_INIT;
 static quant_kset top = QUANT_KSET_SCALAR, best = QUANT_KSET_SCALAR;
+static bool avxvnni;
 
 /* Each family's sets nest (avx2 < avx512 < avx512vnni, neon < dotprod): a
- * CPU that runs one runs those below it; scalar runs anywhere. */
+ * CPU that runs one runs those below it; scalar runs anywhere. avxvnni16
+ * is avx2's level plus the AVX-VNNI flag (which some CPUs without AVX-512
+ * have). */
 static int level(quant_kset k)
 {
     switch (k) {
-    case QUANT_KSET_AVX2: case QUANT_KSET_NEON: return 1;
+    case QUANT_KSET_AVX2: case QUANT_KSET_NEON: case QUANT_KSET_AVXVNNI16: return 1;
     case QUANT_KSET_AVX512: case QUANT_KSET_DOTPROD: return 2;
-    case QUANT_KSET_VNNI: case QUANT_KSET_VNNI8: return 3;
+    case QUANT_KSET_VNNI: case QUANT_KSET_VNNI8: case QUANT_KSET_VNNI16: return 3;
     default: return 0;
     }
 }
@@ -282,6 +287,8 @@ static bool runs(quant_kset k)
 {
     const bool arm_k = k == QUANT_KSET_NEON || k == QUANT_KSET_DOTPROD;
     const bool arm_top = top == QUANT_KSET_NEON || top == QUANT_KSET_DOTPROD;
+    if (k == QUANT_KSET_AVXVNNI16 && !avxvnni)
+        return false;
     return k == QUANT_KSET_SCALAR || (level(k) > 0 && level(k) <= level(top) && arm_k == arm_top);
 }
 
@@ -294,15 +301,21 @@ static void best_init(void)
         top = QUANT_KSET_AVX512;
     else if (quant_x86_has_avx2())
         top = QUANT_KSET_AVX2;
+    avxvnni = quant_x86_has_avxvnni();
 #elif QUANT_HAVE_NEON
     top = quant_neon_has_dotprod() ? QUANT_KSET_DOTPROD : QUANT_KSET_NEON;
 #endif
-    /* the VNNI sets: avx512vnni keeps float accuracy with three int8 limbs
-     * per value, which makes it slower than avx512 where it was measured;
-     * avx512vnni8's 8-bit activations change the numerics (and a split's
-     * two sides must run the same kernels): only HINGE_CPU picks them
-     * (quant_x86_vnni.c) */
-    best = top == QUANT_KSET_VNNI ? QUANT_KSET_AVX512 : top;
+    /* the VNNI sets: avx512vnni16 (the K-quants' int16 products on 15-bit
+     * activations, quant_x86_kint.c) is the faster one where measured, at
+     * float-path perplexity and greedy output (docs/performance.md);
+     * avx512vnni keeps float accuracy with three int8 limbs per value,
+     * which makes it slower than avx512; avx512vnni8's 8-bit activations
+     * change the numerics (and a split's two sides must run the same
+     * kernels): only HINGE_CPU picks those two (quant_x86_vnni.c).
+     * avxvnni16, the same K-quant products on 256-bit AVX-VNNI, is opt-in
+     * too: 1.15-1.4x on its matrices but within noise of avx2 end to end
+     * where measured (an AVX-512 host; no AVX-VNNI-only CPU was). */
+    best = top == QUANT_KSET_VNNI ? QUANT_KSET_VNNI16 : top;
     const char *want = getenv("HINGE_CPU");
     if (!want || !*want)
         return;
@@ -338,6 +351,8 @@ const char *quant_kset_name(quant_kset k)
     case QUANT_KSET_DOTPROD: return "dotprod";
     case QUANT_KSET_VNNI: return "avx512vnni";
     case QUANT_KSET_VNNI8: return "avx512vnni8";
+    case QUANT_KSET_VNNI16: return "avx512vnni16";
+    case QUANT_KSET_AVXVNNI16: return "avxvnni16";
     default: return "unknown";
     }
 }

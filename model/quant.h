@@ -117,8 +117,8 @@ void quant_matmul(qtype t, const void *w, size_t n, const float *x, size_t m, fl
 /* Dot product of two f32 vectors (SIMD where the CPU has it). */
 float quant_dot_f32(const float *a, const float *b, size_t n);
 
-/* Name of the kernel set chosen at run time ("avx512", "avx2", "dotprod",
- * "neon", "scalar"; HINGE_CPU forces one: quant_impl.h). */
+/* Name of the kernel set chosen at run time ("avx512vnni16", "avx512",
+ * "avx2", "dotprod", "neon", "scalar"; HINGE_CPU forces one: quant_impl.h). */
 const char *quant_isa(void);
 
 #endif

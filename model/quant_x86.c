@@ -54,7 +54,7 @@ AVX2 void qx_xsums(const float *x, size_t n, float *xs)
 /* The kernels of set k for type t. */
 static kernels x86_kernels(quant_kset k, qtype t)
 {
-    return k == QUANT_KSET_AVX2 ? qx_avx2_kernels(t) : qx_512_kernels(t);
+    return k == QUANT_KSET_AVX2 || k == QUANT_KSET_AVXVNNI16 ? qx_avx2_kernels(t) : qx_512_kernels(t);
 }
 
 /* ------------------------------------------------------------------ */
@@ -215,6 +215,11 @@ void quant_x86_matmul(quant_kset k, qtype t, const void *w, size_t n, const floa
 {
     if ((k == QUANT_KSET_VNNI || k == QUANT_KSET_VNNI8) && qx_vnni_handles(t, n)) {
         qx_vnni_matmul(t, k == QUANT_KSET_VNNI ? 3 : 1, w, n, x, m, y, ldy, r0, r1, scratch);
+        return;
+    }
+    const bool kint = k == QUANT_KSET_VNNI16 || k == QUANT_KSET_VNNI8 || k == QUANT_KSET_AVXVNNI16;
+    if (kint && qx_kint_handles(t, n)) {
+        qx_kint_matmul(k != QUANT_KSET_AVXVNNI16, t, w, n, x, m, y, ldy, r0, r1, scratch);
         return;
     }
     const kernels K = x86_kernels(k, t);

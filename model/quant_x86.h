@@ -22,6 +22,7 @@
 bool quant_x86_has_avx2(void);   /* AVX2, FMA and F16C, with the OS saving ymm */
 bool quant_x86_has_avx512(void); /* and AVX-512 F/BW/VL/DQ */
 bool quant_x86_has_vnni(void);   /* and AVX-512 VNNI */
+bool quant_x86_has_avxvnni(void); /* AVX2 and AVX-VNNI (vpdpwssd on ymm, VEX) */
 void quant_x86_dequant(qtype t, const void *row, float *dst, size_t n);
 /* quant_matmul_k; m = 1 is quant_matvec_k (ldy and scratch unused);
  * scratch NULL: the kernels that need none (slower for large m). */

@@ -264,17 +264,22 @@ AVX2_INLINE static void tile_avx2(const float *s, size_t lds, const float *x, si
 /* Q4_K's mins for a tile, as direct2_q4_k's chains. */
 AVX2 void qx_q4_k_mins(const uint8_t *w, size_t rb, const float *xs, size_t ldxs, size_t nb, int R, int J, float *out)
 {
-    for (int r = 0; r < R; r++)
-        for (int j = 0; j < J; j++) {
-            __m256 mins = _mm256_setzero_ps();
-            const block_q4_k *b = (const block_q4_k *)(const void *)(w + r * rb);
-            for (size_t i = 0; i < nb; i++) {
-                __m256 dscv, dmv;
-                q4_k_scales(b + i, &dscv, &dmv);
-                mins = _mm256_fmadd_ps(dmv, _mm256_loadu_ps(xs + j * ldxs + 8 * i), mins);
-            }
-            out[r * J + j] -= hsum(mins);
+    /* each row's scales unpacked once per block for all J columns; column
+     * j's chain is the same fma sequence whatever J */
+    for (int r = 0; r < R; r++) {
+        __m256 mins[TILES_J];
+        for (int j = 0; j < J; j++)
+            mins[j] = _mm256_setzero_ps();
+        const block_q4_k *b = (const block_q4_k *)(const void *)(w + r * rb);
+        for (size_t i = 0; i < nb; i++) {
+            __m256 dscv, dmv;
+            q4_k_scales(b + i, &dscv, &dmv);
+            for (int j = 0; j < J; j++)
+                mins[j] = _mm256_fmadd_ps(dmv, _mm256_loadu_ps(xs + j * ldxs + 8 * i), mins[j]);
         }
+        for (int j = 0; j < J; j++)
+            out[r * J + j] -= hsum(mins[j]);
+    }
 }
 
 /* Dequantisation: the same decoders, each weight scaled alone in ggml's float

@@ -78,6 +78,13 @@ void qx_dequant_avx2(qtype t, const void *row, float *dst, size_t n);
 bool qx_vnni_handles(qtype t, size_t n);
 void qx_vnni_matmul(qtype t, int limbs, const void *w, size_t n, const float *x, size_t m, float *y, size_t ldy,
                     size_t r0, size_t r1, float *scratch); /* limbs: 3 (avx512vnni) or 1 (avx512vnni8) */
+/* The K-quants' integer products (quant_x86_kint.c): for Q4_K and Q6_K
+ * rows of a multiple of 256, quant_x86_matmul's contract with activations
+ * rounded to 15 bits per 256-weight block; wide: 512-bit vectors
+ * (avx512vnni16, avx512vnni8), else 256-bit AVX-VNNI (avxvnni16). */
+bool qx_kint_handles(qtype t, size_t n);
+void qx_kint_matmul(bool wide, qtype t, const void *w, size_t n, const float *x, size_t m, float *y, size_t ldy,
+                    size_t r0, size_t r1, float *scratch);
 float qx_dot_f32_avx2(const float *a, const float *b, size_t n);
 
 /* ---- helpers of both sets ---- */

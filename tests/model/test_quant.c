@@ -18,7 +18,7 @@
 #include "quant_impl.h"
 
 /* |got - ref| / sum |w_i x_i| allowed for dot products. */
-static const double TOL = 1e-5, TOL_INT8 = 3e-2;
+static const double TOL = 1e-5, TOL_INT8 = 3e-2, TOL_INT16 = 5e-5;
 
 static const qtype all_types[] = {QT_F32,  QT_F16,  QT_BF16, QT_Q4_0, QT_Q5_0, QT_Q8_0,  QT_Q4_K,
                                   QT_Q6_K, QT_Q4_1, QT_Q5_1, QT_Q2_K, QT_Q3_K, QT_Q5_K, QT_IQ4_NL};
@@ -364,8 +364,11 @@ static size_t type_index(qtype t)
 }
 
 /* The 8-bit activations' set rounds each value to 1/254 of its block's
- * largest: its own, wider limit. */
-static double tol_of(quant_kset k) { return k == QUANT_KSET_VNNI8 ? TOL_INT8 : TOL; }
+ * largest, the 16-bit ones (Q4_K/Q6_K) to 1/32766: their own, wider limits. */
+static double tol_of(quant_kset k)
+{
+    return k == QUANT_KSET_VNNI8 ? TOL_INT8 : k == QUANT_KSET_VNNI16 || k == QUANT_KSET_AVXVNNI16 ? TOL_INT16 : TOL;
+}
 
 static void check_dot(float got, dot_ref r, const char *what, qtype t, quant_kset k, size_t n)
 {
@@ -646,6 +649,53 @@ static void test_dot_f32(void **state)
     }
 }
 
+/* The integer K-quant products' worst case (quant_x86_kint.c): every
+ * weight at its largest magnitude (Q6_K: (q - 32) * sc = -32 * -128; Q4_K:
+ * q = 15, sc = m = 63) against activations all at the block's max, so
+ * every int32 lane sums its largest products (near 2^31 for Q6_K on
+ * 256-bit vectors): no overflow, the float sets' result within the set's
+ * limit, matvec and matmul alike. */
+static void extremes_one(quant_kset k, qtype t)
+{
+    if (t != QT_Q4_K && t != QT_Q6_K)
+        return;
+    enum { NX = 512, MX = 3 };
+    uint8_t w[2 * 210];
+    const size_t bb = ref_block_bytes(t);
+    for (size_t b = 0; b < NX / 256; b++) {
+        uint8_t *p = w + b * bb;
+        if (t == QT_Q6_K) {
+            memset(p, 0, 192);         /* ql, qh: q = 0 */
+            memset(p + 192, 0x80, 16); /* scales -128 */
+            put16(p + 208, 0x3c00);    /* d = 1 */
+        } else {
+            put16(p, 0x3c00); /* d = 1 */
+            put16(p + 2, 0x3c00);
+            memset(p + 4, 0xff, 140); /* every scale and min 63, q 15 */
+        }
+    }
+    float x[MX * NX], deq[NX], y[MX];
+    const float sign[MX] = {1.0f, -1.0f, 0.0f}; /* 0: alternating signs */
+    for (size_t j = 0; j < MX; j++)
+        for (size_t i = 0; i < NX; i++)
+            x[j * NX + i] = sign[j] != 0.0f ? 3.5f * sign[j] : (i % 2 ? -3.5f : 3.5f);
+    ref_dequant(t, w, deq, NX);
+    float *scratch = malloc(QUANT_MM_ROWS * NX * sizeof *scratch);
+    assert_non_null(scratch);
+    quant_matmul_k(k, t, w, NX, x, MX, y, 1, 0, 1, scratch);
+    for (size_t j = 0; j < MX; j++) {
+        check_dot(y[j], ref_dot(deq, x + j * NX, NX), "extremes matmul", t, k, NX);
+        check_dot(quant_dot_row_k(k, t, w, x + j * NX, NX), ref_dot(deq, x + j * NX, NX), "extremes dot", t, k, NX);
+    }
+    free(scratch);
+}
+
+static void test_extremes(void **state)
+{
+    (void)state;
+    each_kset(extremes_one);
+}
+
 /* The quant.h entry points run the best set: same bits as calling it. */
 static void test_dispatch(void **state)
 {
@@ -738,6 +788,7 @@ int main(void)
         cmocka_unit_test(test_matvec),
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_matmul_batch_invariant),
+        cmocka_unit_test(test_extremes),
         cmocka_unit_test(test_dot_f32),
         cmocka_unit_test(test_dispatch),
     };
@@ -747,7 +798,8 @@ int main(void)
             printf(" %s", quant_kset_name((quant_kset)k));
     printf(" (best %s)\n", quant_isa());
     const int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    printf("worst normalised error (limit %.0e; avx512vnni8 %.0e):\n", TOL, TOL_INT8);
+    printf("worst normalised error (limit %.0e; avx512vnni8 %.0e, avx512vnni16 and avxvnni16 %.0e):\n", TOL, TOL_INT8,
+           TOL_INT16);
     for (int k = 0; k < QUANT_KSET_COUNT; k++) {
         if (!checked((quant_kset)k))
             continue;

@@ -7,7 +7,9 @@
  *    every set: |got - ref| <= 1e-5 sum|w x| + 1.2e-7 sum_i |w_i| max|x| of
  *    i's block of 32 (the second term only matters to DOTPROD: x to 24 bits
  *    costs at most 2^-24 max|x| per weight; the float sets stay inside the
- *    first; the 8-bit avx512vnni8 set: 4e-3 instead of 1.2e-7). ref: the
+ *    first; the 8-bit avx512vnni8 set: 4e-3 instead of 1.2e-7; the int16
+ *    K-quant products of avx512vnni16, avxvnni16 and avx512vnni8 round x
+ *    to 15 bits of its block of 256: 3.1e-5 of that block's max|x|). ref: the
  *    scalar dequantisation (checked bit for bit against an independent one
  *    by test_quant.c) summed in double;
  *  - a NaN activation gives a NaN output;
@@ -92,15 +94,16 @@ static void make_x(float *x)
 }
 
 /* range's weight: x to 24 bits, or to 8 (avx512vnni8: 1/254 of the block's
- * largest |x| per weight, with room for the float sums). */
-static double bound(const float *w, const float *x, double *ref, double range_coef)
+ * largest |x| per weight, with room for the float sums), over blocks of
+ * blk (32, or 256 for the int16 K-quant products). */
+static double bound(const float *w, const float *x, double *ref, double range_coef, size_t blk)
 {
     double sum = 0, norm = 0, range = 0;
-    for (size_t b = 0; b < N / 32; b++) {
+    for (size_t b = 0; b < N / blk; b++) {
         double amax = 0;
-        for (size_t i = 32 * b; i < 32 * b + 32; i++) /* not fmax: GCC 12.2 aarch64 -O3 crashes on it */
+        for (size_t i = blk * b; i < blk * b + blk; i++) /* not fmax: GCC 12.2 aarch64 -O3 crashes on it */
             amax = fabs((double)x[i]) > amax ? fabs((double)x[i]) : amax;
-        for (size_t i = 32 * b; i < 32 * b + 32; i++) {
+        for (size_t i = blk * b; i < blk * b + blk; i++) {
             sum += (double)w[i] * x[i];
             norm += fabs((double)w[i] * x[i]);
             range += fabs((double)w[i]) * amax;
@@ -122,11 +125,14 @@ static void wide_one(quant_kset k, qtype t)
     for (size_t j = 0; j < M; j++)
         make_x(x + j * N);
     quant_matmul_k(k, t, w, N, x, M, y, ROWS, 0, ROWS, scratch);
+    const bool k16 = (k == QUANT_KSET_VNNI16 || k == QUANT_KSET_AVXVNNI16 || k == QUANT_KSET_VNNI8) &&
+                     (t == QT_Q4_K || t == QT_Q6_K);
     for (size_t r = 0; r < ROWS; r++) {
         quant_dequant_row_k(QUANT_KSET_SCALAR, t, w + r * quant_row_bytes(t, N), deq, N);
         for (size_t j = 0; j < M; j++) {
             double ref;
-            const double tol = bound(deq, x + j * N, &ref, k == QUANT_KSET_VNNI8 ? 4e-3 : 1.2e-7);
+            const double tol = k16 ? bound(deq, x + j * N, &ref, 3.1e-5, 256)
+                                   : bound(deq, x + j * N, &ref, k == QUANT_KSET_VNNI8 ? 4e-3 : 1.2e-7, 32);
             const double err = fabs((double)y[j * ROWS + r] - ref);
             worst[k] = err / tol > worst[k] ? err / tol : worst[k];
             if (!(err <= tol)) {
