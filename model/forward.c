@@ -27,6 +27,8 @@ typedef struct mm_job {
     const weight *w[MAX_MM];
     float *y[MAX_MM];
     size_t rows_total;
+    qtype prep_t;     /* the type whose products read s->prep (x's n columns); prep false: none */
+    bool prep;
 } mm_job;
 
 static void mm_range(mm_job *j, size_t lo, size_t hi, int thread)
@@ -40,8 +42,8 @@ static void mm_range(mm_job *j, size_t lo, size_t hi, int thread)
             if (j->m == 1)
                 quant_matvec(w->type, w->data, w->cols, j->x, j->y[i], r0, r1);
             else
-                quant_matmul(w->type, w->data, w->cols, j->x, j->m, j->y[i], w->rows, r0, r1,
-                             j->s->mm + (size_t)thread * j->s->mm_stride);
+                quant_matmul_prep(w->type, w->data, w->cols, j->x, j->prep && w->type == j->prep_t ? j->s->prep : NULL,
+                                  j->m, j->y[i], w->rows, r0, r1, j->s->mm + (size_t)thread * j->s->mm_stride);
             lo = end < hi ? end : hi;
         }
         base = end;
@@ -61,16 +63,35 @@ static void mm_task(void *ctx, int task, int n_tasks, int thread)
         mm_range(j, lo, hi, thread);
 }
 
+/* One thread's share of the rows of x prepared for the job's products. */
+static void prep_task(void *ctx, int task, int n_tasks, int thread)
+{
+    (void)thread;
+    mm_job *j = ctx;
+    size_t j0 = j->m * (size_t)task / (size_t)n_tasks, j1 = j->m * (size_t)(task + 1) / (size_t)n_tasks;
+    quant_prep_x(j->prep_t, j->x, j->w[0]->cols, j->m, j0, j1, j->s->prep); /* all n: x's width */
+}
+
 static void mm_run(mm_job *j)
 {
     size_t work = 0;
     j->rows_total = 0;
+    j->prep = false;
     for (int i = 0; i < j->n; i++) {
-        j->rows_total += j->w[i]->rows;
-        work += j->w[i]->rows * j->w[i]->cols * j->m;
+        const weight *w = j->w[i];
+        j->rows_total += w->rows;
+        work += w->rows * w->cols * j->m;
+        size_t b = quant_prep_bytes(w->type, w->cols, j->m);
+        if (!j->prep && b && b <= j->s->prep_bytes) { /* the x of all n: one type's rounding */
+            j->prep = true;
+            j->prep_t = w->type;
+        }
     }
     int threads = tp_threads(j->tp);
     int n_tasks = work < MT_MIN_WORK ? 1 : (j->m == 1 ? threads : 4 * threads);
+    /* x rounded once per product rather than once per task */
+    if (j->prep)
+        tp_run(n_tasks == 1 ? NULL : j->tp, prep_task, j, n_tasks == 1 ? 1 : threads);
     tp_run(n_tasks == 1 ? NULL : j->tp, mm_task, j, n_tasks);
 }
 
@@ -100,6 +121,22 @@ static size_t max3(size_t a, size_t b, size_t c)
     return m > c ? m : c;
 }
 
+/* The most quant_prep_x needs for `rows` rows of x against any of m's
+ * matrices (0 where the kernel set prepares none). */
+static size_t prep_bytes(const model *m, size_t rows)
+{
+    size_t most = quant_prep_bytes(m->output.type, m->output.cols, rows);
+    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+        const layer_weights *L = &m->layers[il];
+        const weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
+            size_t b = quant_prep_bytes(ws[i]->type, ws[i]->cols, rows);
+            most = b > most ? b : most;
+        }
+    }
+    return most;
+}
+
 hinge_status fwd_scratch_init(fwd_scratch *s, const model *m, threadpool *tp, size_t rows, uint32_t ctx)
 {
     const model_hparams *hp = &m->hp;
@@ -119,6 +156,8 @@ hinge_status fwd_scratch_init(fwd_scratch *s, const model *m, threadpool *tp, si
     s->u = alloc_f(rows * hp->n_ff, &s->bytes, &ok);
     s->mm = alloc_f(threads * s->mm_stride, &s->bytes, &ok);
     s->scores = alloc_f(threads * ctx, &s->bytes, &ok);
+    s->prep_bytes = prep_bytes(m, rows);
+    s->prep = alloc_f(s->prep_bytes / sizeof(float), &s->bytes, &ok);
     if (!ok) {
         fwd_scratch_finish(s);
         return HINGE_ERR_NOMEM;
@@ -130,7 +169,7 @@ void fwd_scratch_finish(fwd_scratch *s)
 {
     if (!s)
         return;
-    float *bufs[] = {s->xb, s->q, s->k, s->v, s->att, s->o, s->g, s->u, s->mm, s->scores};
+    float *bufs[] = {s->xb, s->q, s->k, s->v, s->att, s->o, s->g, s->u, s->mm, s->scores, s->prep};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
     *s = (fwd_scratch){0};

@@ -30,6 +30,8 @@ typedef struct fwd_scratch {
     float *g, *u;          /* (rows, n_ff) */
     float *mm;             /* (threads, mm_stride): quant_matmul's scratch */
     size_t mm_stride;
+    void *prep;            /* prep_bytes: a product's activations prepared once (quant_prep_x) */
+    size_t prep_bytes;
     float *scores;         /* (threads, ctx) */
     size_t bytes;          /* all of the above */
 } fwd_scratch;

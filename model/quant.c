@@ -468,6 +468,38 @@ void quant_matmul_k(quant_kset k, qtype t, const void *w, size_t n, const float 
     }
 }
 
+size_t quant_prep_bytes_k(quant_kset k, qtype t, size_t n, size_t m)
+{
+#if QUANT_HAVE_X86
+    return quant_x86_prep_bytes(k, t, n, m);
+#else
+    (void)k, (void)t, (void)n, (void)m;
+    return 0;
+#endif
+}
+
+void quant_prep_x_k(quant_kset k, qtype t, const float *x, size_t n, size_t m, size_t j0, size_t j1, void *prep)
+{
+#if QUANT_HAVE_X86
+    quant_x86_prep(k, t, x, n, m, j0, j1, prep);
+#else
+    (void)k, (void)t, (void)x, (void)n, (void)m, (void)j0, (void)j1, (void)prep;
+#endif
+}
+
+void quant_matmul_prep_k(quant_kset k, qtype t, const void *w, size_t n, const float *x, const void *prep, size_t m,
+                         float *y, size_t ldy, size_t r0, size_t r1, float *scratch)
+{
+#if QUANT_HAVE_X86
+    if (prep) {
+        quant_x86_matmul_prep(k, t, w, n, x, prep, m, y, ldy, r0, r1, scratch);
+        return;
+    }
+#endif
+    (void)prep;
+    quant_matmul_k(k, t, w, n, x, m, y, ldy, r0, r1, scratch);
+}
+
 float quant_dot_f32_k(quant_kset k, const float *a, const float *b, size_t n)
 {
 #if QUANT_HAVE_X86
@@ -500,6 +532,19 @@ void quant_matmul(qtype t, const void *w, size_t n, const float *x, size_t m, fl
                   size_t r1, float *scratch)
 {
     quant_matmul_k(quant_kset_best(), t, w, n, x, m, y, ldy, r0, r1, scratch);
+}
+
+size_t quant_prep_bytes(qtype t, size_t n, size_t m) { return quant_prep_bytes_k(quant_kset_best(), t, n, m); }
+
+void quant_prep_x(qtype t, const float *x, size_t n, size_t m, size_t j0, size_t j1, void *prep)
+{
+    quant_prep_x_k(quant_kset_best(), t, x, n, m, j0, j1, prep);
+}
+
+void quant_matmul_prep(qtype t, const void *w, size_t n, const float *x, const void *prep, size_t m, float *y,
+                       size_t ldy, size_t r0, size_t r1, float *scratch)
+{
+    quant_matmul_prep_k(quant_kset_best(), t, w, n, x, prep, m, y, ldy, r0, r1, scratch);
 }
 
 float quant_dot_f32(const float *a, const float *b, size_t n)

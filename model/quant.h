@@ -114,6 +114,27 @@ enum { QUANT_MM_ROWS = 8 }; /* W rows decoded at once by quant_matmul */
 void quant_matmul(qtype t, const void *w, size_t n, const float *x, size_t m, float *y, size_t ldy,
                   size_t r0, size_t r1, float *scratch);
 
+/* Activations prepared once per product. Some kernel sets round x before
+ * multiplying (avx512vnni16's K-quants: 15-bit integers per 256 weights);
+ * quant_matmul does it in every call, so a product split into T row ranges
+ * rounds each activation row T times. Instead the caller prepares x once
+ * (threads splitting its rows) and hands the result to every range:
+ *
+ *   size_t b = quant_prep_bytes(t, n, m);   0: nothing to prepare
+ *   quant_prep_x(t, x, n, m, j0, j1, buf);  rows [j0, j1), any split
+ *   quant_matmul_prep(t, w, n, x, buf, m, y, ldy, r0, r1, scratch);
+ *
+ * The results are bitwise quant_matmul's (the same rounding of the same
+ * rows, the same kernel calls). buf: 64-byte aligned, b bytes, for this t,
+ * n and m; b depends on t, n and m only through whether the set prepares t,
+ * and grows with n and m. */
+size_t quant_prep_bytes(qtype t, size_t n, size_t m);
+void quant_prep_x(qtype t, const float *x, size_t n, size_t m, size_t j0, size_t j1, void *prep);
+/* quant_matmul with x's rows prepared in prep (quant_prep_x's, all m rows
+ * done; NULL or a type with nothing to prepare: quant_matmul itself). */
+void quant_matmul_prep(qtype t, const void *w, size_t n, const float *x, const void *prep, size_t m, float *y,
+                       size_t ldy, size_t r0, size_t r1, float *scratch);
+
 /* Dot product of two f32 vectors (SIMD where the CPU has it). */
 float quant_dot_f32(const float *a, const float *b, size_t n);
 

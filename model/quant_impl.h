@@ -41,5 +41,9 @@ void quant_matvec_k(quant_kset k, qtype t, const void *w, size_t n, const float 
 void quant_matmul_k(quant_kset k, qtype t, const void *w, size_t n, const float *x, size_t m, float *y,
                     size_t ldy, size_t r0, size_t r1, float *scratch);
 float quant_dot_f32_k(quant_kset k, const float *a, const float *b, size_t n);
+size_t quant_prep_bytes_k(quant_kset k, qtype t, size_t n, size_t m);
+void quant_prep_x_k(quant_kset k, qtype t, const float *x, size_t n, size_t m, size_t j0, size_t j1, void *prep);
+void quant_matmul_prep_k(quant_kset k, qtype t, const void *w, size_t n, const float *x, const void *prep, size_t m,
+                         float *y, size_t ldy, size_t r0, size_t r1, float *scratch);
 
 #endif

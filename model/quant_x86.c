@@ -210,6 +210,31 @@ __attribute__((noinline)) static void matmul_x86(const kernels *K, qtype t, cons
     }
 }
 
+/* Set k's K-quant products are the integer ones (quant_x86_kint.c). */
+static bool kint_set(quant_kset k) { return k == QUANT_KSET_VNNI16 || k == QUANT_KSET_VNNI8 || k == QUANT_KSET_AVXVNNI16; }
+
+/* Only those quantise activations per product: what the other sets read is
+ * x itself. A matvec (m = 1) keeps its small-frame path. */
+size_t quant_x86_prep_bytes(quant_kset k, qtype t, size_t n, size_t m)
+{
+    return m > 1 && kint_set(k) && qx_kint_handles(t, n) ? qx_kint_prep_bytes(n, m) : 0;
+}
+
+void quant_x86_prep(quant_kset k, qtype t, const float *x, size_t n, size_t m, size_t j0, size_t j1, void *prep)
+{
+    if (quant_x86_prep_bytes(k, t, n, m))
+        qx_kint_prep(t, x, n, m, j0, j1, prep);
+}
+
+void quant_x86_matmul_prep(quant_kset k, qtype t, const void *w, size_t n, const float *x, const void *prep,
+                           size_t m, float *y, size_t ldy, size_t r0, size_t r1, float *scratch)
+{
+    if (prep && scratch && quant_x86_prep_bytes(k, t, n, m))
+        qx_kint_matmul(k != QUANT_KSET_AVXVNNI16, t, w, n, x, prep, m, y, ldy, r0, r1, scratch);
+    else
+        quant_x86_matmul(k, t, w, n, x, m, y, ldy, r0, r1, scratch);
+}
+
 void quant_x86_matmul(quant_kset k, qtype t, const void *w, size_t n, const float *x, size_t m, float *y,
                       size_t ldy, size_t r0, size_t r1, float *scratch)
 {
@@ -217,9 +242,8 @@ void quant_x86_matmul(quant_kset k, qtype t, const void *w, size_t n, const floa
         qx_vnni_matmul(t, k == QUANT_KSET_VNNI ? 3 : 1, w, n, x, m, y, ldy, r0, r1, scratch);
         return;
     }
-    const bool kint = k == QUANT_KSET_VNNI16 || k == QUANT_KSET_VNNI8 || k == QUANT_KSET_AVXVNNI16;
-    if (kint && qx_kint_handles(t, n)) {
-        qx_kint_matmul(k != QUANT_KSET_AVXVNNI16, t, w, n, x, m, y, ldy, r0, r1, scratch);
+    if (kint_set(k) && qx_kint_handles(t, n)) {
+        qx_kint_matmul(k != QUANT_KSET_AVXVNNI16, t, w, n, x, NULL, m, y, ldy, r0, r1, scratch);
         return;
     }
     const kernels K = x86_kernels(k, t);

@@ -29,6 +29,11 @@ void quant_x86_dequant(qtype t, const void *row, float *dst, size_t n);
 void quant_x86_matmul(quant_kset k, qtype t, const void *w, size_t n, const float *x, size_t m, float *y,
                       size_t ldy, size_t r0, size_t r1, float *scratch);
 float quant_x86_dot_f32(const float *a, const float *b, size_t n);
+/* quant_prep_bytes_k, quant_prep_x_k and quant_matmul_prep_k for set k. */
+size_t quant_x86_prep_bytes(quant_kset k, qtype t, size_t n, size_t m);
+void quant_x86_prep(quant_kset k, qtype t, const float *x, size_t n, size_t m, size_t j0, size_t j1, void *prep);
+void quant_x86_matmul_prep(quant_kset k, qtype t, const void *w, size_t n, const float *x, const void *prep,
+                           size_t m, float *y, size_t ldy, size_t r0, size_t r1, float *scratch);
 #endif
 
 /* quant.c's scalar dequantiser (the AVX2 one's tail for float types). */

@@ -83,8 +83,12 @@ void qx_vnni_matmul(qtype t, int limbs, const void *w, size_t n, const float *x,
  * rounded to 15 bits per 256-weight block; wide: 512-bit vectors
  * (avx512vnni16, avx512vnni8), else 256-bit AVX-VNNI (avxvnni16). */
 bool qx_kint_handles(qtype t, size_t n);
-void qx_kint_matmul(bool wide, qtype t, const void *w, size_t n, const float *x, size_t m, float *y, size_t ldy,
-                    size_t r0, size_t r1, float *scratch);
+void qx_kint_matmul(bool wide, qtype t, const void *w, size_t n, const float *x, const void *prep, size_t m,
+                    float *y, size_t ldy, size_t r0, size_t r1, float *scratch); /* prep: qx_kint_prep's or NULL */
+/* Bytes of m rows of n prepared by qx_kint_prep; rows [j0, j1) of x into
+ * buf (64-byte aligned), exactly as qx_kint_matmul quantises them. */
+size_t qx_kint_prep_bytes(size_t n, size_t m);
+void qx_kint_prep(qtype t, const float *x, size_t n, size_t m, size_t j0, size_t j1, void *buf);
 float qx_dot_f32_avx2(const float *a, const float *b, size_t n);
 
 /* ---- helpers of both sets ---- */

@@ -45,6 +45,9 @@
 /* Weights per pass; the activations' bound; rows and columns per kernel
  * call (R x J int32 and float accumulators in registers: 32 zmm, 16 ymm). */
 enum { KI_COLS = 4096, XMAX = 16383, KI_NB = KI_COLS / QK_K, KI_R = 4, KI_J = 3, K2_R = 2, K2_J = 2 };
+/* Activation weights per chunk of columns with scratch (kint_large: 32
+ * columns of 2048, a row decoded once per chunk). */
+enum { KI_XCAP = 65536 };
 
 bool quant_x86_has_avxvnni(void)
 {
@@ -311,15 +314,59 @@ AVX2 static void rows_times(const ki_pass *p, size_t r0, size_t r1)
     }
 }
 
-/* The passes of a product: columns quantised xcap / cn at a time into xq
- * (scales in dx, Q4_K's sums in xs), every row decoded into wbuf for each
- * chunk of columns. */
-static void run(ki_pass *p, const void *w, size_t n, const float *x, size_t m, float *y, size_t r0,
-                size_t r1, int16_t *xq, size_t xcap, float *dx, float *xs)
+/* ---- activations prepared once per product (quant.h's quant_prep_x) ---- */
+
+/* Where the parts of prepared activations lie in buf (m rows of n): pass
+ * c0 (cn weights) of row j at xq + c0*m + j*cn, its scales at dx +
+ * c0/QK_K*m + j*cn/QK_K and Q4_K's sums at xs + c0/32*m + j*cn/32, so that
+ * a chunk of rows of a pass is contiguous as run()'s own buffers are. */
+typedef struct kprep {
+    int16_t *xq;
+    float *dx, *xs;
+} kprep;
+
+static size_t up64(size_t b) { return (b + 63) & ~(size_t)63; }
+
+static kprep prep_at(const void *buf, size_t n, size_t m)
 {
-    p->xq = xq;
-    p->dx = dx;
-    p->xs = xs;
+    uint8_t *p = (uint8_t *)(uintptr_t)buf;
+    const size_t q = up64(m * n * sizeof(int16_t)), d = up64(m * (n / QK_K) * sizeof(float));
+    return (kprep){(int16_t *)(void *)p, (float *)(void *)(p + q), (float *)(void *)(p + q + d)};
+}
+
+size_t qx_kint_prep_bytes(size_t n, size_t m)
+{
+    return up64(m * n * sizeof(int16_t)) + up64(m * (n / QK_K) * sizeof(float)) + up64(m * (n / 32) * sizeof(float));
+}
+
+/* One row's pass of cn weights at xj: rounded into q and dx, Q4_K's sums
+ * into xs. */
+static void prep_row(qtype t, const float *xj, size_t cn, int16_t *q, float *dx, float *xs)
+{
+    quantize(xj, cn, q, dx);
+    if (t == QT_Q4_K)
+        qx_xsums(xj, cn, xs);
+}
+
+void qx_kint_prep(qtype t, const float *x, size_t n, size_t m, size_t j0, size_t j1, void *buf)
+{
+    const kprep k = prep_at(buf, n, m);
+    for (size_t c0 = 0; c0 < n; c0 += KI_COLS) {
+        const size_t cn = n - c0 < KI_COLS ? n - c0 : KI_COLS;
+        for (size_t j = j0; j < j1; j++)
+            prep_row(t, x + j * n + c0, cn, k.xq + c0 * m + j * cn, k.dx + c0 / QK_K * m + j * (cn / QK_K),
+                     k.xs + c0 / 32 * m + j * (cn / 32));
+    }
+}
+
+/* The passes of a product: columns quantised xcap / cn at a time into xq
+ * (scales in dx, Q4_K's sums in xs), or read from prep (qx_kint_prep's, in
+ * the same chunks: the same kernel calls), every row decoded into wbuf for
+ * each chunk of columns. */
+static void run(ki_pass *p, const void *w, size_t n, const float *x, const void *prep, size_t m, float *y,
+                size_t r0, size_t r1, int16_t *xq, size_t xcap, float *dx, float *xs)
+{
+    const kprep k = prep ? prep_at(prep, n, m) : (kprep){0};
     for (size_t c0 = 0; c0 < n; c0 += KI_COLS) {
         const size_t cn = n - c0 < KI_COLS ? n - c0 : KI_COLS, jmax = xcap / cn;
         p->len = cn / QK_K;
@@ -328,11 +375,16 @@ static void run(ki_pass *p, const void *w, size_t n, const float *x, size_t m, f
         for (size_t j0 = 0; j0 < m; j0 += jmax) {
             p->jc = m - j0 < jmax ? m - j0 : jmax;
             p->y = y + j0 * p->ldy;
-            for (size_t j = 0; j < p->jc; j++) {
-                const float *xj = x + (j0 + j) * n + c0;
-                quantize(xj, cn, xq + j * cn, dx + j * p->len);
-                if (p->t == QT_Q4_K)
-                    qx_xsums(xj, cn, xs + j * (cn / 32));
+            if (prep) {
+                p->xq = k.xq + c0 * m + j0 * cn;
+                p->dx = k.dx + c0 / QK_K * m + j0 * p->len;
+                p->xs = k.xs + c0 / 32 * m + j0 * (cn / 32);
+            } else {
+                p->xq = xq;
+                p->dx = dx;
+                p->xs = xs;
+                for (size_t j = 0; j < p->jc; j++)
+                    prep_row(p->t, x + (j0 + j) * n + c0, cn, xq + j * cn, dx + j * p->len, xs + j * (cn / 32));
             }
             rows_times(p, r0, r1);
         }
@@ -348,7 +400,7 @@ __attribute__((noinline)) static void kint_small(ki_pass *p, const void *w, size
     float dx[XCAP / QK_K], xs[XCAP / 32];
     p->wbuf = wbuf;
     p->rows_at_once = KI_R;
-    run(p, w, n, x, m, y, r0, r1, xq, XCAP, dx, xs);
+    run(p, w, n, x, NULL, m, y, r0, r1, xq, XCAP, dx, xs);
 }
 
 /* With the caller's scratch (QUANT_MM_ROWS * n floats: 16 rows of int16)
@@ -357,20 +409,23 @@ __attribute__((noinline)) static void kint_small(ki_pass *p, const void *w, size
 __attribute__((noinline)) static void kint_large(ki_pass *p, const void *w, size_t n, const float *x,
                                                  size_t m, float *y, size_t r0, size_t r1, float *scratch)
 {
-    enum { XCAP = 65536 };
-    _Alignas(64) int16_t xq[XCAP];
-    float dx[XCAP / QK_K], xs[XCAP / 32];
+    _Alignas(64) int16_t xq[KI_XCAP];
+    float dx[KI_XCAP / QK_K], xs[KI_XCAP / 32];
     p->wbuf = (int16_t *)(void *)scratch;
     p->rows_at_once = 2 * QUANT_MM_ROWS;
-    run(p, w, n, x, m, y, r0, r1, xq, XCAP, dx, xs);
+    run(p, w, n, x, NULL, m, y, r0, r1, xq, KI_XCAP, dx, xs);
 }
 
-void qx_kint_matmul(bool wide, qtype t, const void *w, size_t n, const float *x, size_t m, float *y, size_t ldy,
-                    size_t r0, size_t r1, float *scratch)
+void qx_kint_matmul(bool wide, qtype t, const void *w, size_t n, const float *x, const void *prep, size_t m,
+                    float *y, size_t ldy, size_t r0, size_t r1, float *scratch)
 {
     ki_pass p = {.t = t, .rb = quant_row_bytes(t, n), .ldy = ldy,
                  .k = wide ? (ki_set){shapes512, KI_R, KI_J} : (ki_set){shapes256, K2_R, K2_J}};
-    if (m == 1 || !scratch)
+    if (prep && scratch) {
+        p.wbuf = (int16_t *)(void *)scratch;
+        p.rows_at_once = 2 * QUANT_MM_ROWS;
+        run(&p, w, n, x, prep, m, y, r0, r1, NULL, KI_XCAP, NULL, NULL);
+    } else if (m == 1 || !scratch)
         kint_small(&p, w, n, x, m, y, r0, r1);
     else
         kint_large(&p, w, n, x, m, y, r0, r1, scratch);
