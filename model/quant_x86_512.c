@@ -155,9 +155,15 @@ AVX512_INLINE static void acc_zero(__m512 acc[RCAP][JCAP], int R, int J)
 /* out[r*J + j] = reduce(acc[r][j]) - (mins ? hsum(mins[r][j]) : 0). */
 AVX512_INLINE static void acc_out(__m512 acc[RCAP][JCAP], __m256 (*mins)[JCAP], int R, int J, float *out)
 {
+    __m512 v[RCAP * JCAP];
     for (int r = 0; r < R; r++)
         for (int j = 0; j < J; j++)
-            out[r * J + j] = mins ? _mm512_reduce_add_ps(acc[r][j]) - hsum(mins[r][j]) : _mm512_reduce_add_ps(acc[r][j]);
+            v[r * J + j] = acc[r][j];
+    for (int i = 0; i < R * J; i += 16)
+        reduce_many(v + i, R * J - i < 16 ? R * J - i : 16, out + i);
+    for (int r = 0; r < R && mins; r++)
+        for (int j = 0; j < J; j++)
+            out[r * J + j] -= hsum(mins[r][j]);
 }
 
 /* Direct: rows w + r*rb (r < R) against columns x + j*ldx (j < J). */

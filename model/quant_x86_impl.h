@@ -132,6 +132,59 @@ AVX2_INLINE static float hsum(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+/* The sum of v's lanes as GCC's _mm512_reduce_add_ps forms it (lanes i and
+ * i+8, then i and i+4 of that, i and i+2, 0 and 1), written out so that
+ * reduce_many's transposed sums equal it bit for bit whatever the
+ * compiler. */
+AVX512_INLINE static float reduce512(__m512 v)
+{
+    const __m256 t3 = _mm256_add_ps(_mm512_extractf32x8_ps(v, 1), _mm512_castps512_ps256(v));
+    const __m128 t6 = _mm_add_ps(_mm256_extractf128_ps(t3, 1), _mm256_castps256_ps128(t3));
+    const __m128 t8 = _mm_add_ps(t6, _mm_shuffle_ps(t6, t6, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm_cvtss_f32(_mm_add_ss(t8, _mm_movehdup_ps(t8)));
+}
+
+/* out[i] = reduce512(a[i]) for i < 16: the same adds of the same pairs,
+ * four levels done for 16 vectors at once (46 vector operations and one
+ * store where 16 reductions take 128 and 16 stores: a tile's reductions
+ * cost as much as its products over a short row). */
+AVX512_INLINE static void reduce16(const __m512 a[16], float *out)
+{
+    __m512 s1[8], s2[4], s3[2];
+    for (int i = 0; i < 8; i++) /* [hi + lo of a[2i] | of a[2i+1]], 8 lanes each */
+        s1[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)),
+                              _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)));
+    for (int i = 0; i < 4; i++) /* 128-bit lane L: a[4i + L]'s 4 */
+        s2[i] = _mm512_add_ps(_mm512_shuffle_f32x4(s1[2 * i], s1[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)),
+                              _mm512_shuffle_f32x4(s1[2 * i], s1[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)));
+    for (int i = 0; i < 2; i++) /* lane L: a[8i + L]'s 2, a[8i + 4 + L]'s 2 */
+        s3[i] = _mm512_add_ps(_mm512_shuffle_ps(s2[2 * i], s2[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_ps(s2[2 * i], s2[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* element 4L + e: a[4e + L]'s sum; transposed back */
+    const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(s3[0], s3[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_ps(s3[0], s3[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512i back = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _mm512_storeu_ps(out, _mm512_permutexvar_ps(back, r));
+}
+
+/* out[i] = reduce512(v[i]) for i < n (at most 16): reduce16 from 8 on,
+ * the missing vectors zero (their sums unused). */
+AVX512_INLINE static void reduce_many(const __m512 *v, int n, float *out)
+{
+    if (n < 8) {
+        for (int i = 0; i < n; i++)
+            out[i] = reduce512(v[i]);
+        return;
+    }
+    __m512 a[16];
+    float o[16];
+    for (int i = 0; i < 16; i++)
+        a[i] = i < n ? v[i] : _mm512_setzero_ps();
+    reduce16(a, o);
+    for (int i = 0; i < n; i++)
+        out[i] = o[i];
+}
+
 /* The f16 at p (with 2 more readable bytes after it) in all 8 lanes. */
 AVX2_INLINE static __m256 bcast_f16(const uint8_t *p)
 {

@@ -181,9 +181,11 @@ K512_INLINE static void kernel512(const int16_t *w, const float *dw, const int16
                 f[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[r][j]), _mm512_set1_ps(s), f[r][j]);
             }
     }
+    __m512 v[KI_R * KI_J];
     for (int r = 0; r < R; r++)
         for (int j = 0; j < J; j++)
-            out[r * J + j] = _mm512_reduce_add_ps(f[r][j]);
+            v[r * J + j] = f[r][j];
+    reduce_many(v, R * J, out);
 }
 
 /* kernel512's contract on 256-bit vectors with AVX-VNNI. */
