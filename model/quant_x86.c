@@ -148,9 +148,7 @@ static void pass_tiles(const pass *p, const kernels *K)
                 if (p->t == QT_Q4_K)
                     qx_q4_k_mins(p->w0 + (rr + i0) * p->rb, p->rb, p->xs + j0 * XS_LEN, XS_LEN, p->len, (int)R,
                                    (int)J, v);
-                for (size_t i = 0; i < R; i++)
-                    for (size_t j = 0; j < J; j++)
-                        put(p, j0 + j, rr + i0 + i, v[i * J + j]);
+                put_tile(p->y + j0 * p->ldy + rr + i0, p->ldy, v, R, J, p->add);
             }
         }
     }

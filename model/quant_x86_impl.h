@@ -132,6 +132,23 @@ AVX2_INLINE static float hsum(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+/* A tile's outputs into y: y[j*ldy + i] = v[i*J + j] (added to y if add)
+ * for i < R, j < J; with 4 rows, each column's 4 go in one vector (SSE,
+ * every x86-64: the drivers that call this have no target attribute). */
+static inline void put_tile(float *y, size_t ldy, const float *v, size_t R, size_t J, bool add)
+{
+    for (size_t j = 0; j < J; j++) {
+        float *o = y + j * ldy;
+        if (R == 4) {
+            const __m128 c = _mm_setr_ps(v[j], v[J + j], v[2 * J + j], v[3 * J + j]);
+            _mm_storeu_ps(o, add ? _mm_add_ps(_mm_loadu_ps(o), c) : c);
+            continue;
+        }
+        for (size_t i = 0; i < R; i++)
+            o[i] = add ? o[i] + v[i * J + j] : v[i * J + j];
+    }
+}
+
 /* The sum of v's lanes as GCC's _mm512_reduce_add_ps forms it (lanes i and
  * i+8, then i and i+4 of that, i and i+2, 0 and 1), written out so that
  * reduce_many's transposed sums equal it bit for bit whatever the

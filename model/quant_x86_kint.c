@@ -306,11 +306,7 @@ AVX2 static void rows_times(const ki_pass *p, size_t r0, size_t r1)
                                      p->len, v);
                 if (p->t == QT_Q4_K)
                     q4_k_mins(dm + i0 * p->len * 8, p->xs + j0 * 8 * p->len, p->len, R, J, v);
-                for (size_t i = 0; i < R; i++)
-                    for (size_t j = 0; j < J; j++) {
-                        float *o = p->y + (j0 + j) * p->ldy + rg + i0 + i;
-                        *o = p->add ? *o + v[i * J + j] : v[i * J + j];
-                    }
+                put_tile(p->y + j0 * p->ldy + rg + i0, p->ldy, v, R, J, p->add);
             }
         }
     }
