@@ -65,11 +65,13 @@ static kernels x86_kernels(quant_kset k, qtype t)
  * activation row and pass. */
 enum { XS_COLS = 8192, XS_LEN = XS_COLS / 32 };
 
-/* Activation rows per chunk (their Q4_K sums live on the stack); weight
+/* Activation rows per chunk (their Q4_K sums live on the stack, 128 KB;
+ * each chunk decodes every weight row again: 128, a prefill pass of the
+ * benchmarks, decodes once where 64 decoded twice, +2.5% prefill); weight
  * rows per block of the direct driver (a block's rows stay in L1 while
  * every column group of the chunk goes by); from TILE_M columns on, rows
  * are decoded QUANT_MM_ROWS at a time into scratch and tiled. */
-enum { MC = 64, RB = 16, TILE_M = 8 };
+enum { MC = 128, RB = 16, TILE_M = 8 };
 
 /* One pass (weights c0 .. c0+cn) of a chunk of mj columns at x (row stride
  * n), rows [r0, r1), into y (added to y after the first pass). */
