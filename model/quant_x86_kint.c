@@ -419,10 +419,10 @@ void qx_kint_matmul(bool wide, qtype t, const void *w, size_t n, const float *x,
 {
     ki_pass p = {.t = t, .rb = quant_row_bytes(t, n), .ldy = ldy,
                  .k = wide ? (ki_set){shapes512, KI_R, KI_J} : (ki_set){shapes256, K2_R, K2_J}};
-    if (prep && scratch) {
+    if (prep && scratch) { /* x is not on the stack: chunks of 4x (128 columns of 2048, 512 KB: L2) */
         p.wbuf = (int16_t *)(void *)scratch;
         p.rows_at_once = 2 * QUANT_MM_ROWS;
-        run(&p, w, n, x, prep, m, y, r0, r1, NULL, KI_XCAP, NULL, NULL);
+        run(&p, w, n, x, prep, m, y, r0, r1, NULL, 4 * KI_XCAP, NULL, NULL);
     } else if (m == 1 || !scratch)
         kint_small(&p, w, n, x, m, y, r0, r1);
     else
