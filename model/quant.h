@@ -125,9 +125,10 @@ void quant_matmul(qtype t, const void *w, size_t n, const float *x, size_t m, fl
  *   quant_matmul_prep(t, w, n, x, buf, m, y, ldy, r0, r1, scratch);
  *
  * The results are bitwise quant_matmul's (the same rounding of the same
- * rows, the same kernel calls). buf: 64-byte aligned, b bytes, for this t,
- * n and m; b depends on t, n and m only through whether the set prepares t,
- * and grows with n and m. */
+ * rows, the same order of sums). buf: 64-byte aligned, b bytes, for this
+ * t, n and m. b is 0 where the set reads x as it is (its float kernels, a
+ * matvec) and grows with n and m; the scratch sized for the largest
+ * product serves the smaller ones. */
 size_t quant_prep_bytes(qtype t, size_t n, size_t m);
 void quant_prep_x(qtype t, const float *x, size_t n, size_t m, size_t j0, size_t j1, void *prep);
 /* quant_matmul with x's rows prepared in prep (quant_prep_x's, all m rows
