@@ -206,7 +206,7 @@ static hinge_status read_timestamps(vk_exec *e)
     return HINGE_OK;
 }
 
-static hinge_status check_input(vk_exec *e, const int32_t *tokens, const float *hidden, size_t n, uint32_t pos0)
+hinge_status ex_check_input(vk_exec *e, const int32_t *tokens, const float *hidden, size_t n, uint32_t pos0)
 {
     if (e->broken)
         return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_VULKAN, "the device failed in an earlier run; "
@@ -284,7 +284,7 @@ static hinge_status run_chunk(vk_exec *e, const int32_t *tokens, const float *hi
 static hinge_status run(vk_exec *e, const int32_t *tokens, const float *hidden, size_t n, uint32_t pos0, float *out)
 {
     double t0 = now_ns();
-    hinge_status s = check_input(e, tokens, hidden, n, pos0);
+    hinge_status s = ex_check_input(e, tokens, hidden, n, pos0);
     if (s != HINGE_OK)
         return s;
     e->stats = (vk_exec_stats){.positions = (uint32_t)n};

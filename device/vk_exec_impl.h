@@ -196,6 +196,16 @@ hinge_status ex_record_decode(vk_exec *e);
  * runs on its last position. */
 hinge_status ex_record_prefill(vk_exec *e, uint32_t m, bool head, bool timestamps, uint32_t *dispatches);
 
+/* Command buffer recording (vk_exec_record.c, for vk_exec_batch.c too). */
+hinge_status ex_cmd_begin(vk_exec *e, VkCommandBuffer cmd, bool once);
+hinge_status ex_cmd_end(vk_exec *e, VkCommandBuffer cmd);
+/* Copies floats of src into dst (offsets in floats). */
+void ex_copy_rows(VkCommandBuffer cmd, const dev_buf *src, uint64_t src_off, const dev_buf *dst, uint64_t dst_off,
+                  uint64_t floats);
+
+/* vk_exec.c: a run's input (tokens or hidden rows, n, pos0) against e. */
+hinge_status ex_check_input(vk_exec *e, const int32_t *tokens, const float *hidden, size_t n, uint32_t pos0);
+
 /* vk_exec.c: HINGE_ERR_UNSUPPORTED for a model the kernels do not run
  * (architecture, shapes), before anything is uploaded. */
 hinge_status ex_check_model(const model *m, char *err, size_t errlen);
