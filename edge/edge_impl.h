@@ -581,8 +581,9 @@ int edge_vk_session_open(hinge_edge *e, edge_session *s, const char **code, char
 void edge_vk_session_close(hinge_edge *e, edge_session *s); /* gives the KV bytes back; no-op without */
 /* Frees em's device weights (no session of em is left); no-op without. */
 void edge_vk_model_drop(hinge_edge *e, edge_model *em);
-/* Worker: the item's rows through s's executor, the logits into it->logits
- * (NULL: none wanted); on failure the detail is in s->step.err. */
-hinge_status edge_vk_run(const hinge_edge *e, edge_session *s, const fwd_item *it);
+/* Worker: items[i]'s rows through s[i]'s executor, all of them batched
+ * (one model's sessions), the logits into items[i].logits (NULL: none
+ * wanted); on failure the detail is in each s[i]->step.err. */
+hinge_status edge_vk_run(const hinge_edge *e, edge_session *const *s, const fwd_item *items, size_t n);
 
 #endif
