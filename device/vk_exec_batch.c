@@ -11,13 +11,45 @@
  *   - gemma3: the input norm at its first layer (the batch's products read
  *     xb, which the previous layer's post-norm writes only for the rows
  *     that ran it);
- *   - the head on its last row (a matrix-vector product per item).
+ *   - without head_rows, the head on its last row (a matrix-vector product
+ *     per item); with it, the head is the batch's: the wanting items' last
+ *     rows gathered into bh_x, one matrix-matrix product (Gemma's output
+ *     matrix is two thirds of its weights: read once a batch, not once a
+ *     session).
  * A row's values thus never depend on the other rows: the products and
  * norms compute each row alone, in the same order at any m (test_vk_exec's
  * batch test holds a session's logits bitwise equal alone and batched). */
 #include <string.h>
 
 #include "vk_exec_impl.h"
+
+hinge_status ex_build_batch_head(vk_exec *e)
+{
+    const model_hparams *hp = &e->m->hp;
+    if (e->head_rows > e->max_batch) /* the device's cap on rows per dispatch lowered it */
+        e->head_rows = e->max_batch;
+    uint64_t rows = e->head_rows, bytes = rows * (e->d + hp->n_vocab) * sizeof(float) + 2 * EX_SLACK;
+    uint64_t rb = rows * hp->n_vocab * sizeof(float) + EX_SLACK;
+    if (bytes > SIZE_MAX / 2)
+        return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_NOMEM, "batch head: %llu bytes",
+                          (unsigned long long)bytes);
+    hinge_status s = dev_pool_create(e->c, DEV_MEM_DEVICE, (size_t)bytes, "batch head", &e->bh_pool);
+    if (s == HINGE_OK)
+        s = dev_pool_create(e->c, DEV_MEM_READBACK, (size_t)rb, "batch logits readback", &e->bh_rb_pool);
+    if (s == HINGE_OK)
+        s = dev_pool_alloc(e->bh_pool, (size_t)(rows * e->d * sizeof(float)), 16, "batch head rows", &e->bh_x);
+    if (s == HINGE_OK)
+        s = dev_pool_alloc(e->bh_pool, (size_t)(rows * hp->n_vocab * sizeof(float)), 16, "batch logits",
+                           &e->bh_logits);
+    if (s == HINGE_OK)
+        s = dev_pool_alloc(e->bh_rb_pool, (size_t)(rows * hp->n_vocab * sizeof(float)), 16, "batch logits out",
+                           &e->bh_out);
+    if (s != HINGE_OK)
+        return ex_fail_ctx(e, s, "batch head");
+    dev_mm_args a = {.w = &e->w->outw, .x = &e->bh_x, .x_stride = e->d, .norm = &e->w->out_norm, .flags = HK_F_NORM,
+                     .eps = hp->rms_eps, .y = &e->bh_logits, .y_stride = hp->n_vocab};
+    return ex_prep(e, dev_prepare_matmul(e->ops, &a, &e->bh_op), "batch head", (int32_t)e->end);
+}
 
 static const ex_step *find_step(const vk_exec *e, int32_t layer, const char *name)
 {
@@ -103,6 +135,22 @@ static hinge_status record_attention(vk_exec *b, VkCommandBuffer cmd, const vk_e
 static hinge_status record_head(vk_exec *b, VkCommandBuffer cmd, const vk_exec_item *items, size_t n,
                                 const uint32_t *row)
 {
+    uint64_t nv = b->m->hp.n_vocab;
+    if (b->head_rows) {
+        uint32_t nh = 0;
+        for (size_t i = 0; i < n; i++)
+            if (items[i].logits)
+                ex_copy_rows(cmd, &b->x, (uint64_t)(row[i] + items[i].n - 1) * b->d, &b->bh_x, (uint64_t)nh++ * b->d,
+                             b->d);
+        dev_cmd_barrier(cmd);
+        hinge_status s = dev_op_record(cmd, &b->bh_op, nh, 0);
+        if (s != HINGE_OK)
+            return hinge_fail(b->errmsg, sizeof b->errmsg, s, "batch: recording the head for %u rows", nh);
+        dev_cmd_barrier(cmd);
+        if (nh)
+            ex_copy_rows(cmd, &b->bh_logits, 0, &b->bh_out, 0, nh * nv);
+        return HINGE_OK;
+    }
     for (size_t i = 0; i < n; i++)
         if (items[i].logits)
             ex_copy_rows(cmd, &b->x, (uint64_t)(row[i] + items[i].n - 1) * b->d, &items[i].e->hl, 0, b->d);
@@ -115,7 +163,7 @@ static hinge_status record_head(vk_exec *b, VkCommandBuffer cmd, const vk_exec_i
     dev_cmd_barrier(cmd);
     for (size_t i = 0; i < n; i++)
         if (items[i].logits)
-            ex_copy_rows(cmd, &items[i].e->logits, 0, &items[i].e->out, 0, b->m->hp.n_vocab);
+            ex_copy_rows(cmd, &items[i].e->logits, 0, &items[i].e->out, 0, nv);
     return HINGE_OK;
 }
 
@@ -168,8 +216,9 @@ static hinge_status check_items(vk_exec *b, vk_exec_item *items, size_t n, uint3
     if (n == 0 || b->embed || !b->head || b->first != 0)
         return hinge_fail(b->errmsg, sizeof b->errmsg, HINGE_ERR_INVALID, "batch: %s",
                           n ? "not a batch executor (layers [0, N) + head, no embed)" : "no items");
-    uint64_t r = 0;
+    uint64_t r = 0, nh = 0;
     for (size_t i = 0; i < n; i++) {
+        nh += items[i].logits != NULL;
         vk_exec *e = items[i].e;
         if (!e || e->m != b->m || e->end != b->end || e->embed || !e->head || items[i].n > e->max_batch)
             return hinge_fail(b->errmsg, sizeof b->errmsg, HINGE_ERR_INVALID, "batch: item %zu: %s", i,
@@ -181,9 +230,10 @@ static hinge_status check_items(vk_exec *b, vk_exec_item *items, size_t n, uint3
         row[i] = (uint32_t)r;
         r += items[i].n;
     }
-    if (r > b->max_batch)
-        return hinge_fail(b->errmsg, sizeof b->errmsg, HINGE_ERR_INVALID, "batch: %llu rows, over %u",
-                          (unsigned long long)r, b->max_batch);
+    if (r > b->max_batch || (b->head_rows && nh > b->head_rows))
+        return hinge_fail(b->errmsg, sizeof b->errmsg, HINGE_ERR_INVALID, "batch: %llu rows, over %u, or %llu "
+                          "heads, over %u", (unsigned long long)r, b->max_batch, (unsigned long long)nh,
+                          b->head_rows);
     *rows = (uint32_t)r;
     return HINGE_OK;
 }
@@ -215,8 +265,10 @@ hinge_status vk_exec_run_batch(vk_exec *b, vk_exec_item *items, size_t n)
             items[i].e->broken = true;
         return ex_fail_ctx(b, s, "batch run");
     }
+    size_t nv = b->m->hp.n_vocab, nh = 0;
     for (size_t i = 0; i < n; i++)
         if (items[i].logits)
-            memcpy(items[i].logits, items[i].e->out.host, (size_t)b->m->hp.n_vocab * sizeof(float));
+            memcpy(items[i].logits, b->head_rows ? (const float *)b->bh_out.host + nh++ * nv : items[i].e->out.host,
+                   nv * sizeof(float));
     return HINGE_OK;
 }

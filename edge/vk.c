@@ -16,9 +16,9 @@
  * Steps run batched: each model also has a batch executor ([0, N) + head,
  * the same weights, activations for BATCH_EXTRA more rows than a session's
  * pass), and a scheduler batch's Vulkan rows go through it in one submit
- * (vk_exec_run_batch): the layers' products over all the sessions' rows,
- * each session's attention in its own executor. A batch of more rows than
- * it holds runs as several. Every step takes this path, a session alone
+ * (vk_exec_run_batch): the layers' products and the head over all the
+ * sessions' rows, each session's attention in its own executor. A batch of
+ * more rows or sampled sessions than it holds runs as several. Every step takes this path, a session alone
  * too: its logits are the same alone and in any batch.
  *
  * Threads: executors are made and destroyed by the loop thread (session
@@ -36,7 +36,10 @@
 #include "vk_context.h"
 #include "vk_exec.h"
 
-enum { BATCH_EXTRA = 64 }; /* rows of a batch beyond one session's pass: the others' decode steps */
+enum {
+    BATCH_EXTRA = 64, /* rows of a batch beyond one session's pass: the others' decode steps */
+    HEAD_ROWS = 32,   /* sessions sampled per device batch (the batch head's logits: HEAD_ROWS x n_vocab) */
+};
 
 struct edge_vk {
     dev_ctx *c;
@@ -71,7 +74,8 @@ static hinge_status batch_open(edge_vk *v, const edge_session *s, uint32_t batch
         return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
     v->bx = grown;
     vk_exec_config c = {.end = s->m->hp.n_layer, .head = true, .ctx = 1, .max_batch = batch + BATCH_EXTRA,
-                        .weights = s->em->vw, .no_selftest = true}; /* the session's executor was tested */
+                        .weights = s->em->vw, .no_selftest = true, /* the session's executor was tested */
+                        .head_rows = HEAD_ROWS};
     vk_exec *b = NULL;
     hinge_status st = vk_exec_create_range(v->c, s->m, &c, &b, err, errlen);
     if (st == HINGE_OK) {
@@ -195,22 +199,26 @@ void edge_vk_model_drop(hinge_edge *e, edge_model *em)
     em->vw = NULL;
 }
 
-/* The items' rows as batches of at most b's rows: each takes a piece of
- * every unfinished item (at most its executor's pass), the logits with an
- * item's last piece. */
+/* The items' rows as batches of at most b's rows and head rows: each takes
+ * a piece of every unfinished item (at most its executor's pass), the
+ * logits with an item's last piece. */
 static hinge_status run_batches(edge_vk *v, vk_exec *b, edge_session *const *s, const fwd_item *items, size_t n)
 {
     size_t d = s[0]->m->hp.n_embd;
     memset(v->done, 0, n * sizeof *v->done);
     for (;;) {
-        uint32_t rows = 0, cap = vk_exec_max_batch(b);
+        uint32_t rows = 0, heads = 0, cap = vk_exec_max_batch(b);
+        uint32_t max_heads = HEAD_ROWS < cap ? HEAD_ROWS : cap; /* as the batch executor lowered it */
         size_t k = 0;
         for (size_t i = 0; i < n && rows < cap; i++) {
             uint32_t left = items[i].n - v->done[i], take = left < cap - rows ? left : cap - rows;
             take = take < vk_exec_max_batch(s[i]->vx) ? take : vk_exec_max_batch(s[i]->vx);
+            if (take == left && items[i].logits && heads == max_heads)
+                take = left - 1; /* its sampled row waits for a batch with a head row free */
             if (take == 0)
                 continue;
-            bool last = v->done[i] + take == items[i].n;
+            bool last = take == left;
+            heads += last && items[i].logits;
             v->items[k++] = (vk_exec_item){s[i]->vx, items[i].hidden + v->done[i] * d, take,
                                            items[i].pos0 + v->done[i], last ? items[i].logits : NULL};
             v->done[i] += take;

@@ -670,8 +670,9 @@ enum { B_SESS = 7, B_STEPS = 4, B_CTX = 64 };
  * (3) all seven together: every session's logits bitwise equal in the
  * three (batch invariance: a row's products, norms, attention and head do
  * not depend on the batch's other rows). With ref, the alone run's logits
- * are also checked against the CPU's fwd_layers [cut, N) + fwd_head. */
-static void batch_sessions(const model *m, const uint32_t cuts[B_SESS], bool ref)
+ * are also checked against the CPU's fwd_layers [cut, N) + fwd_head.
+ * head_rows: the batch's head (0: each session's own). */
+static void batch_sessions(const model *m, const uint32_t cuts[B_SESS], uint32_t head_rows, bool ref)
 {
     const model_hparams *hp = &m->hp;
     size_t d = hp->n_embd, nv = hp->n_vocab;
@@ -681,7 +682,7 @@ static void batch_sessions(const model *m, const uint32_t cuts[B_SESS], bool ref
     assert_int_equal(vk_model_create(fx.ctx, m, &wc, &w, err, sizeof err), HINGE_OK);
     vk_exec *b = NULL, *ex[B_SESS];
     vk_exec_config bc = {.end = hp->n_layer, .head = true, .ctx = 1, .max_batch = 32, .weights = w,
-                         .no_selftest = true};
+                         .no_selftest = true, .head_rows = head_rows};
     assert_int_equal(vk_exec_create_range(fx.ctx, m, &bc, &b, err, sizeof err), HINGE_OK);
     uint32_t cap = vk_exec_max_batch(b), len[B_SESS]; /* HINGE_VK_FORCE=batch=8: prompts of 8 rows in all */
     for (int i = 0; i < B_SESS; i++) {
@@ -750,11 +751,12 @@ static void test_batch(void **state)
     (void)state;
     need_device();
     const uint32_t stories_cuts[B_SESS] = {0, 2, 5, 1, 3, 2, 4};
-    batch_sessions(fx.stories, stories_cuts, true);
+    batch_sessions(fx.stories, stories_cuts, 0, true);
+    batch_sessions(fx.stories, stories_cuts, 16, true);
     if (!fx.gemma)
         return;
     const uint32_t gemma_cuts[B_SESS] = {6, 0, 12, 18, 3, 6, 17};
-    batch_sessions(fx.gemma, gemma_cuts, false);
+    batch_sessions(fx.gemma, gemma_cuts, 16, false); /* the edge's */
 }
 
 /* ---- Gemma 3 270M ---- */
