@@ -21,7 +21,8 @@
  *              sessions (cut 0) the edge feeds from its own tokenizer
  *   record.c   --record-dir
  *   vk.c       --backend vulkan: the device context, each session's
- *              executor of [cut, N) + head (device/vk_exec.h)
+ *              executor of [cut, N) + head, each model's batch executor
+ *              that runs a batch's sessions together (device/vk_exec.h)
  *
  * Threads: everything here belongs to the loop thread, except
  *   - a session whose `busy` flag is set: its compute state (t, hidden, rx,
