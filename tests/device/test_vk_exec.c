@@ -14,6 +14,10 @@
  *  - The edge's executors (vk_exec_create_range): layers [a, N) + head from
  *    hidden rows, logits against the CPU's fwd_layers + fwd_head; a middle
  *    range's hidden rows; the ranges and inputs refused.
+ *  - Batches (vk_exec_run_batch, the edge's): seven sessions of mixed cuts
+ *    (stories260K; Gemma when present), each a prompt then decode steps,
+ *    give bitwise the same logits alone and in batches of 2 and 7, with
+ *    each session's head and with the batch's; stories against the CPU too.
  *  - The start-up self-test rejects a kernel broken on purpose
  *    (HINGE_VK_SELFTEST_BREAK), naming it; HINGE_VK_FORCE's cap on positions
  *    per dispatch and its errors.
