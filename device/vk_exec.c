@@ -132,6 +132,7 @@ hinge_status vk_exec_create_range(dev_ctx *c, const model *m, const vk_exec_conf
     e->w = w;
     e->ctx = ctx;
     e->max_batch = max_batch;
+    e->head_rows = cfg->head_rows < max_batch ? cfg->head_rows : max_batch;
     e->d = hp->n_embd;
     e->q_dim = hp->n_head * hp->head_dim;
     e->kv_dim = hp->n_head_kv * hp->head_dim;
@@ -206,7 +207,7 @@ static hinge_status read_timestamps(vk_exec *e)
     return HINGE_OK;
 }
 
-static hinge_status check_input(vk_exec *e, const int32_t *tokens, const float *hidden, size_t n, uint32_t pos0)
+hinge_status ex_check_input(vk_exec *e, const int32_t *tokens, const float *hidden, size_t n, uint32_t pos0)
 {
     if (e->broken)
         return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_VULKAN, "the device failed in an earlier run; "
@@ -284,7 +285,7 @@ static hinge_status run_chunk(vk_exec *e, const int32_t *tokens, const float *hi
 static hinge_status run(vk_exec *e, const int32_t *tokens, const float *hidden, size_t n, uint32_t pos0, float *out)
 {
     double t0 = now_ns();
-    hinge_status s = check_input(e, tokens, hidden, n, pos0);
+    hinge_status s = ex_check_input(e, tokens, hidden, n, pos0);
     if (s != HINGE_OK)
         return s;
     e->stats = (vk_exec_stats){.positions = (uint32_t)n};

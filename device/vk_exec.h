@@ -99,6 +99,9 @@ typedef struct vk_exec_config {
                              as asked (HINGE_ERR_INVALID otherwise); NULL: the executor uploads its own */
     bool no_selftest;     /* skip the self-test: an executor of the same model on this context passed it
                              (the edge tests once at start-up, not per session) */
+    uint32_t head_rows;   /* a batch executor's (vk_exec_run_batch) head: one matrix-matrix product over
+                             up to this many items' last rows (the output matrix read once a batch);
+                             0: each item's own executor's head */
 } vk_exec_config;
 hinge_status vk_exec_create_range(dev_ctx *c, const model *m, const vk_exec_config *cfg, vk_exec **out, char *err,
                                   size_t errlen);
@@ -133,6 +136,37 @@ hinge_status vk_exec_run(vk_exec *e, const int32_t *tokens, size_t n, uint32_t p
  * n_embd) hidden rows. Errors as vk_exec_run; HINGE_ERR_INVALID for the
  * wrong kind of input (tokens to an executor without embed and back). */
 hinge_status vk_exec_run_hidden(vk_exec *e, const float *hidden, size_t n, uint32_t pos0, float *out);
+
+/* ---- batches (the edge) ---- */
+
+/* One session's step in a batch: its executor (no embed, with the head,
+ * the batch executor's end and model), n hidden rows ((n, n_embd) f32, the
+ * input of layer first) at positions pos0 .. pos0+n-1, and where the last
+ * row's logits go (n_vocab floats; NULL: no head for it). */
+typedef struct vk_exec_item {
+    vk_exec *e;
+    const float *hidden;
+    uint32_t n, pos0;
+    float *logits;
+} vk_exec_item;
+
+/* Runs the items' rows through batch executor b (layers [0, end) + head,
+ * no embed, sharing the weights) in one submit and one wait: each layer's
+ * matrix products over the rows of every item whose first layer is at or
+ * before it (weights read once per batch), each item's RoPE, KV write and
+ * attention through its own executor (its KV cache, its position), the
+ * head on the last row of the items that want logits, with its own
+ * executor's head (or b's head over all of them: vk_exec_config.head_rows).
+ * An item joins at its executor's first layer. Sorts
+ * items by first layer (in place). A row's results do not depend on the
+ * other rows of the batch (the kernels compute each row alone), and they
+ * are those of a batch of that item alone, not vk_exec_run_hidden's
+ * (whose decode runs matrix-vector kernels). Errors: HINGE_ERR_INVALID
+ * (no items, more rows than b's max_batch or items wanting logits than
+ * its head_rows, an item with more rows than its
+ * executor's max_batch, a mismatched executor), the others as
+ * vk_exec_run_hidden's (an item's detail in b's errmsg). */
+hinge_status vk_exec_run_batch(vk_exec *b, vk_exec_item *items, size_t n);
 
 /* ---- measurement ---- */
 

@@ -407,6 +407,8 @@ hinge_status ex_build(vk_exec *e)
         s = upload_freqs(e);
     if (s == HINGE_OK)
         s = build_prefill(e);
+    if (s == HINGE_OK && e->head_rows && e->head)
+        s = ex_build_batch_head(e);
     return s == HINGE_OK ? ex_build_decode(e) : s;
 }
 
@@ -426,5 +428,7 @@ void ex_free_build(vk_exec *e)
     dev_pool_destroy(e->kv_pool);
     dev_pool_destroy(e->host_pool);
     dev_pool_destroy(e->rb_pool);
-    e->act_pool = e->kv_pool = e->host_pool = e->rb_pool = NULL;
+    dev_pool_destroy(e->bh_pool);
+    dev_pool_destroy(e->bh_rb_pool);
+    e->act_pool = e->kv_pool = e->host_pool = e->rb_pool = e->bh_pool = e->bh_rb_pool = NULL;
 }

@@ -134,6 +134,11 @@ struct vk_exec {
                                     norm(o) * post_w to the residual (saves a dispatch) */
     float *post_w;               /* (d) the last layer's post_ffw_norm, host copy */
     float *post_tmp;             /* (d) scratch of that add */
+    uint32_t head_rows;          /* batch executor: rows of the batch head (vk_exec_batch.c); 0: none */
+    dev_pool *bh_pool, *bh_rb_pool; /* its buffers: */
+    dev_buf bh_x, bh_logits;     /* (head_rows, d) the items' last rows, (head_rows, n_vocab) */
+    dev_buf bh_out;              /* readback: (head_rows, n_vocab) */
+    dev_op bh_op;                /* the head over bh_x: norm and output matrix, matrix-matrix */
     uint32_t n_steps_max;        /* max(pre.n, dec.n): timestamp slots */
     VkCommandBuffer cmd_dec;     /* the decode step, recorded once */
     VkCommandBuffer cmd_dec_ts;  /* the same with timestamps (VK_NULL_HANDLE without them) */
@@ -195,6 +200,19 @@ hinge_status ex_record_decode(vk_exec *e);
 /* Records cmd_pre for one chunk of m positions (prefill); head: the head
  * runs on its last position. */
 hinge_status ex_record_prefill(vk_exec *e, uint32_t m, bool head, bool timestamps, uint32_t *dispatches);
+
+/* Command buffer recording (vk_exec_record.c, for vk_exec_batch.c too). */
+hinge_status ex_cmd_begin(vk_exec *e, VkCommandBuffer cmd, bool once);
+hinge_status ex_cmd_end(vk_exec *e, VkCommandBuffer cmd);
+/* Copies floats of src into dst (offsets in floats). */
+void ex_copy_rows(VkCommandBuffer cmd, const dev_buf *src, uint64_t src_off, const dev_buf *dst, uint64_t dst_off,
+                  uint64_t floats);
+
+/* vk_exec_batch.c: the batch head's buffers and op (head_rows > 0). */
+hinge_status ex_build_batch_head(vk_exec *e);
+
+/* vk_exec.c: a run's input (tokens or hidden rows, n, pos0) against e. */
+hinge_status ex_check_input(vk_exec *e, const int32_t *tokens, const float *hidden, size_t n, uint32_t pos0);
 
 /* vk_exec.c: HINGE_ERR_UNSUPPORTED for a model the kernels do not run
  * (architecture, shapes), before anything is uploaded. */

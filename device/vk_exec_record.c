@@ -6,7 +6,7 @@
  * host norms and adds). */
 #include "vk_exec_impl.h"
 
-static hinge_status begin(vk_exec *e, VkCommandBuffer cmd, bool once)
+hinge_status ex_cmd_begin(vk_exec *e, VkCommandBuffer cmd, bool once)
 {
     VkResult r = vkResetCommandBuffer(cmd, 0);
     VkCommandBufferBeginInfo bi = {
@@ -20,7 +20,7 @@ static hinge_status begin(vk_exec *e, VkCommandBuffer cmd, bool once)
     return HINGE_OK;
 }
 
-static hinge_status end(vk_exec *e, VkCommandBuffer cmd)
+hinge_status ex_cmd_end(vk_exec *e, VkCommandBuffer cmd)
 {
     VkResult r = vkEndCommandBuffer(cmd);
     if (r != VK_SUCCESS)
@@ -28,8 +28,7 @@ static hinge_status end(vk_exec *e, VkCommandBuffer cmd)
     return HINGE_OK;
 }
 
-/* Copies floats of src into dst (offsets in floats). */
-static void copy_rows(VkCommandBuffer cmd, const dev_buf *src, uint64_t src_off, const dev_buf *dst,
+void ex_copy_rows(VkCommandBuffer cmd, const dev_buf *src, uint64_t src_off, const dev_buf *dst,
                       uint64_t dst_off, uint64_t floats)
 {
     VkBufferCopy r = {.srcOffset = src->off + src_off * sizeof(float), .dstOffset = dst->off + dst_off * sizeof(float),
@@ -48,7 +47,7 @@ static hinge_status record_pass(vk_exec *e, const ex_pass *p, VkCommandBuffer cm
         vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, e->ts_pool, 0);
     }
     if (!e->embed) { /* the input rows, from the host-visible step buffer */
-        copy_rows(cmd, &e->hin, 0, &e->x, 0, (uint64_t)m * e->d);
+        ex_copy_rows(cmd, &e->hin, 0, &e->x, 0, (uint64_t)m * e->d);
         dev_cmd_barrier(cmd);
     }
     const dev_buf *x = p->decode ? e->dec_x : &e->x; /* the residual after the layers */
@@ -62,7 +61,7 @@ static hinge_status record_pass(vk_exec *e, const ex_pass *p, VkCommandBuffer cm
         if (st->barrier)
             dev_cmd_barrier(cmd);
         if (st->last_row) {
-            copy_rows(cmd, x, (uint64_t)(m - 1) * e->d, &e->hl, 0, e->d);
+            ex_copy_rows(cmd, x, (uint64_t)(m - 1) * e->d, &e->hl, 0, e->d);
             dev_cmd_barrier(cmd);
         }
         /* positions come from the step buffer: record with pos0 = 0 */
@@ -77,7 +76,7 @@ static hinge_status record_pass(vk_exec *e, const ex_pass *p, VkCommandBuffer cm
     dev_cmd_barrier(cmd);
     if (e->head) { /* the logits, or nothing for a chunk without the head */
         if (head)
-            copy_rows(cmd, &e->logits, 0, &e->out, 0, e->m->hp.n_vocab);
+            ex_copy_rows(cmd, &e->logits, 0, &e->out, 0, e->m->hp.n_vocab);
         dev_cmd_barrier(cmd);
         *dispatches = n;
         return HINGE_OK;
@@ -95,24 +94,24 @@ static hinge_status record_pass(vk_exec *e, const ex_pass *p, VkCommandBuffer cm
 
 hinge_status ex_record_decode(vk_exec *e)
 {
-    hinge_status s = begin(e, e->cmd_dec, false);
+    hinge_status s = ex_cmd_begin(e, e->cmd_dec, false);
     if (s == HINGE_OK)
         s = record_pass(e, &e->dec, e->cmd_dec, 1, true, false, &e->dec.dispatches);
     if (s == HINGE_OK)
-        s = end(e, e->cmd_dec);
+        s = ex_cmd_end(e, e->cmd_dec);
     if (s != HINGE_OK || !e->cmd_dec_ts)
         return s;
     uint32_t n;
-    s = begin(e, e->cmd_dec_ts, false);
+    s = ex_cmd_begin(e, e->cmd_dec_ts, false);
     if (s == HINGE_OK)
         s = record_pass(e, &e->dec, e->cmd_dec_ts, 1, true, true, &n);
-    return s == HINGE_OK ? end(e, e->cmd_dec_ts) : s;
+    return s == HINGE_OK ? ex_cmd_end(e, e->cmd_dec_ts) : s;
 }
 
 hinge_status ex_record_prefill(vk_exec *e, uint32_t m, bool head, bool timestamps, uint32_t *dispatches)
 {
-    hinge_status s = begin(e, e->cmd_pre, true);
+    hinge_status s = ex_cmd_begin(e, e->cmd_pre, true);
     if (s == HINGE_OK)
         s = record_pass(e, &e->pre, e->cmd_pre, m, head, timestamps, dispatches);
-    return s == HINGE_OK ? end(e, e->cmd_pre) : s;
+    return s == HINGE_OK ? ex_cmd_end(e, e->cmd_pre) : s;
 }

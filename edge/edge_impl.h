@@ -21,7 +21,8 @@
  *              sessions (cut 0) the edge feeds from its own tokenizer
  *   record.c   --record-dir
  *   vk.c       --backend vulkan: the device context, each session's
- *              executor of [cut, N) + head (device/vk_exec.h)
+ *              executor of [cut, N) + head, each model's batch executor
+ *              that runs a batch's sessions together (device/vk_exec.h)
  *
  * Threads: everything here belongs to the loop thread, except
  *   - a session whose `busy` flag is set: its compute state (t, hidden, rx,
@@ -581,8 +582,9 @@ int edge_vk_session_open(hinge_edge *e, edge_session *s, const char **code, char
 void edge_vk_session_close(hinge_edge *e, edge_session *s); /* gives the KV bytes back; no-op without */
 /* Frees em's device weights (no session of em is left); no-op without. */
 void edge_vk_model_drop(hinge_edge *e, edge_model *em);
-/* Worker: the item's rows through s's executor, the logits into it->logits
- * (NULL: none wanted); on failure the detail is in s->step.err. */
-hinge_status edge_vk_run(const hinge_edge *e, edge_session *s, const fwd_item *it);
+/* Worker: items[i]'s rows through s[i]'s executor, all of them batched
+ * (one model's sessions), the logits into items[i].logits (NULL: none
+ * wanted); on failure the detail is in each s[i]->step.err. */
+hinge_status edge_vk_run(const hinge_edge *e, edge_session *const *s, const fwd_item *items, size_t n);
 
 #endif

@@ -9,9 +9,8 @@
  * is answered after its last chunk.
  *
  * --backend vulkan (vk.c): a session with an executor (vx) is planned as
- * the others, but its rows run through its executor on the device after
- * the CPU's batch, one session after another (batching the rows of
- * several sessions on the GPU is left for later).
+ * the others; after the CPU's batch, the Vulkan sessions' rows run as one
+ * batch on the device (vk_exec_run_batch).
  *
  * Several models: a batch holds the steps of one model (each model has its
  * fwd_batch, models.c): that of the oldest active step. The others wait
@@ -267,9 +266,10 @@ size_t edge_sched_step(edge_sched *sc, edge_session **out, edge_batch_stats *st)
     size_t n_cpu = 0;
     size_t n = build(sc, em, seq, t0, st, &n_cpu);
     hinge_status rc = fwd_batch_run(em->fb, sc->items, n_cpu);
+    hinge_status vrc = n > n_cpu ? edge_vk_run(sc->e, sc->batch + n_cpu, sc->items + n_cpu, n - n_cpu) : HINGE_OK;
     for (size_t i = 0; i < n; i++) {
         edge_session *s = sc->batch[i];
-        hinge_status irc = i < n_cpu ? rc : edge_vk_run(sc->e, s, &sc->items[i]);
+        hinge_status irc = i < n_cpu ? rc : vrc;
         s->done_rows += sc->items[i].n;
         if (irc != HINGE_OK) { /* a bug (admitted steps are checked against their context), or the device failed */
             if (i < n_cpu)

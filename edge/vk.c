@@ -8,9 +8,18 @@
  * opens (vk_model, kept while the model stays loaded); each session gets
  * its own executor for [cut, N) + head with hidden rows in, borrowing
  * those weights and owning its device KV cache, activations and command
- * buffers. Its tail (tail.h) keeps only the sampler and the logit row. The device KV cache is taken whole from the
- * edge's --kv-budget when the session opens (refused with 503 when it does
- * not fit), so no step fails for it later.
+ * buffers. Its tail (tail.h) keeps only the sampler and the logit row. The
+ * device KV cache is taken whole from the edge's --kv-budget when the
+ * session opens (refused with 503 when it does not fit), so no step fails
+ * for it later.
+ *
+ * Steps run batched: each model also has a batch executor ([0, N) + head,
+ * the same weights, activations for BATCH_EXTRA more rows than a session's
+ * pass), and a scheduler batch's Vulkan rows go through it in one submit
+ * (vk_exec_run_batch): the layers' products and the head over all the
+ * sessions' rows, each session's attention in its own executor. A batch of
+ * more rows or sampled sessions than it holds runs as several. Every step takes this path, a session alone
+ * too: its logits are the same alone and in any batch.
  *
  * Threads: executors are made and destroyed by the loop thread (session
  * open and close) and run by the worker; they share the context's queue,
@@ -27,11 +36,54 @@
 #include "vk_context.h"
 #include "vk_exec.h"
 
+enum {
+    BATCH_EXTRA = 64, /* rows of a batch beyond one session's pass: the others' decode steps */
+    HEAD_ROWS = 32,   /* sessions sampled per device batch (the batch head's logits: HEAD_ROWS x n_vocab) */
+};
+
 struct edge_vk {
     dev_ctx *c;
     pthread_mutex_t lock;
     char device[256];
+    struct {
+        const edge_model *em;
+        vk_exec *b;              /* em's batch executor */
+    } *bx;                       /* (n_bx) made by the loop thread, used by the worker, under lock */
+    uint32_t n_bx;
+    vk_exec_item *items;         /* (cap) worker: one batch's pieces */
+    uint32_t *done;              /* (cap) rows of each item run so far */
+    size_t cap;
 };
+
+/* em's batch executor, or NULL. */
+static vk_exec *batch_exec(const edge_vk *v, const edge_model *em)
+{
+    for (uint32_t i = 0; i < v->n_bx; i++)
+        if (v->bx[i].em == em)
+            return v->bx[i].b;
+    return NULL;
+}
+
+/* The batch executor of the model of a session being opened (lock held). */
+static hinge_status batch_open(edge_vk *v, const edge_session *s, uint32_t batch, char *err, size_t errlen)
+{
+    if (batch_exec(v, s->em))
+        return HINGE_OK;
+    void *grown = realloc(v->bx, (v->n_bx + 1) * sizeof *v->bx);
+    if (!grown)
+        return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
+    v->bx = grown;
+    vk_exec_config c = {.end = s->m->hp.n_layer, .head = true, .ctx = 1, .max_batch = batch + BATCH_EXTRA,
+                        .weights = s->em->vw, .no_selftest = true, /* the session's executor was tested */
+                        .head_rows = HEAD_ROWS};
+    vk_exec *b = NULL;
+    hinge_status st = vk_exec_create_range(v->c, s->m, &c, &b, err, errlen);
+    if (st == HINGE_OK) {
+        v->bx[v->n_bx].em = s->em;
+        v->bx[v->n_bx++].b = b;
+    }
+    return st;
+}
 
 hinge_status edge_vk_open(hinge_edge *e, char *err, size_t errlen)
 {
@@ -64,6 +116,9 @@ void edge_vk_close(hinge_edge *e)
         return;
     for (uint32_t i = 0; e->models && i < e->n_models; i++) /* the models outlive the context: their weights go now */
         edge_vk_model_drop(e, &e->models[i]);
+    free(e->vk->bx);
+    free(e->vk->items);
+    free(e->vk->done);
     dev_ctx_destroy(e->vk->c);
     pthread_mutex_destroy(&e->vk->lock);
     free(e->vk);
@@ -101,6 +156,12 @@ int edge_vk_session_open(hinge_edge *e, edge_session *s, const char **code, char
                         .weights = em->vw, .no_selftest = m == e->m};
     if (st == HINGE_OK)
         st = vk_exec_create_range(e->vk->c, m, &c, &s->vx, detail, detail_len);
+    if (st == HINGE_OK)
+        st = batch_open(e->vk, s, batch, detail, detail_len);
+    if (st != HINGE_OK) {
+        vk_exec_destroy(s->vx);
+        s->vx = NULL;
+    }
     pthread_mutex_unlock(&e->vk->lock);
     if (st == HINGE_OK)
         return 0;
@@ -125,19 +186,74 @@ void edge_vk_model_drop(hinge_edge *e, edge_model *em)
 {
     if (!e->vk || !em->vw)
         return;
-    pthread_mutex_lock(&e->vk->lock);
+    edge_vk *v = e->vk;
+    pthread_mutex_lock(&v->lock);
+    for (uint32_t i = 0; i < v->n_bx; i++) /* it borrows the weights: first */
+        if (v->bx[i].em == em) {
+            vk_exec_destroy(v->bx[i].b);
+            v->bx[i] = v->bx[--v->n_bx];
+            break;
+        }
     vk_model_destroy(em->vw);
     pthread_mutex_unlock(&e->vk->lock);
     em->vw = NULL;
 }
 
-hinge_status edge_vk_run(const hinge_edge *e, edge_session *s, const fwd_item *it)
+/* The items' rows as batches of at most b's rows and head rows: each takes
+ * a piece of every unfinished item (at most its executor's pass), the
+ * logits with an item's last piece. */
+static hinge_status run_batches(edge_vk *v, vk_exec *b, edge_session *const *s, const fwd_item *items, size_t n)
 {
-    pthread_mutex_lock(&e->vk->lock);
-    hinge_status st = vk_exec_run_hidden(s->vx, it->hidden, it->n, it->pos0, it->logits);
-    pthread_mutex_unlock(&e->vk->lock);
-    if (st != HINGE_OK)
-        hinge_fail(s->step.err, sizeof s->step.err, st, "Vulkan forward pass failed: %s", vk_exec_errmsg(s->vx));
+    size_t d = s[0]->m->hp.n_embd;
+    memset(v->done, 0, n * sizeof *v->done);
+    for (;;) {
+        uint32_t rows = 0, heads = 0, cap = vk_exec_max_batch(b);
+        uint32_t max_heads = HEAD_ROWS < cap ? HEAD_ROWS : cap; /* as the batch executor lowered it */
+        size_t k = 0;
+        for (size_t i = 0; i < n && rows < cap; i++) {
+            uint32_t left = items[i].n - v->done[i], take = left < cap - rows ? left : cap - rows;
+            take = take < vk_exec_max_batch(s[i]->vx) ? take : vk_exec_max_batch(s[i]->vx);
+            if (take == left && items[i].logits && heads == max_heads)
+                take = left - 1; /* its sampled row waits for a batch with a head row free */
+            if (take == 0)
+                continue;
+            bool last = take == left;
+            heads += last && items[i].logits;
+            v->items[k++] = (vk_exec_item){s[i]->vx, items[i].hidden + v->done[i] * d, take,
+                                           items[i].pos0 + v->done[i], last ? items[i].logits : NULL};
+            v->done[i] += take;
+            rows += take;
+        }
+        if (k == 0)
+            return HINGE_OK;
+        hinge_status st = vk_exec_run_batch(b, v->items, k);
+        if (st != HINGE_OK)
+            return st;
+    }
+}
+
+hinge_status edge_vk_run(const hinge_edge *e, edge_session *const *s, const fwd_item *items, size_t n)
+{
+    edge_vk *v = e->vk;
+    hinge_status st = HINGE_OK;
+    if (n > v->cap) { /* the worker's own arrays: grown to the largest batch */
+        vk_exec_item *it = realloc(v->items, n * sizeof *it);
+        if (it)
+            v->items = it;
+        uint32_t *done = realloc(v->done, n * sizeof *done);
+        if (done)
+            v->done = done;
+        st = it && done ? HINGE_OK : HINGE_ERR_NOMEM;
+        v->cap = st == HINGE_OK ? n : v->cap;
+    }
+    pthread_mutex_lock(&v->lock);
+    vk_exec *b = batch_exec(v, s[0]->em);
+    if (st == HINGE_OK)
+        st = b ? run_batches(v, b, s, items, n) : HINGE_ERR_INVALID;
+    for (size_t i = 0; i < n && st != HINGE_OK; i++)
+        hinge_fail(s[i]->step.err, sizeof s[i]->step.err, st, "Vulkan forward pass failed: %s",
+                   st == HINGE_ERR_NOMEM ? "out of memory" : vk_exec_errmsg(b));
+    pthread_mutex_unlock(&v->lock);
     return st;
 }
 
@@ -174,11 +290,13 @@ void edge_vk_model_drop(hinge_edge *e, edge_model *em)
     (void)em;
 }
 
-hinge_status edge_vk_run(const hinge_edge *e, edge_session *s, const fwd_item *it)
+hinge_status edge_vk_run(const hinge_edge *e, edge_session *const *s, const fwd_item *items, size_t n)
 {
     (void)e;
-    (void)it;
-    return hinge_fail(s->step.err, sizeof s->step.err, HINGE_ERR_UNSUPPORTED, "built without Vulkan");
+    (void)items;
+    for (size_t i = 0; i < n; i++)
+        hinge_fail(s[i]->step.err, sizeof s[i]->step.err, HINGE_ERR_UNSUPPORTED, "built without Vulkan");
+    return HINGE_ERR_UNSUPPORTED;
 }
 
 #endif

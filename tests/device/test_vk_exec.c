@@ -14,6 +14,10 @@
  *  - The edge's executors (vk_exec_create_range): layers [a, N) + head from
  *    hidden rows, logits against the CPU's fwd_layers + fwd_head; a middle
  *    range's hidden rows; the ranges and inputs refused.
+ *  - Batches (vk_exec_run_batch, the edge's): seven sessions of mixed cuts
+ *    (stories260K; Gemma when present), each a prompt then decode steps,
+ *    give bitwise the same logits alone and in batches of 2 and 7, with
+ *    each session's head and with the batch's; stories against the CPU too.
  *  - The start-up self-test rejects a kernel broken on purpose
  *    (HINGE_VK_SELFTEST_BREAK), naming it; HINGE_VK_FORCE's cap on positions
  *    per dispatch and its errors.
@@ -661,6 +665,104 @@ static void test_range_head(void **state)
     free(ref);
 }
 
+/* ---- batches (vk_exec_run_batch, the edge's) ---- */
+
+enum { B_SESS = 7, B_STEPS = 4, B_CTX = 64 };
+
+/* Seven sessions of mixed cuts, each a prefill then decode steps with
+ * logits at every step, run (1) each alone, (2) sessions 0 and 1 together,
+ * (3) all seven together: every session's logits bitwise equal in the
+ * three (batch invariance: a row's products, norms, attention and head do
+ * not depend on the batch's other rows). With ref, the alone run's logits
+ * are also checked against the CPU's fwd_layers [cut, N) + fwd_head.
+ * head_rows: the batch's head (0: each session's own). */
+static void batch_sessions(const model *m, const uint32_t cuts[B_SESS], uint32_t head_rows, bool ref)
+{
+    const model_hparams *hp = &m->hp;
+    size_t d = hp->n_embd, nv = hp->n_vocab;
+    char err[HINGE_ERRMSG_MAX] = "";
+    vk_model *w = NULL;
+    vk_model_config wc = {.first = 0, .end = hp->n_layer, .head = true};
+    assert_int_equal(vk_model_create(fx.ctx, m, &wc, &w, err, sizeof err), HINGE_OK);
+    vk_exec *b = NULL, *ex[B_SESS];
+    vk_exec_config bc = {.end = hp->n_layer, .head = true, .ctx = 1, .max_batch = 32, .weights = w,
+                         .no_selftest = true, .head_rows = head_rows};
+    assert_int_equal(vk_exec_create_range(fx.ctx, m, &bc, &b, err, sizeof err), HINGE_OK);
+    uint32_t cap = vk_exec_max_batch(b), len[B_SESS]; /* HINGE_VK_FORCE=batch=8: prompts of 8 rows in all */
+    for (int i = 0; i < B_SESS; i++) {
+        vk_exec_config c = {.first = cuts[i], .end = hp->n_layer, .head = true, .ctx = B_CTX, .max_batch = 8,
+                            .weights = w, .no_selftest = true};
+        assert_int_equal(vk_exec_create_range(fx.ctx, m, &c, &ex[i], err, sizeof err), HINGE_OK);
+        len[i] = cap >= 16 ? 1 + (uint32_t)i % 3 : 1 + (i == 1);
+    }
+    /* input rows: a prompt of len[i] rows at step 0, one row after */
+    float *in = malloc((size_t)B_SESS * (3 + B_STEPS) * d * sizeof *in);
+    for (size_t j = 0; j < (size_t)B_SESS * (3 + B_STEPS) * d; j++)
+        in[j] = (float)((j * 2654435761u) % 2001) / 1000.0f - 1.0f;
+    float *alone = malloc((size_t)B_SESS * B_STEPS * nv * sizeof *alone);
+    float *got = malloc((size_t)B_SESS * B_STEPS * nv * sizeof *got);
+    static const int groups[3] = {1, 2, B_SESS}; /* sessions run together */
+    for (int g = 0; g < 3; g++) {
+        int n_sess = g == 0 ? B_SESS : groups[g];
+        float *out = g == 0 ? alone : got;
+        for (int s0 = 0; s0 < n_sess; s0 += groups[g])
+            for (int step = 0; step < B_STEPS; step++) {
+                vk_exec_item it[B_SESS];
+                size_t n = 0;
+                for (int i = s0; i < s0 + groups[g]; i++) {
+                    uint32_t rows = step == 0 ? len[i] : 1, pos = step == 0 ? 0 : len[i] + step - 1;
+                    it[n++] = (vk_exec_item){ex[i], in + ((size_t)i * (3 + B_STEPS) + pos) * d, rows, pos,
+                                             out + ((size_t)i * B_STEPS + step) * nv};
+                }
+                hinge_status s = vk_exec_run_batch(b, it, n);
+                if (s != HINGE_OK)
+                    fail_msg("vk_exec_run_batch: %s: %s", hinge_strerror(s), vk_exec_errmsg(b));
+            }
+        for (int i = 0; g > 0 && i < n_sess; i++)
+            if (memcmp(got + (size_t)i * B_STEPS * nv, alone + (size_t)i * B_STEPS * nv, B_STEPS * nv * sizeof *got))
+                fail_msg("cut %u: logits in a batch of %d differ from those alone", cuts[i], groups[g]);
+    }
+    for (int i = 0; ref && i < B_SESS; i++) {
+        fwd_ctx *f = stage(m, cuts[i], hp->n_layer, B_CTX);
+        float *h = malloc((3 + B_STEPS) * d * sizeof *h), *want = malloc(nv * sizeof *want);
+        memcpy(h, in + (size_t)i * (3 + B_STEPS) * d, (len[i] + B_STEPS - 1) * d * sizeof *h);
+        for (int step = 0; step < B_STEPS; step++) {
+            uint32_t rows = step == 0 ? len[i] : 1, pos = step == 0 ? 0 : len[i] + step - 1;
+            assert_int_equal(fwd_layers(f, pos, rows, h + pos * d), HINGE_OK);
+            assert_int_equal(fwd_head(f, h + (pos + rows - 1) * d, 1, want), HINGE_OK);
+            check_hidden("batch logits", alone + ((size_t)i * B_STEPS + step) * nv, want, nv);
+        }
+        free(h);
+        free(want);
+        fwd_destroy(f);
+    }
+    /* refused: more rows than the batch executor's, an executor of another kind */
+    vk_exec_item big = {ex[0], in, cap + 1, 0, NULL};
+    assert_int_equal(vk_exec_run_batch(b, &big, 1), HINGE_ERR_INVALID);
+    vk_exec_item self = {b, in, 1, 0, NULL};
+    assert_int_equal(vk_exec_run_batch(ex[2], &self, 1), HINGE_ERR_INVALID); /* ex[2]: first > 0 */
+    for (int i = 0; i < B_SESS; i++)
+        vk_exec_destroy(ex[i]);
+    vk_exec_destroy(b);
+    vk_model_destroy(w);
+    free(in);
+    free(alone);
+    free(got);
+}
+
+static void test_batch(void **state)
+{
+    (void)state;
+    need_device();
+    const uint32_t stories_cuts[B_SESS] = {0, 2, 5, 1, 3, 2, 4};
+    batch_sessions(fx.stories, stories_cuts, 0, true);
+    batch_sessions(fx.stories, stories_cuts, 16, true);
+    if (!fx.gemma)
+        return;
+    const uint32_t gemma_cuts[B_SESS] = {6, 0, 12, 18, 3, 6, 17};
+    batch_sessions(fx.gemma, gemma_cuts, 16, false); /* the edge's */
+}
+
 /* ---- Gemma 3 270M ---- */
 
 enum { G_NEW = 32, G_CTX = 128 };
@@ -762,6 +864,7 @@ int main(void)
         cmocka_unit_test(test_stories_prefill),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_range_head),
+        cmocka_unit_test(test_batch),
         cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_unsupported_weight),
         cmocka_unit_test(test_profiling),

@@ -4,6 +4,8 @@
 #   - stories260K, every cut 0..5, f32 wire: greedy from BOS for 200
 #     positions through the Vulkan edge equals the CPU edge's text and the
 #     oracle, byte for byte;
+#   - the six cuts as concurrent sessions (their steps batched on the
+#     device) give the same texts;
 #   - seeded sampling with the prompt in chunks of 3 positions (NO_SAMPLE
 #     steps: the head skipped on the device) equals the CPU edge's text;
 #   - the device KV cache counts against --kv-budget: a session that does
@@ -42,6 +44,22 @@ for k in 0 1 2 3 4 5; do
   check "k=$k: the Vulkan edge's 200 positions equal the CPU edge's" cmp "$tmp/vk-$k.txt" "$tmp/cpu-$k.txt"
   check "k=$k: ... and the oracle" cmp "$tmp/vk-$k.txt" "$oracle"
 done
+
+# every cut at once: the sessions' steps share device batches (mixed cuts,
+# one submit), and each still gives the CPU edge's text
+for k in 0 1 2 3 4 5; do
+  "$gen" --model "$stories" --edge "$vk" --cut $k --wire f32 --prompt "" -n 200 >"$tmp/vkb-$k.txt" \
+    2>"$tmp/vkb-$k.err" &
+done
+wait
+for k in 0 1 2 3 4 5; do
+  check "k=$k among six concurrent sessions: the CPU edge's text" cmp "$tmp/vkb-$k.txt" "$tmp/cpu-$k.txt"
+done
+check "... and they were batched (a step with more than one session)" bash -c \
+  "curl -s --http2-prior-knowledge '$vk/metrics' | python3 -c '
+import sys
+v = {l.split()[0]: float(l.split()[1]) for l in sys.stdin if l.startswith(\"hinge_edge_batch_size_\")}
+assert v[\"hinge_edge_batch_size_sum\"] > v[\"hinge_edge_batch_size_count\"], v'"
 
 sampled=(--prompt "Once upon a time, Lily and Ben went to the park" -n 40 --temp 0.9 --top-k 40 --top-p 0.95 --seed 5
          --max-step 3 --cut 2)
