@@ -59,8 +59,7 @@ static void mm_reference(const mm_case *c, const void *w, const void *w2, const 
     uint32_t m = c->m ? c->m : 1;
     float *xin = malloc((size_t)m * c->cols * sizeof *xin);
     float *r2 = malloc((size_t)m * c->rows * sizeof *r2);
-    float *scratch = malloc((size_t)QUANT_MM_ROWS * c->cols * sizeof *scratch);
-    assert_true(xin && r2 && scratch);
+    assert_true(xin && r2);
     memcpy(xe_ref, x, (size_t)m * c->cols * sizeof *xe_ref);
     for (uint32_t j = 0; j < m; j++) {
         float *xe = xe_ref + (size_t)j * c->cols, *xi = xin + (size_t)j * c->cols;
@@ -73,9 +72,9 @@ static void mm_reference(const mm_case *c, const void *w, const void *w2, const 
         else
             memcpy(xi, xe, c->cols * sizeof *xin);
     }
-    quant_matmul(c->type, w, c->cols, xin, m, ref, c->rows, 0, c->rows, scratch);
+    fx_ref_matmul(c->type, w, c->cols, xin, m, ref, c->rows);
     if (w2) {
-        quant_matmul(c->type, w2, c->cols, xin, m, r2, c->rows, 0, c->rows, scratch);
+        fx_ref_matmul(c->type, w2, c->cols, xin, m, r2, c->rows);
         if (c->flags & HK_F_SWIGLU)
             op_swiglu(ref, r2, (size_t)m * c->rows);
         else
@@ -85,7 +84,6 @@ static void mm_reference(const mm_case *c, const void *w, const void *w2, const 
         op_add(ref, y0, (size_t)m * c->rows);
     free(xin);
     free(r2);
-    free(scratch);
 }
 
 /* Rows per part near rows / parts that keep parts aligned (as the upload does). */

@@ -3,7 +3,7 @@
  *   xe  = x                                  (HK_F_NORM)
  *       = x + op_rmsnorm(o) * rw              (HK_F_RESNORM: gemma3's deferred residual; also stored)
  *   xb  = op_rmsnorm(xe) * attn_norm
- *   q | k | v = quant_matvec of wq | wk | wv (rows from `split` on in a second type)
+ *   q | k | v = fx_ref_matmul of wq | wk | wv (rows from `split` on in a second type)
  *   q, k: op_rmsnorm per head (gemma3), op_rope; k, v into the caches' row pos
  * on Gemma 3 270M's shapes (4 q heads x 256 over 1 kv head, neox, q/k norms,
  * q|k q5_0 with v q8_0, and single types), stories260K's (8 heads x 8 over
@@ -62,9 +62,9 @@ static void reference(const qkv_case *c, qkv_data *t)
         op_add(t->xe, xb, c->d);
     }
     op_rmsnorm(xb, t->xe, t->nw, c->d, 1e-6f);
-    quant_matvec(c->type, t->w, c->d, xb, y, 0, c->split);
+    fx_ref_matmul(c->type, t->w, c->d, xb, 1, y, c->split);
     if (c->split < rows)
-        quant_matvec(c->type2, t->w2, c->d, xb, y + c->split, 0, rows - c->split);
+        fx_ref_matmul(c->type2, t->w2, c->d, xb, 1, y + c->split, rows - c->split);
     uint32_t qd = s->n_head * hd, kd = s->n_head_kv * hd;
     memcpy(t->q, y, qd * 4);
     memcpy(t->k, y + qd, kd * 4);

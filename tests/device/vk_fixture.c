@@ -194,6 +194,23 @@ double fx_nerr(const float *got, const float *ref, size_t n)
     return s > 0.0 ? e / s : e;
 }
 
+void fx_ref_matmul(uint32_t t, const void *w, size_t n, const float *x, size_t m, float *y, size_t rows)
+{
+    float *row = malloc(n * sizeof *row);
+    assert_non_null(row);
+    size_t rb = quant_row_bytes(t, n);
+    for (size_t r = 0; r < rows; r++) {
+        quant_dequant_row((qtype)t, (const uint8_t *)w + r * rb, row, n);
+        for (size_t j = 0; j < m; j++) {
+            double acc = 0.0;
+            for (size_t k = 0; k < n; k++)
+                acc += (double)row[k] * x[j * n + k];
+            y[j * rows + r] = (float)acc;
+        }
+    }
+    free(row);
+}
+
 void fx_check(const char *what, const float *got, const float *ref, size_t n, double tol)
 {
     double e = fx_nerr(got, ref, n);

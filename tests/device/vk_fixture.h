@@ -48,6 +48,11 @@ void *fx_rnd_weights(uint32_t t, size_t rows, size_t cols);
 weight fx_weight(uint32_t t, size_t rows, size_t cols, const void *data);
 
 /* sum|got - ref| / sum|ref| (inf if got has a non-finite value). */
+/* The kernels' reference: y[j * rows + r] = dequantized row r of w (type t,
+ * n columns) . x row j, summed in double. Not quant_matmul: the CPU's
+ * default kernel set may round the activations (int16 sets), the shaders
+ * never do. */
+void fx_ref_matmul(uint32_t t, const void *w, size_t n, const float *x, size_t m, float *y, size_t rows);
 double fx_nerr(const float *got, const float *ref, size_t n);
 /* Fails unless fx_nerr <= tol; prints the error with HINGE_TEST_VERBOSE=1. */
 void fx_check(const char *what, const float *got, const float *ref, size_t n, double tol);
