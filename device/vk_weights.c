@@ -5,6 +5,7 @@
 
 #include "kernel_abi.h"
 #include "quant.h"
+#include "quant_k.h"
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
@@ -117,12 +118,9 @@ void dev_repack_row(uint32_t type, const void *src, uint64_t cols, void *dst)
         for (size_t i = 0; i < nb; i++) {
             memcpy(d + i * 112, b[i].qs, 64);
             memcpy(d + i * 112 + 64, b[i].hmask, 32);
-            /* the 16 6-bit scales unpacked to int8, less 32 (model/quant_k.c q3_scale) */
-            const uint8_t *sc = b[i].scales;
-            for (int j = 0; j < 16; j++) {
-                int lo = j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4, hi = sc[8 + j % 4] >> (2 * (j / 4)) & 3;
-                d[i * 112 + 96 + j] = (uint8_t)(int8_t)((lo | hi << 4) - 32);
-            }
+            /* the 16 6-bit scales unpacked to int8 */
+            for (int j = 0; j < 16; j++)
+                d[i * 112 + 96 + j] = (uint8_t)(int8_t)quant_q3_scale(b[i].scales, j);
             memcpy(d + nb * 112 + i * 2, &b[i].d, 2);
         }
         break;

@@ -46,7 +46,7 @@ static void deq_q2_k(const block_q2_k *b, float *y)
 /* Q3_K's 16 scales: the low nibbles are bytes 0..7 (scales 0..7 low, 8..15
  * high nibble), the top two bits are bytes 8..11 (scale j's at bits
  * 2 * (j / 4) of byte 8 + j % 4). */
-static int q3_scale(const uint8_t *s, int j)
+int quant_q3_scale(const uint8_t *s, int j)
 {
     const int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
     const int hi = s[8 + j % 4] >> (2 * (j / 4)) & 3;
@@ -61,7 +61,7 @@ static void deq_q3_k(const block_q3_k *b, float *y)
         for (int k = 0; k < 4; k++) {
             const uint8_t m = (uint8_t)(1u << (4 * h + k));
             for (int s = 0; s < 2; s++) {
-                const float dl = d * (float)q3_scale(b->scales, 8 * h + 2 * k + s);
+                const float dl = d * (float)quant_q3_scale(b->scales, 8 * h + 2 * k + s);
                 for (int l = 16 * s; l < 16 * s + 16; l++)
                     *y++ = dl * (float)((q[l] >> (2 * k) & 3) - (b->hmask[l] & m ? 0 : 4));
             }

@@ -33,6 +33,10 @@ void quant_k_matmul(quant_kset k, qtype t, const void *w, size_t n, const float 
  * bytes q (quant.c). */
 void quant_scale_min_k4(int j, const uint8_t *q, float *sc, float *m);
 
+/* Q3_K's scale of sub-block j (0..15) from the 12 packed bytes s, in
+ * -32..31. */
+int quant_q3_scale(const uint8_t *s, int j);
+
 /* IQ4_NL's table of values. */
 extern const int8_t quant_iq4_nl_values[16];
 
