@@ -189,6 +189,8 @@ typedef struct edge_model {
     fwd_batch *fb;        /* the worker's batched pass over m, made with it; only the worker runs it */
     struct vk_model *vw;  /* --backend vulkan: m's layers and head on the device, uploaded at its first
                              session and shared by its sessions' executors (vk.c); NULL: none yet */
+    struct vk_exec *vbx;  /* --backend vulkan: the batch executor over vw that runs its sessions' steps
+                             together (vk.c); made with vw, used by the worker under the vk lock */
     size_t bytes;         /* while loaded: m's weights and fb's buffers */
     uint32_t sessions;    /* open sessions and thin-client requests on it: it stays loaded while > 0 */
     bool pinned;          /* the default (first) model: loaded for the edge's life */

@@ -45,44 +45,21 @@ struct edge_vk {
     dev_ctx *c;
     pthread_mutex_t lock;
     char device[256];
-    struct {
-        const edge_model *em;
-        vk_exec *b;              /* em's batch executor */
-    } *bx;                       /* (n_bx) made by the loop thread, used by the worker, under lock */
-    uint32_t n_bx;
     vk_exec_item *items;         /* (cap) worker: one batch's pieces */
     uint32_t *done;              /* (cap) rows of each item run so far */
     size_t cap;
 };
 
-/* em's batch executor, or NULL. */
-static vk_exec *batch_exec(const edge_vk *v, const edge_model *em)
-{
-    for (uint32_t i = 0; i < v->n_bx; i++)
-        if (v->bx[i].em == em)
-            return v->bx[i].b;
-    return NULL;
-}
-
 /* The batch executor of the model of a session being opened (lock held). */
 static hinge_status batch_open(edge_vk *v, const edge_session *s, uint32_t batch, char *err, size_t errlen)
 {
-    if (batch_exec(v, s->em))
+    edge_model *em = s->em;
+    if (em->vbx)
         return HINGE_OK;
-    void *grown = realloc(v->bx, (v->n_bx + 1) * sizeof *v->bx);
-    if (!grown)
-        return hinge_fail(err, errlen, HINGE_ERR_NOMEM, "out of memory");
-    v->bx = grown;
     vk_exec_config c = {.end = s->m->hp.n_layer, .head = true, .ctx = 1, .max_batch = batch + BATCH_EXTRA,
-                        .weights = s->em->vw, .no_selftest = true, /* the session's executor was tested */
+                        .weights = em->vw, .no_selftest = true, /* the session's executor was tested */
                         .head_rows = HEAD_ROWS};
-    vk_exec *b = NULL;
-    hinge_status st = vk_exec_create_range(v->c, s->m, &c, &b, err, errlen);
-    if (st == HINGE_OK) {
-        v->bx[v->n_bx].em = s->em;
-        v->bx[v->n_bx++].b = b;
-    }
-    return st;
+    return vk_exec_create_range(v->c, s->m, &c, &em->vbx, err, errlen);
 }
 
 hinge_status edge_vk_open(hinge_edge *e, char *err, size_t errlen)
@@ -116,7 +93,6 @@ void edge_vk_close(hinge_edge *e)
         return;
     for (uint32_t i = 0; e->models && i < e->n_models; i++) /* the models outlive the context: their weights go now */
         edge_vk_model_drop(e, &e->models[i]);
-    free(e->vk->bx);
     free(e->vk->items);
     free(e->vk->done);
     dev_ctx_destroy(e->vk->c);
@@ -188,12 +164,8 @@ void edge_vk_model_drop(hinge_edge *e, edge_model *em)
         return;
     edge_vk *v = e->vk;
     pthread_mutex_lock(&v->lock);
-    for (uint32_t i = 0; i < v->n_bx; i++) /* it borrows the weights: first */
-        if (v->bx[i].em == em) {
-            vk_exec_destroy(v->bx[i].b);
-            v->bx[i] = v->bx[--v->n_bx];
-            break;
-        }
+    vk_exec_destroy(em->vbx); /* it borrows the weights: first */
+    em->vbx = NULL;
     vk_model_destroy(em->vw);
     pthread_mutex_unlock(&e->vk->lock);
     em->vw = NULL;
@@ -247,7 +219,7 @@ hinge_status edge_vk_run(const hinge_edge *e, edge_session *const *s, const fwd_
         v->cap = st == HINGE_OK ? n : v->cap;
     }
     pthread_mutex_lock(&v->lock);
-    vk_exec *b = batch_exec(v, s[0]->em);
+    vk_exec *b = s[0]->em->vbx;
     if (st == HINGE_OK)
         st = b ? run_batches(v, b, s, items, n) : HINGE_ERR_INVALID;
     for (size_t i = 0; i < n && st != HINGE_OK; i++)
