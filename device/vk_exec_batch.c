@@ -51,10 +51,20 @@ hinge_status ex_build_batch_head(vk_exec *e)
     return ex_prep(e, dev_prepare_matmul(e->ops, &a, &e->bh_op), "batch head", (int32_t)e->end);
 }
 
+/* The pass's steps are in layer order (the embedding's -1 first, the head's
+ * `end` last): the layer's first by bisection, then its dozen by name. */
 static const ex_step *find_step(const vk_exec *e, int32_t layer, const char *name)
 {
-    for (uint32_t i = 0; i < e->pre.n; i++)
-        if (e->pre.steps[i].layer == layer && strcmp(e->pre.steps[i].name, name) == 0)
+    uint32_t lo = 0, hi = e->pre.n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (e->pre.steps[mid].layer < layer)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (uint32_t i = lo; i < e->pre.n && e->pre.steps[i].layer == layer; i++)
+        if (strcmp(e->pre.steps[i].name, name) == 0)
             return &e->pre.steps[i];
     return NULL;
 }
@@ -188,11 +198,11 @@ static hinge_status record_batch(vk_exec *b, const vk_exec_item *items, size_t n
             s = record_head(b, cmd, items, n, row);
             continue;
         }
-        if (strcmp(st->name, "rope_kv") == 0) {
+        if (st->op.kind == DEV_OP_ROPE_KV) {
             s = record_attention(b, cmd, items, n, row, (uint32_t)layer);
             continue;
         }
-        if (strcmp(st->name, "attention") == 0)
+        if (st->op.kind == DEV_OP_ATTENTION) /* with its rope_kv, above */
             continue;
         uint32_t m = rows_at(items, n, row, (uint32_t)layer);
         if (m == 0)
