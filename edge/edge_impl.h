@@ -578,6 +578,11 @@ typedef struct edge_vk edge_vk;
 hinge_status edge_vk_open(hinge_edge *e, char *err, size_t errlen);
 void edge_vk_close(hinge_edge *e); /* no-op without it */
 const char *edge_vk_device(const hinge_edge *e); /* the device's name; "" without it */
+#ifdef HINGE_EDGE_VULKAN
+/* The edge's Vulkan context (NULL without --backend vulkan); its users
+ * hold vk.c's lock, except at start-up (profile.c's measurement). */
+struct dev_ctx *edge_vk_ctx(const hinge_edge *e);
+#endif
 /* The session's executor of [cut, N) + head, its KV cache taken from the
  * budget: 0, or the HTTP status with *code and detail. */
 int edge_vk_session_open(hinge_edge *e, edge_session *s, const char **code, char *detail, size_t detail_len);

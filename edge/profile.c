@@ -3,14 +3,19 @@
  * At start-up each layer is timed alone on one decode position (a fwd_ctx
  * of one layer after a short prefill, the median of a few steps: model/
  * measure.h), and the head likewise: the partitioner's E(k, 1) is then the
- * sum over layers >= k plus the head. Served steps add measured figures
- * per cut. */
+ * sum over layers >= k plus the head. With --backend vulkan they are timed
+ * on the edge's Vulkan device instead (measure_vk). Served steps add
+ * measured figures per cut. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "edge_impl.h"
 #include "measure.h"
 #include "partition.h"
+#ifdef HINGE_EDGE_VULKAN
+#include "clock.h"
+#include "vk_exec.h"
+#endif
 
 enum { MEASURE_REPS = 7, MEASURE_CTX = 16, MEASURE_POS = MEASURE_CTX / 2 };
 
@@ -41,6 +46,61 @@ static double time_stage(hinge_edge *e, uint32_t il, float *h, float *row, float
     return us;
 }
 
+#ifdef HINGE_EDGE_VULKAN
+/* --backend vulkan: the layers and the head timed on the edge's device,
+ * through an executor of [0, N) + head with hidden rows in, as a session's
+ * step runs them: GPU timestamps of one decode position at MEASURE_POS
+ * after a MEASURE_POS-row pass (medians of MEASURE_REPS). The step's cost
+ * outside the shaders (submit, wait, the logits' read-back) is paid once a
+ * step whatever the cut: it goes to the head. Runs at start-up, before the
+ * worker and the loop use the context. False where it cannot be set up
+ * (the CPU figures are then left unmeasured, not served as the device's). */
+static bool measure_vk(hinge_edge *e, const float *h, float *logits)
+{
+    const model_hparams *hp = &e->m->hp;
+    uint32_t n = hp->n_layer;
+    vk_exec_config c = {.end = n, .head = true, .ctx = MEASURE_CTX, .max_batch = MEASURE_CTX, .no_selftest = true};
+    vk_exec *x = NULL;
+    double *lt = calloc(n + 2, sizeof *lt), *per = calloc((size_t)(n + 1) * MEASURE_REPS, sizeof *per);
+    double wall[MEASURE_REPS], gpu[MEASURE_REPS];
+    char err[HINGE_ERRMSG_MAX];
+    bool ok = lt && per && vk_exec_create_range(edge_vk_ctx(e), e->m, &c, &x, err, sizeof err) == HINGE_OK &&
+              vk_exec_run_hidden(x, h, MEASURE_POS, 0, logits) == HINGE_OK;
+    const float *row = h + (size_t)MEASURE_POS * hp->n_embd;
+    for (int r = 0; ok && r < MEASURE_REPS; r++) { /* unprofiled: the step's wall time */
+        double t0 = clk_now_s();
+        ok = vk_exec_run_hidden(x, row, 1, MEASURE_POS, logits) == HINGE_OK;
+        wall[r] = (clk_now_s() - t0) * 1e6;
+    }
+    ok = ok && vk_exec_set_profiling(x, true) == HINGE_OK;
+    for (int r = 0; ok && r < MEASURE_REPS; r++) {
+        ok = vk_exec_run_hidden(x, row, 1, MEASURE_POS, logits) == HINGE_OK && vk_exec_layer_times(x, lt) == HINGE_OK;
+        gpu[r] = 0;
+        for (uint32_t l = 0; ok && l <= n; l++) { /* lt[1 + l]: layer l; lt[1 + n]: the head */
+            per[(size_t)l * MEASURE_REPS + r] = lt[1 + l] * 1e-3;
+            gpu[r] += lt[1 + l] * 1e-3;
+        }
+    }
+    if (ok) {
+        double step = meas_median(wall, MEASURE_REPS), shaders = meas_median(gpu, MEASURE_REPS);
+        for (uint32_t l = 0; l <= n; l++) {
+            double us = meas_median(per + (size_t)l * MEASURE_REPS, MEASURE_REPS);
+            if (l < n)
+                e->layer_us[l] = us;
+            else
+                e->head_us = us + (step > shaders ? step - shaders : 0);
+        }
+    } else {
+        hinge_log(&e->log, HINGE_LOG_WARN, "profile: the Vulkan layers could not be timed: %s",
+                  x ? vk_exec_errmsg(x) : err);
+    }
+    vk_exec_destroy(x);
+    free(lt);
+    free(per);
+    return ok;
+}
+#endif
+
 void edge_profile_measure(hinge_edge *e)
 {
     const model_hparams *hp = &e->m->hp;
@@ -51,6 +111,22 @@ void edge_profile_measure(hinge_edge *e)
     if (!h || !row || !logits || !e->layer_us) {
         free(e->layer_us);
         e->layer_us = NULL;
+    } else if (e->vk) {
+#ifdef HINGE_EDGE_VULKAN
+        fwd_config fc = {.ctx = MEASURE_CTX}; /* the embedding alone: the rows the device would send */
+        fwd_ctx *f = NULL;
+        int32_t tok[MEASURE_CTX];
+        for (uint32_t i = 0; i < MEASURE_CTX; i++)
+            tok[i] = 1;
+        bool ok = fwd_create(e->m, e->tp, &fc, &f, NULL, 0) == HINGE_OK;
+        if (ok)
+            fwd_embed(f, tok, MEASURE_CTX, h);
+        fwd_destroy(f);
+        if (!ok || !measure_vk(e, h, logits)) {
+            free(e->layer_us);
+            e->layer_us = NULL;
+        }
+#endif
     } else {
         for (uint32_t il = 0; il < hp->n_layer; il++)
             e->layer_us[il] = time_stage(e, il, h, row, logits);
@@ -79,8 +155,9 @@ static json_t *costs_json(const hinge_edge *e)
                             "prefill_positions", (json_int_t)cs->prefill_positions, "prefill_us_per_position",
                             cs->prefill_positions ? (double)cs->prefill_us / (double)cs->prefill_positions : 0.0));
     }
-    return json_pack("{s:b, s:o, s:f, s:o}", "measured_at_start", e->layer_us != NULL, "layer_decode_us", layers,
-                     "head_decode_us", e->layer_us ? e->head_us : 0.0, "served", cuts);
+    return json_pack("{s:b, s:s, s:o, s:f, s:o}", "measured_at_start", e->layer_us != NULL, "backend",
+                     e->vk ? "vulkan" : "cpu", "layer_decode_us", layers, "head_decode_us",
+                     e->layer_us ? e->head_us : 0.0, "served", cuts);
 }
 
 hinge_status edge_profile_load(hinge_edge *e, const char *path, char *err, size_t errlen)

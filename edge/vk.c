@@ -103,6 +103,8 @@ void edge_vk_close(hinge_edge *e)
 
 const char *edge_vk_device(const hinge_edge *e) { return e->vk ? e->vk->device : ""; }
 
+dev_ctx *edge_vk_ctx(const hinge_edge *e) { return e->vk ? e->vk->c : NULL; }
+
 int edge_vk_session_open(hinge_edge *e, edge_session *s, const char **code, char *detail, size_t detail_len)
 {
     const model *m = s->m;

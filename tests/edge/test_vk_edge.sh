@@ -13,7 +13,8 @@
 #     (hinge generate --speculate) are refused 422;
 #   - a thin client's /v1/completions (cut 0) gives the CPU edge's text;
 #     a bad --backend is a usage error (exit 2);
-#   - /metrics names the backend and the device;
+#   - /metrics names the backend and the device; /v1/profile's costs were
+#     timed on the backend's device;
 #   - Gemma 3 270M (HINGE_GEMMA_MODEL, skipped when absent) at cut 6: 24
 #     greedy tokens of a prompt equal the CPU edge's.
 # Exits 77 (skipped) where there is no Vulkan device.
@@ -80,6 +81,16 @@ check "/metrics names the backend and the device" bash -c \
   "curl -s --http2-prior-knowledge '$vk/metrics' | grep -q '^hinge_edge_backend_info{backend=\"vulkan\",device=\".\+\"} 1$'"
 check "/metrics of the CPU edge says cpu" bash -c \
   "curl -s --http2-prior-knowledge '$cpu/metrics' | grep -q '^hinge_edge_backend_info{backend=\"cpu\",device=\"cpu\"} 1$'"
+# /v1/profile's costs are the backend's own: timed on the device at start-up
+for b in vulkan cpu; do
+  url=$vk; [ $b = cpu ] && url=$cpu
+  check "/v1/profile of the $b edge: its layers and head timed on $b" bash -c \
+    "curl -s --http2-prior-knowledge '$url/v1/profile' | python3 -c '
+import json, sys
+c = json.load(sys.stdin)[\"costs\"]
+ok = c[\"backend\"] == \"$b\" and c[\"measured_at_start\"] and len(c[\"layer_decode_us\"]) == 5
+sys.exit(0 if ok and all(x > 0 for x in c[\"layer_decode_us\"]) and c[\"head_decode_us\"] > 0 else 1)'"
+done
 ph="{\"model_sha256\":\"$sha\",\"cut\":1,\"private_head\":2,\"codec\":\"f32\",\"ctx\":64}"
 c -o "$tmp/ph.json" -w '%{http_code}' -d "$ph" "$vk/v1/sessions" >"$tmp/ph.code"
 check "private_head on the Vulkan edge: 422 saying why" bash -c \
