@@ -8,9 +8,20 @@
 #     device) give the same texts;
 #   - seeded sampling with the prompt in chunks of 3 positions (NO_SAMPLE
 #     steps: the head skipped on the device) equals the CPU edge's text;
+#   - a private head (--private-head J: the edge runs [cut, N - J) and
+#     sends rows back) at (k, J) in {(1,1), (2,2), (0,3), (2,3): no layer on
+#     the edge}: the Vulkan edge's text equals the CPU edge's and the oracle;
+#   - speculative decoding (hinge generate --speculate: verify steps, every
+#     row's logits from the device's batch head): greedy from BOS the
+#     oracle and the CPU edge's text, with more than one token per round
+#     trip; greedy with a prompt at another cut the CPU edge's text and
+#     the Vulkan edge's without --speculate (sampled speculation is left
+#     out: its text varies from run to run on the CPU edge too);
+#   - a speculative, a private-head and a plain session at once (verify
+#     rows, rows out and logits in the same device batches): each the text
+#     it gives alone;
 #   - the device KV cache counts against --kv-budget: a session that does
-#     not fit is refused 503 with Retry-After; private_head and verify steps
-#     (hinge generate --speculate) are refused 422;
+#     not fit is refused 503 with Retry-After;
 #   - a thin client's /v1/completions (cut 0) gives the CPU edge's text;
 #     a bad --backend is a usage error (exit 2);
 #   - /metrics names the backend and the device;
@@ -80,15 +91,48 @@ check "/metrics names the backend and the device" bash -c \
   "curl -s --http2-prior-knowledge '$vk/metrics' | grep -q '^hinge_edge_backend_info{backend=\"vulkan\",device=\".\+\"} 1$'"
 check "/metrics of the CPU edge says cpu" bash -c \
   "curl -s --http2-prior-knowledge '$cpu/metrics' | grep -q '^hinge_edge_backend_info{backend=\"cpu\",device=\"cpu\"} 1$'"
-ph="{\"model_sha256\":\"$sha\",\"cut\":1,\"private_head\":2,\"codec\":\"f32\",\"ctx\":64}"
-c -o "$tmp/ph.json" -w '%{http_code}' -d "$ph" "$vk/v1/sessions" >"$tmp/ph.code"
-check "private_head on the Vulkan edge: 422 saying why" bash -c \
-  "test \"\$(cat '$tmp/ph.code')\" = 422 && grep -q 'Vulkan' '$tmp/ph.json'"
+for kj in "1 1" "2 2" "0 3" "2 3"; do
+  set -- $kj
+  for b in vk cpu; do
+    url=$vk; [ $b = cpu ] && url=$cpu
+    "$gen" --model "$stories" --edge "$url" --cut "$1" --private-head "$2" --wire f32 --prompt "" -n 200 \
+      >"$tmp/ph-$b-$1-$2.txt" 2>"$tmp/ph-$b-$1-$2.err"
+  done
+  check "private head k=$1 J=$2: the Vulkan edge's text equals the CPU edge's" \
+    cmp "$tmp/ph-vk-$1-$2.txt" "$tmp/ph-cpu-$1-$2.txt"
+  check "... and the oracle" cmp "$tmp/ph-vk-$1-$2.txt" "$oracle"
+done
 
-timeout 60 "$hinge" generate --model "$stories" --edge "$vk" --cut 2 --prompt "Once upon a time" -n 30 --temp 0 \
-  --speculate >"$tmp/spec.txt" 2>"$tmp/spec.err"
-check "a verify step (--speculate) on the Vulkan edge: 422 saying why" bash -c \
-  "grep -q '422: unsupported_backend: verify steps .* Vulkan' '$tmp/spec.err'"
+for b in vk cpu; do
+  url=$vk; [ $b = cpu ] && url=$cpu
+  timeout 60 "$hinge" generate --model "$stories" --edge "$url" --cut 2 --prompt "" -n 200 --temp 0 --speculate \
+    --json >"$tmp/spec-$b.json" 2>"$tmp/spec-$b.err"
+  timeout 60 "$hinge" generate --model "$stories" --edge "$url" --cut 3 --prompt "Once upon a time, Lily" -n 60 \
+    --temp 0 --speculate --json >"$tmp/spec-p-$b.json" 2>"$tmp/spec-p-$b.err"
+done
+timeout 60 "$hinge" generate --model "$stories" --edge "$vk" --cut 3 --prompt "Once upon a time, Lily" -n 60 \
+  --temp 0 --json >"$tmp/plain-p-vk.json" 2>"$tmp/plain-p-vk.err"
+check "--speculate (verify steps) greedy on the Vulkan edge: the oracle and the CPU edge's text, > 1 token a trip" \
+  python3 -c "
+import json; v, c = (json.load(open('$tmp/spec-%s.json' % n)) for n in ('vk', 'cpu'))
+assert v['text'] == c['text'] == open('$oracle').read(), (v['text'], c['text'])
+assert v['tokens_per_round_trip'] > 1.0, v"
+check "--speculate with a prompt at cut 3: the CPU edge's text and the Vulkan edge's plain run's" python3 -c "
+import json; v, c, p = (json.load(open('$tmp/%s.json' % n)) for n in ('spec-p-vk', 'spec-p-cpu', 'plain-p-vk'))
+assert v['text'] == c['text'] == p['text'] and len(v['text']) > 20, (v['text'], c['text'], p['text'])"
+
+# all three kinds at once on the Vulkan edge: verify rows, rows out and a
+# plain session's logits in the same device batches
+timeout 60 "$hinge" generate --model "$stories" --edge "$vk" --cut 2 --prompt "" -n 200 --temp 0 --speculate \
+  --json >"$tmp/mix-spec.json" 2>"$tmp/mix-spec.err" &
+"$gen" --model "$stories" --edge "$vk" --cut 1 --private-head 1 --wire f32 --prompt "" -n 200 \
+  >"$tmp/mix-ph.txt" 2>"$tmp/mix-ph.err" &
+"$gen" --model "$stories" --edge "$vk" --cut 4 --wire f32 --prompt "" -n 200 >"$tmp/mix-plain.txt" \
+  2>"$tmp/mix-plain.err" &
+wait
+check "speculative, private-head and plain sessions at once: each its text alone" bash -c "
+  cmp '$tmp/mix-ph.txt' '$oracle' && cmp '$tmp/mix-plain.txt' '$oracle' &&
+  python3 -c \"import json; assert json.load(open('$tmp/mix-spec.json'))['text'] == open('$oracle').read()\""
 
 # The device KV cache of one session at cut 1, ctx 256: 4 layers x 256
 # positions x (32 + 32) floats = 256 KiB; a budget of 128 KiB refuses it.
