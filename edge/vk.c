@@ -237,7 +237,7 @@ static hinge_status run_batches(edge_vk *v, vk_exec *b, edge_session *const *s, 
 }
 
 /* The worker's own arrays, grown to the largest batch (n items) and
- * vocabulary. */
+ * vocabulary of a verify step. */
 static hinge_status grow(edge_vk *v, size_t n, uint32_t vocab)
 {
     if (n > v->cap) {
@@ -264,7 +264,10 @@ static hinge_status grow(edge_vk *v, size_t n, uint32_t vocab)
 hinge_status edge_vk_run(const hinge_edge *e, edge_session *const *s, const fwd_item *items, size_t n)
 {
     edge_vk *v = e->vk;
-    hinge_status st = grow(v, n, s[0]->m->hp.n_vocab);
+    uint32_t vocab = 0; /* the verify rows' logits: only once a verify step comes (Gemma's: 32 MiB) */
+    for (size_t i = 0; i < n; i++)
+        vocab = s[i]->step.hdr.flags & TX_FLAG_VERIFY ? s[i]->m->hp.n_vocab : vocab;
+    hinge_status st = grow(v, n, vocab);
     pthread_mutex_lock(&v->lock);
     vk_exec *b = s[0]->em->vbx;
     if (st == HINGE_OK)

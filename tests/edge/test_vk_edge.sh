@@ -26,7 +26,9 @@
 #     a bad --backend is a usage error (exit 2);
 #   - /metrics names the backend and the device;
 #   - Gemma 3 270M (HINGE_GEMMA_MODEL, skipped when absent) at cut 6: 24
-#     greedy tokens of a prompt equal the CPU edge's.
+#     greedy tokens of a prompt equal the CPU edge's, with a private head
+#     of 4 layers too (run beside a speculative session); --speculate at
+#     cut 3: the CPU edge's text.
 # Exits 77 (skipped) where there is no Vulkan device.
 #   test_vk_edge.sh HINGE_EDGE SPLIT_GENERATE HINGE SHARED_DIR
 set -uo pipefail
@@ -163,6 +165,22 @@ if [ -f "$gemma" ]; then
   done
   check "Gemma cut 6: the Vulkan edge's 24 tokens equal the CPU edge's" cmp "$tmp/gvk.txt" "$tmp/gcpu.txt"
   check "... and are text" test -s "$tmp/gvk.txt"
+  # a private head and verify steps where sessions join with their input
+  # norm and a private head leaves mid-batch (Gemma's post-norms)
+  for b in gvk gcpu; do
+    url=$gvk; [ $b = gcpu ] && url=$gcpu
+    "$gen" --model "$gemma" --edge "$url" --cut 6 --private-head 4 --wire f32 --prompt "The capital of France is" \
+      -n 24 >"$tmp/$b-ph.txt" 2>"$tmp/$b-ph.err" &
+    timeout 120 "$hinge" generate --model "$gemma" --edge "$url" --cut 3 --prompt "1, 2, 3, 4, 5, 6," -n 24 --temp 0 \
+      --speculate --json >"$tmp/$b-spec.json" 2>"$tmp/$b-spec.err" &
+    wait
+  done
+  check "Gemma cut 6, private head 4: the Vulkan edge's tokens equal the CPU edge's" \
+    bash -c "test -s '$tmp/gvk-ph.txt' && cmp '$tmp/gvk-ph.txt' '$tmp/gcpu-ph.txt'"
+  check "Gemma cut 3, --speculate: the Vulkan edge's text equals the CPU edge's" python3 -c "
+import json; v, c = (json.load(open('$tmp/%s-spec.json' % n)) for n in ('gvk', 'gcpu'))
+assert v['text'] == c['text'] and len(v['text']) > 10, (v['text'], c['text'])
+assert v['tokens_per_round_trip'] > 1.0, v"
 else
   echo "# Gemma skipped: $gemma absent"
 fi
