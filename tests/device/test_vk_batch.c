@@ -19,7 +19,9 @@
  *    from one without, an executor without the head given no out.
  * Gemma 3 270M (when fetched; HINGE_TEST_GEMMA_BATCH=0 skips it): the same
  * invariances (its sessions join with their input norm, a private head
- * leaves mid-batch). Without a Vulkan device every test skips (77). */
+ * leaves mid-batch). meson runs it once per forced kernel variant too
+ * (tests/device/meson.build). Without a Vulkan device every test skips
+ * (77). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -155,8 +157,9 @@ static void run_ok(vk_exec *b, vk_exec_item *it, size_t n)
         fail_msg("vk_exec_run_batch: %s: %s", hinge_strerror(s), vk_exec_errmsg(b));
 }
 
-/* The script's steps, each session alone (together: all sessions in one
- * batch per step, in reverse order). */
+/* The script's steps, each session alone (together: the sessions in
+ * reverse order, as many in one batch as its rows take: all of them, or
+ * under a cap of 8 rows per dispatch, HINGE_VK_FORCE=batch=8, a few). */
 static void run_script(script *sc, outs *o, bool together)
 {
     for (int i = 0; i < N_SESS; i++)
@@ -164,14 +167,21 @@ static void run_script(script *sc, outs *o, bool together)
             o->v[i][step] = malloc(out_floats(sc, i, step) * sizeof(float));
             assert_non_null(o->v[i][step]);
         }
+    uint32_t cap = together ? vk_exec_max_batch(sc->b) : 0;
     for (int step = 0; step < N_STEPS; step++) {
         vk_exec_item it[N_SESS];
-        for (int i = 0; i < N_SESS; i++)
-            it[i] = item(sc, o, together ? N_SESS - 1 - i : i, step);
-        if (together)
-            run_ok(sc->b, it, N_SESS);
-        for (int i = 0; !together && i < N_SESS; i++)
-            run_ok(sc->b, &it[i], 1);
+        size_t n = 0;
+        uint32_t rows = 0;
+        for (int i = 0; i < N_SESS; i++) {
+            vk_exec_item next = item(sc, o, together ? N_SESS - 1 - i : i, step);
+            if (n && rows + next.n > cap) { /* alone: every item; together: a full batch */
+                run_ok(sc->b, it, n);
+                n = rows = 0;
+            }
+            it[n++] = next;
+            rows += next.n;
+        }
+        run_ok(sc->b, it, n);
     }
 }
 
