@@ -139,33 +139,44 @@ hinge_status vk_exec_run_hidden(vk_exec *e, const float *hidden, size_t n, uint3
 
 /* ---- batches (the edge) ---- */
 
-/* One session's step in a batch: its executor (no embed, with the head,
- * the batch executor's end and model), n hidden rows ((n, n_embd) f32, the
- * input of layer first) at positions pos0 .. pos0+n-1, and where the last
- * row's logits go (n_vocab floats; NULL: no head for it). */
+/* One session's step in a batch: its executor (no embed, the batch
+ * executor's model, ending at or before the batch executor's end), n hidden
+ * rows ((n, n_embd) f32, the input of layer first) at positions pos0 ..
+ * pos0+n-1, and its output:
+ *   - an executor with the head: logits gets the last row's n_vocab logits
+ *     (NULL: no head for it), or with all_rows every row's (n * n_vocab
+ *     floats, row i's at i * n_vocab: a speculative verify step; through
+ *     the batch executor's head, counting n of its head_rows);
+ *   - an executor without it (layers [first, end), end <= the batch's: the
+ *     edge's part of a private head): out gets the n rows of the residual
+ *     after layer end - 1 ((n, n_embd) f32; it may be hidden: the input is
+ *     read first). first = end passes the rows through unchanged. */
 typedef struct vk_exec_item {
     vk_exec *e;
     const float *hidden;
     uint32_t n, pos0;
     float *logits;
+    bool all_rows;
+    float *out;
 } vk_exec_item;
 
 /* Runs the items' rows through batch executor b (layers [0, end) + head,
  * no embed, sharing the weights) in one submit and one wait: each layer's
- * matrix products over the rows of every item whose first layer is at or
- * before it (weights read once per batch), each item's RoPE, KV write and
+ * matrix products over the rows of every item whose layers include it
+ * (weights read once per batch), each item's RoPE, KV write and
  * attention through its own executor (its KV cache, its position), the
- * head on the last row of the items that want logits, with its own
- * executor's head (or b's head over all of them: vk_exec_config.head_rows).
- * An item joins at its executor's first layer. Sorts
- * items by first layer (in place). A row's results do not depend on the
- * other rows of the batch (the kernels compute each row alone), and they
- * are those of a batch of that item alone, not vk_exec_run_hidden's
- * (whose decode runs matrix-vector kernels). Errors: HINGE_ERR_INVALID
- * (no items, more rows than b's max_batch or items wanting logits than
- * its head_rows, an item with more rows than its
- * executor's max_batch, a mismatched executor), the others as
- * vk_exec_run_hidden's (an item's detail in b's errmsg). */
+ * head on the last row (all_rows: every row) of the items that want
+ * logits, with its own executor's head (or b's head over all of them:
+ * vk_exec_config.head_rows). An item joins at its executor's first layer
+ * and leaves at its end. Sorts items by first layer (in place). A row's
+ * results do not depend on the other rows of the batch (the kernels
+ * compute each row alone), and they are those of a batch of that item
+ * alone, not vk_exec_run_hidden's (whose decode runs matrix-vector
+ * kernels). Errors: HINGE_ERR_INVALID (no items, more rows than b's
+ * max_batch or head rows than its head_rows, all_rows without b's
+ * head_rows, an item with more rows than its executor's max_batch, a
+ * mismatched executor or output), the others as vk_exec_run_hidden's (an
+ * item's detail in b's errmsg). */
 hinge_status vk_exec_run_batch(vk_exec *b, vk_exec_item *items, size_t n);
 
 /* ---- measurement ---- */

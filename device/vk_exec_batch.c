@@ -13,9 +13,14 @@
  *     that ran it);
  *   - without head_rows, the head on its last row (a matrix-vector product
  *     per item); with it, the head is the batch's: the wanting items' last
- *     rows gathered into bh_x, one matrix-matrix product (Gemma's output
- *     matrix is two thirds of its weights: read once a batch, not once a
- *     session).
+ *     rows (a verify step's: all its rows, all_rows) gathered into bh_x, one
+ *     matrix-matrix product (Gemma's output matrix is two thirds of its
+ *     weights: read once a batch, not once a session).
+ * An item without the head (a private head's layers [first, end), end
+ * before the batch's) leaves at its end: its rows of x are copied out at
+ * that layer boundary. Items sorted by first layer, then by end (the
+ * longest first), keep the rows of a layer in one range from row 0: an
+ * item that left inside it is computed along, its rows ignored.
  * A row's values thus never depend on the other rows: the products and
  * norms compute each row alone, in the same order at any m (test_vk_exec's
  * batch test holds a session's logits bitwise equal alone and batched). */
@@ -80,14 +85,34 @@ static hinge_status record_item(vk_exec *b, VkCommandBuffer cmd, const vk_exec_i
     return HINGE_OK;
 }
 
-/* Item i's rows start at row[i]; the rows at layer l: those of the items
- * with first <= l. */
+/* Item i's rows start at row[i]; the rows at layer l: up to the last of
+ * the items that run it (first <= l < end). */
 static uint32_t rows_at(const vk_exec_item *items, size_t n, const uint32_t *row, uint32_t l)
 {
     uint32_t r = 0;
     for (size_t i = 0; i < n && items[i].e->first <= l; i++)
-        r = row[i] + items[i].n;
+        if (l < items[i].e->end)
+            r = row[i] + items[i].n;
     return r;
+}
+
+/* The items without the head that end at layer l: their rows of x (the
+ * residual after layer l - 1) into their executor's readback buffer, before
+ * layer l's ops write x again. */
+static void record_leave(vk_exec *b, VkCommandBuffer cmd, const vk_exec_item *items, size_t n, const uint32_t *row,
+                         uint32_t l)
+{
+    bool any = false;
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].e->head || items[i].e->end != l)
+            continue;
+        if (!any)
+            dev_cmd_barrier(cmd);
+        any = true;
+        ex_copy_rows(cmd, &b->x, (uint64_t)row[i] * b->d, &items[i].e->out, 0, (uint64_t)items[i].n * b->d);
+    }
+    if (any)
+        dev_cmd_barrier(cmd);
 }
 
 /* gemma3: the input norm of the items joining at layer l > 0. */
@@ -97,7 +122,7 @@ static hinge_status record_join(vk_exec *b, VkCommandBuffer cmd, const vk_exec_i
     size_t j0 = 0, j1;
     while (j0 < n && items[j0].e->first < l)
         j0++;
-    for (j1 = j0; j1 < n && items[j1].e->first == l; j1++)
+    for (j1 = j0; j1 < n && items[j1].e->first == l && items[j1].e->end > l; j1++) /* none: first = end, last */
         ex_copy_rows(cmd, &b->x, (uint64_t)row[j1] * b->d, &items[j1].e->x, 0, (uint64_t)items[j1].n * b->d);
     if (j1 == j0)
         return HINGE_OK;
@@ -113,8 +138,8 @@ static hinge_status record_join(vk_exec *b, VkCommandBuffer cmd, const vk_exec_i
     return HINGE_OK;
 }
 
-/* RoPE, the KV write and attention of layer l for each active item, in
- * its executor. */
+/* RoPE, the KV write and attention of layer l for each item that runs it,
+ * in its executor. */
 static hinge_status record_attention(vk_exec *b, VkCommandBuffer cmd, const vk_exec_item *items, size_t n,
                                      const uint32_t *row, uint32_t l)
 {
@@ -123,35 +148,43 @@ static hinge_status record_attention(vk_exec *b, VkCommandBuffer cmd, const vk_e
         na++;
     dev_cmd_barrier(cmd);
     for (size_t i = 0; i < na; i++)
-        ex_copy_rows(cmd, &b->qkv, (uint64_t)row[i] * b->qkv_stride, &items[i].e->qkv, 0,
-                     (uint64_t)items[i].n * b->qkv_stride);
+        if (l < items[i].e->end)
+            ex_copy_rows(cmd, &b->qkv, (uint64_t)row[i] * b->qkv_stride, &items[i].e->qkv, 0,
+                         (uint64_t)items[i].n * b->qkv_stride);
     static const char *const ops[] = {"rope_kv", "attention"};
     for (size_t k = 0; k < 2; k++) {
         dev_cmd_barrier(cmd);
         for (size_t i = 0; i < na; i++) {
-            hinge_status s = record_item(b, cmd, &items[i], (int32_t)l, ops[k], items[i].n);
+            hinge_status s = l < items[i].e->end ? record_item(b, cmd, &items[i], (int32_t)l, ops[k], items[i].n)
+                                                 : HINGE_OK;
             if (s != HINGE_OK)
                 return s;
         }
     }
     dev_cmd_barrier(cmd);
     for (size_t i = 0; i < na; i++)
-        ex_copy_rows(cmd, &items[i].e->att, 0, &b->att, (uint64_t)row[i] * b->att_stride,
-                     (uint64_t)items[i].n * b->att_stride);
+        if (l < items[i].e->end)
+            ex_copy_rows(cmd, &items[i].e->att, 0, &b->att, (uint64_t)row[i] * b->att_stride,
+                         (uint64_t)items[i].n * b->att_stride);
     return HINGE_OK;
 }
 
-/* The head on each wanting item's last row, into its readback buffer. */
+/* The head on each wanting item's last row (all_rows: every row), into its
+ * readback buffer. */
 static hinge_status record_head(vk_exec *b, VkCommandBuffer cmd, const vk_exec_item *items, size_t n,
                                 const uint32_t *row)
 {
     uint64_t nv = b->m->hp.n_vocab;
     if (b->head_rows) {
         uint32_t nh = 0;
-        for (size_t i = 0; i < n; i++)
-            if (items[i].logits)
-                ex_copy_rows(cmd, &b->x, (uint64_t)(row[i] + items[i].n - 1) * b->d, &b->bh_x, (uint64_t)nh++ * b->d,
-                             b->d);
+        for (size_t i = 0; i < n; i++) {
+            uint32_t k = items[i].all_rows ? items[i].n : 1;
+            if (!items[i].logits)
+                continue;
+            ex_copy_rows(cmd, &b->x, (uint64_t)(row[i] + items[i].n - k) * b->d, &b->bh_x, (uint64_t)nh * b->d,
+                         (uint64_t)k * b->d);
+            nh += k;
+        }
         dev_cmd_barrier(cmd);
         hinge_status s = dev_op_record(cmd, &b->bh_op, nh, 0);
         if (s != HINGE_OK)
@@ -189,6 +222,8 @@ static hinge_status record_batch(vk_exec *b, const vk_exec_item *items, size_t n
     int32_t layer = -1;
     for (uint32_t i = 0; i < b->pre.n && s == HINGE_OK; i++) {
         const ex_step *st = &b->pre.steps[i];
+        if (st->layer != layer && st->layer >= 0)
+            record_leave(b, cmd, items, n, row, (uint32_t)st->layer);
         if (st->layer != layer && st->layer > 0 && st->layer < (int32_t)b->end && b->m->hp.post_norms)
             s = record_join(b, cmd, items, n, row, (uint32_t)st->layer);
         layer = st->layer;
@@ -228,12 +263,18 @@ static hinge_status check_items(vk_exec *b, vk_exec_item *items, size_t n, uint3
                           n ? "not a batch executor (layers [0, N) + head, no embed)" : "no items");
     uint64_t r = 0, nh = 0;
     for (size_t i = 0; i < n; i++) {
-        nh += items[i].logits != NULL;
-        vk_exec *e = items[i].e;
-        if (!e || e->m != b->m || e->end != b->end || e->embed || !e->head || items[i].n > e->max_batch)
+        const vk_exec_item *it = &items[i];
+        vk_exec *e = it->e;
+        nh += !it->logits ? 0 : it->all_rows ? it->n : 1;
+        /* with the head: logits or none, all_rows through b's head; without: out */
+        bool out_ok = e && (e->head ? !it->out && (!it->all_rows || (it->logits && b->head_rows))
+                                    : it->out && !it->logits && !it->all_rows);
+        if (!e || e->m != b->m || e->end > b->end || e->embed || !out_ok || it->n > e->max_batch)
             return hinge_fail(b->errmsg, sizeof b->errmsg, HINGE_ERR_INVALID, "batch: item %zu: %s", i,
-                              !e ? "no executor" : items[i].n > e->max_batch ? "more rows than its executor's batch"
-                                                                             : "an executor of another kind");
+                              !e ? "no executor" : it->n > e->max_batch ? "more rows than its executor's batch"
+                              : !out_ok ? "outputs its executor does not give (logits with the head, all_rows with "
+                                          "the batch's head; rows out without)"
+                                        : "an executor of another kind");
         hinge_status s = ex_check_input(e, NULL, items[i].hidden, items[i].n, items[i].pos0);
         if (s != HINGE_OK)
             return hinge_fail(b->errmsg, sizeof b->errmsg, s, "batch: item %zu: %s", i, e->errmsg);
@@ -248,10 +289,18 @@ static hinge_status check_items(vk_exec *b, vk_exec_item *items, size_t n, uint3
     return HINGE_OK;
 }
 
+/* Whether a goes before b: the rows of a layer's items are then one range
+ * from row 0, with the items that left it at the range's ends of their
+ * groups. */
+static bool before(const vk_exec_item *a, const vk_exec_item *b)
+{
+    return a->e && b->e && (a->e->first < b->e->first || (a->e->first == b->e->first && a->e->end > b->e->end));
+}
+
 hinge_status vk_exec_run_batch(vk_exec *b, vk_exec_item *items, size_t n)
 {
-    for (size_t i = 1; i < n; i++) /* by first layer, stable: the rows of layer l are a prefix */
-        for (size_t j = i; j > 0 && items[j - 1].e && items[j].e && items[j - 1].e->first > items[j].e->first; j--) {
+    for (size_t i = 1; i < n; i++) /* by first layer, then the longest first, stable: rows_at */
+        for (size_t j = i; j > 0 && before(&items[j], &items[j - 1]); j--) {
             vk_exec_item t = items[j];
             items[j] = items[j - 1];
             items[j - 1] = t;
@@ -276,9 +325,14 @@ hinge_status vk_exec_run_batch(vk_exec *b, vk_exec_item *items, size_t n)
         return ex_fail_ctx(b, s, "batch run");
     }
     size_t nv = b->m->hp.n_vocab, nh = 0;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        size_t k = items[i].all_rows ? items[i].n : 1;
         if (items[i].logits)
-            memcpy(items[i].logits, b->head_rows ? (const float *)b->bh_out.host + nh++ * nv : items[i].e->out.host,
-                   nv * sizeof(float));
+            memcpy(items[i].logits, b->head_rows ? (const float *)b->bh_out.host + nh * nv : items[i].e->out.host,
+                   k * nv * sizeof(float));
+        else if (items[i].out)
+            memcpy(items[i].out, items[i].e->out.host, (size_t)items[i].n * b->d * sizeof(float));
+        nh += items[i].logits ? k : 0;
+    }
     return HINGE_OK;
 }

@@ -146,7 +146,7 @@ static const char *status_code(int http)
     case 408: return "request_timeout";
     case 409: return "conflict";
     case 413: return "payload_too_large";
-    case 422: return "unsupported_backend"; /* a step the edge's backend does not run (vk.c: verify on Vulkan) */
+    case 422: return "unsupported_backend"; /* what the edge's backend does not run (vk.c: a model on Vulkan) */
     case 429: return "quota";
     case 503: return "unavailable";
     default: return "internal";

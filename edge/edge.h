@@ -49,8 +49,8 @@ typedef struct hinge_edge_config {
     const char *backend;    /* "cpu" or "vulkan": where the sessions' layers [cut, N) and head run. vulkan:
                                on the first Vulkan device (its self-test must pass at start-up), each
                                session with its own executor and device KV cache (counted in kv_budget),
-                               the sessions of a batch one after another; verify steps and private
-                               heads are refused there (422) ["cpu"] */
+                               a batch's sessions in one device batch (verify steps and private heads
+                               too); a model the kernels do not run is refused (422) ["cpu"] */
     int threads;            /* compute threads [online CPUs] */
     uint32_t max_sessions;  /* concurrent sessions [16] */
     uint32_t max_conns;     /* concurrent connections [64] */

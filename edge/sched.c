@@ -10,7 +10,8 @@
  *
  * --backend vulkan (vk.c): a session with an executor (vx) is planned as
  * the others; after the CPU's batch, the Vulkan sessions' rows run as one
- * batch on the device (vk_exec_run_batch).
+ * batch on the device (vk_exec_run_batch), verify steps' heads and
+ * samplers included.
  *
  * Several models: a batch holds the steps of one model (each model has its
  * fwd_batch, models.c): that of the oldest active step. The others wait
@@ -133,13 +134,6 @@ bool edge_sched_admit(edge_sched *sc, edge_session *s)
         p->t_start_us = p->t_end_us = edge_now_us();
         return false;
     }
-    if (s->vx && (p->hdr.flags & TX_FLAG_VERIFY)) {
-        p->http = 422;
-        hinge_fail(p->err, sizeof p->err, HINGE_ERR_UNSUPPORTED, "verify steps (speculative decoding) are not "
-                   "supported on this edge's Vulkan backend (--backend vulkan)");
-        p->t_start_us = p->t_end_us = edge_now_us();
-        return false;
-    }
     /* the step's KV blocks, all of them now: a step refused for the budget
      * has not run (503, the session intact: its client may retry), and one
      * admitted runs to its end */
@@ -231,12 +225,13 @@ static size_t build(edge_sched *sc, const edge_model *em, uint64_t seq, uint64_t
 }
 
 /* A verify step's rows went through the layers: the head and the sampler on
- * each (the batch ran the head on none of them). */
+ * each (the batch ran the head on none of them). A Vulkan session's rows
+ * were sampled as their device batches ran (vk.c): only the answer is left. */
 static void verify(edge_sched *sc, edge_session *s, edge_batch_stats *st)
 {
     edge_step *p = &s->step;
     uint32_t vocab = s->m->hp.n_vocab;
-    if (vocab > sc->verify_vocab) { /* the first verify step of a model with a larger vocabulary */
+    if (!s->vx && vocab > sc->verify_vocab) { /* the first verify step of a model with a larger vocabulary */
         float *grown = realloc(sc->verify_logits, (size_t)TX_VERIFY_MAX * vocab * sizeof *grown);
         if (!grown) {
             hinge_fail(p->err, sizeof p->err, HINGE_ERR_NOMEM, "out of memory for a verify step's logits");
@@ -246,7 +241,7 @@ static void verify(edge_sched *sc, edge_session *s, edge_batch_stats *st)
         sc->verify_logits = grown;
         sc->verify_vocab = vocab;
     }
-    hinge_status rc = tail_sample_rows(s->t, s->hidden, p->hdr.n, sc->verify_logits, p->tokens);
+    hinge_status rc = s->vx ? HINGE_OK : tail_sample_rows(s->t, s->hidden, p->hdr.n, sc->verify_logits, p->tokens);
     if (rc != HINGE_OK) { /* a bug, as a failed batch */
         hinge_fail(p->err, sizeof p->err, rc, "head of a verify step failed: %s", tail_errmsg(s->t));
         p->http = 500; /* finish keeps it */

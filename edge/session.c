@@ -72,12 +72,6 @@ static int check_req(const hinge_edge *e, const model *m, const edge_session_req
                    "%u and cut + private_head <= %u", rq->private_head, rq->cut, hp->n_layer, hp->n_layer);
         return 400;
     }
-    if (e->vk && rq->private_head) {
-        *code = "unsupported_backend";
-        hinge_fail(detail, detail_len, HINGE_ERR_UNSUPPORTED, "private_head is not supported on this edge's Vulkan "
-                   "backend (--backend vulkan); use an edge with --backend cpu");
-        return 422;
-    }
     if (rq->ctx > e->max_ctx) {
         hinge_fail(detail, detail_len, HINGE_ERR_INVALID, "ctx %u over this edge's limit of %u", rq->ctx, e->max_ctx);
         return 400;
@@ -108,13 +102,14 @@ static hinge_status session_alloc(hinge_edge *e, edge_session *s, uint64_t skip,
      * in the worker's fwd_batch), so keep it small. On Vulkan the tail has
      * no layers: the sampler and the logit row (and the embedding of the
      * thin clients' tokens, openai.c) */
-    tail_config tc = {.cut = e->vk ? hp->n_layer : s->cut, .end = hp->n_layer - s->private_head, .ctx = s->ctx,
-                      .max_batch = 1, .pool = e->kv, .sp = s->sp};
+    uint32_t end = hp->n_layer - s->private_head;
+    tail_config tc = {.cut = e->vk ? end : s->cut, .end = end, .ctx = s->ctx, .max_batch = 1, .pool = e->kv,
+                      .sp = s->sp};
     hinge_status st = tail_create(s->m, e->tp, &tc, &s->t, detail, detail_len);
     if (st != HINGE_OK)
         return st;
     tail_skip_samples(s->t, skip);
-    if (!e->vk && s->cut < hp->n_layer - s->private_head && (st = tail_kv_reserve(s->t, 0, 1)) != HINGE_OK) {
+    if (!e->vk && s->cut < end && (st = tail_kv_reserve(s->t, 0, 1)) != HINGE_OK) {
         *code = "kv_budget";
         return hinge_fail(detail, detail_len, st, "%s", tail_errmsg(s->t));
     }

@@ -6,9 +6,10 @@
  * a driver that computes wrongly stops the edge before it serves anything.
  * A model's layers and head are uploaded once, when its first session
  * opens (vk_model, kept while the model stays loaded); each session gets
- * its own executor for [cut, N) + head with hidden rows in, borrowing
- * those weights and owning its device KV cache, activations and command
- * buffers. Its tail (tail.h) keeps only the sampler and the logit row. The
+ * its own executor for [cut, N) + head with hidden rows in (a private head
+ * J: [cut, N - J) with hidden rows out, no head), borrowing those weights
+ * and owning its device KV cache, activations and command buffers. Its
+ * tail (tail.h) keeps only the sampler and the logit row. The
  * device KV cache is taken whole from the edge's --kv-budget when the
  * session opens (refused with 503 when it does not fit), so no step fails
  * for it later.
@@ -18,8 +19,13 @@
  * pass), and a scheduler batch's Vulkan rows go through it in one submit
  * (vk_exec_run_batch): the layers' products and the head over all the
  * sessions' rows, each session's attention in its own executor. A batch of
- * more rows or sampled sessions than it holds runs as several. Every step takes this path, a session alone
- * too: its logits are the same alone and in any batch.
+ * more rows or sampled rows than it holds runs as several. Every step takes
+ * this path, a session alone too: its logits are the same alone and in any
+ * batch. A verify step (speculative decoding) wants every row's logits: its
+ * rows go through the batch head (all_rows) and are sampled here, in row
+ * order, as soon as their batch ran (sched.c's verify then only answers);
+ * they are the logits plain decode steps at those positions would get. A
+ * private head's rows come back in place of its input (vk_exec_item.out).
  *
  * Threads: executors are made and destroyed by the loop thread (session
  * open and close) and run by the worker; they share the context's queue,
@@ -46,8 +52,13 @@ struct edge_vk {
     pthread_mutex_t lock;
     char device[256];
     vk_exec_item *items;         /* (cap) worker: one batch's pieces */
-    uint32_t *done;              /* (cap) rows of each item run so far */
+    struct piece {
+        uint32_t done;           /* rows of the item run so far */
+        uint32_t verify, head;   /* a verify step's rows in this batch, their first row of `logits` */
+    } *at;                       /* (cap) */
     size_t cap;
+    float *logits;               /* (HEAD_ROWS, vocab): the verify rows' logits of one batch */
+    uint32_t vocab;              /* the largest vocabulary `logits` has held (models differ) */
 };
 
 /* The batch executor of the model of a session being opened (lock held). */
@@ -94,7 +105,8 @@ void edge_vk_close(hinge_edge *e)
     for (uint32_t i = 0; e->models && i < e->n_models; i++) /* the models outlive the context: their weights go now */
         edge_vk_model_drop(e, &e->models[i]);
     free(e->vk->items);
-    free(e->vk->done);
+    free(e->vk->at);
+    free(e->vk->logits);
     dev_ctx_destroy(e->vk->c);
     pthread_mutex_destroy(&e->vk->lock);
     free(e->vk);
@@ -108,8 +120,8 @@ dev_ctx *edge_vk_ctx(const hinge_edge *e) { return e->vk ? e->vk->c : NULL; }
 int edge_vk_session_open(hinge_edge *e, edge_session *s, const char **code, char *detail, size_t detail_len)
 {
     const model *m = s->m;
-    uint32_t n = m->hp.n_layer;
-    size_t kv = (size_t)vk_exec_kv_bytes(m, n - s->cut, s->ctx);
+    uint32_t n = m->hp.n_layer, end = n - s->private_head; /* a private head's last layers are the device's */
+    size_t kv = (size_t)vk_exec_kv_bytes(m, end - s->cut, s->ctx);
     if (!kv_pool_take(e->kv, kv)) {
         *code = "kv_budget";
         hinge_fail(detail, detail_len, HINGE_ERR_NOMEM, "the session's device KV cache (%zu bytes) does not fit "
@@ -130,7 +142,7 @@ int edge_vk_session_open(hinge_edge *e, edge_session *s, const char **code, char
     uint32_t batch = e->prefill_chunk < 512 ? e->prefill_chunk : 512;
     /* the default model's kernels passed the self-test at start-up; another
      * model's weight types may need others: tested as its sessions open */
-    vk_exec_config c = {.first = s->cut, .end = n, .head = true, .ctx = s->ctx, .max_batch = batch,
+    vk_exec_config c = {.first = s->cut, .end = end, .head = end == n, .ctx = s->ctx, .max_batch = batch,
                         .weights = em->vw, .no_selftest = m == e->m};
     if (st == HINGE_OK)
         st = vk_exec_create_range(e->vk->c, m, &c, &s->vx, detail, detail_len);
@@ -173,29 +185,48 @@ void edge_vk_model_drop(hinge_edge *e, edge_model *em)
     em->vw = NULL;
 }
 
+/* A verify step's rows of the batch that ran: sampled in row order into
+ * its step's tokens. */
+static void sample_verified(edge_vk *v, edge_session *const *s, const fwd_item *items, size_t n, size_t nv)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t row = items[i].pos0 - s[i]->step.hdr.pos + v->at[i].done - v->at[i].verify; /* in the step */
+        for (uint32_t r = 0; r < v->at[i].verify && row + r < TX_VERIFY_MAX; r++)
+            s[i]->step.tokens[row + r] = tail_sample_logits(s[i]->t, v->logits + (v->at[i].head + r) * nv);
+    }
+}
+
 /* The items' rows as batches of at most b's rows and head rows: each takes
  * a piece of every unfinished item (at most its executor's pass), the
- * logits with an item's last piece. */
+ * logits with an item's last piece (a verify step's: with every piece). */
 static hinge_status run_batches(edge_vk *v, vk_exec *b, edge_session *const *s, const fwd_item *items, size_t n)
 {
-    size_t d = s[0]->m->hp.n_embd;
-    memset(v->done, 0, n * sizeof *v->done);
+    size_t d = s[0]->m->hp.n_embd, nv = s[0]->m->hp.n_vocab;
+    for (size_t i = 0; i < n; i++)
+        v->at[i].done = 0;
     for (;;) {
         uint32_t rows = 0, heads = 0, cap = vk_exec_max_batch(b);
         uint32_t max_heads = HEAD_ROWS < cap ? HEAD_ROWS : cap; /* as the batch executor lowered it */
         size_t k = 0;
-        for (size_t i = 0; i < n && rows < cap; i++) {
-            uint32_t left = items[i].n - v->done[i], take = left < cap - rows ? left : cap - rows;
+        for (size_t i = 0; i < n; i++) {
+            bool all = s[i]->step.hdr.flags & TX_FLAG_VERIFY; /* every row's logits */
+            uint32_t left = items[i].n - v->at[i].done, take = left < cap - rows ? left : cap - rows;
             take = take < vk_exec_max_batch(s[i]->vx) ? take : vk_exec_max_batch(s[i]->vx);
-            if (take == left && items[i].logits && heads == max_heads)
+            if (all && take > max_heads - heads)
+                take = max_heads - heads;
+            else if (!all && take == left && items[i].logits && heads == max_heads)
                 take = left - 1; /* its sampled row waits for a batch with a head row free */
+            v->at[i].verify = all ? take : 0;
+            v->at[i].head = heads;
             if (take == 0)
                 continue;
             bool last = take == left;
-            heads += last && items[i].logits;
-            v->items[k++] = (vk_exec_item){s[i]->vx, items[i].hidden + v->done[i] * d, take,
-                                           items[i].pos0 + v->done[i], last ? items[i].logits : NULL};
-            v->done[i] += take;
+            float *in = items[i].hidden + (size_t)v->at[i].done * d;
+            float *logits = all ? v->logits + (size_t)heads * nv : last ? items[i].logits : NULL;
+            heads += all ? take : last && items[i].logits;
+            v->items[k++] = (vk_exec_item){s[i]->vx, in, take, items[i].pos0 + v->at[i].done, logits, all,
+                                           s[i]->private_head ? in : NULL}; /* a private head's rows in place */
+            v->at[i].done += take;
             rows += take;
         }
         if (k == 0)
@@ -203,23 +234,42 @@ static hinge_status run_batches(edge_vk *v, vk_exec *b, edge_session *const *s, 
         hinge_status st = vk_exec_run_batch(b, v->items, k);
         if (st != HINGE_OK)
             return st;
+        sample_verified(v, s, items, n, nv);
     }
+}
+
+/* The worker's own arrays, grown to the largest batch (n items) and
+ * vocabulary of a verify step. */
+static hinge_status grow(edge_vk *v, size_t n, uint32_t vocab)
+{
+    if (n > v->cap) {
+        vk_exec_item *it = realloc(v->items, n * sizeof *it);
+        if (it)
+            v->items = it;
+        struct piece *at = realloc(v->at, n * sizeof *at);
+        if (at)
+            v->at = at;
+        if (!it || !at)
+            return HINGE_ERR_NOMEM;
+        v->cap = n;
+    }
+    if (vocab > v->vocab) {
+        float *l = realloc(v->logits, (size_t)HEAD_ROWS * vocab * sizeof *l);
+        if (!l)
+            return HINGE_ERR_NOMEM;
+        v->logits = l;
+        v->vocab = vocab;
+    }
+    return HINGE_OK;
 }
 
 hinge_status edge_vk_run(const hinge_edge *e, edge_session *const *s, const fwd_item *items, size_t n)
 {
     edge_vk *v = e->vk;
-    hinge_status st = HINGE_OK;
-    if (n > v->cap) { /* the worker's own arrays: grown to the largest batch */
-        vk_exec_item *it = realloc(v->items, n * sizeof *it);
-        if (it)
-            v->items = it;
-        uint32_t *done = realloc(v->done, n * sizeof *done);
-        if (done)
-            v->done = done;
-        st = it && done ? HINGE_OK : HINGE_ERR_NOMEM;
-        v->cap = st == HINGE_OK ? n : v->cap;
-    }
+    uint32_t vocab = 0; /* the verify rows' logits: only once a verify step comes (Gemma's: 32 MiB) */
+    for (size_t i = 0; i < n; i++)
+        vocab = s[i]->step.hdr.flags & TX_FLAG_VERIFY ? s[i]->m->hp.n_vocab : vocab;
+    hinge_status st = grow(v, n, vocab);
     pthread_mutex_lock(&v->lock);
     vk_exec *b = s[0]->em->vbx;
     if (st == HINGE_OK)

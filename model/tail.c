@@ -91,6 +91,8 @@ int32_t tail_sample(tail *t)
     return sampler_sample(t->smp, t->logits);
 }
 
+int32_t tail_sample_logits(tail *t, const float *logits) { return sampler_sample(t->smp, logits); }
+
 void tail_skip_samples(tail *t, uint64_t n) { sampler_skip(t->smp, n); }
 
 size_t tail_bytes(const tail *t) { return t ? t->bytes : 0; }

@@ -62,6 +62,10 @@ hinge_status tail_embed(tail *t, const int32_t *tokens, size_t n, float *hidden)
 fwd_item tail_item(tail *t, uint32_t pos, uint32_t n, float *hidden, bool sample);
 /* The sampler on the logit row a batch wrote (see tail_item). */
 int32_t tail_sample(tail *t);
+/* The sampler on a logit row of the caller's (n_vocab floats): a verify
+ * step's rows whose head ran elsewhere (the edge's Vulkan backend), drawn
+ * in row order as tail_sample_rows draws them. */
+int32_t tail_sample_logits(tail *t, const float *logits);
 
 /* Speculative verification: the head on n rows of hidden that went through
  * the layers (tail_step or a batch) as one pass into logits (the caller's

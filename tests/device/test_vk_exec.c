@@ -711,8 +711,8 @@ static void batch_sessions(const model *m, const uint32_t cuts[B_SESS], uint32_t
                 size_t n = 0;
                 for (int i = s0; i < s0 + groups[g]; i++) {
                     uint32_t rows = step == 0 ? len[i] : 1, pos = step == 0 ? 0 : len[i] + step - 1;
-                    it[n++] = (vk_exec_item){ex[i], in + ((size_t)i * (3 + B_STEPS) + pos) * d, rows, pos,
-                                             out + ((size_t)i * B_STEPS + step) * nv};
+                    it[n++] = (vk_exec_item){.e = ex[i], .hidden = in + ((size_t)i * (3 + B_STEPS) + pos) * d,
+                                             .n = rows, .pos0 = pos, .logits = out + ((size_t)i * B_STEPS + step) * nv};
                 }
                 hinge_status s = vk_exec_run_batch(b, it, n);
                 if (s != HINGE_OK)
@@ -737,9 +737,9 @@ static void batch_sessions(const model *m, const uint32_t cuts[B_SESS], uint32_t
         fwd_destroy(f);
     }
     /* refused: more rows than the batch executor's, an executor of another kind */
-    vk_exec_item big = {ex[0], in, cap + 1, 0, NULL};
+    vk_exec_item big = {.e = ex[0], .hidden = in, .n = cap + 1};
     assert_int_equal(vk_exec_run_batch(b, &big, 1), HINGE_ERR_INVALID);
-    vk_exec_item self = {b, in, 1, 0, NULL};
+    vk_exec_item self = {.e = b, .hidden = in, .n = 1};
     assert_int_equal(vk_exec_run_batch(ex[2], &self, 1), HINGE_ERR_INVALID); /* ex[2]: first > 0 */
     for (int i = 0; i < B_SESS; i++)
         vk_exec_destroy(ex[i]);

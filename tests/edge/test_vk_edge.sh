@@ -8,15 +8,28 @@
 #     device) give the same texts;
 #   - seeded sampling with the prompt in chunks of 3 positions (NO_SAMPLE
 #     steps: the head skipped on the device) equals the CPU edge's text;
+#   - a private head (--private-head J: the edge runs [cut, N - J) and
+#     sends rows back) at (k, J) in {(1,1), (2,2), (0,3), (2,3): no layer on
+#     the edge}: the Vulkan edge's text equals the CPU edge's and the oracle;
+#   - speculative decoding (hinge generate --speculate: verify steps, every
+#     row's logits from the device's batch head): greedy from BOS the
+#     oracle and the CPU edge's text, with more than one token per round
+#     trip; greedy with a prompt at another cut the CPU edge's text and
+#     the Vulkan edge's without --speculate (sampled speculation is left
+#     out: its text varies from run to run on the CPU edge too);
+#   - a speculative, a private-head and a plain session at once (verify
+#     rows, rows out and logits in the same device batches): each the text
+#     it gives alone;
 #   - the device KV cache counts against --kv-budget: a session that does
-#     not fit is refused 503 with Retry-After; private_head and verify steps
-#     (hinge generate --speculate) are refused 422;
+#     not fit is refused 503 with Retry-After;
 #   - a thin client's /v1/completions (cut 0) gives the CPU edge's text;
 #     a bad --backend is a usage error (exit 2);
 #   - /metrics names the backend and the device; /v1/profile's costs were
 #     timed on the backend's device;
 #   - Gemma 3 270M (HINGE_GEMMA_MODEL, skipped when absent) at cut 6: 24
-#     greedy tokens of a prompt equal the CPU edge's.
+#     greedy tokens of a prompt equal the CPU edge's, with a private head
+#     of 4 layers too (run beside a speculative session); --speculate at
+#     cut 3: the CPU edge's text.
 # Exits 77 (skipped) where there is no Vulkan device.
 #   test_vk_edge.sh HINGE_EDGE SPLIT_GENERATE HINGE SHARED_DIR
 set -uo pipefail
@@ -91,15 +104,48 @@ c = json.load(sys.stdin)[\"costs\"]
 ok = c[\"backend\"] == \"$b\" and c[\"measured_at_start\"] and len(c[\"layer_decode_us\"]) == 5
 sys.exit(0 if ok and all(x > 0 for x in c[\"layer_decode_us\"]) and c[\"head_decode_us\"] > 0 else 1)'"
 done
-ph="{\"model_sha256\":\"$sha\",\"cut\":1,\"private_head\":2,\"codec\":\"f32\",\"ctx\":64}"
-c -o "$tmp/ph.json" -w '%{http_code}' -d "$ph" "$vk/v1/sessions" >"$tmp/ph.code"
-check "private_head on the Vulkan edge: 422 saying why" bash -c \
-  "test \"\$(cat '$tmp/ph.code')\" = 422 && grep -q 'Vulkan' '$tmp/ph.json'"
+for kj in "1 1" "2 2" "0 3" "2 3"; do
+  set -- $kj
+  for b in vk cpu; do
+    url=$vk; [ $b = cpu ] && url=$cpu
+    "$gen" --model "$stories" --edge "$url" --cut "$1" --private-head "$2" --wire f32 --prompt "" -n 200 \
+      >"$tmp/ph-$b-$1-$2.txt" 2>"$tmp/ph-$b-$1-$2.err"
+  done
+  check "private head k=$1 J=$2: the Vulkan edge's text equals the CPU edge's" \
+    cmp "$tmp/ph-vk-$1-$2.txt" "$tmp/ph-cpu-$1-$2.txt"
+  check "... and the oracle" cmp "$tmp/ph-vk-$1-$2.txt" "$oracle"
+done
 
-timeout 60 "$hinge" generate --model "$stories" --edge "$vk" --cut 2 --prompt "Once upon a time" -n 30 --temp 0 \
-  --speculate >"$tmp/spec.txt" 2>"$tmp/spec.err"
-check "a verify step (--speculate) on the Vulkan edge: 422 saying why" bash -c \
-  "grep -q '422: unsupported_backend: verify steps .* Vulkan' '$tmp/spec.err'"
+for b in vk cpu; do
+  url=$vk; [ $b = cpu ] && url=$cpu
+  timeout 60 "$hinge" generate --model "$stories" --edge "$url" --cut 2 --prompt "" -n 200 --temp 0 --speculate \
+    --json >"$tmp/spec-$b.json" 2>"$tmp/spec-$b.err"
+  timeout 60 "$hinge" generate --model "$stories" --edge "$url" --cut 3 --prompt "Once upon a time, Lily" -n 60 \
+    --temp 0 --speculate --json >"$tmp/spec-p-$b.json" 2>"$tmp/spec-p-$b.err"
+done
+timeout 60 "$hinge" generate --model "$stories" --edge "$vk" --cut 3 --prompt "Once upon a time, Lily" -n 60 \
+  --temp 0 --json >"$tmp/plain-p-vk.json" 2>"$tmp/plain-p-vk.err"
+check "--speculate (verify steps) greedy on the Vulkan edge: the oracle and the CPU edge's text, > 1 token a trip" \
+  python3 -c "
+import json; v, c = (json.load(open('$tmp/spec-%s.json' % n)) for n in ('vk', 'cpu'))
+assert v['text'] == c['text'] == open('$oracle').read(), (v['text'], c['text'])
+assert v['tokens_per_round_trip'] > 1.0, v"
+check "--speculate with a prompt at cut 3: the CPU edge's text and the Vulkan edge's plain run's" python3 -c "
+import json; v, c, p = (json.load(open('$tmp/%s.json' % n)) for n in ('spec-p-vk', 'spec-p-cpu', 'plain-p-vk'))
+assert v['text'] == c['text'] == p['text'] and len(v['text']) > 20, (v['text'], c['text'], p['text'])"
+
+# all three kinds at once on the Vulkan edge: verify rows, rows out and a
+# plain session's logits in the same device batches
+timeout 60 "$hinge" generate --model "$stories" --edge "$vk" --cut 2 --prompt "" -n 200 --temp 0 --speculate \
+  --json >"$tmp/mix-spec.json" 2>"$tmp/mix-spec.err" &
+"$gen" --model "$stories" --edge "$vk" --cut 1 --private-head 1 --wire f32 --prompt "" -n 200 \
+  >"$tmp/mix-ph.txt" 2>"$tmp/mix-ph.err" &
+"$gen" --model "$stories" --edge "$vk" --cut 4 --wire f32 --prompt "" -n 200 >"$tmp/mix-plain.txt" \
+  2>"$tmp/mix-plain.err" &
+wait
+check "speculative, private-head and plain sessions at once: each its text alone" bash -c "
+  cmp '$tmp/mix-ph.txt' '$oracle' && cmp '$tmp/mix-plain.txt' '$oracle' &&
+  python3 -c \"import json; assert json.load(open('$tmp/mix-spec.json'))['text'] == open('$oracle').read()\""
 
 # The device KV cache of one session at cut 1, ctx 256: 4 layers x 256
 # positions x (32 + 32) floats = 256 KiB; a budget of 128 KiB refuses it.
@@ -130,6 +176,22 @@ if [ -f "$gemma" ]; then
   done
   check "Gemma cut 6: the Vulkan edge's 24 tokens equal the CPU edge's" cmp "$tmp/gvk.txt" "$tmp/gcpu.txt"
   check "... and are text" test -s "$tmp/gvk.txt"
+  # a private head and verify steps where sessions join with their input
+  # norm and a private head leaves mid-batch (Gemma's post-norms)
+  for b in gvk gcpu; do
+    url=$gvk; [ $b = gcpu ] && url=$gcpu
+    "$gen" --model "$gemma" --edge "$url" --cut 6 --private-head 4 --wire f32 --prompt "The capital of France is" \
+      -n 24 >"$tmp/$b-ph.txt" 2>"$tmp/$b-ph.err" &
+    timeout 120 "$hinge" generate --model "$gemma" --edge "$url" --cut 3 --prompt "1, 2, 3, 4, 5, 6," -n 24 --temp 0 \
+      --speculate --json >"$tmp/$b-spec.json" 2>"$tmp/$b-spec.err" &
+    wait
+  done
+  check "Gemma cut 6, private head 4: the Vulkan edge's tokens equal the CPU edge's" \
+    bash -c "test -s '$tmp/gvk-ph.txt' && cmp '$tmp/gvk-ph.txt' '$tmp/gcpu-ph.txt'"
+  check "Gemma cut 3, --speculate: the Vulkan edge's text equals the CPU edge's" python3 -c "
+import json; v, c = (json.load(open('$tmp/%s-spec.json' % n)) for n in ('gvk', 'gcpu'))
+assert v['text'] == c['text'] and len(v['text']) > 10, (v['text'], c['text'])
+assert v['tokens_per_round_trip'] > 1.0, v"
 else
   echo "# Gemma skipped: $gemma absent"
 fi
