@@ -6,9 +6,9 @@
  * a driver that computes wrongly stops the edge before it serves anything.
  * A model's layers and head are uploaded once, when its first session
  * opens (vk_model, kept while the model stays loaded); each session gets
- * its own executor for [cut, N) + head with hidden rows in, borrowing
- * those weights and owning its device KV cache, activations and command
- * buffers. Its tail (tail.h) keeps only the sampler and the logit row. The
+ * its own executor for [cut, N), a batch item's (vk_exec_config.batch_item:
+ * its device KV cache, RoPE and attention and their rows; no products, no
+ * head, no command buffers), borrowing those weights. Its tail (tail.h) keeps only the sampler and the logit row. The
  * device KV cache is taken whole from the edge's --kv-budget when the
  * session opens (refused with 503 when it does not fit), so no step fails
  * for it later.
@@ -50,16 +50,18 @@ struct edge_vk {
     size_t cap;
 };
 
-/* The batch executor of the model of a session being opened (lock held). */
-static hinge_status batch_open(edge_vk *v, const edge_session *s, uint32_t batch, char *err, size_t errlen)
+/* The batch executor of the model of a session being opened (lock held):
+ * the kernels that run its sessions' products and head. The default
+ * model's passed the self-test at start-up; another model's weight types
+ * may need other kernels: tested here, once per model. */
+static hinge_status batch_open(hinge_edge *e, const edge_session *s, uint32_t batch, char *err, size_t errlen)
 {
     edge_model *em = s->em;
     if (em->vbx)
         return HINGE_OK;
     vk_exec_config c = {.end = s->m->hp.n_layer, .head = true, .ctx = 1, .max_batch = batch + BATCH_EXTRA,
-                        .weights = em->vw, .no_selftest = true, /* the session's executor was tested */
-                        .head_rows = HEAD_ROWS};
-    return vk_exec_create_range(v->c, s->m, &c, &em->vbx, err, errlen);
+                        .weights = em->vw, .no_selftest = s->m == e->m, .head_rows = HEAD_ROWS};
+    return vk_exec_create_range(e->vk->c, s->m, &c, &em->vbx, err, errlen);
 }
 
 hinge_status edge_vk_open(hinge_edge *e, char *err, size_t errlen)
@@ -126,14 +128,20 @@ int edge_vk_session_open(hinge_edge *e, edge_session *s, const char **code, char
     }
     /* passes as long as the scheduler's chunks (a longer step runs in several) */
     uint32_t batch = e->prefill_chunk < 512 ? e->prefill_chunk : 512;
-    /* the default model's kernels passed the self-test at start-up; another
-     * model's weight types may need others: tested as its sessions open */
+    if (st == HINGE_OK)
+        st = batch_open(e, s, batch, detail, detail_len);
+    /* the session's KV cache, RoPE and attention only: its products and head
+     * run in the batch executor (whose kernels passed the self-test) */
     vk_exec_config c = {.first = s->cut, .end = n, .head = true, .ctx = s->ctx, .max_batch = batch,
-                        .weights = em->vw, .no_selftest = m == e->m};
+                        .weights = em->vw, .no_selftest = true, .batch_item = true};
+    uint64_t t0 = edge_now_us();
     if (st == HINGE_OK)
         st = vk_exec_create_range(e->vk->c, m, &c, &s->vx, detail, detail_len);
-    if (st == HINGE_OK)
-        st = batch_open(e->vk, s, batch, detail, detail_len);
+    if (st == HINGE_OK) /* what a session costs the device and the loop thread (the lock held) */
+        hinge_log(&e->log, HINGE_LOG_INFO, "backend vulkan: session %.8s: executor for layers [%u, %u) in %.1f ms, "
+                  "%.2f MiB of device memory (KV cache %.2f MiB)", s->id, s->cut, n,
+                  (double)(edge_now_us() - t0) * 1e-3, (double)vk_exec_device_bytes(s->vx) / (1 << 20),
+                  (double)kv / (1 << 20));
     if (st != HINGE_OK) {
         vk_exec_destroy(s->vx);
         s->vx = NULL;
