@@ -105,6 +105,44 @@ void edge_vk_close(hinge_edge *e)
 
 const char *edge_vk_device(const hinge_edge *e) { return e->vk ? e->vk->device : ""; }
 
+/* A failed executor or upload as an HTTP status, its code in *code. */
+static int vk_http(hinge_status st, const char **code)
+{
+    *code = st == HINGE_ERR_NOMEM ? "out_of_memory" : "unsupported_backend";
+    return st == HINGE_ERR_NOMEM ? 503 : st == HINGE_ERR_UNSUPPORTED ? 422 : 500;
+}
+
+/* The model's device half, once per load: its weights and batch executor,
+ * counted with the model's memory under --model-memory (the lock is not
+ * held while counting: making room unloads other models, which takes it).
+ * Either all of it is kept and counted or none of it. */
+static int model_open(hinge_edge *e, edge_session *s, uint32_t batch, const char **code, char *detail,
+                      size_t detail_len)
+{
+    edge_model *em = s->em;
+    if (em->vk_bytes)
+        return 0;
+    pthread_mutex_lock(&e->vk->lock);
+    hinge_status st = HINGE_OK;
+    if (!em->vw) { /* [0, N) + head: any cut's sessions borrow it */
+        vk_model_config wc = {.first = 0, .end = s->m->hp.n_layer, .head = true};
+        st = vk_model_create(e->vk->c, s->m, &wc, &em->vw, detail, detail_len);
+    }
+    if (st == HINGE_OK)
+        st = batch_open(e, s, batch, detail, detail_len);
+    size_t bytes = st == HINGE_OK ? vk_model_device_bytes(em->vw) + vk_exec_device_bytes(em->vbx) : 0;
+    pthread_mutex_unlock(&e->vk->lock);
+    int http = st == HINGE_OK ? edge_model_grow(e, em, bytes, "device weights and batch buffers", code, detail,
+                                                detail_len)
+                              : vk_http(st, code);
+    if (http) {
+        edge_vk_model_drop(e, em);
+        return http;
+    }
+    em->vk_bytes = bytes;
+    return 0;
+}
+
 int edge_vk_session_open(hinge_edge *e, edge_session *s, const char **code, char *detail, size_t detail_len)
 {
     const model *m = s->m;
@@ -116,41 +154,26 @@ int edge_vk_session_open(hinge_edge *e, edge_session *s, const char **code, char
                    "the KV budget (%zu of %zu bytes held)", kv, kv_pool_used(e->kv), kv_pool_budget(e->kv));
         return 503;
     }
-    s->vx_kv = kv;
-    edge_model *em = s->em;
-    hinge_status st = HINGE_OK;
-    pthread_mutex_lock(&e->vk->lock);
-    if (!em->vw) { /* [0, N) + head: any cut's sessions borrow it */
-        vk_model_config wc = {.first = 0, .end = n, .head = true};
-        st = vk_model_create(e->vk->c, m, &wc, &em->vw, detail, detail_len);
-        if (st == HINGE_OK)
-            hinge_log(&e->log, HINGE_LOG_INFO, "backend vulkan: %s's weights uploaded", em->file);
-    }
+    s->vx_kv = kv; /* given back by edge_vk_session_close, on failure too */
     /* passes as long as the scheduler's chunks (a longer step runs in several) */
     uint32_t batch = e->prefill_chunk < 512 ? e->prefill_chunk : 512;
-    if (st == HINGE_OK)
-        st = batch_open(e, s, batch, detail, detail_len);
+    int http = model_open(e, s, batch, code, detail, detail_len);
+    if (http)
+        return http;
     /* the session's KV cache, RoPE and attention only: its products and head
      * run in the batch executor (whose kernels passed the self-test) */
     vk_exec_config c = {.first = s->cut, .end = n, .head = true, .ctx = s->ctx, .max_batch = batch,
-                        .weights = em->vw, .no_selftest = true, .batch_item = true};
+                        .weights = s->em->vw, .no_selftest = true, .batch_item = true};
+    pthread_mutex_lock(&e->vk->lock);
     uint64_t t0 = edge_now_us();
-    if (st == HINGE_OK)
-        st = vk_exec_create_range(e->vk->c, m, &c, &s->vx, detail, detail_len);
+    hinge_status st = vk_exec_create_range(e->vk->c, m, &c, &s->vx, detail, detail_len);
     if (st == HINGE_OK) /* what a session costs the device and the loop thread (the lock held) */
         hinge_log(&e->log, HINGE_LOG_INFO, "backend vulkan: session %.8s: executor for layers [%u, %u) in %.1f ms, "
                   "%.2f MiB of device memory (KV cache %.2f MiB)", s->id, s->cut, n,
                   (double)(edge_now_us() - t0) * 1e-3, (double)vk_exec_device_bytes(s->vx) / (1 << 20),
                   (double)kv / (1 << 20));
-    if (st != HINGE_OK) {
-        vk_exec_destroy(s->vx);
-        s->vx = NULL;
-    }
     pthread_mutex_unlock(&e->vk->lock);
-    if (st == HINGE_OK)
-        return 0;
-    *code = st == HINGE_ERR_NOMEM ? "out_of_memory" : "unsupported_backend";
-    return st == HINGE_ERR_NOMEM ? 503 : st == HINGE_ERR_UNSUPPORTED ? 422 : 500;
+    return st == HINGE_OK ? 0 : vk_http(st, code);
 }
 
 void edge_vk_session_close(hinge_edge *e, edge_session *s)
@@ -177,6 +200,8 @@ void edge_vk_model_drop(hinge_edge *e, edge_model *em)
     vk_model_destroy(em->vw);
     pthread_mutex_unlock(&e->vk->lock);
     em->vw = NULL;
+    edge_model_shrink(e, em, em->vk_bytes);
+    em->vk_bytes = 0;
 }
 
 /* The items' rows as batches of at most b's rows and head rows: each takes

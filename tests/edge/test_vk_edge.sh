@@ -9,7 +9,9 @@
 #   - seeded sampling with the prompt in chunks of 3 positions (NO_SAMPLE
 #     steps: the head skipped on the device) equals the CPU edge's text;
 #   - the device KV cache counts against --kv-budget: a session that does
-#     not fit is refused 503 with Retry-After; private_head and verify steps
+#     not fit is refused 503 with Retry-After; the device weights and batch
+#     buffers count with the model's memory under --model-memory (503
+#     model_memory_full when they do not fit); private_head and verify steps
 #     (hinge generate --speculate) are refused 422;
 #   - a thin client's /v1/completions (cut 0) gives the CPU edge's text;
 #     a bad --backend is a usage error (exit 2);
@@ -102,6 +104,31 @@ check "a session whose device KV cache is over --kv-budget: 503 with Retry-After
 c -o /dev/null -D "$tmp/kv2.hdr" -d "{\"model_sha256\":\"$sha\",\"cut\":4,\"codec\":\"f32\",\"ctx\":256}" \
   "http://127.0.0.1:$port/v1/sessions"
 check "... one that fits (cut 4: 64 KiB) opens" grep -q '^HTTP/2 201' "$tmp/kv2.hdr"
+
+# The device half of a model (its weights and the batch executor's buffers)
+# counts with the model's memory under --model-memory: the Vulkan edge holds
+# more than the CPU edge (same options, both with sessions open), and an edge
+# whose --model-memory leaves room for the host half only refuses the first
+# session 503 model_memory_full, logs why, and keeps none of it.
+metric() { c "$1/metrics" | sed -n "s/^$2 \([0-9.e+]*\)$/\1/p"; }
+host=$(metric "$cpu" hinge_edge_model_memory_bytes) both=$(metric "$vk" hinge_edge_model_memory_bytes)
+check "the Vulkan edge counts its device weights and batch buffers in the model's memory" \
+  python3 -c "assert float('$both') > float('$host') > 0, ('$both', '$host')"
+grep -o "device weights and batch buffers, [0-9.]* MiB" "$tmp/vk.err" | head -1 >"$tmp/dev.txt"
+check "... and logs them" test -s "$tmp/dev.txt"
+budget=$(python3 -c "print(int(float('$host') + (float('$both') - float('$host')) / 2))")
+start mm "$edge" --model "$stories" --listen 127.0.0.1:0 --insecure-h2c --threads 1 --backend vulkan \
+  --model-memory "$budget" || exit 1
+mm="http://127.0.0.1:$port"
+c -D "$tmp/mm.hdr" -o "$tmp/mm.json" -d "{\"model_sha256\":\"$sha\",\"cut\":1,\"codec\":\"f32\",\"ctx\":64}" \
+  "$mm/v1/sessions"
+check "device half over --model-memory: 503 model_memory_full" bash -c \
+  "grep -q '^HTTP/2 503' '$tmp/mm.hdr' && grep -q 'model_memory_full' '$tmp/mm.json' &&
+   grep -q 'device weights and batch buffers need' '$tmp/mm.json'"
+check "... logged" grep -q "hinge-edge warn: model .*device weights and batch buffers need .* of --model-memory" "$tmp/mm.err"
+kvu=$(metric "$mm" hinge_edge_kv_bytes_used) held=$(metric "$mm" hinge_edge_model_memory_bytes)
+check "... and nothing of it or of the session's KV cache is held" \
+  python3 -c "assert float('$kvu') == 0 and float('$held') == float('$host'), ('$kvu', '$held')"
 
 "$edge" --model "$stories" --insecure-h2c --backend gpu >/dev/null 2>"$tmp/bad.err"
 check "--backend gpu: exit 2 naming the choices" bash -c "test $? -eq 2 && grep -q 'not cpu or vulkan' '$tmp/bad.err'"
