@@ -184,7 +184,7 @@ int edge_model_ensure(hinge_edge *e, edge_model *em, const char **code, char *de
         *code = s == HINGE_ERR_RANGE ? "model_memory_full" : "model_load_failed";
         return s == HINGE_ERR_RANGE ? 503 : 500;
     }
-    em->bytes = bytes;
+    em->bytes += bytes; /* (+: the default model's device half is counted before, vk.c) */
     e->model_bytes += bytes;
     em->loads++;
     em->load_s = (double)(edge_now_us() - t0) * 1e-6;

@@ -22,7 +22,8 @@
  *    no head) give bitwise the full executors' logits, in a fraction of
  *    their device memory; they run only in batches with the batch's head.
  *  - The start-up self-test rejects a kernel broken on purpose
- *    (HINGE_VK_SELFTEST_BREAK), naming it; HINGE_VK_FORCE's cap on positions
+ *    (HINGE_VK_SELFTEST_BREAK), naming it, the head's and the batch head's
+ *    too; HINGE_VK_FORCE's cap on positions
  *    per dispatch and its errors.
  * meson runs this program once per forced kernel variant (HINGE_VK_FORCE in
  * the environment, tests/device/meson.build): every variant passes the
@@ -507,6 +508,29 @@ static void test_selftest_rejects(void **state)
         broken++;
     }
     assert_true(broken >= 5); /* embed, attention, wo, ffn_gate_up or its parts, ffn_down at least */
+    /* with the head (the edge's batch executor): its product on one row, and
+     * with head_rows the batch head's on several; a batch head is checked
+     * only where there is one */
+    const model_hparams *hp = &fx.stories->hp;
+    static const char *const heads[] = {"head", "batch_head"};
+    for (uint32_t rows = 0; rows <= 4; rows += 4)
+        for (size_t i = 0; i < 2; i++) {
+            setenv("HINGE_VK_SELFTEST_BREAK", heads[i], 1);
+            vk_exec_config c = {.first = hp->n_layer - 1, .end = hp->n_layer, .head = true, .ctx = 32,
+                                .max_batch = 8, .head_rows = rows};
+            char err[HINGE_ERRMSG_MAX] = "", want[64];
+            vk_exec *e = NULL;
+            hinge_status s = vk_exec_create_range(fx.ctx, fx.stories, &c, &e, err, sizeof err);
+            vk_exec_destroy(e);
+            if (i == 1 && rows == 0) {
+                assert_int_equal(s, HINGE_OK);
+                continue;
+            }
+            assert_int_equal(s, HINGE_ERR_UNSUPPORTED);
+            snprintf(want, sizeof want, "self-test: %s (layer %u, ", heads[i], hp->n_layer);
+            if (!strstr(err, want))
+                fail_msg("breaking %s: %s", heads[i], err);
+        }
     setenv("HINGE_VK_SELFTEST_BREAK", "ffn_down", 1);
     force_more("selftest=0");
     vk_exec *e = exec_create(fx.stories, 2, 32, 8);
