@@ -16,6 +16,8 @@ static hinge_status prepare(dev_ops *o, const struct dev_kernel *k, dev_op_kind 
 {
     if (!a || !b || per_pos == 0)
         return dev_fail(o->c, HINGE_ERR_INVALID, "%s: a, b and per_pos are required", what);
+    if (!k->module)
+        return dev_fail(o->c, HINGE_ERR_UNSUPPORTED, "%s: the ops were made attention-only", what);
     uint64_t fa = a->size / 4, fb = b->size / 4;
     uint64_t cap = (fa < fb ? fa : fb) / per_pos;
     if (cap == 0)

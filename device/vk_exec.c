@@ -110,6 +110,9 @@ hinge_status vk_exec_create_range(dev_ctx *c, const model *m, const vk_exec_conf
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "context %u (max %d) or batch %u (max %d) too large", ctx,
                           EX_MAX_CTX, max_batch, EX_MAX_BATCH);
     const vk_model *w = cfg->weights;
+    if (cfg->batch_item && (!w || cfg->embed || !cfg->head))
+        return hinge_fail(err, errlen, HINGE_ERR_INVALID, "a batch item's executor needs the head (the batch's), "
+                          "shared weights and no embedding");
     if (w && (w->m != m || w->c != c || w->first > cfg->first || w->end < cfg->end || (cfg->embed && !w->embed) ||
               (cfg->head && !w->head)))
         return hinge_fail(err, errlen, HINGE_ERR_INVALID, "the shared weights (layers [%u, %u)%s%s) do not cover "
@@ -129,10 +132,11 @@ hinge_status vk_exec_create_range(dev_ctx *c, const model *m, const vk_exec_conf
     e->k = cfg->end - cfg->first;
     e->embed = cfg->embed;
     e->head = cfg->head;
+    e->batch_item = cfg->batch_item;
     e->w = w;
     e->ctx = ctx;
     e->max_batch = max_batch;
-    e->head_rows = cfg->head_rows < max_batch ? cfg->head_rows : max_batch;
+    e->head_rows = cfg->batch_item ? 0 : cfg->head_rows < max_batch ? cfg->head_rows : max_batch;
     e->d = hp->n_embd;
     e->q_dim = hp->n_head * hp->head_dim;
     e->kv_dim = hp->n_head_kv * hp->head_dim;
@@ -142,9 +146,9 @@ hinge_status vk_exec_create_range(dev_ctx *c, const model *m, const vk_exec_conf
     e->att_stride = (e->o_dim + 3u) & ~3u;
     e->ff_stride = (hp->n_ff + 3u) & ~3u;
     s = ex_build(e);
-    if (s == HINGE_OK)
+    if (s == HINGE_OK && !e->batch_item) /* a batch item's steps are recorded into the batch's */
         s = create_commands(e);
-    if (s == HINGE_OK)
+    if (s == HINGE_OK && !e->batch_item)
         s = ex_record_decode(e);
     e->last = &e->dec;
     if (s == HINGE_OK && dev_ops_variant(e->ops)->selftest && !cfg->no_selftest)
@@ -155,9 +159,9 @@ hinge_status vk_exec_create_range(dev_ctx *c, const model *m, const vk_exec_conf
         return s;
     }
     hinge_log(dev_ctx_logger(c), HINGE_LOG_INFO,
-              "vulkan: executor for %slayers [%u, %u) of %u%s, context %u, batch %u: %u dispatches per decode step, "
-              "%u ops per prefill pass (%s)", e->embed ? "embed + " : "", e->first, e->end, hp->n_layer,
-              e->head ? " + head" : "", ctx, e->max_batch, e->dec.dispatches, e->pre.n,
+              "vulkan: %sexecutor for %slayers [%u, %u) of %u%s, context %u, batch %u: %u dispatches per decode "
+              "step, %u ops per prefill pass (%s)", e->batch_item ? "batch item's " : "", e->embed ? "embed + " : "",
+              e->first, e->end, hp->n_layer, e->head ? " + head" : "", ctx, e->max_batch, e->dec.dispatches, e->pre.n,
               dev_ops_describe(e->ops));
     *out = e;
     return HINGE_OK;
@@ -179,6 +183,14 @@ void vk_exec_destroy(vk_exec *e)
     free(e->post_w);
     free(e->post_tmp);
     free(e);
+}
+
+static uint64_t pool_bytes(const dev_pool *p) { return p ? dev_pool_capacity(p) : 0; }
+
+uint64_t vk_exec_device_bytes(const vk_exec *e)
+{
+    return pool_bytes(e->act_pool) + pool_bytes(e->kv_pool) + pool_bytes(e->host_pool) + pool_bytes(e->rb_pool) +
+           pool_bytes(e->bh_pool) + pool_bytes(e->bh_rb_pool) + vk_model_device_bytes(e->own);
 }
 
 const char *vk_exec_errmsg(const vk_exec *e) { return e ? e->errmsg : "no executor"; }
@@ -285,6 +297,9 @@ static hinge_status run_chunk(vk_exec *e, const int32_t *tokens, const float *hi
 static hinge_status run(vk_exec *e, const int32_t *tokens, const float *hidden, size_t n, uint32_t pos0, float *out)
 {
     double t0 = now_ns();
+    if (e->batch_item)
+        return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_INVALID, "a batch item's executor runs only in "
+                          "vk_exec_run_batch");
     hinge_status s = ex_check_input(e, tokens, hidden, n, pos0);
     if (s != HINGE_OK)
         return s;
@@ -325,6 +340,9 @@ hinge_status vk_exec_run_hidden(vk_exec *e, const float *hidden, size_t n, uint3
 
 hinge_status vk_exec_set_profiling(vk_exec *e, bool on)
 {
+    if (on && e->batch_item)
+        return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_INVALID, "a batch item's executor runs only in "
+                          "its batch's command buffer: profile the batch executor");
     if (on && !e->ts_pool)
         return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_UNSUPPORTED, "%s has no compute timestamps",
                           dev_ctx_features(e->c)->name);

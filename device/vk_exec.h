@@ -88,6 +88,8 @@ typedef struct vk_model_config {
 hinge_status vk_model_create(dev_ctx *c, const model *m, const vk_model_config *cfg, vk_model **out, char *err,
                              size_t errlen);
 void vk_model_destroy(vk_model *w); /* NULL is a no-op */
+/* Bytes of device memory w holds (its pools; NULL: 0). */
+uint64_t vk_model_device_bytes(const vk_model *w);
 
 typedef struct vk_exec_config {
     uint32_t first, end;  /* layers [first, end) */
@@ -102,6 +104,12 @@ typedef struct vk_exec_config {
     uint32_t head_rows;   /* a batch executor's (vk_exec_run_batch) head: one matrix-matrix product over
                              up to this many items' last rows (the output matrix read once a batch);
                              0: each item's own executor's head */
+    bool batch_item;      /* only what vk_exec_run_batch uses of an item's executor when the batch has the
+                             head (head_rows): its KV cache and positions, RoPE, the KV write and attention
+                             (gemma3: the input norm of its first layer) and the rows they are copied
+                             through; no products, no head, no decode pass. Needs head (the batch's), no
+                             embed and weights (HINGE_ERR_INVALID otherwise); vk_exec_run/_run_hidden refuse
+                             it (the edge's sessions: a fraction of the memory and creation time) */
 } vk_exec_config;
 hinge_status vk_exec_create_range(dev_ctx *c, const model *m, const vk_exec_config *cfg, vk_exec **out, char *err,
                                   size_t errlen);
@@ -110,6 +118,11 @@ hinge_status vk_exec_create_range(dev_ctx *c, const model *m, const vk_exec_conf
 uint64_t vk_exec_kv_bytes(const model *m, uint32_t layers, uint32_t ctx);
 
 void vk_exec_destroy(vk_exec *e); /* NULL is a no-op */
+/* Bytes of memory e allocated from the device (its pools of every kind:
+ * KV cache, activations, host-visible step and readback buffers, the batch
+ * head's, weights it uploaded itself; not borrowed weights, not the
+ * driver's own for pipelines and descriptors). */
+uint64_t vk_exec_device_bytes(const vk_exec *e);
 const char *vk_exec_errmsg(const vk_exec *e); /* the last error's detail; owned by e */
 
 uint32_t vk_exec_layers(const vk_exec *e);    /* k (end - first) */
@@ -143,7 +156,9 @@ hinge_status vk_exec_run_hidden(vk_exec *e, const float *hidden, size_t n, uint3
  * executor's model, ending at or before the batch executor's end), n hidden
  * rows ((n, n_embd) f32, the input of layer first) at positions pos0 ..
  * pos0+n-1, and its output:
- *   - an executor with the head: logits gets the last row's n_vocab logits
+ *   - an executor with the head (a full one, or a batch item's:
+ *     vk_exec_config.batch_item, which needs b's head_rows for logits):
+ *     logits gets the last row's n_vocab logits
  *     (NULL: no head for it), or with all_rows every row's (n * n_vocab
  *     floats, row i's at i * n_vocab: a speculative verify step; through
  *     the batch executor's head, counting n of its head_rows);
@@ -174,6 +189,7 @@ typedef struct vk_exec_item {
  * alone, not vk_exec_run_hidden's (whose decode runs matrix-vector
  * kernels). Errors: HINGE_ERR_INVALID (no items, more rows than b's
  * max_batch or head rows than its head_rows, all_rows without b's
+ * head_rows, a batch item's executor wanting logits of a batch without
  * head_rows, an item with more rows than its executor's max_batch, a
  * mismatched executor or output), the others as vk_exec_run_hidden's (an
  * item's detail in b's errmsg). */

@@ -275,6 +275,9 @@ static hinge_status check_items(vk_exec *b, vk_exec_item *items, size_t n, uint3
                               : !out_ok ? "outputs its executor does not give (logits with the head, all_rows with "
                                           "the batch's head; rows out without)"
                                         : "an executor of another kind");
+        if (e->batch_item && it->logits && !b->head_rows)
+            return hinge_fail(b->errmsg, sizeof b->errmsg, HINGE_ERR_INVALID, "batch: item %zu: a batch item's "
+                              "executor has no head; the batch has none (head_rows)", i);
         hinge_status s = ex_check_input(e, NULL, items[i].hidden, items[i].n, items[i].pos0);
         if (s != HINGE_OK)
             return hinge_fail(b->errmsg, sizeof b->errmsg, s, "batch: item %zu: %s", i, e->errmsg);

@@ -31,17 +31,55 @@ static hinge_status create_pool(vk_exec *e, dev_mem_kind kind, uint64_t bytes, c
     return s == HINGE_OK ? HINGE_OK : ex_fail_ctx(e, s, what);
 }
 
+/* The activations, (max_batch, *) f32, and the rope tables. A batch item
+ * has only what its rope_kv and attention read and write (and, gemma3,
+ * its first layer's input norm: x into xb). */
+static hinge_status alloc_acts(vk_exec *e)
+{
+    const model_hparams *hp = &e->m->hp;
+    uint64_t B = e->max_batch, d = e->d;
+    bool full = !e->batch_item, xs = full || hp->post_norms;
+    hinge_status s = HINGE_OK;
+    if (xs && (s = alloc(e, e->act_pool, B * d, "x", &e->x)) == HINGE_OK)
+        s = alloc(e, e->act_pool, B * d, "xb", &e->xb);
+    if (s == HINGE_OK)
+        s = alloc(e, e->act_pool, B * e->qkv_stride, "qkv", &e->qkv);
+    if (s == HINGE_OK)
+        s = alloc(e, e->act_pool, B * e->att_stride, "att", &e->att);
+    if (s == HINGE_OK)
+        s = alloc(e, e->act_pool, hp->rope_dim / 2 ? hp->rope_dim / 2 : 1, "rope freq", &e->freq_global);
+    if (s == HINGE_OK)
+        s = alloc(e, e->act_pool, hp->rope_dim / 2 ? hp->rope_dim / 2 : 1, "rope freq swa", &e->freq_swa);
+    if (s != HINGE_OK || !full)
+        return s;
+    s = alloc(e, e->act_pool, B * d, "x2", &e->x2);
+    if (s == HINGE_OK)
+        s = alloc(e, e->act_pool, B * d, "o", &e->o);
+    if (s == HINGE_OK)
+        s = alloc(e, e->act_pool, B * e->ff_stride, "ffn gate", &e->g);
+    if (s == HINGE_OK)
+        s = alloc(e, e->act_pool, B * e->ff_stride, "ffn up", &e->u);
+    if (s == HINGE_OK && e->head)
+        s = alloc(e, e->act_pool, d, "head input", &e->hl);
+    if (s == HINGE_OK && e->head)
+        s = alloc(e, e->act_pool, hp->n_vocab, "logits", &e->logits);
+    return s;
+}
+
 static hinge_status alloc_buffers(vk_exec *e)
 {
     const model_hparams *hp = &e->m->hp;
     uint64_t B = e->max_batch, d = e->d;
-    uint64_t act = B * (4 * d + e->qkv_stride + e->att_stride + 2 * (uint64_t)e->ff_stride) + hp->rope_dim;
+    bool full = !e->batch_item;
+    uint64_t act = B * (e->qkv_stride + e->att_stride) + hp->rope_dim;
+    act += full || hp->post_norms ? 2 * B * d : 0;
+    act += full ? B * (2 * d + 2 * (uint64_t)e->ff_stride) : 0;
     uint64_t rb = (B > 2 ? B : 2) * d; /* decode reads back the residual and (gemma3) o */
-    if (e->head) { /* the last row's residual and the logits; only the logits are read back */
+    if (e->head && full) { /* the last row's residual and the logits; only the logits are read back */
         act += d + hp->n_vocab;
         rb = hp->n_vocab;
     }
-    uint64_t in = B * sizeof(int32_t) + (e->embed ? 0 : B * d * sizeof(float));
+    uint64_t in = full ? B * sizeof(int32_t) + (e->embed ? 0 : B * d * sizeof(float)) : 0;
     uint64_t kv = vk_exec_kv_bytes(e->m, e->k, e->ctx) + 2 * (uint64_t)e->k * SLACK;
     /* the KV cache first: an absurd context is a clear NOMEM before any upload */
     hinge_status s = e->k ? create_pool(e, DEV_MEM_DEVICE, kv, "KV cache", &e->kv_pool) : HINGE_OK;
@@ -49,7 +87,7 @@ static hinge_status alloc_buffers(vk_exec *e)
         s = create_pool(e, DEV_MEM_DEVICE, act * sizeof(float) + 15 * SLACK, "activations", &e->act_pool);
     if (s == HINGE_OK)
         s = create_pool(e, DEV_MEM_UPLOAD, in + 3 * SLACK, "step", &e->host_pool);
-    if (s == HINGE_OK)
+    if (s == HINGE_OK && full)
         s = create_pool(e, DEV_MEM_READBACK, rb * sizeof(float) + SLACK, "hidden readback", &e->rb_pool);
     for (uint32_t il = e->first; il < e->end && s == HINGE_OK; il++) {
         s = alloc(e, e->kv_pool, (uint64_t)e->ctx * e->kv_dim, "K cache", &e->cache[il].k);
@@ -57,36 +95,14 @@ static hinge_status alloc_buffers(vk_exec *e)
             s = alloc(e, e->kv_pool, (uint64_t)e->ctx * e->v_dim, "V cache", &e->cache[il].v);
     }
     if (s == HINGE_OK)
-        s = alloc(e, e->act_pool, B * d, "x", &e->x);
-    if (s == HINGE_OK)
-        s = alloc(e, e->act_pool, B * d, "x2", &e->x2);
-    if (s == HINGE_OK)
-        s = alloc(e, e->act_pool, B * d, "xb", &e->xb);
-    if (s == HINGE_OK)
-        s = alloc(e, e->act_pool, B * d, "o", &e->o);
-    if (s == HINGE_OK)
-        s = alloc(e, e->act_pool, B * e->qkv_stride, "qkv", &e->qkv);
-    if (s == HINGE_OK)
-        s = alloc(e, e->act_pool, B * e->att_stride, "att", &e->att);
-    if (s == HINGE_OK)
-        s = alloc(e, e->act_pool, B * e->ff_stride, "ffn gate", &e->g);
-    if (s == HINGE_OK)
-        s = alloc(e, e->act_pool, B * e->ff_stride, "ffn up", &e->u);
-    if (s == HINGE_OK)
-        s = alloc(e, e->act_pool, hp->rope_dim / 2 ? hp->rope_dim / 2 : 1, "rope freq", &e->freq_global);
-    if (s == HINGE_OK)
-        s = alloc(e, e->act_pool, hp->rope_dim / 2 ? hp->rope_dim / 2 : 1, "rope freq swa", &e->freq_swa);
-    if (s == HINGE_OK && e->head)
-        s = alloc(e, e->act_pool, d, "head input", &e->hl);
-    if (s == HINGE_OK && e->head)
-        s = alloc(e, e->act_pool, hp->n_vocab, "logits", &e->logits);
-    if (s == HINGE_OK && !e->embed)
+        s = alloc_acts(e);
+    if (s == HINGE_OK && full && !e->embed)
         s = alloc(e, e->host_pool, B * d, "input rows", &e->hin);
-    if (s == HINGE_OK)
+    if (s == HINGE_OK && full)
         s = alloc(e, e->host_pool, B, "token ids", &e->tok);
     if (s == HINGE_OK)
         s = alloc(e, e->host_pool, 1, "position", &e->pos);
-    if (s == HINGE_OK)
+    if (s == HINGE_OK && full)
         s = alloc(e, e->rb_pool, rb, "hidden out", &e->out);
     return s;
 }
@@ -291,20 +307,24 @@ hinge_status ex_add_post_norm(vk_exec *e, uint32_t il, const char *name, const d
     return ex_prep(e, dev_prepare_rmsnorm(e->ops, &a, &st->op), name, (int32_t)il);
 }
 
+/* gemma3: the input norm of the first layer, x into xb (later layers':
+ * the previous layer's post-norm). */
+static hinge_status add_input_norm(vk_exec *e, uint32_t il)
+{
+    dev_norm_args a = {.n = e->d, .x = &e->x, .x_stride = e->d, .w = &e->w->layers[il].attn_norm, .out = &e->xb,
+                       .o_stride = e->d, .eps = e->m->hp.rms_eps};
+    ex_step *st = ex_add_step(e, "attn_norm", (int32_t)il, true);
+    st->args.rn = a;
+    return ex_prep(e, dev_prepare_rmsnorm(e->ops, &a, &st->op), "attn_norm", (int32_t)il);
+}
+
 /* gemma3: each block's output is normed before the residual add; that norm
  * and the next block's input norm are one dispatch (HK_F_ADD | HK_F_NORM2),
  * so the products read a ready xb. Layer 0's input norm is its own step. */
 static hinge_status add_layer_gemma(vk_exec *e, uint32_t il)
 {
     const ex_layer *X = &e->w->layers[il];
-    hinge_status s = HINGE_OK;
-    if (il == e->first) {
-        dev_norm_args a = {.n = e->d, .x = &e->x, .x_stride = e->d, .w = &X->attn_norm, .out = &e->xb,
-                           .o_stride = e->d, .eps = e->m->hp.rms_eps};
-        ex_step *st = ex_add_step(e, "attn_norm", (int32_t)il, true);
-        st->args.rn = a;
-        s = ex_prep(e, dev_prepare_rmsnorm(e->ops, &a, &st->op), "attn_norm", (int32_t)il);
-    }
+    hinge_status s = il == e->first ? add_input_norm(e, il) : HINGE_OK;
     dev_mm_args in = {.x = &e->xb, .x_stride = e->d};
     if (s == HINGE_OK)
         s = ex_add_qkv(e, il, &in);
@@ -324,6 +344,16 @@ static hinge_status add_layer_gemma(vk_exec *e, uint32_t il)
         s = ex_add_mm(e, "ffn_down", (int32_t)il, true, &down);
     const dev_buf *next = il + 1 < e->end ? &e->w->layers[il + 1].attn_norm : NULL;
     return s == HINGE_OK ? ex_add_post_norm(e, il, "post_ffw_norm", &e->x, &X->post_ffn_norm, next) : s;
+}
+
+/* A batch item's layer: what vk_exec_batch.c runs in its executor (found
+ * by layer and name); the products are the batch's. */
+static hinge_status add_layer_item(vk_exec *e, uint32_t il)
+{
+    hinge_status s = il == e->first && e->m->hp.post_norms ? add_input_norm(e, il) : HINGE_OK;
+    if (s == HINGE_OK)
+        s = ex_add_rope(e, il);
+    return s == HINGE_OK ? ex_add_attention(e, il) : s;
 }
 
 hinge_status ex_pass_init(vk_exec *e, ex_pass *p, bool decode)
@@ -364,8 +394,9 @@ static hinge_status build_prefill(vk_exec *e)
     if (s == HINGE_OK && e->embed)
         s = ex_add_embed(e);
     for (uint32_t il = e->first; il < e->end && s == HINGE_OK; il++)
-        s = e->m->hp.post_norms ? add_layer_gemma(e, il) : add_layer_llama(e, il);
-    return s == HINGE_OK && e->head ? ex_add_head(e) : s;
+        s = e->batch_item ? add_layer_item(e, il) : e->m->hp.post_norms ? add_layer_gemma(e, il)
+                                                                        : add_layer_llama(e, il);
+    return s == HINGE_OK && e->head && !e->batch_item ? ex_add_head(e) : s;
 }
 
 static uint32_t type_bit(uint32_t type) { return type < 32 ? 1u << type : 0; }
@@ -389,7 +420,7 @@ hinge_status ex_build(vk_exec *e)
     e->cache = calloc(e->end ? e->end : 1, sizeof *e->cache);
     if (!e->cache)
         return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_NOMEM, "out of host memory");
-    dev_ops_config oc = {.types = used_types(e)};
+    dev_ops_config oc = {.types = used_types(e), .attention_only = e->batch_item};
     hinge_status s = dev_ops_create(e->c, &oc, &e->ops);
     if (s != HINGE_OK)
         return ex_fail_ctx(e, s, "kernels");
@@ -409,7 +440,7 @@ hinge_status ex_build(vk_exec *e)
         s = build_prefill(e);
     if (s == HINGE_OK && e->head_rows && e->head)
         s = ex_build_batch_head(e);
-    return s == HINGE_OK ? ex_build_decode(e) : s;
+    return s == HINGE_OK && !e->batch_item ? ex_build_decode(e) : s;
 }
 
 void ex_free_build(vk_exec *e)

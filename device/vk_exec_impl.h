@@ -95,6 +95,8 @@ struct vk_exec {
     uint32_t first, end;         /* layers [first, end) */
     uint32_t k, ctx, max_batch;  /* k = end - first */
     bool embed, head;            /* vk_exec_config */
+    bool batch_item;             /* vk_exec_config: only the KV cache, rope_kv and attention (and their
+                                    buffers): no products, head, decode pass or command buffers */
     uint32_t d;                  /* n_embd (a multiple of 4) */
     uint32_t q_dim, kv_dim, v_dim, o_dim;
     uint32_t qkv_stride;         /* floats per position of qkv: q | k | v, rounded up to 4 */

@@ -168,6 +168,18 @@ hinge_status vk_model_create(dev_ctx *c, const model *m, const vk_model_config *
     return HINGE_OK;
 }
 
+static uint64_t pool_bytes(const dev_pool *p) { return p ? dev_pool_capacity(p) : 0; }
+
+uint64_t vk_model_device_bytes(const vk_model *w)
+{
+    if (!w)
+        return 0;
+    uint64_t b = pool_bytes(w->embd_pool) + pool_bytes(w->head_pool);
+    for (uint32_t il = w->first; il < w->end; il++)
+        b += pool_bytes(w->layers[il].pool);
+    return b;
+}
+
 void vk_model_destroy(vk_model *e)
 {
     if (!e)

@@ -249,11 +249,10 @@ static hinge_status create_kernels(dev_ops *o)
     tex[HK_AT_B_Q] = tex[HK_AT_B_KC] = tex[HK_AT_B_VC] = VK_FORMAT_R32G32B32A32_SFLOAT;
     if (s == HINGE_OK && o->rows_sg)
         s = ops_kernel_init(o, &o->attention_rows, "attention_rows", HK_AT_BINDINGS, dev_attn_push_bytes, tex);
-    if (s == HINGE_OK)
-        s = kernel_create(o, "glu", HK_EW_BINDINGS, dev_eltwise_push_bytes, NULL, &o->glu);
-    if (s == HINGE_OK)
-        s = kernel_create(o, "add", HK_EW_BINDINGS, dev_eltwise_push_bytes, NULL, &o->add);
-    return s;
+    if (s != HINGE_OK || o->attention_only)
+        return s;
+    s = kernel_create(o, "glu", HK_EW_BINDINGS, dev_eltwise_push_bytes, NULL, &o->glu);
+    return s == HINGE_OK ? kernel_create(o, "add", HK_EW_BINDINGS, dev_eltwise_push_bytes, NULL, &o->add) : s;
 }
 
 const VkFormat *ops_rows_texels(void)
@@ -288,7 +287,8 @@ hinge_status dev_ops_create(dev_ctx *c, const dev_ops_config *cfg, dev_ops **out
     uint32_t all = 0;
     for (int i = 0; i < OPS_NTYPES; i++)
         all |= type_bits(i);
-    o->types = cfg->types ? cfg->types & all : all;
+    o->types = cfg->attention_only ? 0 : cfg->types ? cfg->types & all : all;
+    o->attention_only = cfg->attention_only;
     if (s == HINGE_OK)
         s = create_kernels(o);
     if (s != HINGE_OK) {

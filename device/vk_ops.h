@@ -55,6 +55,11 @@ typedef struct dev_ops_config {
     /* Fused decode kernels (qkv_rope, the deferred residual's prologue): > 0
      * yes, < 0 no, 0: yes unless HINGE_VK_FORCE=fuse=0. */
     int fuse;
+    /* Only the kernels of attention (rmsnorm, rope_kv, attention): no
+     * matrix, embedding or elementwise kernels (types is ignored). A batch
+     * item's executor (vk_exec_config.batch_item), whose products run in
+     * the batch's: fewer pipelines to build per session. */
+    bool attention_only;
 } dev_ops_config;
 
 /* The kernel variants a dev_ops runs, chosen at creation from the device's

@@ -54,6 +54,7 @@ struct dev_ops {
                                            shaped for CPU devices (matvec_rows.comp, attention_rows.comp);
                                            DEV_MV_ROWS without: matmul.comp MM_POS 1, attention.comp */
     uint32_t types;                     /* built: bit (1u << qtype) */
+    bool attention_only;                /* dev_ops_config's: no glu, add (nor matrix kernels: types 0) */
     struct dev_kernel matmul1[OPS_NTYPES]; /* matmul.comp MM_POS=1: rows matvec */
     struct dev_kernel matmuln[OPS_NTYPES]; /* matmul.comp: prefill */
     struct dev_kernel matmulr[OPS_NTYPES]; /* matvec_rows.comp MM_POS HK_MM_POS: prefill with rows_sg */

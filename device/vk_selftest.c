@@ -1,8 +1,10 @@
 /* The executor's start-up self-test: before a driver is trusted, every op
- * of the first layer (and the embedding), in both passes, runs once on
- * small random inputs, on buffers of its own but with the executor's
- * weights, kernels and pipelines, against the CPU reference (model/ops.c,
- * model/quant.c). Phone GPU drivers are known to compute some kernels
+ * of the first layer (and the embedding), in both passes, and the head's
+ * product (the final norm and the output matrix: a matrix-vector product
+ * for one row, and with head_rows the batch head's matrix-matrix product
+ * over several), runs once on small random inputs, on buffers of its own
+ * but with the executor's weights, kernels and pipelines, against the CPU
+ * reference (model/ops.c, model/quant.c). Phone GPU drivers are known to compute some kernels
  * wrongly without an error (llama.cpp #25906: q4_0 on Turnip; #28214:
  * subgroups of 128 on PowerVR); the test turns that silent garbage into
  * HINGE_ERR_UNSUPPORTED with a message naming the op, so that the session
@@ -11,7 +13,8 @@
  * The bound, ST_TOL, is far above a correct kernel's error (~1e-6; the
  * tolerances of tests/device) and far below a wrong one's (~1).
  * HINGE_VK_FORCE=selftest=0 skips the test. HINGE_VK_SELFTEST_BREAK=<step>
- * (a step name: embed, qkv_rope, attention, wo, ffn_gate_up, ffn_down, ...)
+ * (a step name: embed, qkv_rope, attention, wo, ffn_gate_up, ffn_down, ...,
+ * head, batch_head)
  * is for tests only: it corrupts that step's kernel (a push constant) so
  * that the test must reject it. One allocation of host memory and one
  * device pool, freed before returning. */
@@ -99,8 +102,8 @@ static hinge_status dget(st *t, const dev_buf *b, size_t n, float **out)
  * joined: up to three). */
 static uint32_t host_mats(const vk_exec *e, int32_t il, const dev_weight *w, const weight **mats)
 {
-    if (w == &e->w->embd) {
-        mats[0] = &e->m->tok_embd;
+    if (w == &e->w->embd || w == &e->w->outw) { /* (the output matrix is tok_embd when tied) */
+        mats[0] = w == &e->w->embd ? &e->m->tok_embd : &e->m->output;
         return 1;
     }
     const ex_layer *X = &e->w->layers[il];
@@ -185,23 +188,59 @@ static hinge_status run_op(st *t, const ex_step *stp, dev_op *op, uint32_t m, ui
     return HINGE_OK;
 }
 
+/* n floats the device computed against ref. */
+static hinge_status compare_host(st *t, const ex_step *stp, const dev_op *op, const float *got, const float *ref,
+                                 size_t n)
+{
+    double err = nerr(got, ref, n);
+    if (err <= ST_TOL)
+        return HINGE_OK;
+    hinge_status s = hinge_fail(t->e->errmsg, sizeof t->e->errmsg, HINGE_ERR_UNSUPPORTED,
+                                "self-test: %s (layer %d, kernel %s, %s) disagrees with the CPU: normalized error "
+                                "%.3g > %.0e; this driver computes it wrongly and is not used "
+                                "(HINGE_VK_FORCE=selftest=0 skips the test)",
+                                stp->name, stp->layer, op->k->name, dev_ops_describe(t->e->ops), err, ST_TOL);
+    hinge_log(dev_ctx_logger(t->e->c), HINGE_LOG_ERROR, "vulkan: %s", t->e->errmsg);
+    return s;
+}
+
 /* The device's n floats of b against ref. */
 static hinge_status compare(st *t, const ex_step *stp, const dev_op *op, const dev_buf *b, const float *ref,
                             size_t n)
 {
     float *got = hget(t, n);
     hinge_status s = dev_download(t->e->c, b, 0, got, n * sizeof(float));
+    return s == HINGE_OK ? compare_host(t, stp, op, got, ref, n) : dfail(t, s, "self-test download");
+}
+
+/* A product of many rows (the head: n_vocab) is checked on ST_WINS windows
+ * of ST_WIN rows spread over them, the first and the last included: the
+ * CPU's reference costs a fraction of all rows' (seconds for Gemma's head
+ * on a loaded lavapipe box), and a kernel wrong on any part of the rows (a
+ * large matrix is bound in parts) still shows. */
+enum { ST_WIN = 256, ST_WINS = 16 };
+
+static uint32_t win_row0(uint32_t rows, uint32_t i)
+{
+    return (uint32_t)((uint64_t)(rows - ST_WIN) * i / (ST_WINS - 1));
+}
+
+/* The windows of m rows of `rows` floats of b against those of ref. */
+static hinge_status compare_windows(st *t, const ex_step *stp, const dev_op *op, const dev_buf *b, const float *ref,
+                                    uint32_t m, uint32_t rows)
+{
+    size_t n = (size_t)m * rows, k = 0;
+    float *got = hget(t, n), *g = hget(t, (size_t)m * ST_WINS * ST_WIN), *r = hget(t, (size_t)m * ST_WINS * ST_WIN);
+    hinge_status s = dev_download(t->e->c, b, 0, got, n * sizeof(float));
     if (s != HINGE_OK)
         return dfail(t, s, "self-test download");
-    double err = nerr(got, ref, n);
-    if (err <= ST_TOL)
-        return HINGE_OK;
-    s = hinge_fail(t->e->errmsg, sizeof t->e->errmsg, HINGE_ERR_UNSUPPORTED,
-                   "self-test: %s (layer %d, kernel %s, %s) disagrees with the CPU: normalized error %.3g > %.0e; "
-                   "this driver computes it wrongly and is not used (HINGE_VK_FORCE=selftest=0 skips the test)",
-                   stp->name, stp->layer, op->k->name, dev_ops_describe(t->e->ops), err, ST_TOL);
-    hinge_log(dev_ctx_logger(t->e->c), HINGE_LOG_ERROR, "vulkan: %s", t->e->errmsg);
-    return s;
+    for (uint32_t j = 0; j < m; j++)
+        for (uint32_t i = 0; i < ST_WINS; i++, k += ST_WIN) {
+            size_t o = (size_t)j * rows + win_row0(rows, i);
+            memcpy(g + k, got + o, ST_WIN * sizeof(float));
+            memcpy(r + k, ref + o, ST_WIN * sizeof(float));
+        }
+    return compare_host(t, stp, op, g, r, k);
 }
 
 /* ---- the checks, one per kind of op ---- */
@@ -236,11 +275,16 @@ static hinge_status check_mm(st *t, const ex_step *stp, uint32_t m)
         return s == HINGE_OK ? s : dfail(t, s, stp->name);
     float *ref = hget(t, (size_t)m * rows), *r2 = hget(t, rows), *xe = hget(t, (size_t)m * stride);
     float *xin = hget(t, cols);
+    const weight *mats[3];
+    bool wins = rows >= ST_WINS * ST_WIN && !glu && !(fl & HK_F_ACC) && host_mats(e, stp->layer, a.w, mats) == 1;
     for (uint32_t j = 0; j < m; j++) {
         size_t xj = (size_t)j * stride;
         cpu_input(fl, x + xj, o + xj, rw, nw, cols, a.eps, xe + xj, xin);
         float *yj = ref + (size_t)j * rows;
-        cpu_product(e, stp->layer, a.w, xin, yj);
+        for (uint32_t i = 0; wins && i < ST_WINS; i++)
+            quant_matvec(mats[0]->type, mats[0]->data, cols, xin, yj, win_row0(rows, i), win_row0(rows, i) + ST_WIN);
+        if (!wins)
+            cpu_product(e, stp->layer, a.w, xin, yj);
         if (glu) {
             cpu_product(e, stp->layer, a.w2, xin, r2);
             (fl & HK_F_GEGLU ? op_geglu : op_swiglu)(yj, r2, rows);
@@ -248,7 +292,7 @@ static hinge_status check_mm(st *t, const ex_step *stp, uint32_t m)
         if (fl & HK_F_ACC)
             op_add(yj, y0 + (size_t)j * rows, rows);
     }
-    s = compare(t, stp, &op, &by, ref, (size_t)m * rows);
+    s = wins ? compare_windows(t, stp, &op, &by, ref, m, rows) : compare(t, stp, &op, &by, ref, (size_t)m * rows);
     return s == HINGE_OK && res ? compare(t, stp, &op, &bxo, xe, (size_t)m * stride) : s;
 }
 
@@ -506,7 +550,8 @@ static hinge_status check_step(st *t, const ex_step *stp, bool decode)
 static size_t scratch_floats(const vk_exec *e)
 {
     const model_hparams *hp = &e->m->hp;
-    size_t f = e->d, cand[] = {hp->n_ff, e->qkv_stride, e->att_stride, (size_t)hp->n_head * hp->head_dim};
+    size_t f = e->d, cand[] = {hp->n_ff, e->qkv_stride, e->att_stride, (size_t)hp->n_head * hp->head_dim,
+                               e->head ? hp->n_vocab : 0};
     for (size_t i = 0; i < sizeof cand / sizeof cand[0]; i++)
         f = cand[i] > f ? cand[i] : f;
     size_t kv = e->kv_dim > e->v_dim ? e->kv_dim : e->v_dim;
@@ -526,19 +571,34 @@ hinge_status ex_selftest(vk_exec *e)
         s = dfail(&t, s, "self-test");
     const ex_pass *passes[2] = {&e->dec, &e->pre};
     uint32_t checked = 0;
+    const ex_step *head = NULL;
     for (int p = 0; p < 2 && s == HINGE_OK; p++)
         for (uint32_t i = 0; i < passes[p]->n && s == HINGE_OK; i++) {
             const ex_step *stp = &passes[p]->steps[i];
-            /* the embedding once (the passes share its kernel), then the first layer's ops */
-            if ((stp->layer == -1 && p == 0) || (e->k > 0 && stp->layer == (int32_t)e->first)) {
+            /* the embedding and the head once (the passes share their kernels), the first layer's ops in both */
+            bool once = (stp->layer == -1 || stp->last_row) && p == 0;
+            if (once || (e->k > 0 && stp->layer == (int32_t)e->first && !stp->last_row)) {
                 s = check_step(&t, stp, passes[p]->decode);
                 checked++;
             }
+            head = stp->last_row ? stp : head;
         }
+    if (s == HINGE_OK && head && e->head_rows) {
+        /* the batch head (vk_exec_batch.c's bh_op): the head's product on the same weights and norm,
+         * matrix-matrix over several rows */
+        ex_step bh = *head;
+        bh.name = "batch_head";
+        bh.op.kind = DEV_OP_MATMUL;
+        dev_pool_reset(t.pool);
+        t.h_used = 0;
+        s = check_mm(&t, &bh, e->head_rows < ST_M ? e->head_rows : ST_M);
+        checked++;
+    }
     dev_pool_destroy(t.pool);
     free(t.h);
     if (s == HINGE_OK)
-        hinge_log(dev_ctx_logger(e->c), HINGE_LOG_INFO, "vulkan: self-test passed (%u ops of %slayer %u against "
-                  "the CPU)", checked, e->embed ? "the embedding and " : "", e->first);
+        hinge_log(dev_ctx_logger(e->c), HINGE_LOG_INFO, "vulkan: self-test passed (%u ops of %slayer %u%s against "
+                  "the CPU)", checked, e->embed ? "the embedding and " : "", e->first,
+                  !head ? "" : e->head_rows ? ", the head and the batch head" : " and the head");
     return s;
 }

@@ -39,7 +39,8 @@ typedef struct hinge_edge_config {
     const char *const *model_paths; /* several models (at most 16): the first is the default, loaded for
                                good; the others are loaded when a session names one (by sha256) [NULL] */
     uint32_t n_models;      /* entries of model_paths */
-    uint64_t model_memory;  /* bytes the loaded models may hold (weights and batch buffers); over it, unused
+    uint64_t model_memory;  /* bytes the loaded models may hold (weights and batch buffers, on the host and,
+                               with backend vulkan, on the device); over it, unused
                                models are evicted, least valuable first; the default always stays [0: no limit] */
     const char *listen;     /* "ADDR:PORT" or "[ADDR]:PORT", numeric; port 0 picks a free one [127.0.0.1:8443] */
     const char *cert;       /* PEM certificate chain (TLS) */

@@ -191,7 +191,9 @@ typedef struct edge_model {
                              session and shared by its sessions' executors (vk.c); NULL: none yet */
     struct vk_exec *vbx;  /* --backend vulkan: the batch executor over vw that runs its sessions' steps
                              together (vk.c); made with vw, used by the worker under the vk lock */
-    size_t bytes;         /* while loaded: m's weights and fb's buffers */
+    size_t bytes;         /* while loaded: m's weights and fb's buffers, and vk_bytes */
+    size_t vk_bytes;      /* --backend vulkan: vw's and vbx's device memory, counted in bytes once both are
+                             made (--model-memory; vk.c) */
     uint32_t sessions;    /* open sessions and thin-client requests on it: it stays loaded while > 0 */
     bool pinned;          /* the default (first) model: loaded for the edge's life */
     uint64_t uses, loads, last_use_ms;
@@ -446,6 +448,12 @@ edge_model *edge_model_by_name(hinge_edge *e, const char *name);
  * HTTP status (503 model_memory_full, 500 model_load_failed) with code
  * and detail. */
 int edge_model_ensure(hinge_edge *e, edge_model *em, const char **code, char *detail, size_t detail_len);
+/* Counts bytes more of a loaded model under --model-memory (its device
+ * half, vk.c), evicting unused models to make room; 503 model_memory_full
+ * with code and detail (and a warning in the log) when they do not fit. */
+int edge_model_grow(hinge_edge *e, edge_model *em, size_t bytes, const char *what, const char **code, char *detail,
+                    size_t detail_len);
+void edge_model_shrink(hinge_edge *e, edge_model *em, size_t bytes); /* gives them back */
 void edge_model_pin(edge_model *em);   /* a session starts using it */
 void edge_model_unpin(edge_model *em); /* a session is gone */
 json_t *edge_models_json(hinge_edge *e);

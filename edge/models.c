@@ -76,7 +76,7 @@ hinge_status edge_models_init(hinge_edge *e, const char *const *paths, uint32_t 
 
 static void unload(hinge_edge *e, edge_model *em)
 {
-    edge_vk_model_drop(e, em);
+    edge_vk_model_drop(e, em); /* gives its device bytes back (edge_model_shrink) */
     fwd_batch_destroy(em->fb);
     model_free(em->m);
     em->fb = NULL;
@@ -184,7 +184,7 @@ int edge_model_ensure(hinge_edge *e, edge_model *em, const char **code, char *de
         *code = s == HINGE_ERR_RANGE ? "model_memory_full" : "model_load_failed";
         return s == HINGE_ERR_RANGE ? 503 : 500;
     }
-    em->bytes = bytes;
+    em->bytes += bytes; /* (+: the default model's device half is counted before, vk.c) */
     e->model_bytes += bytes;
     em->loads++;
     em->load_s = (double)(edge_now_us() - t0) * 1e-6;
@@ -197,6 +197,30 @@ int edge_model_ensure(hinge_edge *e, edge_model *em, const char **code, char *de
     hinge_log(&e->log, HINGE_LOG_INFO, "model %s loaded in %.3f s (%.1f MiB; %.1f MiB of models loaded)", em->file,
               em->load_s, (double)bytes / (1 << 20), (double)e->model_bytes / (1 << 20));
     return 0;
+}
+
+int edge_model_grow(hinge_edge *e, edge_model *em, size_t bytes, const char *what, const char **code, char *detail,
+                    size_t detail_len)
+{
+    if (!make_room(e, em, bytes)) {
+        hinge_fail(detail, detail_len, HINGE_ERR_RANGE, "%s's %s need %.1f MiB more and the models in use hold %.1f "
+                   "of --model-memory %.1f MiB", em->file, what, (double)bytes / (1 << 20),
+                   (double)e->model_bytes / (1 << 20), (double)e->model_memory / (1 << 20));
+        hinge_log(&e->log, HINGE_LOG_WARN, "model %s", detail);
+        *code = "model_memory_full";
+        return 503;
+    }
+    em->bytes += bytes;
+    e->model_bytes += bytes;
+    hinge_log(&e->log, HINGE_LOG_INFO, "model %s: %s, %.1f MiB (%.1f MiB of models loaded)", em->file, what,
+              (double)bytes / (1 << 20), (double)e->model_bytes / (1 << 20));
+    return 0;
+}
+
+void edge_model_shrink(hinge_edge *e, edge_model *em, size_t bytes)
+{
+    em->bytes -= bytes;
+    e->model_bytes -= bytes;
 }
 
 void edge_model_pin(edge_model *em)
@@ -273,7 +297,8 @@ size_t edge_models_metrics(hinge_edge *e, char *buf, size_t cap)
             "hinge_edge_models_loaded %u\n# HELP hinge_edge_models Models this edge serves (--model).\n"
             "# TYPE hinge_edge_models gauge\nhinge_edge_models %u\n",
         loaded, e->n_models);
-    put(&t, "# HELP hinge_edge_model_memory_bytes Bytes of the loaded models (weights and batch buffers).\n"
+    put(&t, "# HELP hinge_edge_model_memory_bytes Bytes of the loaded models (weights and batch buffers, "
+            "host and device).\n"
             "# TYPE hinge_edge_model_memory_bytes gauge\nhinge_edge_model_memory_bytes %zu\n"
             "# HELP hinge_edge_model_memory_budget_bytes --model-memory (0: none).\n"
             "# TYPE hinge_edge_model_memory_budget_bytes gauge\nhinge_edge_model_memory_budget_bytes %llu\n"

@@ -1,15 +1,18 @@
 /* --backend vulkan: the sessions' layers [cut, N) and the head on a Vulkan
  * device, through the device half's executor (device/vk_exec.h).
  *
- * One dev_ctx for the edge's life, made at start-up; a probe executor over
- * the default model's first layer runs the executor's self-test there, so
+ * One dev_ctx for the edge's life, made at start-up, with the default
+ * model's device half (below), whose batch executor runs the executor's
+ * self-test there (layer 0's kernels, the head's and the batch head's), so
  * a driver that computes wrongly stops the edge before it serves anything.
- * A model's layers and head are uploaded once, when its first session
+ * Another model's layers and head are uploaded once, when its first session
  * opens (vk_model, kept while the model stays loaded); each session gets
- * its own executor for [cut, N) + head with hidden rows in (a private head
- * J: [cut, N - J) with hidden rows out, no head), borrowing those weights
- * and owning its device KV cache, activations and command buffers. Its
- * tail (tail.h) keeps only the sampler and the logit row. The
+ * its own executor for [cut, N): a batch item's (vk_exec_config.batch_item:
+ * its device KV cache, RoPE and attention and their rows; no products, no
+ * head, no command buffers), borrowing those weights; a private head J's
+ * is a full executor for [cut, N - J) with hidden rows out (the batch
+ * copies them out through its buffers). Its tail (tail.h) keeps only the
+ * sampler and the logit row. The
  * device KV cache is taken whole from the edge's --kv-budget when the
  * session opens (refused with 503 when it does not fit), so no step fails
  * for it later.
@@ -61,16 +64,45 @@ struct edge_vk {
     uint32_t vocab;              /* the largest vocabulary `logits` has held (models differ) */
 };
 
-/* The batch executor of the model of a session being opened (lock held). */
-static hinge_status batch_open(edge_vk *v, const edge_session *s, uint32_t batch, char *err, size_t errlen)
+/* Positions of a session's pass: as long as the scheduler's chunks (a
+ * longer step runs in several). */
+static uint32_t pass_rows(const hinge_edge *e) { return e->prefill_chunk < 512 ? e->prefill_chunk : 512; }
+
+/* A model's device half, made and counted once per load: its weights ([0,
+ * N) + head: any cut's sessions borrow them) and its batch executor, which
+ * runs every product and the head of its sessions' steps; with selftest,
+ * that executor's self-test (layer 0's kernels, the head's and the batch
+ * head's). Counted with the model's memory under --model-memory
+ * (HINGE_ERR_RANGE, *code model_memory_full, when it does not fit): all
+ * of it is kept and counted, or none of it. The lock is not held while
+ * counting: making room unloads other models, which takes it. */
+static hinge_status device_half(hinge_edge *e, edge_model *em, bool selftest, const char **code, char *err,
+                                size_t errlen)
 {
-    edge_model *em = s->em;
-    if (em->vbx)
+    if (em->vk_bytes)
         return HINGE_OK;
-    vk_exec_config c = {.end = s->m->hp.n_layer, .head = true, .ctx = 1, .max_batch = batch + BATCH_EXTRA,
-                        .weights = em->vw, .no_selftest = true, /* the session's executor was tested */
-                        .head_rows = HEAD_ROWS};
-    return vk_exec_create_range(v->c, s->m, &c, &em->vbx, err, errlen);
+    const model *m = em->m;
+    hinge_status st = HINGE_OK;
+    pthread_mutex_lock(&e->vk->lock);
+    if (!em->vw) {
+        vk_model_config wc = {.first = 0, .end = m->hp.n_layer, .head = true};
+        st = vk_model_create(e->vk->c, m, &wc, &em->vw, err, errlen);
+    }
+    vk_exec_config c = {.end = m->hp.n_layer, .head = true, .ctx = 1, .max_batch = pass_rows(e) + BATCH_EXTRA,
+                        .weights = em->vw, .no_selftest = !selftest, .head_rows = HEAD_ROWS};
+    if (st == HINGE_OK && !em->vbx)
+        st = vk_exec_create_range(e->vk->c, m, &c, &em->vbx, err, errlen);
+    pthread_mutex_unlock(&e->vk->lock);
+    if (st == HINGE_OK) {
+        size_t bytes = vk_model_device_bytes(em->vw) + vk_exec_device_bytes(em->vbx);
+        if (edge_model_grow(e, em, bytes, "device weights and batch buffers", code, err, errlen) == 0) {
+            em->vk_bytes = bytes;
+            return HINGE_OK;
+        }
+        st = HINGE_ERR_RANGE;
+    }
+    edge_vk_model_drop(e, em);
+    return st;
 }
 
 hinge_status edge_vk_open(hinge_edge *e, char *err, size_t errlen)
@@ -86,12 +118,12 @@ hinge_status edge_vk_open(hinge_edge *e, char *err, size_t errlen)
     if (s != HINGE_OK)
         return hinge_fail(err, errlen, s, "--backend vulkan: no usable Vulkan device: %s", why);
     snprintf(v->device, sizeof v->device, "%s", dev_ctx_features(v->c)->name);
-    /* the self-test runs when an executor is made: one small one now */
-    vk_exec *probe = NULL;
-    uint32_t n = e->m->hp.n_layer;
-    vk_exec_config pc = {.first = 0, .end = n ? 1 : 0, .ctx = 16, .max_batch = 4};
-    s = vk_exec_create_range(v->c, e->m, &pc, &probe, why, sizeof why);
-    vk_exec_destroy(probe);
+    /* the self-test runs when an executor is made: the default model's
+     * batch executor now, which runs what its sessions' steps run (a
+     * separate probe would build the same pipelines twice); its device
+     * half is counted now, as its host half is (edge_model_ensure) */
+    const char *code;
+    s = device_half(e, &e->models[0], true, &code, why, sizeof why);
     if (s != HINGE_OK)
         return hinge_fail(err, errlen, s, "--backend vulkan on %s: %s", v->device, why);
     hinge_log(&e->log, HINGE_LOG_INFO, "backend vulkan: %s, self-test passed", v->device);
@@ -117,6 +149,16 @@ const char *edge_vk_device(const hinge_edge *e) { return e->vk ? e->vk->device :
 
 dev_ctx *edge_vk_ctx(const hinge_edge *e) { return e->vk ? e->vk->c : NULL; }
 
+/* A failed device half or executor as an HTTP status, its code in *code
+ * (HINGE_ERR_RANGE: over --model-memory, the code set already). */
+static int vk_http(hinge_status st, const char **code)
+{
+    if (st == HINGE_ERR_RANGE)
+        return 503;
+    *code = st == HINGE_ERR_NOMEM ? "out_of_memory" : "unsupported_backend";
+    return st == HINGE_ERR_NOMEM ? 503 : st == HINGE_ERR_UNSUPPORTED ? 422 : 500;
+}
+
 int edge_vk_session_open(hinge_edge *e, edge_session *s, const char **code, char *detail, size_t detail_len)
 {
     const model *m = s->m;
@@ -128,35 +170,27 @@ int edge_vk_session_open(hinge_edge *e, edge_session *s, const char **code, char
                    "the KV budget (%zu of %zu bytes held)", kv, kv_pool_used(e->kv), kv_pool_budget(e->kv));
         return 503;
     }
-    s->vx_kv = kv;
-    edge_model *em = s->em;
-    hinge_status st = HINGE_OK;
-    pthread_mutex_lock(&e->vk->lock);
-    if (!em->vw) { /* [0, N) + head: any cut's sessions borrow it */
-        vk_model_config wc = {.first = 0, .end = n, .head = true};
-        st = vk_model_create(e->vk->c, m, &wc, &em->vw, detail, detail_len);
-        if (st == HINGE_OK)
-            hinge_log(&e->log, HINGE_LOG_INFO, "backend vulkan: %s's weights uploaded", em->file);
-    }
-    /* passes as long as the scheduler's chunks (a longer step runs in several) */
-    uint32_t batch = e->prefill_chunk < 512 ? e->prefill_chunk : 512;
+    s->vx_kv = kv; /* given back by edge_vk_session_close, on failure too */
     /* the default model's kernels passed the self-test at start-up; another
-     * model's weight types may need others: tested as its sessions open */
-    vk_exec_config c = {.first = s->cut, .end = end, .head = end == n, .ctx = s->ctx, .max_batch = batch,
-                        .weights = em->vw, .no_selftest = m == e->m};
-    if (st == HINGE_OK)
-        st = vk_exec_create_range(e->vk->c, m, &c, &s->vx, detail, detail_len);
-    if (st == HINGE_OK)
-        st = batch_open(e->vk, s, batch, detail, detail_len);
-    if (st != HINGE_OK) {
-        vk_exec_destroy(s->vx);
-        s->vx = NULL;
-    }
+     * model's weight types may need others: tested here */
+    hinge_status st = device_half(e, s->em, m != e->m, code, detail, detail_len);
+    if (st != HINGE_OK)
+        return vk_http(st, code);
+    /* the session's KV cache, RoPE and attention only: its products and head
+     * run in the batch executor (whose kernels passed the self-test); a
+     * private head's rows leave through its own executor's buffers */
+    vk_exec_config c = {.first = s->cut, .end = end, .head = end == n, .ctx = s->ctx, .max_batch = pass_rows(e),
+                        .weights = s->em->vw, .no_selftest = true, .batch_item = end == n};
+    pthread_mutex_lock(&e->vk->lock);
+    uint64_t t0 = edge_now_us();
+    st = vk_exec_create_range(e->vk->c, m, &c, &s->vx, detail, detail_len);
+    if (st == HINGE_OK) /* what a session costs the device and the loop thread (the lock held) */
+        hinge_log(&e->log, HINGE_LOG_INFO, "backend vulkan: session %.8s: executor for layers [%u, %u) in %.1f ms, "
+                  "%.2f MiB of device memory (KV cache %.2f MiB)", s->id, s->cut, end,
+                  (double)(edge_now_us() - t0) * 1e-3, (double)vk_exec_device_bytes(s->vx) / (1 << 20),
+                  (double)kv / (1 << 20));
     pthread_mutex_unlock(&e->vk->lock);
-    if (st == HINGE_OK)
-        return 0;
-    *code = st == HINGE_ERR_NOMEM ? "out_of_memory" : "unsupported_backend";
-    return st == HINGE_ERR_NOMEM ? 503 : st == HINGE_ERR_UNSUPPORTED ? 422 : 500;
+    return st == HINGE_OK ? 0 : vk_http(st, code);
 }
 
 void edge_vk_session_close(hinge_edge *e, edge_session *s)
@@ -183,6 +217,8 @@ void edge_vk_model_drop(hinge_edge *e, edge_model *em)
     vk_model_destroy(em->vw);
     pthread_mutex_unlock(&e->vk->lock);
     em->vw = NULL;
+    edge_model_shrink(e, em, em->vk_bytes);
+    em->vk_bytes = 0;
 }
 
 /* A verify step's rows of the batch that ran: sampled in row order into

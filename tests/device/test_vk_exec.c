@@ -18,8 +18,12 @@
  *    (stories260K; Gemma when present), each a prompt then decode steps,
  *    give bitwise the same logits alone and in batches of 2 and 7, with
  *    each session's head and with the batch's; stories against the CPU too.
+ *    Sessions whose executors are batch items' (the edge's: no products,
+ *    no head) give bitwise the full executors' logits, in a fraction of
+ *    their device memory; they run only in batches with the batch's head.
  *  - The start-up self-test rejects a kernel broken on purpose
- *    (HINGE_VK_SELFTEST_BREAK), naming it; HINGE_VK_FORCE's cap on positions
+ *    (HINGE_VK_SELFTEST_BREAK), naming it, the head's and the batch head's
+ *    too; HINGE_VK_FORCE's cap on positions
  *    per dispatch and its errors.
  * meson runs this program once per forced kernel variant (HINGE_VK_FORCE in
  * the environment, tests/device/meson.build): every variant passes the
@@ -475,6 +479,30 @@ static void restore_force(void)
         unsetenv("HINGE_VK_FORCE");
 }
 
+/* An executor of m's last layer and head (head_rows: the batch head's rows)
+ * with op broken on purpose: refused naming it where rejected, else made. */
+static void head_rejected(const model *m, const char *op, uint32_t head_rows, bool rejected)
+{
+    const model_hparams *hp = &m->hp;
+    setenv("HINGE_VK_SELFTEST_BREAK", op, 1);
+    vk_exec_config c = {.first = hp->n_layer - 1, .end = hp->n_layer, .head = true, .ctx = 32, .max_batch = 8,
+                        .head_rows = head_rows};
+    char err[HINGE_ERRMSG_MAX] = "", want[64];
+    vk_exec *e = NULL;
+    hinge_status s = vk_exec_create_range(fx.ctx, m, &c, &e, err, sizeof err);
+    vk_exec_destroy(e);
+    if (!rejected) {
+        assert_int_equal(s, HINGE_OK);
+        return;
+    }
+    assert_int_equal(s, HINGE_ERR_UNSUPPORTED);
+    snprintf(want, sizeof want, "self-test: %s (layer %u, ", op, hp->n_layer);
+    if (!strstr(err, want))
+        fail_msg("breaking %s: %s", op, err);
+    if (verbose())
+        print_message("%s\n", err);
+}
+
 /* A kernel broken on purpose (a test-only switch) is caught at creation,
  * by name, and the executor refused; with the self-test off it is not. */
 static void test_selftest_rejects(void **state)
@@ -504,6 +532,18 @@ static void test_selftest_rejects(void **state)
         broken++;
     }
     assert_true(broken >= 5); /* embed, attention, wo, ffn_gate_up or its parts, ffn_down at least */
+    /* with the head (the edge's batch executor): its product on one row, and
+     * with head_rows the batch head's on several; a batch head is checked
+     * only where there is one */
+    static const char *const heads[] = {"head", "batch_head"};
+    for (uint32_t rows = 0; rows <= 4; rows += 4)
+        for (size_t i = 0; i < 2; i++)
+            head_rejected(fx.stories, heads[i], rows, !(i == 1 && rows == 0));
+    /* Gemma's head (262144 rows) is checked on windows of its rows (the
+     * Gemma batch runs only: time) */
+    const char *g = getenv("HINGE_TEST_GEMMA_BATCH");
+    for (size_t i = 0; fx.gemma && !(g && strcmp(g, "0") == 0) && i < 2; i++)
+        head_rejected(fx.gemma, heads[i], 4, true);
     setenv("HINGE_VK_SELFTEST_BREAK", "ffn_down", 1);
     force_more("selftest=0");
     vk_exec *e = exec_create(fx.stories, 2, 32, 8);
@@ -675,8 +715,11 @@ enum { B_SESS = 7, B_STEPS = 4, B_CTX = 64 };
  * three (batch invariance: a row's products, norms, attention and head do
  * not depend on the batch's other rows). With ref, the alone run's logits
  * are also checked against the CPU's fwd_layers [cut, N) + fwd_head.
- * head_rows: the batch's head (0: each session's own). */
-static void batch_sessions(const model *m, const uint32_t cuts[B_SESS], uint32_t head_rows, bool ref)
+ * head_rows: the batch's head (0: each session's own). item: the sessions'
+ * executors are batch items' (vk_exec_config.batch_item, the edge's: no
+ * products, no head), needing head_rows. Returns the alone run's logits
+ * (B_SESS x B_STEPS x n_vocab; the caller frees them). */
+static float *batch_sessions(const model *m, const uint32_t cuts[B_SESS], uint32_t head_rows, bool ref, bool item)
 {
     const model_hparams *hp = &m->hp;
     size_t d = hp->n_embd, nv = hp->n_vocab;
@@ -691,7 +734,7 @@ static void batch_sessions(const model *m, const uint32_t cuts[B_SESS], uint32_t
     uint32_t cap = vk_exec_max_batch(b), len[B_SESS]; /* HINGE_VK_FORCE=batch=8: prompts of 8 rows in all */
     for (int i = 0; i < B_SESS; i++) {
         vk_exec_config c = {.first = cuts[i], .end = hp->n_layer, .head = true, .ctx = B_CTX, .max_batch = 8,
-                            .weights = w, .no_selftest = true};
+                            .weights = w, .no_selftest = true, .batch_item = item};
         assert_int_equal(vk_exec_create_range(fx.ctx, m, &c, &ex[i], err, sizeof err), HINGE_OK);
         len[i] = cap >= 16 ? 1 + (uint32_t)i % 3 : 1 + (i == 1);
     }
@@ -741,13 +784,64 @@ static void batch_sessions(const model *m, const uint32_t cuts[B_SESS], uint32_t
     assert_int_equal(vk_exec_run_batch(b, &big, 1), HINGE_ERR_INVALID);
     vk_exec_item self = {.e = b, .hidden = in, .n = 1};
     assert_int_equal(vk_exec_run_batch(ex[2], &self, 1), HINGE_ERR_INVALID); /* ex[2]: first > 0 */
+    if (item) { /* a batch item's executor runs only in a batch, and its logits only from the batch's head */
+        assert_int_equal(vk_exec_run_hidden(ex[0], in, 1, 0, got), HINGE_ERR_INVALID);
+        vk_exec *own = NULL;
+        bc.head_rows = 0;
+        assert_int_equal(vk_exec_create_range(fx.ctx, m, &bc, &own, err, sizeof err), HINGE_OK);
+        vk_exec_item want = {.e = ex[0], .hidden = in, .n = 1, .logits = got};
+        assert_int_equal(vk_exec_run_batch(own, &want, 1), HINGE_ERR_INVALID);
+        assert_non_null(strstr(vk_exec_errmsg(own), "no head"));
+        want.logits = NULL; /* without logits it runs (a prompt's chunk) */
+        assert_int_equal(vk_exec_run_batch(own, &want, 1), HINGE_OK);
+        vk_exec_destroy(own);
+    }
     for (int i = 0; i < B_SESS; i++)
         vk_exec_destroy(ex[i]);
     vk_exec_destroy(b);
     vk_model_destroy(w);
     free(in);
-    free(alone);
     free(got);
+    return alone;
+}
+
+/* A batch item's executor holds a fraction of a full one's device memory
+ * (no products' activations, no head, no readback); made without shared
+ * weights or with an embedding, it is refused. */
+static void batch_item_memory(const model *m)
+{
+    const model_hparams *hp = &m->hp;
+    char err[HINGE_ERRMSG_MAX] = "";
+    vk_model *w = NULL;
+    vk_model_config wc = {.first = 0, .end = hp->n_layer, .head = true};
+    assert_int_equal(vk_model_create(fx.ctx, m, &wc, &w, err, sizeof err), HINGE_OK);
+    vk_exec_config c = {.first = 1, .end = hp->n_layer, .head = true, .ctx = B_CTX, .max_batch = 64,
+                        .weights = w, .no_selftest = true};
+    vk_exec *full = NULL, *item = NULL;
+    assert_int_equal(vk_exec_create_range(fx.ctx, m, &c, &full, err, sizeof err), HINGE_OK);
+    c.batch_item = true;
+    assert_int_equal(vk_exec_create_range(fx.ctx, m, &c, &item, err, sizeof err), HINGE_OK);
+    uint64_t kv = vk_exec_kv_bytes(m, hp->n_layer - 1, B_CTX), fb = vk_exec_device_bytes(full),
+             ib = vk_exec_device_bytes(item);
+    if (verbose())
+        print_message("device bytes beyond the KV cache: full %llu, batch item %llu\n",
+                      (unsigned long long)(fb - kv), (unsigned long long)(ib - kv));
+    assert_true(ib >= kv && fb > kv);
+    assert_true((ib - kv) * 2 < fb - kv);
+    assert_int_equal(vk_exec_op_count(item), 0); /* no decode pass */
+    vk_exec_destroy(full);
+    vk_exec_destroy(item);
+    vk_exec_config bad[] = {
+        {.first = 1, .end = hp->n_layer, .head = true, .batch_item = true}, /* no shared weights */
+        {.first = 1, .end = hp->n_layer, .weights = w, .batch_item = true}, /* no head */
+        {.first = 0, .end = hp->n_layer, .head = true, .embed = true, .weights = w, .batch_item = true},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        item = NULL;
+        assert_int_equal(vk_exec_create_range(fx.ctx, m, &bad[i], &item, err, sizeof err), HINGE_ERR_INVALID);
+        assert_null(item);
+    }
+    vk_model_destroy(w);
 }
 
 static void test_batch(void **state)
@@ -755,15 +849,22 @@ static void test_batch(void **state)
     (void)state;
     need_device();
     const uint32_t stories_cuts[B_SESS] = {0, 2, 5, 1, 3, 2, 4};
-    batch_sessions(fx.stories, stories_cuts, 0, true);
-    batch_sessions(fx.stories, stories_cuts, 16, true);
+    free(batch_sessions(fx.stories, stories_cuts, 0, true, false));
+    float *full = batch_sessions(fx.stories, stories_cuts, 16, true, false);
+    float *item = batch_sessions(fx.stories, stories_cuts, 16, true, true); /* the edge's */
+    /* the same kernels on the same rows: bitwise the same logits */
+    assert_memory_equal(item, full, (size_t)B_SESS * B_STEPS * fx.stories->hp.n_vocab * sizeof *full);
+    free(full);
+    free(item);
+    batch_item_memory(fx.stories);
     /* Gemma's shapes take the tiled kernels on GPU-shaped variants; the
      * suite runs them in the default and `gpu` runs only (time) */
     const char *g = getenv("HINGE_TEST_GEMMA_BATCH");
     if (!fx.gemma || (g && strcmp(g, "0") == 0))
         return;
     const uint32_t gemma_cuts[B_SESS] = {6, 0, 12, 18, 3, 6, 17};
-    batch_sessions(fx.gemma, gemma_cuts, 16, false); /* the edge's */
+    free(batch_sessions(fx.gemma, gemma_cuts, 16, false, true)); /* the edge's */
+    batch_item_memory(fx.gemma);
 }
 
 /* ---- Gemma 3 270M ---- */

@@ -21,7 +21,11 @@
 #     rows, rows out and logits in the same device batches): each the text
 #     it gives alone;
 #   - the device KV cache counts against --kv-budget: a session that does
-#     not fit is refused 503 with Retry-After;
+#     not fit is refused 503 with Retry-After; the device weights and batch
+#     buffers count with the model's memory under --model-memory (the
+#     default model's at start-up, another's with a 503 model_memory_full
+#     when they do not fit); a wrong head or batch head kernel fails the
+#     start-up self-test;
 #   - a thin client's /v1/completions (cut 0) gives the CPU edge's text;
 #     a bad --backend is a usage error (exit 2);
 #   - /metrics names the backend and the device; /v1/profile's costs were
@@ -159,6 +163,52 @@ check "a session whose device KV cache is over --kv-budget: 503 with Retry-After
 c -o /dev/null -D "$tmp/kv2.hdr" -d "{\"model_sha256\":\"$sha\",\"cut\":4,\"codec\":\"f32\",\"ctx\":256}" \
   "http://127.0.0.1:$port/v1/sessions"
 check "... one that fits (cut 4: 64 KiB) opens" grep -q '^HTTP/2 201' "$tmp/kv2.hdr"
+
+# The device half of a model (its weights and the batch executor's buffers)
+# counts with the model's memory under --model-memory: the Vulkan edge holds
+# more than the CPU edge (same options). The default model's is counted at
+# start-up (before its host half): an edge whose budget is under it does not
+# start, saying why. Another model's is counted when its first session opens:
+# 503 model_memory_full when it does not fit, logged, and none of it (nor the
+# session's KV cache) is kept. The second model: stories260K with 64 bytes
+# appended (another sha256, the same weights and sizes).
+metric() { c "$1/metrics" | sed -n "s/^$2 \([0-9.e+]*\)$/\1/p"; }
+host=$(metric "$cpu" hinge_edge_model_memory_bytes) both=$(metric "$vk" hinge_edge_model_memory_bytes)
+check "the Vulkan edge counts its device weights and batch buffers in the model's memory" \
+  python3 -c "assert float('$both') > float('$host') > 0, ('$both', '$host')"
+check "... and logs them" grep -q "device weights and batch buffers, [0-9.]* MiB" "$tmp/vk.err"
+budget() { python3 -c "h, d = float('$host'), float('$both') - float('$host'); print(int($1))"; }
+timeout 60 "$edge" --model "$stories" --listen 127.0.0.1:0 --insecure-h2c --threads 1 --backend vulkan \
+  --model-memory "$(budget "d / 2")" >/dev/null 2>"$tmp/mm0.err"
+check "the default model's device half over --model-memory: the edge does not start, saying why" bash -c \
+  "test $? -eq 1 && grep -q 'device weights and batch buffers need .* of --model-memory' '$tmp/mm0.err'"
+cp "$stories" "$tmp/stories-b.gguf" && head -c 64 /dev/zero >>"$tmp/stories-b.gguf"
+sha_b=$(sha256sum "$tmp/stories-b.gguf" | cut -d' ' -f1)
+start mm "$edge" --model "$stories" --model "$tmp/stories-b.gguf" --listen 127.0.0.1:0 --insecure-h2c --threads 1 \
+  --backend vulkan --model-memory "$(budget "2 * h + 1.5 * d")" || exit 1
+mm="http://127.0.0.1:$port"
+c -D "$tmp/mm.hdr" -o "$tmp/mm.json" -d "{\"model_sha256\":\"$sha_b\",\"cut\":1,\"codec\":\"f32\",\"ctx\":64}" \
+  "$mm/v1/sessions"
+check "another model's device half over --model-memory: 503 model_memory_full" bash -c \
+  "grep -q '^HTTP/2 503' '$tmp/mm.hdr' && grep -q 'model_memory_full' '$tmp/mm.json' &&
+   grep -q 'device weights and batch buffers need' '$tmp/mm.json'"
+check "... logged" grep -q "hinge-edge warn: model .*device weights and batch buffers need .* of --model-memory" \
+  "$tmp/mm.err"
+kvu=$(metric "$mm" hinge_edge_kv_bytes_used) held=$(metric "$mm" hinge_edge_model_memory_bytes)
+check "... and none of it nor the session's KV cache is held (the two host halves and one device half are)" \
+  python3 -c "assert float('$kvu') == 0 and float('$held') == float('$host') + float('$both'), ('$kvu', '$held')"
+c -o /dev/null -D "$tmp/mm2.hdr" -d "{\"model_sha256\":\"$sha\",\"cut\":1,\"codec\":\"f32\",\"ctx\":64}" \
+  "$mm/v1/sessions"
+check "... while the default model's sessions open" grep -q '^HTTP/2 201' "$tmp/mm2.hdr"
+
+# The start-up self-test covers the head's kernels: a head (one row) or a
+# batch head (several) computed wrongly on purpose stops the edge, naming it.
+for op in head batch_head; do
+  HINGE_VK_SELFTEST_BREAK=$op timeout 60 "$edge" --model "$stories" --listen 127.0.0.1:0 --insecure-h2c \
+    --threads 1 --backend vulkan >/dev/null 2>"$tmp/brk.err"
+  check "a wrong $op kernel: the edge does not start, naming it" bash -c \
+    "test $? -eq 1 && grep -q 'self-test: $op (layer 5, .*disagrees with the CPU' '$tmp/brk.err'"
+done
 
 "$edge" --model "$stories" --insecure-h2c --backend gpu >/dev/null 2>"$tmp/bad.err"
 check "--backend gpu: exit 2 naming the choices" bash -c "test $? -eq 2 && grep -q 'not cpu or vulkan' '$tmp/bad.err'"
