@@ -426,7 +426,7 @@ static void test_profiling(void **state)
     assert_int_equal(st.submits, 1);
     assert_int_equal(st.waits, 1);
     assert_int_equal(st.recorded, 0);
-    assert_true(st.dispatches >= 1 + 5 * 5);
+    assert_true(st.dispatches >= 1 + 5); /* a small layer may be one dispatch (layer.comp) */
     assert_true(st.gpu_ns > 0 && st.gpu_ns <= st.wall_ns);
     uint32_t dispatches = 0;
     double sum = 0;
