@@ -138,10 +138,11 @@ hinge_status dev_prepare_layer(dev_ops *o, const dev_layer_args *a, dev_op *op)
         return dev_refuse(o->c, HINGE_ERR_UNSUPPORTED, "%s: %s", what, why);
     int t = ops_type_index(a->wqkv->type);
     char name[40];
-    snprintf(name, sizeof name, "layer_%s", t < 0 ? "none" : ops_type_name(a->wqkv->type));
+    snprintf(name, sizeof name, "layer_%s%s", t < 0 ? "none" : ops_type_name(a->wqkv->type),
+             o->rows_sg ? "_sg" : "");
     if (t < 0 || !dev_spirv_find(name))
         return dev_refuse(o->c, HINGE_ERR_UNSUPPORTED, "%s: no kernel %s", what, name);
-    struct dev_kernel *k = &o->layer[t];
+    struct dev_kernel *k = &o->layer[t]; /* (one flavour per dev_ops) */
     const VkFormat u4 = VK_FORMAT_R32G32B32A32_UINT, f4 = VK_FORMAT_R32G32B32A32_SFLOAT;
     const VkFormat texel[HK_LY_BINDINGS] = {[HK_LY_B_QKV] = u4, [HK_LY_B_O] = u4, [HK_LY_B_GATE] = u4,
                                             [HK_LY_B_UP] = u4,  [HK_LY_B_DOWN] = u4, [HK_LY_B_KC] = f4,

@@ -20,10 +20,17 @@
 // through HV. The cache row written here is read back by the same
 // workgroup: the caches are coherent, with a buffer barrier between.
 //
+// USE_SHUFFLE (CPU devices with subgroup shuffles in subgroups of >= 8,
+// the rows variant's condition): the products' input is passed between the
+// lanes of each 8 (layer_dot.glsl).
 // Flags (constant 0): HK_F_NEOX, HK_F_SWIGLU or HK_F_GEGLU, the
 // sub-layout of the weights (all five matrices are of one type). Constant
 // 1: head_dim (the lanes' registers). The host (device/vk_layer.c) checks
 // that the vectors fit HK_LY_FLOATS. Grid (1, 1).
+#ifdef USE_SHUFFLE
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_shuffle : require
+#endif
 #include "common.glsl"
 #include "reduce.glsl"
 #include "rope.glsl"
@@ -62,6 +69,14 @@ layout(binding = HK_LY_B_VC2) writeonly buffer V { float vc[]; };
 layout(binding = HK_LY_B_FREQ) readonly buffer F { float freq[]; };
 layout(binding = HK_LY_B_POS) readonly buffer Pos { uint posb[]; };
 
+// Rows an invocation computes at once (its input read once for them all).
+const uint LY_NR = 4u;
+#ifdef USE_SHUFFLE
+// Lane k's v in this lane's group of 8 (a constant index where subgroups
+// are 8 wide, as rows_dot.glsl's SHARE8).
+#define SHARE8(v, k) subgroupShuffle(v, (gl_SubgroupSize == 8u ? 0u : gl_SubgroupInvocationID & ~7u) + (k))
+#endif
+
 #define W1(i) texelFetch(wta, int((i) >> 2))[(i) & 3u]
 #define W4(i) texelFetch(wta, int(i))
 #define DQ32 dq_qkv
@@ -86,30 +101,15 @@ layout(binding = HK_LY_B_POS) readonly buffer Pos { uint posb[]; };
 #undef DQ32
 #undef WEL
 #undef DOT
-#define W1(i) texelFetch(wtc, int((i) >> 2))[(i) & 3u]
-#define W4(i) texelFetch(wtc, int(i))
-#define DQ32 dq_gate
-#define WEL wel_gate
-#include "dequant.glsl"
-#define DOT dot_gate
-#include "layer_dot.glsl"
-#undef W1
-#undef W4
-#undef DQ32
-#undef WEL
-#undef DOT
 #define W1(i) texelFetch(wtd, int((i) >> 2))[(i) & 3u]
 #define W4(i) texelFetch(wtd, int(i))
 #define DQ32 dq_up
 #define WEL wel_up
 #include "dequant.glsl"
-#define DOT dot_up
-#include "layer_dot.glsl"
 #undef W1
 #undef W4
 #undef DQ32
 #undef WEL
-#undef DOT
 #define W1(i) texelFetch(wte, int((i) >> 2))[(i) & 3u]
 #define W4(i) texelFetch(wte, int(i))
 #define DQ32 dq_down
@@ -117,6 +117,34 @@ layout(binding = HK_LY_B_POS) readonly buffer Pos { uint posb[]; };
 #include "dequant.glsl"
 #define DOT dot_down
 #include "layer_dot.glsl"
+#undef W1
+#undef W4
+#undef DQ32
+#undef WEL
+#undef DOT
+#define W1(i) texelFetch(wtc, int((i) >> 2))[(i) & 3u]
+#define W4(i) texelFetch(wtc, int(i))
+#define DQ32 dq_gate
+#define WEL wel_gate
+#include "dequant.glsl"
+#define DQ32B dq_up
+#define WELB wel_up
+#define DOT dot_gate_up
+#include "layer_dot.glsl"
+
+// y[r] (+)= the rows of a matrix . its input: blocks of LY_NR rows an
+// invocation, rows r0 + l + k HK_WG
+#define ROWS(DOTF, NROWS, STRIDE, XB, N, BODY) \
+    for (uint b0 = 0u; b0 < NROWS; b0 += LY_NR * HK_WG) { \
+        uint r0 = b0 + l; \
+        uint nr = r0 < NROWS ? min(LY_NR, (NROWS - r0 + HK_WG - 1u) / HK_WG) : 0u; \
+        float a1[LY_NR], a2[LY_NR]; \
+        DOTF(r0, nr, STRIDE, NROWS, XB, N, a1, a2); \
+        [[unroll]] for (uint k = 0u; k < LY_NR; k++) { \
+            uint r = r0 + k * HK_WG; \
+            if (k < nr && r < NROWS) { BODY; } \
+        } \
+    }
 
 // sm[XN + i] = sm[X + i] / rms * w[i] (op_rmsnorm); ends with a barrier.
 void norm_into(uint X, uint XN, bool ffn)
@@ -145,8 +173,7 @@ void main()
     norm_into(X, XN, false);
 
     // q | k | v, then RoPE and the cache row
-    for (uint r = l; r < R; r += HK_WG)
-        sm[HV + r] = dot_qkv(r * p.s_qkv, XN, d);
+    ROWS(dot_qkv, R, p.s_qkv, XN, d, sm[HV + r] = a1[k])
     barrier();
     float pp = p.pos_scale == 1.0 ? float(pos) : float(pos) / p.pos_scale;
     uint half_ = p.rope_dim / 2u;
@@ -241,18 +268,14 @@ void main()
     barrier();
 
     // x += Wo att
-    for (uint r = l; r < d; r += HK_WG)
-        sm[X + r] += dot_o(r * p.s_o, AT, q_dim);
+    ROWS(dot_o, d, p.s_o, AT, q_dim, sm[X + r] += a1[k])
     barrier();
     norm_into(X, XN, true);
 
     // g = act(Wg xn) * (Wu xn), into HV
-    for (uint r = l; r < p.n_ff; r += HK_WG) {
-        float g = dot_gate(r * p.s_gu, XN, d), u = dot_up(r * p.s_gu, XN, d);
-        sm[HV + r] = ((FLAGS & HK_F_GEGLU) != 0u ? gelu_tanh(g) : silu(g)) * u;
-    }
+    ROWS(dot_gate_up, p.n_ff, p.s_gu, XN, d,
+         sm[HV + r] = ((FLAGS & HK_F_GEGLU) != 0u ? gelu_tanh(a1[k]) : silu(a1[k])) * a2[k])
     barrier();
     // x += Wd g
-    for (uint r = l; r < d; r += HK_WG)
-        x[r] = sm[X + r] + dot_down(r * p.s_d, HV, p.n_ff);
+    ROWS(dot_down, d, p.s_d, HV, p.n_ff, x[r] = sm[X + r] + a1[k])
 }
