@@ -26,10 +26,10 @@ enum { LY_MAX_HEAD_DIM = 32 };
 
 /* Mirrors layer.comp's push block. */
 typedef struct ly_push {
-    uint32_t d, n_ff, n_head, n_head_kv, rope_dim, s_qkv, s_o, s_gu, s_d, window, pos0;
+    uint32_t d, n_ff, n_head, n_head_kv, rope_dim, s_qkv, s_o, s_gu, s_d, o_qkv, o_o, o_g, o_u, o_d, window, pos0;
     float pos_scale, scale, eps;
 } ly_push;
-_Static_assert(sizeof(ly_push) == 56, "layer.comp push block");
+_Static_assert(sizeof(ly_push) == 76, "layer.comp push block");
 _Static_assert(sizeof(ly_push) <= DEV_OP_PUSH_WORDS * 4, "push words");
 
 static uint32_t max3(uint32_t a, uint32_t b, uint32_t c)
@@ -48,13 +48,39 @@ static uint64_t shared_floats(const dev_layer_args *a)
 
 static bool whole(const dev_weight *w) { return w->part_rows >= w->rows; }
 
+/* The five matrices, in the push block's order. */
+static void matrices(const dev_layer_args *a, const dev_weight *m[5])
+{
+    m[0] = a->wqkv, m[1] = a->wo, m[2] = a->gate, m[3] = a->up, m[4] = a->down;
+}
+
+/* The span of one buffer the five matrices lie in: [*lo, *hi) bytes; false
+ * when they are in several buffers. */
+static bool span(const dev_layer_args *a, VkDeviceSize *lo, VkDeviceSize *hi)
+{
+    const dev_weight *m[5];
+    matrices(a, m);
+    *lo = m[0]->buf.off, *hi = 0;
+    for (int i = 0; i < 5; i++) {
+        VkDeviceSize end = m[i]->buf.off + (VkDeviceSize)m[i]->rows * m[i]->row_bytes;
+        if (m[i]->buf.buf != m[0]->buf.buf)
+            return false;
+        *lo = m[i]->buf.off < *lo ? m[i]->buf.off : *lo;
+        *hi = end > *hi ? end : *hi;
+    }
+    return true;
+}
+
 /* Why a runs as the usual kernels (a static string), or NULL. */
 static const char *unfit(const dev_ops *o, const dev_layer_args *a)
 {
     const dev_attn_shape *sh = &a->s;
     uint32_t d = a->wqkv->cols, n_ff = a->gate->rows, hd = sh->head_dim;
     uint32_t q = sh->n_head * hd, kv = sh->n_head_kv * hd;
-    const dev_weight *mats[] = {a->wqkv, a->wo, a->gate, a->up, a->down};
+    const dev_weight *mats[5];
+    matrices(a, mats);
+    const dev_features *f = dev_ctx_features(o->c);
+    VkDeviceSize lo, hi;
     if (!o->v.layer)
         return "whole layers are off";
     uint64_t weights = (uint64_t)d * (q + 2 * kv) + (uint64_t)q * d + 3ull * d * n_ff;
@@ -64,11 +90,12 @@ static const char *unfit(const dev_ops *o, const dev_layer_args *a)
         return "its vectors do not fit the shared memory";
     if (sh->head_dim_v != hd || hd > LY_MAX_HEAD_DIM || HK_WG % sh->n_head)
         return "the heads do not fit the attention lanes";
-    uint64_t texels = dev_ctx_features(o->c)->max_texel_elements;
-    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
-        if (mats[i]->type != a->wqkv->type || !whole(mats[i]) || (uint64_t)mats[i]->rows * mats[i]->row_bytes / 16 > texels)
-            return "the matrices are of several types, bound in parts or past a texel buffer's reach";
-    if (a->k_cache->size / 16 > texels || a->v_cache->size / 16 > texels)
+    for (size_t i = 0; i < 5; i++)
+        if (mats[i]->type != a->wqkv->type || !whole(mats[i]) || mats[i]->buf.off % 16)
+            return "the matrices are of several types or bound in parts";
+    if (!span(a, &lo, &hi) || (hi - lo) / 16 > f->max_texel_elements || (f->texel_align && lo % f->texel_align))
+        return "the matrices are not in one texel buffer's reach";
+    if (a->k_cache->size / 16 > f->max_texel_elements || a->v_cache->size / 16 > f->max_texel_elements)
         return "the caches are past a texel buffer's reach";
     if (a->wqkv->rows != q + 2 * kv || a->wo->rows != d || a->wo->cols != q || a->up->rows != n_ff ||
         a->gate->cols != d || a->up->cols != d || a->down->rows != d || a->down->cols != n_ff)
@@ -94,21 +121,13 @@ static hinge_status check_args(dev_ops *o, const dev_layer_args *a, const char *
     return HINGE_OK;
 }
 
-static VkDescriptorBufferInfo weight_info(const dev_weight *w)
-{
-    return (VkDescriptorBufferInfo){.buffer = w->buf.buf, .offset = w->buf.off,
-                                    .range = (VkDeviceSize)w->rows * w->row_bytes};
-}
-
 static hinge_status write_set(dev_ops *o, const dev_layer_args *a, struct dev_kernel *k, dev_op *op,
                               const char *what)
 {
+    VkDeviceSize lo, hi;
+    span(a, &lo, &hi);
     VkDescriptorBufferInfo bi[HK_LY_BINDINGS] = {
-        [HK_LY_B_QKV] = weight_info(a->wqkv),
-        [HK_LY_B_O] = weight_info(a->wo),
-        [HK_LY_B_GATE] = weight_info(a->gate),
-        [HK_LY_B_UP] = weight_info(a->up),
-        [HK_LY_B_DOWN] = weight_info(a->down),
+        [HK_LY_B_W] = {.buffer = a->wqkv->buf.buf, .offset = lo, .range = hi - lo},
     };
     const dev_buf *bufs[HK_LY_BINDINGS] = {
         [HK_LY_B_X] = a->x,
@@ -144,9 +163,7 @@ hinge_status dev_prepare_layer(dev_ops *o, const dev_layer_args *a, dev_op *op)
         return dev_refuse(o->c, HINGE_ERR_UNSUPPORTED, "%s: no kernel %s", what, name);
     struct dev_kernel *k = &o->layer[t]; /* (one flavour per dev_ops) */
     const VkFormat u4 = VK_FORMAT_R32G32B32A32_UINT, f4 = VK_FORMAT_R32G32B32A32_SFLOAT;
-    const VkFormat texel[HK_LY_BINDINGS] = {[HK_LY_B_QKV] = u4, [HK_LY_B_O] = u4, [HK_LY_B_GATE] = u4,
-                                            [HK_LY_B_UP] = u4,  [HK_LY_B_DOWN] = u4, [HK_LY_B_KC] = f4,
-                                            [HK_LY_B_VC] = f4};
+    const VkFormat texel[HK_LY_BINDINGS] = {[HK_LY_B_W] = u4, [HK_LY_B_KC] = f4, [HK_LY_B_VC] = f4};
     if ((s = ops_kernel_init(o, k, name, HK_LY_BINDINGS, sizeof(ly_push), texel)) != HINGE_OK)
         return s;
     const dev_attn_shape *sh = &a->s;
@@ -161,7 +178,14 @@ hinge_status dev_prepare_layer(dev_ops *o, const dev_layer_args *a, dev_op *op)
     uint64_t cache = rows_k < rows_v ? rows_k : rows_v;
     if (cache == 0)
         return dev_fail(o->c, HINGE_ERR_INVALID, "%s: a cache cannot hold one position", what);
+    VkDeviceSize lo, hi;
+    span(a, &lo, &hi);
     ly_push pc = {
+        .o_qkv = (uint32_t)((a->wqkv->buf.off - lo) / 4),
+        .o_o = (uint32_t)((a->wo->buf.off - lo) / 4),
+        .o_g = (uint32_t)((a->gate->buf.off - lo) / 4),
+        .o_u = (uint32_t)((a->up->buf.off - lo) / 4),
+        .o_d = (uint32_t)((a->down->buf.off - lo) / 4),
         .d = a->wqkv->cols,
         .n_ff = a->gate->rows,
         .n_head = sh->n_head,

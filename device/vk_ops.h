@@ -322,7 +322,8 @@ typedef struct dev_layer_args {
  * usual kernels) unless: the variant's layer is on, the layer is small
  * (DEV_LAYER_MAX_WEIGHTS weights at most), its vectors fit HK_LY_FLOATS
  * and the device's shared memory, n_head divides HK_WG, head_dim <= 32, the
- * five matrices share a type with a kernel and are bound whole. */
+ * five matrices share a type with a kernel and lie whole in one buffer
+ * within one texel buffer view (as vk_model puts a layer in one pool). */
 enum { DEV_LAYER_MAX_WEIGHTS = 1 << 17 };
 hinge_status dev_prepare_layer(dev_ops *o, const dev_layer_args *a, dev_op *op);
 

@@ -13,12 +13,13 @@
 //   g = act(Wg xn) * (Wu xn)            (act: silu, or tanh-GELU)
 //   x += Wd g
 // Every vector lives in shared memory (sm: the residual X, the normed
-// input XN, q, the attention output AT, and HV: q | k | v, then the
-// attention lanes' partial sums, then g); rows are spread over the
-// invocations one per invocation. Attention: HK_WG / n_head lanes per head,
-// each an online softmax over every L-th position in registers, merged
-// through HV. The cache row written here is read back by the same
-// workgroup: the caches are coherent, with a buffer barrier between.
+// input XN, q, the attention output AT, this step's k | v row KV, and HV:
+// q | k | v, then the attention lanes' partial sums, then g). Products: up
+// to LY_NR rows an invocation (layer_dot.glsl). Attention: HK_WG / n_head
+// lanes per head, each an online softmax over every L-th earlier position
+// in registers, merged through HV; this step's row, written to the caches
+// here, is read from KV (a texel buffer need not see a write of the same
+// dispatch).
 //
 // USE_SHUFFLE (CPU devices with subgroup shuffles in subgroups of >= 8,
 // the rows variant's condition): the products' input is passed between the
@@ -42,6 +43,7 @@ layout(constant_id = 1) const uint HD = 8u;
 layout(push_constant) uniform P {
     uint d, n_ff, n_head, n_head_kv, rope_dim;
     uint s_qkv, s_o, s_gu, s_d; // words per device row of each matrix
+    uint o_qkv, o_o, o_g, o_u, o_d; // first word of each in HK_LY_B_W
     uint window;                // 0: none
     uint pos0;                  // plus the uint at HK_LY_B_POS
     float pos_scale, scale, eps;
@@ -51,12 +53,9 @@ shared float sm[HK_LY_FLOATS];
 
 // the weights and the caches' earlier rows: uniform texel buffers, which
 // llvmpipe fetches with vector gathers (a storage buffer's loads are one
-// scalar load per lane; see matvec_rows.comp)
-layout(binding = HK_LY_B_QKV) uniform usamplerBuffer wta;
-layout(binding = HK_LY_B_O) uniform usamplerBuffer wtb;
-layout(binding = HK_LY_B_GATE) uniform usamplerBuffer wtc;
-layout(binding = HK_LY_B_UP) uniform usamplerBuffer wtd;
-layout(binding = HK_LY_B_DOWN) uniform usamplerBuffer wte;
+// scalar load per lane; see matvec_rows.comp); the five matrices through
+// one binding (one decoder in the SPIR-V, not five)
+layout(binding = HK_LY_B_W) uniform usamplerBuffer wt;
 layout(binding = HK_LY_B_KC) uniform samplerBuffer kt;
 layout(binding = HK_LY_B_VC) uniform samplerBuffer vt;
 layout(binding = HK_LY_B_X) buffer X { float x[]; };
@@ -77,69 +76,27 @@ const uint LY_NR = 4u;
 #define SHARE8(v, k) subgroupShuffle(v, (gl_SubgroupSize == 8u ? 0u : gl_SubgroupInvocationID & ~7u) + (k))
 #endif
 
-#define W1(i) texelFetch(wta, int((i) >> 2))[(i) & 3u]
-#define W4(i) texelFetch(wta, int(i))
-#define DQ32 dq_qkv
-#define WEL wel_qkv
+#define W1(i) texelFetch(wt, int((i) >> 2))[(i) & 3u]
+#define W4(i) texelFetch(wt, int(i))
+#define DQ32 dq_w
+#define WEL wel_w
 #include "dequant.glsl"
-#define DOT dot_qkv
+#define DOT dot_w
 #include "layer_dot.glsl"
-#undef W1
-#undef W4
-#undef DQ32
-#undef WEL
 #undef DOT
-#define W1(i) texelFetch(wtb, int((i) >> 2))[(i) & 3u]
-#define W4(i) texelFetch(wtb, int(i))
-#define DQ32 dq_o
-#define WEL wel_o
-#include "dequant.glsl"
-#define DOT dot_o
-#include "layer_dot.glsl"
-#undef W1
-#undef W4
-#undef DQ32
-#undef WEL
-#undef DOT
-#define W1(i) texelFetch(wtd, int((i) >> 2))[(i) & 3u]
-#define W4(i) texelFetch(wtd, int(i))
-#define DQ32 dq_up
-#define WEL wel_up
-#include "dequant.glsl"
-#undef W1
-#undef W4
-#undef DQ32
-#undef WEL
-#define W1(i) texelFetch(wte, int((i) >> 2))[(i) & 3u]
-#define W4(i) texelFetch(wte, int(i))
-#define DQ32 dq_down
-#define WEL wel_down
-#include "dequant.glsl"
-#define DOT dot_down
-#include "layer_dot.glsl"
-#undef W1
-#undef W4
-#undef DQ32
-#undef WEL
-#undef DOT
-#define W1(i) texelFetch(wtc, int((i) >> 2))[(i) & 3u]
-#define W4(i) texelFetch(wtc, int(i))
-#define DQ32 dq_gate
-#define WEL wel_gate
-#include "dequant.glsl"
-#define DQ32B dq_up
-#define WELB wel_up
-#define DOT dot_gate_up
+#define DQ32B dq_w
+#define WELB wel_w
+#define DOT dot_w2
 #include "layer_dot.glsl"
 
 // y[r] (+)= the rows of a matrix . its input: blocks of LY_NR rows an
 // invocation, rows r0 + l + k HK_WG
-#define ROWS(DOTF, NROWS, STRIDE, XB, N, BODY) \
+#define ROWS(DOTF, BASE, BASE2, NROWS, STRIDE, XB, N, BODY) \
     for (uint b0 = 0u; b0 < NROWS; b0 += LY_NR * HK_WG) { \
         uint r0 = b0 + l; \
         uint nr = r0 < NROWS ? min(LY_NR, (NROWS - r0 + HK_WG - 1u) / HK_WG) : 0u; \
         float a1[LY_NR], a2[LY_NR]; \
-        DOTF(r0, nr, STRIDE, NROWS, XB, N, a1, a2); \
+        DOTF(BASE, BASE2, r0, nr, STRIDE, NROWS, XB, N, a1, a2); \
         [[unroll]] for (uint k = 0u; k < LY_NR; k++) { \
             uint r = r0 + k * HK_WG; \
             if (k < nr && r < NROWS) { BODY; } \
@@ -173,7 +130,7 @@ void main()
     norm_into(X, XN, false);
 
     // q | k | v, then RoPE and the cache row
-    ROWS(dot_qkv, R, p.s_qkv, XN, d, sm[HV + r] = a1[k])
+    ROWS(dot_w, p.o_qkv, 0u, R, p.s_qkv, XN, d, sm[HV + r] = a1[k])
     barrier();
     float pp = p.pos_scale == 1.0 ? float(pos) : float(pos) / p.pos_scale;
     uint half_ = p.rope_dim / 2u;
@@ -268,14 +225,14 @@ void main()
     barrier();
 
     // x += Wo att
-    ROWS(dot_o, d, p.s_o, AT, q_dim, sm[X + r] += a1[k])
+    ROWS(dot_w, p.o_o, 0u, d, p.s_o, AT, q_dim, sm[X + r] += a1[k])
     barrier();
     norm_into(X, XN, true);
 
     // g = act(Wg xn) * (Wu xn), into HV
-    ROWS(dot_gate_up, p.n_ff, p.s_gu, XN, d,
+    ROWS(dot_w2, p.o_g, p.o_u, p.n_ff, p.s_gu, XN, d,
          sm[HV + r] = ((FLAGS & HK_F_GEGLU) != 0u ? gelu_tanh(a1[k]) : silu(a1[k])) * a2[k])
     barrier();
     // x += Wd g
-    ROWS(dot_down, d, p.s_d, HV, p.n_ff, x[r] = sm[X + r] + a1[k])
+    ROWS(dot_w, p.o_d, 0u, d, p.s_d, HV, p.n_ff, x[r] = sm[X + r] + a1[k])
 }

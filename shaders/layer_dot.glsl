@@ -1,21 +1,24 @@
-// hinge: rows of one weight binding (two: DQ32B) times a vector in shared
-// memory, for layer.comp. Included once per binding after dequant.glsl,
-// with DOT the name of the function to define, DQ32 and WEL the binding's
-// decoder and element reader (see dequant.glsl), and for gate | up DQ32B
-// and WELB a second binding's, read with the same rows and input.
+// hinge: rows of one matrix (two: DQ32B) times a vector in shared memory,
+// for layer.comp. Included after dequant.glsl, with DOT the name of the
+// function to define, DQ32 and WEL the weights' decoder and element reader
+// (see dequant.glsl), and for gate | up DQ32B and WELB those of a second
+// matrix read with the same rows and input.
 //
-// DOT(r0, nr, stride, nrows, xb, n, acc, acc2): acc[k] (acc2[k]) = row
-// r0 + k * HK_WG (clamped to nrows - 1) of W (W2), n weights from word
-// row * stride, . sm[xb .. xb + n), for k < nr <= LY_NR (nr may be 0: every
+// DOT(base, base2, r0, nr, stride, nrows, xb, n, acc, acc2): acc[k]
+// (acc2[k]) = row r0 + k * HK_WG (clamped to nrows - 1) of the matrix at
+// word base (base2), n weights from word base + row * stride, .
+// sm[xb .. xb + n), for k < nr <= LY_NR (nr may be 0: every
 // invocation runs the chunks, for the shuffles). The input is read once for
 // all of an invocation's rows, and with USE_SHUFFLE (CPU devices) one vec4
 // a lane, swapped through the subgroup: llvmpipe loads shared memory one
 // lane at a time (see matvec_rows.comp).
-void DOT(uint r0, uint nr, uint stride, uint nrows, uint xb, uint n, out float acc[LY_NR], out float acc2[LY_NR])
+void DOT(uint base, uint base2, uint r0, uint nr, uint stride, uint nrows, uint xb, uint n, out float acc[LY_NR],
+         out float acc2[LY_NR])
 {
-    uint rb[LY_NR];
+    uint rb[LY_NR], rb2[LY_NR];
     [[unroll]] for (uint k = 0u; k < LY_NR; k++) {
-        rb[k] = min(r0 + k * HK_WG, nrows - 1u) * stride;
+        rb[k] = base + min(r0 + k * HK_WG, nrows - 1u) * stride;
+        rb2[k] = base2 + min(r0 + k * HK_WG, nrows - 1u) * stride;
         acc[k] = 0.0;
         acc2[k] = 0.0;
     }
@@ -48,7 +51,7 @@ void DOT(uint r0, uint nr, uint stride, uint nrows, uint xb, uint n, out float a
                 d2[k >> 2] += dot(q[k], xv[k]);
             acc[r] += sc.x * d2.x + sc.y * d2.y + mn.x * xs[0] + mn.y * xs[1];
 #ifdef DQ32B
-            DQ32B(rb[r], c, n, q, sc, mn);
+            DQ32B(rb2[r], c, n, q, sc, mn);
             d2 = vec2(0.0);
             [[unroll]] for (uint k = 0u; k < 8u; k++)
                 d2[k >> 2] += dot(q[k], xv[k]);
@@ -64,7 +67,7 @@ void DOT(uint r0, uint nr, uint stride, uint nrows, uint xb, uint n, out float a
                 break;
             acc[r] += WEL(rb[r], i) * xi;
 #ifdef DQ32B
-            acc2[r] += WELB(rb[r], i) * xi;
+            acc2[r] += WELB(rb2[r], i) * xi;
 #endif
         }
     }
