@@ -122,10 +122,12 @@ static hinge_status add_layer_whole(vk_exec *e, uint32_t il)
     ex_step *st = ex_add_step(e, "layer", (int32_t)il, true);
     st->args.ly = a;
     hinge_status s = dev_prepare_layer(e->ops, &a, &st->op);
-    if (s == HINGE_ERR_UNSUPPORTED)
-        e->building->n--;
-    else
-        s = ex_prep(e, s, "layer", (int32_t)il);
+    if (s != HINGE_ERR_UNSUPPORTED)
+        return ex_prep(e, s, "layer", (int32_t)il);
+    e->building->n--;
+    if (il == e->first)
+        hinge_log(dev_ctx_logger(e->c), HINGE_LOG_INFO, "vulkan: a layer's decode step in five dispatches (%s)",
+                  dev_ctx_errmsg(e->c));
     return s;
 }
 
