@@ -33,6 +33,9 @@
 #extension GL_KHR_shader_subgroup_shuffle : require
 #endif
 #include "common.glsl"
+#ifdef USE_SHUFFLE
+#define USE_SUBGROUP // (the rows variant's condition includes subgroup arithmetic)
+#endif
 #include "reduce.glsl"
 #include "rope.glsl"
 
