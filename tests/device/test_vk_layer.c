@@ -17,8 +17,8 @@
  * in brackets): x 5e-6 [<= 9.3e-7; 2.4e-6 with a window of 20, where the
  * attention output, an average of fewer random values, is larger against
  * x; a window off by one gives 0.14], the cache rows 5e-6
- * (test_vk_qkv_rope.c's bound) [<= 1.3e-7]. x is the sum of the residual and two block outputs, each
- * a product of a product (~0.2 u sqrt(n) a side, test_vk_ops.c) of
+ * (test_vk_qkv_rope.c's bound) [<= 1.3e-7]. x is the sum of the residual
+ * and two block outputs, each a product (~0.2 u sqrt(n) a side, test_vk_ops.c) of
  * normed inputs (a few ulp), with attention's softmax (exp within a few
  * ulp, summed in another order: the lanes' online softmax against the
  * CPU's two passes) in between.
