@@ -19,7 +19,11 @@
  * forced off), the step runs as the prefill pass's ops do, one by one, with
  * the same results.
  *
- * Counts (embedding + k layers): stories260K 1 + 5 k; Gemma 3 270M
+ * A layer small enough for one workgroup (dev_prepare_layer's rule: at
+ * most 2^17 weights, llama-style) is one dispatch instead of the five
+ * (layer.comp).
+ *
+ * Counts (embedding + k layers): stories260K 1 + k; Gemma 3 270M
  * 1 + 5 k (v in q8_0 where q and k are q5_0: the q5_0 + q8_0 variant).
  * With the head (the edge's executors): one more, and for gemma3 one more
  * again (the last post-norm on the device). */
@@ -85,11 +89,56 @@ static hinge_status add_qkv_rope(vk_exec *e, uint32_t il, const qkv_in *in)
     return s == HINGE_OK ? ex_add_rope(e, il) : s;
 }
 
+/* The whole layer in one dispatch where it is small (dev_prepare_layer's
+ * rule); HINGE_ERR_UNSUPPORTED (no step added) where not. */
+static hinge_status add_layer_whole(vk_exec *e, uint32_t il)
+{
+    const model_hparams *hp = &e->m->hp;
+    const ex_layer *X = &e->w->layers[il];
+    if (X->n_qkv != 1 || !X->glu_fused || hp->qk_norm)
+        return HINGE_ERR_UNSUPPORTED;
+    dev_layer_args a = {
+        .s = {hp->n_head, hp->n_head_kv, hp->head_dim, hp->head_dim_v},
+        .wqkv = &X->qkv[0],
+        .wo = &X->wo,
+        .gate = &X->gate,
+        .up = &X->up,
+        .down = &X->down,
+        .x = &e->x,
+        .attn_norm = &X->attn_norm,
+        .ffn_norm = &X->ffn_norm,
+        .k_cache = &e->cache[il].k,
+        .v_cache = &e->cache[il].v,
+        .freq = ex_rope_freq(e, il),
+        .rope_dim = hp->rope_dim,
+        .neox = hp->rope_neox,
+        .pos_scale = model_layer_is_swa(hp, il) ? 1.0f : hp->rope_scale,
+        .window = model_layer_is_swa(hp, il) ? hp->swa_window : 0,
+        .scale = hp->attn_scale,
+        .pos = &e->pos,
+        .act = hp->gelu ? HK_F_GEGLU : HK_F_SWIGLU,
+        .eps = hp->rms_eps,
+    };
+    ex_step *st = ex_add_step(e, "layer", (int32_t)il, true);
+    st->args.ly = a;
+    hinge_status s = dev_prepare_layer(e->ops, &a, &st->op);
+    if (s != HINGE_ERR_UNSUPPORTED)
+        return ex_prep(e, s, "layer", (int32_t)il);
+    e->building->n--;
+    if (il == e->first)
+        hinge_log(dev_ctx_logger(e->c), HINGE_LOG_INFO, "vulkan: a layer's decode step in five dispatches (%s)",
+                  dev_ctx_errmsg(e->c));
+    return s;
+}
+
 static hinge_status add_layer_llama(vk_exec *e, uint32_t il)
 {
     const ex_layer *X = &e->w->layers[il];
+    hinge_status s = add_layer_whole(e, il);
+    if (s != HINGE_ERR_UNSUPPORTED)
+        return s;
     qkv_in in = {.x = &e->x};
-    hinge_status s = add_qkv_rope(e, il, &in);
+    s = add_qkv_rope(e, il, &in);
     if (s == HINGE_OK)
         s = ex_add_attention(e, il);
     dev_mm_args wo = {.w = &X->wo, .x = &e->att, .x_stride = e->att_stride, .y = &e->x, .y_stride = e->d,

@@ -24,6 +24,7 @@ enum {
 typedef union ex_args {
     dev_mm_args mm;    /* DEV_OP_MATVEC, DEV_OP_MATMUL */
     dev_qkv_args qkv;  /* DEV_OP_QKV_ROPE */
+    dev_layer_args ly; /* DEV_OP_LAYER */
     dev_attn_args at;  /* DEV_OP_ATTENTION */
     dev_rope_args rk;  /* DEV_OP_ROPE_KV */
     dev_embed_args em; /* DEV_OP_EMBED */

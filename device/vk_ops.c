@@ -15,7 +15,7 @@
 enum { SETS_PER_POOL = 256 };
 _Static_assert(HK_MM_BINDINGS <= OPS_MAX_BINDINGS && HK_RN_BINDINGS <= OPS_MAX_BINDINGS &&
                    HK_RK_BINDINGS <= OPS_MAX_BINDINGS && HK_AT_BINDINGS <= OPS_MAX_BINDINGS &&
-                   HK_QR_BINDINGS <= OPS_MAX_BINDINGS,
+                   HK_QR_BINDINGS <= OPS_MAX_BINDINGS && HK_LY_BINDINGS <= OPS_MAX_BINDINGS,
                "bindings per kernel");
 
 static const uint32_t type_order[OPS_NTYPES] = {QT_F32, QT_F16, QT_Q8_0, QT_Q4_0, QT_Q5_0, QT_Q4_1, QT_Q4_K, QT_Q6_K};
@@ -318,6 +318,7 @@ void dev_ops_destroy(dev_ops *o)
         kernel_destroy(d, &o->matmult[i]);
         kernel_destroy(d, &o->matvec[i]);
         kernel_destroy(d, &o->embed[i]);
+        kernel_destroy(d, &o->layer[i]);
     }
     for (int i = 0; i < OPS_NTYPES; i++)
         for (int j = 0; j < OPS_QKV_PAIRS; j++)

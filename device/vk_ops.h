@@ -78,6 +78,9 @@ typedef struct dev_ops_config {
  *                                (kernels that need more get their
  *                                small-memory variant)
  *   fuse=0|1                     the fused decode kernels
+ *   layer=0|1                    a small layer's decode step in one
+ *                                dispatch (default: with fuse; see
+ *                                dev_prepare_layer)
  *   batch=N                      at most N positions (matrix rows) per
  *                                dispatch in prefill (as Adreno needs)
  *   selftest=0|1                 the executor's start-up self-test
@@ -91,6 +94,7 @@ typedef struct dev_variant {
     bool rows_sg;           /* matvec rows with subgroup shuffles: the kernels shaped for
                                CPU devices (matvec_rows.comp, attention_rows.comp) */
     bool fuse;              /* fused decode kernels */
+    bool layer;             /* a small layer's decode step in one dispatch (layer.comp) */
     bool tiled;             /* prefill products in shared-memory tiles (matmul_tiled.comp) */
     bool selftest;          /* run the executor's self-test */
     uint32_t subgroup_size; /* as the choices saw it (forced or the device's); 0: none */
@@ -124,6 +128,7 @@ typedef enum dev_op_kind {
     DEV_OP_GLU,
     DEV_OP_ADD,
     DEV_OP_QKV_ROPE,
+    DEV_OP_LAYER,
 } dev_op_kind;
 
 enum { DEV_OP_MAX_PARTS = 16, DEV_OP_PUSH_WORDS = 20, DEV_PUSH_NONE = 0xFF };
@@ -294,6 +299,38 @@ typedef struct dev_qkv_args {
  * inside a workgroup's rows, a type pair without a variant, weights bound
  * in parts, fusion off. */
 hinge_status dev_prepare_qkv_rope(dev_ops *o, const dev_qkv_args *a, uint32_t flags, dev_op *op);
+
+/* ---- fused decode: a whole small layer ---- */
+
+typedef struct dev_layer_args {
+    dev_attn_shape s;       /* head_dim_v = head_dim */
+    const dev_weight *wqkv; /* wq | wk | wv in one matrix */
+    const dev_weight *wo, *gate, *up, *down; /* of wqkv's type */
+    const dev_buf *x;       /* the residual, n_embd floats from offset 0, updated in place */
+    const dev_buf *attn_norm, *ffn_norm; /* n_embd floats each */
+    const dev_buf *k_cache, *v_cache;    /* the layer's (ctx, n_head_kv * head_dim) */
+    const dev_buf *freq;    /* rope_dim / 2 floats from dev_rope_freqs */
+    uint32_t rope_dim;
+    bool neox;
+    float pos_scale;        /* positions are divided by this (1: none) */
+    uint32_t window;        /* sliding window in positions; 0: none */
+    float scale;            /* attention: multiplies q.k */
+    const dev_buf *pos;     /* the uint added to pos0 (the decode step's position) */
+    uint32_t act;           /* HK_F_SWIGLU or HK_F_GEGLU */
+    float eps;
+} dev_layer_args;
+/* A llama-style layer's decode step (norm, q | k | v, RoPE, the cache row,
+ * attention, x += Wo att, norm, the gated FFN, x += Wd g) in one dispatch
+ * of one workgroup: for models so small that the dispatches cost more than
+ * the arithmetic (docs/performance.md). Record with m = 1.
+ * HINGE_ERR_UNSUPPORTED (nothing prepared; the caller runs the layer's
+ * usual kernels) unless: the variant's layer is on, the layer is small
+ * (DEV_LAYER_MAX_WEIGHTS weights at most), its vectors fit HK_LY_FLOATS
+ * and the device's shared memory, n_head divides HK_WG, head_dim <= 32, the
+ * five matrices share a type with a kernel and lie whole in one buffer
+ * within one texel buffer view (as vk_model puts a layer in one pool). */
+enum { DEV_LAYER_MAX_WEIGHTS = 1 << 17 };
+hinge_status dev_prepare_layer(dev_ops *o, const dev_layer_args *a, dev_op *op);
 
 /* ---- recording (the per-token path) ---- */
 

@@ -62,6 +62,7 @@ struct dev_ops {
     struct dev_kernel matvec[OPS_NTYPES];  /* matvec.comp sg or sh, or matvec_rows.comp, per mv */
     struct dev_kernel embed[OPS_NTYPES];
     struct dev_kernel qkv[OPS_NTYPES][OPS_QKV_PAIRS]; /* qkv_rope.comp, made on first use */
+    struct dev_kernel layer[OPS_NTYPES];   /* layer.comp, made on first use */
     struct dev_kernel rmsnorm, rope_kv, attention, attention_rows, glu, add;
     VkDescriptorPool pools[64];
     uint32_t n_pools;

@@ -13,8 +13,8 @@
  * The bound, ST_TOL, is far above a correct kernel's error (~1e-6; the
  * tolerances of tests/device) and far below a wrong one's (~1).
  * HINGE_VK_FORCE=selftest=0 skips the test. HINGE_VK_SELFTEST_BREAK=<step>
- * (a step name: embed, qkv_rope, attention, wo, ffn_gate_up, ffn_down, ...,
- * head, batch_head)
+ * (a step name: embed, qkv_rope, attention, wo, ffn_gate_up, ffn_down,
+ * layer, ..., head, batch_head)
  * is for tests only: it corrupts that step's kernel (a push constant) so
  * that the test must reject it. One allocation of host memory and one
  * device pool, freed before returning. */
@@ -393,6 +393,62 @@ static hinge_status check_attention(st *t, const ex_step *stp, uint32_t m)
     return compare(t, stp, &op, &bo, ref, (size_t)m * od);
 }
 
+/* A small layer's whole decode step (layer.comp) at ST_POS against random
+ * caches: the residual after it and the cache rows. */
+static hinge_status check_layer(st *t, const ex_step *stp)
+{
+    const vk_exec *e = t->e;
+    const model_hparams *hp = &e->m->hp;
+    const ex_layer *X = &e->w->layers[stp->layer];
+    dev_layer_args a = stp->args.ly;
+    uint32_t d = e->d, hd = hp->head_dim, nq = hp->n_head, nk = hp->n_head_kv, qd = nq * hd, kd = nk * hd;
+    uint32_t n_ff = a.gate->rows, upos = ST_POS;
+    float *x = hrand(t, d, -1.0f, 1.0f), *kc = hrand(t, (size_t)ST_CTX * kd, -2.0f, 2.0f);
+    float *vc = hrand(t, (size_t)ST_CTX * kd, -1.0f, 1.0f), *an, *fn, pos;
+    memcpy(&pos, &upos, sizeof pos); /* the uint's bits */
+    dev_buf bx, bk, bv, bp;
+    hinge_status s = dput(t, x, d, &bx);
+    if (s == HINGE_OK)
+        s = dput(t, kc, (size_t)ST_CTX * kd, &bk);
+    if (s == HINGE_OK)
+        s = dput(t, vc, (size_t)ST_CTX * kd, &bv);
+    if (s == HINGE_OK)
+        s = dput(t, &pos, 1, &bp);
+    if (s == HINGE_OK)
+        s = dget(t, a.attn_norm, d, &an);
+    if (s == HINGE_OK)
+        s = dget(t, a.ffn_norm, d, &fn);
+    if (s != HINGE_OK)
+        return s;
+    a.x = &bx, a.k_cache = &bk, a.v_cache = &bv, a.pos = &bp;
+    dev_op op;
+    if ((s = dev_prepare_layer(e->ops, &a, &op)) != HINGE_OK || (s = run_op(t, stp, &op, 1, 0)) != HINGE_OK)
+        return dfail(t, s, stp->name);
+    float *xn = hget(t, d), *y = hget(t, qd + 2 * kd), *att = hget(t, qd), *o = hget(t, d);
+    float *g = hget(t, n_ff), *u = hget(t, n_ff), *scores = hget(t, ST_CTX);
+    op_rmsnorm(xn, x, an, d, a.eps);
+    cpu_product(e, stp->layer, &X->qkv[0], xn, y);
+    float base = model_layer_rope_base(hp, (uint32_t)stp->layer);
+    op_rope(y, nq, hd, a.rope_dim, a.neox, ST_POS, base, a.pos_scale);
+    op_rope(y + qd, nk, hd, a.rope_dim, a.neox, ST_POS, base, a.pos_scale);
+    memcpy(kc + (size_t)ST_POS * kd, y + qd, kd * sizeof(float));
+    memcpy(vc + (size_t)ST_POS * kd, y + qd + kd, kd * sizeof(float));
+    uint32_t lo = a.window && ST_POS + 1 > a.window ? ST_POS + 1 - a.window : 0;
+    op_attention(att, y, kc, vc, nq, nk, hd, hd, lo, ST_POS, a.scale, scores);
+    cpu_product(e, stp->layer, &X->wo, att, o);
+    op_add(x, o, d);
+    op_rmsnorm(xn, x, fn, d, a.eps);
+    cpu_product(e, stp->layer, &X->gate, xn, g);
+    cpu_product(e, stp->layer, &X->up, xn, u);
+    (a.act == HK_F_GEGLU ? op_geglu : op_swiglu)(g, u, n_ff);
+    cpu_product(e, stp->layer, &X->down, g, o);
+    op_add(x, o, d);
+    s = compare(t, stp, &op, &bx, x, d);
+    if (s == HINGE_OK)
+        s = compare(t, stp, &op, &bk, kc, (size_t)ST_CTX * kd);
+    return s == HINGE_OK ? compare(t, stp, &op, &bv, vc, (size_t)ST_CTX * kd) : s;
+}
+
 /* The unfused rope_kv of prefill (and decode where nothing fused fits). */
 static hinge_status check_rope(st *t, const ex_step *stp, uint32_t m)
 {
@@ -536,6 +592,7 @@ static hinge_status check_step(st *t, const ex_step *stp, bool decode)
     case DEV_OP_MATVEC:
     case DEV_OP_MATMUL: return check_mm(t, stp, stp->op.kind == DEV_OP_MATVEC ? 1 : m);
     case DEV_OP_QKV_ROPE: return check_qkv(t, stp);
+    case DEV_OP_LAYER: return check_layer(t, stp);
     case DEV_OP_ATTENTION: return check_attention(t, stp, m);
     case DEV_OP_ROPE_KV: return check_rope(t, stp, m);
     case DEV_OP_RMSNORM: return check_norm(t, stp, m);

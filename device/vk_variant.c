@@ -20,6 +20,8 @@
  *            Adreno, whose driver loses the device on larger batches
  *            (llama.cpp #12139).
  *   fuse     the fused decode kernels, on unless forced off.
+ *   layer    a small layer's decode step in one dispatch (layer.comp):
+ *            with fuse unless forced; dev_prepare_layer decides by size.
  *   tiled    prefill products in shared-memory tiles (matmul_tiled.comp)
  *            on GPUs with HK_MT_SHARED bytes of shared memory; CPU devices
  *            keep matvec_rows.comp (lavapipe loads shared memory one lane
@@ -51,7 +53,7 @@ typedef struct force {
     long subgroup;       /* pretended subgroup size; 0: none */
     long shared;         /* pretended shared-memory limit in bytes */
     long batch;
-    int fuse, selftest, tiled;
+    int fuse, selftest, tiled, layer;
 } force;
 
 static int parse_long(const char *v, long lo, long hi, long *out)
@@ -99,6 +101,8 @@ static int parse_item(const char *key, const char *v, force *f)
         return parse_bool(v, &f->selftest);
     if (strcmp(key, "tiled") == 0)
         return parse_bool(v, &f->tiled);
+    if (strcmp(key, "layer") == 0)
+        return parse_bool(v, &f->layer);
     return -1;
 }
 
@@ -106,7 +110,7 @@ static int parse_item(const char *key, const char *v, force *f)
 static hinge_status read_force(dev_ctx *c, force *f)
 {
     *f = (force){.matvec = -1, .reduce = -1, .subgroup = -1, .shared = -1, .batch = -1, .fuse = -1, .selftest = -1,
-              .tiled = -1};
+              .tiled = -1, .layer = -1};
     const char *mv = getenv("HINGE_VK_MATVEC"), *sg = getenv("HINGE_VK_SUBGROUP");
     if (mv && *mv && parse_item("matvec", mv, f) != 0)
         return dev_fail(c, HINGE_ERR_INVALID, "HINGE_VK_MATVEC=%s: not rows, subgroup or shared", mv);
@@ -128,7 +132,7 @@ static hinge_status read_force(dev_ctx *c, force *f)
             *eq = '\0';
         if (!eq || parse_item(item, eq + 1, f) != 0)
             return dev_fail(c, HINGE_ERR_INVALID, "HINGE_VK_FORCE=%s: '%s%s%s' is not one of matvec=rows|subgroup|"
-                            "shared, reduce=subgroup|shared, subgroup=N, shared=BYTES, batch=N, fuse=0|1, selftest=0|1, tiled=0|1", env, item, eq ? "=" : "", eq ? eq + 1 : "");
+                            "shared, reduce=subgroup|shared, subgroup=N, shared=BYTES, batch=N, fuse=0|1, selftest=0|1, tiled=0|1, layer=0|1", env, item, eq ? "=" : "", eq ? eq + 1 : "");
     }
     return HINGE_OK;
 }
@@ -162,6 +166,7 @@ hinge_status ops_choose_variant(dev_ctx *c, const dev_ops_config *cfg, dev_varia
         .fuse = fo.fuse >= 0 ? fo.fuse == 1 : cfg->fuse >= 0,
         .selftest = fo.selftest != 0,
     };
+    v.layer = fo.layer >= 0 ? fo.layer == 1 : v.fuse;
     v.matvec = cfg->matvec != DEV_MV_AUTO ? cfg->matvec : auto_matvec(f, sg_size, shuffle);
     if (fo.matvec >= 0)
         v.matvec = (dev_mv_variant)fo.matvec;
@@ -204,7 +209,8 @@ void ops_describe_variant(const dev_variant *v, char *buf, size_t len)
     char batch[24] = "";
     if (v->max_batch)
         snprintf(batch, sizeof batch, ", batch <= %u", v->max_batch);
-    snprintf(buf, len, "matvec %s, reductions %s, subgroup %u, fused %s%s%s", mv_name(v),
+    snprintf(buf, len, "matvec %s, reductions %s, subgroup %u, fused %s%s%s%s", mv_name(v),
              v->subgroup ? "subgroup" : "shared memory", v->subgroup_size, v->fuse ? "yes" : "no",
+             v->layer ? ", small layers whole" : "",
              v->tiled ? ", prefill tiled" : "", batch);
 }

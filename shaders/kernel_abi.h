@@ -110,6 +110,24 @@
 #define HK_AT_B_POS 4  /* HK_F_POSBUF: uint added to pos0 */
 #define HK_AT_BINDINGS 5
 
+/* layer.comp: a llama-style layer's decode step in one workgroup */
+#define HK_LY_B_W 0      /* the layer's weights, a uniform texel buffer of uvec4 spanning
+                            wq | wk | wv, wo, gate, up, down (one type; word offsets in the
+                            push block) */
+#define HK_LY_B_X 1      /* the residual, n_embd f32, updated in place */
+#define HK_LY_B_ANORM 2  /* attn_norm (n_embd) f32 */
+#define HK_LY_B_FNORM 3  /* ffn_norm (n_embd) f32 */
+#define HK_LY_B_KC 4     /* K cache (ctx, n_head_kv * head_dim) f32, a texel buffer of vec4 */
+#define HK_LY_B_VC 5     /* V cache, the same */
+#define HK_LY_B_FREQ 6   /* (rope_dim / 2) f32 */
+#define HK_LY_B_POS 7    /* uint added to pos0 */
+#define HK_LY_B_KC2 8    /* the K cache again, a storage buffer (the row written) */
+#define HK_LY_B_VC2 9    /* the V cache again */
+#define HK_LY_BINDINGS 10
+/* Floats of its shared memory: 2 n_embd + 2 q_dim + 2 kv_dim + max(q_dim + 2 kv_dim,
+ * n_ff, HK_WG * (head_dim + 2)) must fit (device/vk_layer.c). */
+#define HK_LY_FLOATS 3072
+
 /* glu.comp and add.comp */
 #define HK_EW_B_A 0 /* in/out */
 #define HK_EW_B_B 1

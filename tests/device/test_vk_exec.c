@@ -430,7 +430,7 @@ static void test_profiling(void **state)
     assert_int_equal(st.submits, 1);
     assert_int_equal(st.waits, 1);
     assert_int_equal(st.recorded, 0);
-    assert_true(st.dispatches >= 1 + 5 * 5);
+    assert_true(st.dispatches >= 1 + 5); /* a small layer may be one dispatch (layer.comp) */
     assert_true(st.gpu_ns > 0 && st.gpu_ns <= st.wall_ns);
     uint32_t dispatches = 0;
     double sum = 0;
@@ -511,14 +511,15 @@ static void test_selftest_rejects(void **state)
     need_device();
     save_force();
     static const char *const ops[] = {"embed", "qkv_rope", "attention", "wo", "ffn_gate_up", "ffn_down",
-                                      "rope_kv", "qkv", "ffn_glu"};
+                                      "rope_kv", "qkv", "ffn_glu", "layer"};
     uint32_t broken = 0;
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
         setenv("HINGE_VK_SELFTEST_BREAK", ops[i], 1);
         char err[HINGE_ERRMSG_MAX] = "", want[64];
         vk_exec *e = NULL;
         hinge_status s = vk_exec_create(fx.ctx, fx.stories, 2, 32, 8, &e, err, sizeof err);
-        if (s == HINGE_OK) { /* not a step of this variant (ffn_glu: gate and up fused; qkv: fused) */
+        if (s == HINGE_OK) { /* not a step of this variant (ffn_glu: gate and up fused; qkv: fused; layer:
+                                whole layers off) */
             vk_exec_destroy(e);
             continue;
         }
