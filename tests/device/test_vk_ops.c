@@ -217,6 +217,70 @@ static void test_matmul(void **state)
             mm_type(all_types[i], ms[j]);
 }
 
+/* Batch invariance: a prefill product over m positions gives each of them
+ * bitwise what it gets among more (dev_op_record takes pipelines of 1, 2,
+ * 4 or HK_MM_POS positions per workgroup by m, and the edge's batches rely
+ * on a row's result not depending on its batch). Every own type (the
+ * dequantize-first prefill arithmetic of those with a minimum among them)
+ * in test_matmul's shapes and flags (its pipelines, for the time): the GLU
+ * with the deferred residual and several rows per invocation with the kept
+ * input at one position, the residual alone at one row per invocation, and
+ * no flags (the tiled kernels on GPU-shaped variants). */
+static void rows_case(uint32_t t, uint32_t rows, uint32_t cols, uint32_t flags)
+{
+    enum { M = 2 * HK_MM_POS + 1 };
+    static const uint32_t ms[] = {1, 2, 3, 4, 5, HK_MM_POS, HK_MM_POS + 1};
+    bool glu = flags & (HK_F_SWIGLU | HK_F_GEGLU), res = flags & HK_F_RESNORM;
+    void *w = fx_rnd_weights(t, rows, cols), *w2 = fx_rnd_weights(t, rows, cols);
+    float *x = fx_rnd_vec((size_t)M * cols, -1.0f, 1.0f), *nw = fx_rnd_vec(cols, 0.5f, 1.5f);
+    float *all = malloc((size_t)M * rows * sizeof *all), *got = malloc((size_t)M * rows * sizeof *got);
+    assert_true(all && got);
+    fx_reset_pools();
+    weight hw = fx_weight(t, rows, cols, w), hw2 = fx_weight(t, rows, cols, w2);
+    dev_weight dw, dw2;
+    fx_ok(dev_weight_upload(fx.ctx, fx.wpool, &hw, 1, "w", &dw));
+    fx_ok(dev_weight_upload(fx.ctx, fx.wpool, &hw2, 1, "w2", &dw2));
+    dev_buf bx = fx_upload(x, (size_t)M * cols * 4), bn = fx_upload(nw, cols * 4);
+    dev_buf bxe = fx_alloc(fx.apool, (size_t)M * cols * 4), by = fx_alloc(fx.apool, (size_t)M * rows * 4);
+    dev_mm_args a = {
+        .w = &dw, .w2 = glu ? &dw2 : NULL, .x = &bx, .x_stride = cols, .y = &by, .y_stride = rows,
+        .norm = res ? &bn : NULL, .flags = flags, .eps = 1e-6f,
+        .res_o = res ? &bx : NULL, .res_w = res ? &bn : NULL, .x_out = res ? &bxe : NULL,
+    };
+    for (int v = 0; v < fx.n_ops; v++) {
+        dev_op op;
+        fx_ok(dev_prepare_matmul(fx.ops[v], &a, &op));
+        fx_run(&op, M, 0);
+        fx_download(&by, all, (size_t)M * rows * 4);
+        for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+            fx_run(&op, ms[i], 0);
+            fx_download(&by, got, (size_t)ms[i] * rows * 4);
+            if (memcmp(got, all, (size_t)ms[i] * rows * sizeof *got))
+                fail_msg("matmul %s %ux%u flags 0x%x [%s]: %u positions differ from the same among %d",
+                         quant_name(t), rows, cols, flags, dev_ops_describe(fx.ops[v]), ms[i], M);
+        }
+    }
+    free(w);
+    free(w2);
+    free(x);
+    free(nw);
+    free(all);
+    free(got);
+}
+
+static void test_matmul_rows(void **state)
+{
+    (void)state;
+    fx_need_device();
+    for (size_t i = 0; i < N_OWN_TYPES; i++) {
+        uint32_t t = all_types[i], k = quant_block_elems(t) == QK_K;
+        uint32_t rows = k ? 640 : 2048, cols = k ? 1024 : 640;
+        rows_case(t, rows, cols, HK_F_GEGLU | HK_F_RESNORM);
+        rows_case(t, rows, cols, 0);
+        rows_case(t, 256, cols, HK_F_RESNORM);
+    }
+}
+
 /* ---- embedding ---- */
 
 static void embed_case(uint32_t t, uint32_t rows, uint32_t cols, float scale, uint32_t parts)
@@ -418,7 +482,8 @@ static void test_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matvec),  cmocka_unit_test(test_matmul),  cmocka_unit_test(test_embed),
+        cmocka_unit_test(test_matvec),  cmocka_unit_test(test_matmul),  cmocka_unit_test(test_matmul_rows),
+        cmocka_unit_test(test_embed),
         cmocka_unit_test(test_rmsnorm), cmocka_unit_test(test_glu_add), cmocka_unit_test(test_errors),
     };
     int failures = cmocka_run_group_tests_name("vk_ops", tests, fx_setup, fx_teardown);
