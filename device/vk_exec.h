@@ -102,6 +102,9 @@ typedef struct vk_exec_config {
     uint32_t head_rows;   /* a batch executor's (vk_exec_run_batch) head: one matrix-matrix product over
                              up to this many items' last rows (the output matrix read once a batch);
                              0: each item's own executor's head */
+    bool few_rows;        /* prefill products also shaped for 1, 2 and 4 rows (dev_ops_config.few): a batch
+                             executor's, whose batches are often a row or a few (a session alone); costs
+                             about as many pipeline builds again at creation */
 } vk_exec_config;
 hinge_status vk_exec_create_range(dev_ctx *c, const model *m, const vk_exec_config *cfg, vk_exec **out, char *err,
                                   size_t errlen);

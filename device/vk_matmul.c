@@ -179,7 +179,7 @@ static hinge_status prepare(dev_ops *o, const dev_mm_args *a, dev_op *op, bool d
         op->at_m = offsetof(mm_push, m) / 4;
         op->pos_per_group = tiled ? HK_MT_POS : HK_MM_POS;
         op->max_m = cap;
-        if (!tiled)
+        if (!tiled && o->few)
             s = few_positions(o, k, w, spec, op);
     }
     return s == HINGE_OK ? write_parts(o, a, k, op, what) : s;

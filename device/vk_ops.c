@@ -294,6 +294,7 @@ hinge_status dev_ops_create(dev_ctx *c, const dev_ops_config *cfg, dev_ops **out
     o->mv = o->v.matvec;
     o->sg = o->v.subgroup;
     o->rows_sg = o->v.rows_sg;
+    o->few = cfg->few;
     uint32_t all = 0;
     for (int i = 0; i < OPS_NTYPES; i++)
         all |= type_bits(i);

@@ -55,6 +55,11 @@ typedef struct dev_ops_config {
     /* Fused decode kernels (qkv_rope, the deferred residual's prologue): > 0
      * yes, < 0 no, 0: yes unless HINGE_VK_FORCE=fuse=0. */
     int fuse;
+    /* Prefill products also get pipelines of 1, 2 and 4 positions per
+     * workgroup (dev_op.few_pipe), for batches of a row or a few (the
+     * edge's batch executor): each prefill product's pipelines are built
+     * about twice over at prepare (seconds per executor on lavapipe). */
+    bool few;
 } dev_ops_config;
 
 /* The kernel variants a dev_ops runs, chosen at creation from the device's
@@ -145,7 +150,8 @@ typedef struct dev_op {
      * that holds m), few_rows[i] rows per workgroup; pipe (pos_per_group)
      * for more. Each row's result is the same in all (the positions
      * contract of shaders/rows_dot.glsl): a batch of one row costs one
-     * position, not pos_per_group. NULL: pipe at every m. */
+     * position, not pos_per_group. NULL (dev_ops_config.few off): pipe at
+     * every m. */
     VkPipeline few_pipe[DEV_OP_FEW];
     uint32_t few_rows[DEV_OP_FEW];
     uint32_t per_pos;           /* glu/add: elements per position */
@@ -176,8 +182,8 @@ typedef struct dev_mm_args {
  * Record with m = 1. */
 hinge_status dev_prepare_matvec(dev_ops *o, const dev_mm_args *a, dev_op *op);
 /* Prefill: y = W x for m positions (any m <= the buffers' capacity), each
- * chunk of W decoded once per HK_MM_POS positions (per 1, 2 or 4 for fewer:
- * dev_op.few_pipe); a position's result does not depend on m. */
+ * chunk of W decoded once per HK_MM_POS positions (per 1, 2 or 4 for fewer
+ * with dev_ops_config.few); a position's result does not depend on m. */
 hinge_status dev_prepare_matmul(dev_ops *o, const dev_mm_args *a, dev_op *op);
 
 /* ---- the embedding ---- */

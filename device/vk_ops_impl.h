@@ -57,6 +57,7 @@ struct dev_ops {
     bool rows_sg;                       /* v.rows_sg: DEV_MV_ROWS with subgroup shuffles: the kernels
                                            shaped for CPU devices (matvec_rows.comp, attention_rows.comp);
                                            DEV_MV_ROWS without: matmul.comp MM_POS 1, attention.comp */
+    bool few;                           /* dev_ops_config.few: prefill products get dev_op.few_pipe */
     uint32_t types;                     /* built: bit (1u << qtype) */
     struct dev_kernel matmul1[OPS_NTYPES]; /* matmul.comp MM_POS=1: rows matvec */
     struct dev_kernel matmuln[OPS_NTYPES]; /* matmul.comp: prefill (positions: constant 3) */

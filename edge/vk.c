@@ -58,7 +58,7 @@ static hinge_status batch_open(edge_vk *v, const edge_session *s, uint32_t batch
         return HINGE_OK;
     vk_exec_config c = {.end = s->m->hp.n_layer, .head = true, .ctx = 1, .max_batch = batch + BATCH_EXTRA,
                         .weights = em->vw, .no_selftest = true, /* the session's executor was tested */
-                        .head_rows = HEAD_ROWS};
+                        .head_rows = HEAD_ROWS, .few_rows = true}; /* a session alone: batches of one row */
     return vk_exec_create_range(v->c, s->m, &c, &em->vbx, err, errlen);
 }
 
