@@ -18,9 +18,13 @@
 // HK_MM_POS) while every row's bits stay those of any other count: a
 // session's logits are the same alone and in any batch (test_vk_exec's
 // batch test, test_vk_ops's test_matmul_rows). A kernel that shares this
-// file or joins that choice keeps to the same contract. Bindings: HK_MM_B_*. row_dot(rb) adds the product of the row at
-// word rb of W (and of W2 for the GLU flags) with the input of every
-// position into acc (acc2); prologue(j0) first.
+// file or joins that choice keeps to the same contract. (The source keeps
+// it; a driver must also fuse and order a position's operations alike in
+// every pipeline, which lavapipe does: those tests compare bits.)
+//
+// Bindings: HK_MM_B_*. row_dot(rb) adds the product of the row at word rb
+// of W (and of W2 for the GLU flags) with the input of every position into
+// acc (acc2); prologue(j0) first.
 //
 // Flags (specialization constant 0): HK_F_NORM (the input is x rms-normed
 // times the weight at HK_MM_B_NORM), HK_F_RESNORM (the input is the same
