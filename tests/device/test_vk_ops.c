@@ -218,18 +218,23 @@ static void test_matmul(void **state)
 }
 
 /* Batch invariance: a prefill product over m positions gives each of them
- * bitwise what it gets among more (dev_op_record takes pipelines of 1, 2,
- * 4 or HK_MM_POS positions per workgroup by m, and the edge's batches rely
- * on a row's result not depending on its batch). Every own type (the
- * dequantize-first prefill arithmetic of those with a minimum among them)
- * in test_matmul's shapes and flags (its pipelines, for the time): the GLU
- * with the deferred residual and several rows per invocation with the kept
- * input at one position, the residual alone at one row per invocation, and
- * no flags (the tiled kernels on GPU-shaped variants). */
-static void rows_case(uint32_t t, uint32_t rows, uint32_t cols, uint32_t flags)
+ * bitwise what it gets among more (with dev_ops_config.few, dev_op_record
+ * takes pipelines of 1, 2, 4 or HK_MM_POS positions per workgroup by m,
+ * and the edge's batches rely on a row's result not depending on its
+ * batch). The fixture's kernel sets have no few-row pipelines (they would
+ * double test_matmul's pipeline builds): sets of their own here, the rows
+ * variant for every own type and matmul.comp's (a split variant, with a
+ * norm: not tiled) for one.
+ * Types with a minimum (the dequantize-first prefill arithmetic) with the
+ * GLU, the deferred residual and, at one position, several rows per
+ * invocation with the kept input, and without flags; the rest share one
+ * path whatever the positions: the first case only. */
+static void rows_case(dev_ops *o, uint32_t t, uint32_t flags)
 {
     enum { M = 2 * HK_MM_POS + 1 };
     static const uint32_t ms[] = {1, 2, 3, 4, 5, HK_MM_POS, HK_MM_POS + 1};
+    bool k = quant_block_elems(t) == QK_K;
+    uint32_t rows = k ? 640 : 2048, cols = k ? 1024 : 640;
     bool glu = flags & (HK_F_SWIGLU | HK_F_GEGLU), res = flags & HK_F_RESNORM;
     void *w = fx_rnd_weights(t, rows, cols), *w2 = fx_rnd_weights(t, rows, cols);
     float *x = fx_rnd_vec((size_t)M * cols, -1.0f, 1.0f), *nw = fx_rnd_vec(cols, 0.5f, 1.5f);
@@ -247,18 +252,17 @@ static void rows_case(uint32_t t, uint32_t rows, uint32_t cols, uint32_t flags)
         .norm = res ? &bn : NULL, .flags = flags, .eps = 1e-6f,
         .res_o = res ? &bx : NULL, .res_w = res ? &bn : NULL, .x_out = res ? &bxe : NULL,
     };
-    for (int v = 0; v < fx.n_ops; v++) {
-        dev_op op;
-        fx_ok(dev_prepare_matmul(fx.ops[v], &a, &op));
-        fx_run(&op, M, 0);
-        fx_download(&by, all, (size_t)M * rows * 4);
-        for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
-            fx_run(&op, ms[i], 0);
-            fx_download(&by, got, (size_t)ms[i] * rows * 4);
-            if (memcmp(got, all, (size_t)ms[i] * rows * sizeof *got))
-                fail_msg("matmul %s %ux%u flags 0x%x [%s]: %u positions differ from the same among %d",
-                         quant_name(t), rows, cols, flags, dev_ops_describe(fx.ops[v]), ms[i], M);
-        }
+    dev_op op;
+    fx_ok(dev_prepare_matmul(o, &a, &op));
+    assert_non_null(op.few_pipe[0]);
+    fx_run(&op, M, 0);
+    fx_download(&by, all, (size_t)M * rows * 4);
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+        fx_run(&op, ms[i], 0);
+        fx_download(&by, got, (size_t)ms[i] * rows * 4);
+        if (memcmp(got, all, (size_t)ms[i] * rows * sizeof *got))
+            fail_msg("matmul %s %ux%u flags 0x%x [%s]: %u positions differ from the same among %d", quant_name(t),
+                     rows, cols, flags, dev_ops_describe(o), ms[i], M);
     }
     free(w);
     free(w2);
@@ -272,12 +276,21 @@ static void test_matmul_rows(void **state)
 {
     (void)state;
     fx_need_device();
-    for (size_t i = 0; i < N_OWN_TYPES; i++) {
-        uint32_t t = all_types[i], k = quant_block_elems(t) == QK_K;
-        uint32_t rows = k ? 640 : 2048, cols = k ? 1024 : 640;
-        rows_case(t, rows, cols, HK_F_GEGLU | HK_F_RESNORM);
-        rows_case(t, rows, cols, 0);
-        rows_case(t, 256, cols, HK_F_RESNORM);
+    const dev_mv_variant mv[2] = {DEV_MV_ROWS, DEV_MV_SPLIT_SUBGROUP};
+    for (int v = 0; v < 2; v++) {
+        dev_ops_config cfg = {.matvec = mv[v], .few = true};
+        dev_ops *o;
+        if (dev_ops_create(fx.ctx, &cfg, &o) != HINGE_OK) {
+            print_message("variant not run on this device: %s\n", dev_ctx_errmsg(fx.ctx));
+            continue;
+        }
+        for (size_t i = 0; i < (v == 0 ? N_OWN_TYPES : 1); i++) {
+            uint32_t t = v == 0 ? all_types[i] : QT_Q4_K;
+            rows_case(o, t, HK_F_GEGLU | HK_F_RESNORM);
+            if (v == 0 && (t == QT_Q5_0 || t == QT_Q4_1 || t == QT_Q4_K || t == QT_Q6_K))
+                rows_case(o, t, 0); /* (split variants: tiled, without few-row pipelines) */
+        }
+        dev_ops_destroy(o);
     }
 }
 

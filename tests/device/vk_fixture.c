@@ -15,8 +15,7 @@ enum { WPOOL_BYTES = 96 << 20, APOOL_BYTES = 64 << 20 };
 
 static void add_variant(dev_mv_variant mv, int subgroup)
 {
-    /* the few-row prefill pipelines (both split variants share matmul.comp's: one is enough, for the time) */
-    dev_ops_config cfg = {.matvec = mv, .subgroup = subgroup, .few = mv != DEV_MV_SPLIT_SHARED};
+    dev_ops_config cfg = {.matvec = mv, .subgroup = subgroup};
     dev_ops *o;
     if (dev_ops_create(fx.ctx, &cfg, &o) == HINGE_OK)
         fx.ops[fx.n_ops++] = o;
