@@ -137,6 +137,7 @@ hinge_status vk_exec_create_range(dev_ctx *c, const model *m, const vk_exec_conf
     e->ctx = ctx;
     e->max_batch = max_batch;
     e->head_rows = cfg->batch_item ? 0 : cfg->head_rows < max_batch ? cfg->head_rows : max_batch;
+    e->few_rows = cfg->few_rows;
     e->d = hp->n_embd;
     e->q_dim = hp->n_head * hp->head_dim;
     e->kv_dim = hp->n_head_kv * hp->head_dim;

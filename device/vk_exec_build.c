@@ -420,7 +420,7 @@ hinge_status ex_build(vk_exec *e)
     e->cache = calloc(e->end ? e->end : 1, sizeof *e->cache);
     if (!e->cache)
         return hinge_fail(e->errmsg, sizeof e->errmsg, HINGE_ERR_NOMEM, "out of host memory");
-    dev_ops_config oc = {.types = used_types(e), .attention_only = e->batch_item};
+    dev_ops_config oc = {.types = used_types(e), .attention_only = e->batch_item, .few = e->few_rows};
     hinge_status s = dev_ops_create(e->c, &oc, &e->ops);
     if (s != HINGE_OK)
         return ex_fail_ctx(e, s, "kernels");

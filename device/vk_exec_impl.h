@@ -138,6 +138,7 @@ struct vk_exec {
     float *post_w;               /* (d) the last layer's post_ffw_norm, host copy */
     float *post_tmp;             /* (d) scratch of that add */
     uint32_t head_rows;          /* batch executor: rows of the batch head (vk_exec_batch.c); 0: none */
+    bool few_rows;               /* vk_exec_config.few_rows */
     dev_pool *bh_pool, *bh_rb_pool; /* its buffers: */
     dev_buf bh_x, bh_logits;     /* (head_rows, d) the items' last rows, (head_rows, n_vocab) */
     dev_buf bh_out;              /* readback: (head_rows, n_vocab) */

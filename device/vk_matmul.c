@@ -37,6 +37,24 @@ static void split_shape(const dev_ops *o, const dev_weight *w, uint32_t flags, u
         spec[1] = chunks;
 }
 
+/* Prefill with few rows (one session's step on the edge: a batch of one
+ * row): the pipelines of 1, 2 and 4 positions per workgroup (constant 3),
+ * the one position shaped as decode (rows per invocation, the kept input),
+ * so that m rows cost about m positions' arithmetic, not HK_MM_POS. */
+static hinge_status few_positions(dev_ops *o, struct dev_kernel *k, const dev_weight *w,
+                                  const uint32_t spec[OPS_SPEC_IDS], dev_op *op)
+{
+    hinge_status s = HINGE_OK;
+    for (uint32_t i = 0; s == HINGE_OK && i < DEV_OP_FEW; i++) {
+        uint32_t v[OPS_SPEC_IDS] = {spec[0], 0, 0, 1u << i};
+        if (i == 0 && o->rows_sg)
+            rows_shape(w, spec[0], v);
+        s = ops_pipeline_spec(o, k, v, &op->few_pipe[i]);
+        op->few_rows[i] = HK_WG * (v[2] ? v[2] : 1);
+    }
+    return s;
+}
+
 static hinge_status check_args(dev_ops *o, const dev_mm_args *a, const char *what)
 {
     const dev_weight *w = a->w;
@@ -118,7 +136,7 @@ static hinge_status prepare(dev_ops *o, const dev_mm_args *a, dev_op *op, bool d
     struct dev_kernel *k = ops_kernel_for(o, arr, w->type, what);
     if (!k)
         return HINGE_ERR_UNSUPPORTED;
-    uint32_t spec[OPS_SPEC_IDS] = {a->flags | ops_sub_flags(w->type, w->type), 0, 0};
+    uint32_t spec[OPS_SPEC_IDS] = {a->flags | ops_sub_flags(w->type, w->type)};
     if (decode && o->rows_sg)
         rows_shape(w, a->flags, spec);
     else if (decode && o->mv != DEV_MV_ROWS)
@@ -161,8 +179,10 @@ static hinge_status prepare(dev_ops *o, const dev_mm_args *a, dev_op *op, bool d
         op->at_m = offsetof(mm_push, m) / 4;
         op->pos_per_group = tiled ? HK_MT_POS : HK_MM_POS;
         op->max_m = cap;
+        if (!tiled && o->few)
+            s = few_positions(o, k, w, spec, op);
     }
-    return write_parts(o, a, k, op, what);
+    return s == HINGE_OK ? write_parts(o, a, k, op, what) : s;
 }
 
 hinge_status dev_prepare_matvec(dev_ops *o, const dev_mm_args *a, dev_op *op) { return prepare(o, a, op, true); }

@@ -143,19 +143,27 @@ static hinge_status kernel_create(dev_ops *o, const char *spv_name, uint32_t n_b
 
 hinge_status ops_pipeline(dev_ops *o, struct dev_kernel *k, uint32_t value, VkPipeline *out)
 {
-    const uint32_t v[OPS_SPEC_IDS] = {value, 0, 0};
+    const uint32_t v[OPS_SPEC_IDS] = {value};
     return ops_pipeline_spec(o, k, v, out);
 }
 
 hinge_status ops_pipeline_spec(dev_ops *o, struct dev_kernel *k, const uint32_t v[OPS_SPEC_IDS], VkPipeline *out)
 {
     for (uint32_t i = 0; i < k->n_spec; i++)
-        if (memcmp(k->spec_value[i], v, sizeof k->spec_value[i]) == 0) {
-            *out = k->spec_pipe[i];
+        if (memcmp(k->specs[i].value, v, sizeof k->specs[i].value) == 0) {
+            *out = k->specs[i].pipe;
             return HINGE_OK;
         }
     if (k->n_spec == OPS_SPECS)
         return dev_fail(o->c, HINGE_ERR_UNSUPPORTED, "%s: more than %d specializations", k->name, OPS_SPECS);
+    if (k->n_spec == k->cap_spec) {
+        uint32_t cap = k->cap_spec ? 2 * k->cap_spec : 8;
+        struct ops_spec *n = realloc(k->specs, cap * sizeof *n);
+        if (!n)
+            return dev_fail(o->c, HINGE_ERR_NOMEM, "%s: out of host memory", k->name);
+        k->specs = n;
+        k->cap_spec = cap;
+    }
     VkSpecializationMapEntry entries[OPS_SPEC_IDS];
     uint32_t n = 0;
     for (uint32_t i = 0; i < OPS_SPEC_IDS; i++)
@@ -178,11 +186,11 @@ hinge_status ops_pipeline_spec(dev_ops *o, struct dev_kernel *k, const uint32_t 
     VkResult r = vkCreateComputePipelines(dev_ctx_device(o->c), VK_NULL_HANDLE, 1, &cci, NULL, &pipe);
     if (r != VK_SUCCESS) {
         char what[80];
-        snprintf(what, sizeof what, "%s, specialization 0x%x/%u/%u", k->name, v[0], v[1], v[2]);
+        snprintf(what, sizeof what, "%s, specialization 0x%x/%u/%u/%u", k->name, v[0], v[1], v[2], v[3]);
         return dev_vk_fail(o->c, r, "vkCreateComputePipelines", what);
     }
-    memcpy(k->spec_value[k->n_spec], v, sizeof k->spec_value[0]);
-    k->spec_pipe[k->n_spec++] = pipe;
+    memcpy(k->specs[k->n_spec].value, v, sizeof k->specs[0].value);
+    k->specs[k->n_spec++].pipe = pipe;
     *out = pipe;
     return HINGE_OK;
 }
@@ -190,7 +198,8 @@ hinge_status ops_pipeline_spec(dev_ops *o, struct dev_kernel *k, const uint32_t 
 static void kernel_destroy(VkDevice d, struct dev_kernel *k)
 {
     for (uint32_t i = 0; i < k->n_spec; i++)
-        vkDestroyPipeline(d, k->spec_pipe[i], NULL);
+        vkDestroyPipeline(d, k->specs[i].pipe, NULL);
+    free(k->specs);
     if (k->module)
         vkDestroyShaderModule(d, k->module, NULL);
     if (k->layout)
@@ -284,6 +293,7 @@ hinge_status dev_ops_create(dev_ctx *c, const dev_ops_config *cfg, dev_ops **out
     o->mv = o->v.matvec;
     o->sg = o->v.subgroup;
     o->rows_sg = o->v.rows_sg;
+    o->few = cfg->few;
     uint32_t all = 0;
     for (int i = 0; i < OPS_NTYPES; i++)
         all |= type_bits(i);
@@ -525,16 +535,25 @@ hinge_status dev_op_record(VkCommandBuffer cmd, const dev_op *op, uint32_t m, ui
         uint32_t g = div_up((uint64_t)m * op->per_pos, HK_WG);
         gx = g > 65535 ? 65535 : g;
     }
-    uint32_t gy = op->pos_per_group ? div_up(m, op->pos_per_group) : 1;
-    vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, op->pipe);
+    VkPipeline pipe = op->pipe;
+    uint32_t ppg = op->pos_per_group, rpg = op->rows_per_group;
+    for (uint32_t i = 0; i < DEV_OP_FEW; i++)
+        if (op->few_pipe[i] && m <= 1u << i) {
+            pipe = op->few_pipe[i];
+            ppg = 1u << i;
+            rpg = op->few_rows[i];
+            break;
+        }
+    uint32_t gy = ppg ? div_up(m, ppg) : 1;
+    vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
     uint32_t row0 = 0;
     for (uint32_t p = 0; p < op->n_parts; p++) {
         if (op->at_row0 != DEV_PUSH_NONE)
             push[op->at_row0] = row0;
         if (op->at_nrows != DEV_PUSH_NONE)
             push[op->at_nrows] = op->part_rows[p];
-        if (op->rows_per_group)
-            gx = div_up(op->part_rows[p], op->rows_per_group);
+        if (rpg)
+            gx = div_up(op->part_rows[p], rpg);
         vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, op->k->layout, 0, 1, &op->sets[p], 0, NULL);
         vkCmdPushConstants(cmd, op->k->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, op->push_bytes, push);
         vkCmdDispatch(cmd, gx, gy, 1);

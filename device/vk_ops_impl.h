@@ -9,13 +9,15 @@
 enum { OPS_NTYPES = 8 };
 
 /* Kernels take their HK_F_* flags (or a shape: rope_kv, attention_rows)
- * as specialization constant 0, and shapes as constants 1 and 2 (the rows
- * kernels: x chunks cached per invocation, rows per invocation), so that no
- * flag costs a run-time branch: one pipeline per set of values, made by the
- * first prepare that asks for it (at load). A kernel holds at most
- * OPS_SPECS of them. Constants 1 and 2 are given only when not 0 (the
- * shader's default stands). */
-enum { OPS_SPECS = 32, OPS_SPEC_IDS = 3 }; /* (32: flags x shapes x the sub-layouts of a mixed file) */
+ * as specialization constant 0, and shapes as constants 1, 2 and 3 (the
+ * rows kernels: x chunks cached per invocation, rows per invocation; the
+ * prefill products: positions per workgroup), so that no flag costs a
+ * run-time branch: one pipeline per set of values, made by the first
+ * prepare that asks for it (at load). A kernel holds at most OPS_SPECS of
+ * them. Constants 1 to 3 are given only when not 0 (the shader's default
+ * stands). */
+enum { OPS_SPECS = 1024, OPS_SPEC_IDS = 4 }; /* (a bound no model reaches: flags x shapes x positions x the
+                                                sub-layouts of a mixed file are tens) */
 /* Chunks of input a rows-kernel invocation keeps at most (constant 1;
  * n_embd <= 8192). */
 enum { OPS_MAX_XC = 256 };
@@ -32,9 +34,11 @@ struct dev_kernel {
     VkPipelineLayout layout;
     VkShaderModule module;               /* kept for the pipelines made later */
     VkPipeline pipe;                     /* no specialization (value 0); NULL until asked for */
-    uint32_t spec_value[OPS_SPECS][OPS_SPEC_IDS]; /* specialized pipelines made so far */
-    VkPipeline spec_pipe[OPS_SPECS];
-    uint32_t n_spec;
+    struct ops_spec {                    /* specialized pipelines made so far (grown as asked) */
+        uint32_t value[OPS_SPEC_IDS];
+        VkPipeline pipe;
+    } *specs;
+    uint32_t n_spec, cap_spec;
     uint32_t n_bind;
     VkFormat texel[OPS_MAX_BINDINGS];    /* uniform texel buffer of this format; 0: storage buffer */
     uint32_t push_bytes;
@@ -53,11 +57,12 @@ struct dev_ops {
     bool rows_sg;                       /* v.rows_sg: DEV_MV_ROWS with subgroup shuffles: the kernels
                                            shaped for CPU devices (matvec_rows.comp, attention_rows.comp);
                                            DEV_MV_ROWS without: matmul.comp MM_POS 1, attention.comp */
+    bool few;                           /* dev_ops_config.few: prefill products get dev_op.few_pipe */
     uint32_t types;                     /* built: bit (1u << qtype) */
     bool attention_only;                /* dev_ops_config's: no glu, add (nor matrix kernels: types 0) */
     struct dev_kernel matmul1[OPS_NTYPES]; /* matmul.comp MM_POS=1: rows matvec */
-    struct dev_kernel matmuln[OPS_NTYPES]; /* matmul.comp: prefill */
-    struct dev_kernel matmulr[OPS_NTYPES]; /* matvec_rows.comp MM_POS HK_MM_POS: prefill with rows_sg */
+    struct dev_kernel matmuln[OPS_NTYPES]; /* matmul.comp: prefill (positions: constant 3) */
+    struct dev_kernel matmulr[OPS_NTYPES]; /* matvec_rows.comp ROWS_PREFILL: prefill with rows_sg */
     struct dev_kernel matmult[OPS_NTYPES]; /* matmul_tiled.comp: prefill with v.tiled */
     struct dev_kernel matvec[OPS_NTYPES];  /* matvec.comp sg or sh, or matvec_rows.comp, per mv */
     struct dev_kernel embed[OPS_NTYPES];

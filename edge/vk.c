@@ -89,7 +89,8 @@ static hinge_status device_half(hinge_edge *e, edge_model *em, bool selftest, co
         st = vk_model_create(e->vk->c, m, &wc, &em->vw, err, errlen);
     }
     vk_exec_config c = {.end = m->hp.n_layer, .head = true, .ctx = 1, .max_batch = pass_rows(e) + BATCH_EXTRA,
-                        .weights = em->vw, .no_selftest = !selftest, .head_rows = HEAD_ROWS};
+                        .weights = em->vw, .no_selftest = !selftest, .head_rows = HEAD_ROWS,
+                        .few_rows = true}; /* a session alone: batches of one row */
     if (st == HINGE_OK && !em->vbx)
         st = vk_exec_create_range(e->vk->c, m, &c, &em->vbx, err, errlen);
     pthread_mutex_unlock(&e->vk->lock);

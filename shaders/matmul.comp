@@ -3,8 +3,11 @@
 // hinge: y = W x with one invocation per weight row, each carrying MM_POS
 // positions (MM_POS 1: the decode matvec for CPU-like devices, where loads
 // that every lane shares are cheap and per-lane loads are not; MM_POS
-// HK_MM_POS: prefill). Each chunk of weights is decoded once and used for
-// all MM_POS positions. Grid: (ceil(nrows / HK_WG), ceil(m / MM_POS)).
+// HK_MM_POS: prefill, by default: specialization constant 3, 1, 2 or 4 for
+// fewer rows). Each chunk of weights is decoded once and used for all
+// MM_POS positions; a position's arithmetic does not depend on MM_POS
+// (rows_dot.glsl's positions contract). Grid: (ceil(nrows / HK_WG),
+// ceil(m / MM_POS)).
 //
 // Flags (the specialization constant FLAGS): HK_F_NORM (x rms-normed with
 // the weight at HK_MM_B_NORM first), HK_F_RESNORM (the same norm of
@@ -13,7 +16,8 @@
 #include "common.glsl"
 
 #ifndef MM_POS
-#define MM_POS HK_MM_POS
+layout(constant_id = 3) const uint MM_POS_SPEC = HK_MM_POS;
+#define MM_POS MM_POS_SPEC
 #endif
 
 layout(local_size_x = HK_WG) in;

@@ -3,11 +3,28 @@
 // invocation, MM_POS positions each, weights x and o read as uniform texel
 // buffers, x shared through the subgroup (see matvec_rows.comp for why).
 //
-// The includer defines MM_POS, declares the push block `p` with at least
+// The includer defines MM_POS (a number, or a specialization constant:
+// matvec_rows.comp's prefill), declares the push block `p` with at least
 // ncols, m, x_off, x_stride (floats) and eps, and includes common.glsl
-// first. Bindings: HK_MM_B_*. row_dot(rb) adds the product of the row at
-// word rb of W (and of W2 for the GLU flags) with the input of every
-// position into acc (acc2); prologue(j0) first.
+// first.
+//
+// The positions contract: a position's result never depends on MM_POS, nor
+// on which of the MM_POS slots it takes: each position's arithmetic is the
+// same sequence of operations on its own input, the weights' share done
+// once for all of them. The arithmetic is chosen by ROWS_PREFILL (defined:
+// prefill's, the weights dequantized first; else decode's), never by
+// MM_POS, so that a prefill kernel may be built for any positions count and
+// the host may pick the count by the rows it runs (vk_matmul.c: 1, 2, 4 or
+// HK_MM_POS) while every row's bits stay those of any other count: a
+// session's logits are the same alone and in any batch (test_vk_exec's
+// batch test, test_vk_ops's test_matmul_rows). A kernel that shares this
+// file or joins that choice keeps to the same contract. (The source keeps
+// it; a driver must also fuse and order a position's operations alike in
+// every pipeline, which lavapipe does: those tests compare bits.)
+//
+// Bindings: HK_MM_B_*. row_dot(rb) adds the product of the row at word rb
+// of W (and of W2 for the GLU flags) with the input of every position into
+// acc (acc2); prologue(j0) first.
 //
 // Flags (specialization constant 0): HK_F_NORM (the input is x rms-normed
 // times the weight at HK_MM_B_NORM), HK_F_RESNORM (the input is the same
@@ -43,8 +60,9 @@ layout(binding = HK_MM_B_XOUT) writeonly buffer Xe4 { vec4 xe4[]; };
 
 layout(constant_id = 0) const uint FLAGS = 0u; // HK_F_* bits
 // Chunks of the normed input each invocation prepares once and keeps
-// (decode, MM_POS 1, where an invocation computes several rows): its vec4
-// of chunk c in xc[c] for c < XC. 0: every row prepares its input anew.
+// (MM_POS 1 only, where an invocation computes several rows): its vec4 of
+// chunk c in xc[c] for c < XC, the very values input4 gives. 0: every row
+// prepares its input anew.
 layout(constant_id = 1) const uint XC = 0u;
 // Rows per invocation (the includer's loop; 1: one).
 layout(constant_id = 2) const uint RPL = 1u;
@@ -189,18 +207,20 @@ void prologue(uint j0)
 // ma[k/4]), and acc2[t] the same for W2, for every position t.
 void accum(uint c, vec4 qa[8], vec2 sa, vec2 ma, vec4 qb[8], vec2 sb, vec2 mb)
 {
-#if defined(ROWS_MIN) && MM_POS > 1
+#if defined(ROWS_MIN) && defined(ROWS_PREFILL)
     // Prefill: the weights dequantized once for the MM_POS positions (32
     // FMAs), rather than the minimum's sum of x in every position (28 adds
     // each): the positions' share of the arithmetic, not the weights', sets
-    // prefill's pace (a third faster on q4_k, measured).
+    // prefill's pace (a third faster on q4_k, measured). Also with one
+    // position (the positions contract at the top): a row's sums are the
+    // same at every positions count.
     [[unroll]] for (uint k = 0u; k < 8u; k++) {
         qa[k] = qa[k] * sa[k >> 2] + ma[k >> 2];
         if (GLU)
             qb[k] = qb[k] * sb[k >> 2] + mb[k >> 2];
     }
     [[unroll]] for (uint t = 0u; t < MM_POS; t++) {
-        vec4 mine = input4(t, c * 8u + lane);
+        vec4 mine = XC > 0u ? xc[c] : input4(t, c * 8u + lane);
         vec4 xv[8];
         [[unroll]] for (uint k = 0u; k < 8u; k++)
             xv[k] = SHARE8(mine, k);

@@ -714,7 +714,11 @@ enum { B_SESS = 7, B_STEPS = 4, B_CTX = 64 };
  * logits at every step, run (1) each alone, (2) sessions 0 and 1 together,
  * (3) all seven together: every session's logits bitwise equal in the
  * three (batch invariance: a row's products, norms, attention and head do
- * not depend on the batch's other rows). With ref, the alone run's logits
+ * not depend on the batch's other rows). The products' m ranges over the
+ * pipelines dev_op_record picks by m (few_rows: 1, 2, 4 or HK_MM_POS
+ * positions per workgroup): alone 1 to 3 rows; the stories cuts give 1, 2,
+ * 4, 5, 6, 7 rows by layer in the seven's decode steps, 7, 9 and 10 in
+ * their prompt step, 7 at the batch's head. With ref, the alone run's logits
  * are also checked against the CPU's fwd_layers [cut, N) + fwd_head.
  * head_rows: the batch's head (0: each session's own). item: the sessions'
  * executors are batch items' (vk_exec_config.batch_item, the edge's: no
@@ -730,7 +734,7 @@ static float *batch_sessions(const model *m, const uint32_t cuts[B_SESS], uint32
     assert_int_equal(vk_model_create(fx.ctx, m, &wc, &w, err, sizeof err), HINGE_OK);
     vk_exec *b = NULL, *ex[B_SESS];
     vk_exec_config bc = {.end = hp->n_layer, .head = true, .ctx = 1, .max_batch = 32, .weights = w,
-                         .no_selftest = true, .head_rows = head_rows};
+                         .no_selftest = true, .head_rows = head_rows, .few_rows = true};
     assert_int_equal(vk_exec_create_range(fx.ctx, m, &bc, &b, err, sizeof err), HINGE_OK);
     uint32_t cap = vk_exec_max_batch(b), len[B_SESS]; /* HINGE_VK_FORCE=batch=8: prompts of 8 rows in all */
     for (int i = 0; i < B_SESS; i++) {

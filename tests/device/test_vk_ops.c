@@ -217,6 +217,83 @@ static void test_matmul(void **state)
             mm_type(all_types[i], ms[j]);
 }
 
+/* Batch invariance: a prefill product over m positions gives each of them
+ * bitwise what it gets among more (with dev_ops_config.few, dev_op_record
+ * takes pipelines of 1, 2, 4 or HK_MM_POS positions per workgroup by m,
+ * and the edge's batches rely on a row's result not depending on its
+ * batch). The fixture's kernel sets have no few-row pipelines (they would
+ * double test_matmul's pipeline builds): sets of their own here, the rows
+ * variant for every own type and matmul.comp's (a split variant, with a
+ * norm: not tiled) for one.
+ * Types with a minimum (the dequantize-first prefill arithmetic) with the
+ * GLU, the deferred residual and, at one position, several rows per
+ * invocation with the kept input, and without flags; the rest share one
+ * path whatever the positions: the first case only. */
+static void rows_case(dev_ops *o, uint32_t t, uint32_t flags)
+{
+    enum { M = 2 * HK_MM_POS + 1 };
+    static const uint32_t ms[] = {1, 2, 3, 4, 5, HK_MM_POS, HK_MM_POS + 1};
+    bool k = quant_block_elems(t) == QK_K;
+    uint32_t rows = k ? 640 : 2048, cols = k ? 1024 : 640;
+    bool glu = flags & (HK_F_SWIGLU | HK_F_GEGLU), res = flags & HK_F_RESNORM;
+    void *w = fx_rnd_weights(t, rows, cols), *w2 = fx_rnd_weights(t, rows, cols);
+    float *x = fx_rnd_vec((size_t)M * cols, -1.0f, 1.0f), *nw = fx_rnd_vec(cols, 0.5f, 1.5f);
+    float *all = malloc((size_t)M * rows * sizeof *all), *got = malloc((size_t)M * rows * sizeof *got);
+    assert_true(all && got);
+    fx_reset_pools();
+    weight hw = fx_weight(t, rows, cols, w), hw2 = fx_weight(t, rows, cols, w2);
+    dev_weight dw, dw2;
+    fx_ok(dev_weight_upload(fx.ctx, fx.wpool, &hw, 1, "w", &dw));
+    fx_ok(dev_weight_upload(fx.ctx, fx.wpool, &hw2, 1, "w2", &dw2));
+    dev_buf bx = fx_upload(x, (size_t)M * cols * 4), bn = fx_upload(nw, cols * 4);
+    dev_buf bxe = fx_alloc(fx.apool, (size_t)M * cols * 4), by = fx_alloc(fx.apool, (size_t)M * rows * 4);
+    dev_mm_args a = {
+        .w = &dw, .w2 = glu ? &dw2 : NULL, .x = &bx, .x_stride = cols, .y = &by, .y_stride = rows,
+        .norm = res ? &bn : NULL, .flags = flags, .eps = 1e-6f,
+        .res_o = res ? &bx : NULL, .res_w = res ? &bn : NULL, .x_out = res ? &bxe : NULL,
+    };
+    dev_op op;
+    fx_ok(dev_prepare_matmul(o, &a, &op));
+    assert_non_null(op.few_pipe[0]);
+    fx_run(&op, M, 0);
+    fx_download(&by, all, (size_t)M * rows * 4);
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+        fx_run(&op, ms[i], 0);
+        fx_download(&by, got, (size_t)ms[i] * rows * 4);
+        if (memcmp(got, all, (size_t)ms[i] * rows * sizeof *got))
+            fail_msg("matmul %s %ux%u flags 0x%x [%s]: %u positions differ from the same among %d", quant_name(t),
+                     rows, cols, flags, dev_ops_describe(o), ms[i], M);
+    }
+    free(w);
+    free(w2);
+    free(x);
+    free(nw);
+    free(all);
+    free(got);
+}
+
+static void test_matmul_rows(void **state)
+{
+    (void)state;
+    fx_need_device();
+    const dev_mv_variant mv[2] = {DEV_MV_ROWS, DEV_MV_SPLIT_SUBGROUP};
+    for (int v = 0; v < 2; v++) {
+        dev_ops_config cfg = {.matvec = mv[v], .few = true};
+        dev_ops *o;
+        if (dev_ops_create(fx.ctx, &cfg, &o) != HINGE_OK) {
+            print_message("variant not run on this device: %s\n", dev_ctx_errmsg(fx.ctx));
+            continue;
+        }
+        for (size_t i = 0; i < (v == 0 ? N_OWN_TYPES : 1); i++) {
+            uint32_t t = v == 0 ? all_types[i] : QT_Q4_K;
+            rows_case(o, t, HK_F_GEGLU | HK_F_RESNORM);
+            if (v == 0 && (t == QT_Q5_0 || t == QT_Q4_1 || t == QT_Q4_K || t == QT_Q6_K))
+                rows_case(o, t, 0); /* (split variants: tiled, without few-row pipelines) */
+        }
+        dev_ops_destroy(o);
+    }
+}
+
 /* ---- embedding ---- */
 
 static void embed_case(uint32_t t, uint32_t rows, uint32_t cols, float scale, uint32_t parts)
@@ -418,7 +495,8 @@ static void test_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matvec),  cmocka_unit_test(test_matmul),  cmocka_unit_test(test_embed),
+        cmocka_unit_test(test_matvec),  cmocka_unit_test(test_matmul),  cmocka_unit_test(test_matmul_rows),
+        cmocka_unit_test(test_embed),
         cmocka_unit_test(test_rmsnorm), cmocka_unit_test(test_glu_add), cmocka_unit_test(test_errors),
     };
     int failures = cmocka_run_group_tests_name("vk_ops", tests, fx_setup, fx_teardown);
