@@ -19,9 +19,9 @@
  *    from one without, an executor without the head given no out.
  * Gemma 3 270M (when fetched; HINGE_TEST_GEMMA_BATCH=0 skips it): the same
  * invariances (its sessions join with their input norm, a private head
- * leaves mid-batch). meson runs it once per forced kernel variant too
- * (tests/device/meson.build). Without a Vulkan device every test skips
- * (77). */
+ * leaves mid-batch). meson runs it once per forced kernel variant too,
+ * Gemma in the default run only (tests/device/meson.build). Without a
+ * Vulkan device every test skips (77). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
