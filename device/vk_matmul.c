@@ -28,6 +28,15 @@ static void rows_shape(const dev_weight *w, uint32_t flags, uint32_t spec[OPS_SP
         spec[1] = w->cols / HK_CHUNK;
 }
 
+/* matmul_rows.comp (prefill on CPU devices): two rows per invocation share
+ * each shuffled vec4 of x where there are rows enough; a gated product has
+ * its W2 row for that already (two rows of each: slower, measured). */
+static uint32_t prefill_rpl(const dev_weight *w, uint32_t flags)
+{
+    uint32_t rows = w->part_rows < w->rows ? w->part_rows : w->rows;
+    return (flags & (HK_F_SWIGLU | HK_F_GEGLU)) || rows < 4u * HK_WG ? 1 : 2;
+}
+
 /* matvec.comp (GPUs): the workgroup stages the normed input in shared
  * memory once for its rows (constant 1: its chunks) where it fits. */
 static void split_shape(const dev_ops *o, const dev_weight *w, uint32_t flags, uint32_t spec[OPS_SPEC_IDS])
@@ -121,6 +130,8 @@ static hinge_status prepare(dev_ops *o, const dev_mm_args *a, dev_op *op, bool d
     uint32_t spec[OPS_SPEC_IDS] = {a->flags | ops_sub_flags(w->type, w->type), 0, 0};
     if (decode && o->rows_sg)
         rows_shape(w, a->flags, spec);
+    else if (o->rows_sg && !tiled)
+        spec[2] = prefill_rpl(w, a->flags);
     else if (decode && o->mv != DEV_MV_ROWS)
         split_shape(o, w, a->flags, spec);
     VkPipeline pipe;
@@ -159,7 +170,7 @@ static hinge_status prepare(dev_ops *o, const dev_mm_args *a, dev_op *op, bool d
         op->max_m = 1;
     } else {
         op->at_m = offsetof(mm_push, m) / 4;
-        op->pos_per_group = tiled ? HK_MT_POS : HK_MM_POS;
+        op->pos_per_group = tiled ? HK_MT_POS : o->rows_sg ? HK_MR_POS : HK_MM_POS;
         op->max_m = cap;
     }
     return write_parts(o, a, k, op, what);

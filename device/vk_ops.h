@@ -168,7 +168,7 @@ typedef struct dev_mm_args {
  * Record with m = 1. */
 hinge_status dev_prepare_matvec(dev_ops *o, const dev_mm_args *a, dev_op *op);
 /* Prefill: y = W x for m positions (any m <= the buffers' capacity), each
- * chunk of W decoded once per HK_MM_POS positions. */
+ * chunk of W decoded once per HK_MM_POS positions (HK_MR_POS on CPU devices). */
 hinge_status dev_prepare_matmul(dev_ops *o, const dev_mm_args *a, dev_op *op);
 
 /* ---- the embedding ---- */

@@ -56,7 +56,7 @@ struct dev_ops {
     uint32_t types;                     /* built: bit (1u << qtype) */
     struct dev_kernel matmul1[OPS_NTYPES]; /* matmul.comp MM_POS=1: rows matvec */
     struct dev_kernel matmuln[OPS_NTYPES]; /* matmul.comp: prefill */
-    struct dev_kernel matmulr[OPS_NTYPES]; /* matvec_rows.comp MM_POS HK_MM_POS: prefill with rows_sg */
+    struct dev_kernel matmulr[OPS_NTYPES]; /* matmul_rows.comp: prefill with rows_sg */
     struct dev_kernel matmult[OPS_NTYPES]; /* matmul_tiled.comp: prefill with v.tiled */
     struct dev_kernel matvec[OPS_NTYPES];  /* matvec.comp sg or sh, or matvec_rows.comp, per mv */
     struct dev_kernel embed[OPS_NTYPES];

@@ -194,7 +194,7 @@ static void mm_type(uint32_t t, uint32_t m)
 
 /* The last five are read in sub-layouts of q4_1, q4_k, q6_k and q4_0's
  * kernels: the same kernels, other decoders (prefill: one m, past one
- * position block and one tile, for the test's time). */
+ * position block of every kernel and one tile, for the test's time). */
 static const uint32_t all_types[] = {QT_F32,    QT_F16,  QT_Q8_0, QT_Q4_0, QT_Q5_0, QT_Q4_1, QT_Q4_K,
                                      QT_Q6_K,   QT_Q5_1, QT_Q5_K, QT_Q3_K, QT_Q2_K, QT_IQ4_NL};
 enum { N_OWN_TYPES = 8 };
@@ -211,7 +211,7 @@ static void test_matmul(void **state)
 {
     (void)state;
     fx_need_device();
-    static const uint32_t ms[] = {1, 5, 17};
+    static const uint32_t ms[] = {1, 5, 33}; /* 33: past HK_MR_POS */
     for (size_t i = 0; i < sizeof all_types / sizeof all_types[0]; i++)
         for (size_t j = i < N_OWN_TYPES ? 0 : 2; j < 3; j++)
             mm_type(all_types[i], ms[j]);
