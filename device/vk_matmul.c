@@ -52,7 +52,7 @@ static void split_shape(const dev_ops *o, const dev_weight *w, uint32_t flags, u
  * up to 16), so that m rows cost about m positions' arithmetic, not
  * pos_per_group. On CPU devices the one position takes decode's rows per
  * invocation (matmul_rows.comp shares each chunk of the input among its
- * rows: no kept input, constant 1; at most HK_MR_MAX_RPL). */
+ * rows: no kept input, constant 1). */
 static hinge_status few_positions(dev_ops *o, struct dev_kernel *k, const dev_weight *w,
                                   const uint32_t spec[OPS_SPEC_IDS], dev_op *op)
 {
@@ -63,7 +63,6 @@ static hinge_status few_positions(dev_ops *o, struct dev_kernel *k, const dev_we
             v[2] = 0;
             rows_shape(w, spec[0], v);
             v[1] = 0;
-            v[2] = v[2] > HK_MR_MAX_RPL ? HK_MR_MAX_RPL : v[2];
         }
         s = ops_pipeline_spec(o, k, v, &op->few_pipe[i]);
         op->few_rows[i] = HK_WG * (v[2] ? v[2] : 1);

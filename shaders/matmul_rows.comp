@@ -4,7 +4,7 @@
 #extension GL_KHR_shader_subgroup_shuffle : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 // hinge: Y = W X for CPU devices (lavapipe) in prefill: RPL weight rows per
-// invocation (specialization constant 2: 1, 2 or 4; HK_WG apart), MM_POS
+// invocation (specialization constant 2: 1, 2, 4 or 8; HK_WG apart), MM_POS
 // positions each (specialization constant 3: HK_MR_POS by default, 1, 2,
 // 4 ... for fewer rows, vk_matmul.c's few_positions; llvmpipe unrolls the
 // positions once the pipeline's value is known, as for a define: measured).

@@ -228,7 +228,7 @@ static void test_matmul(void **state)
  * norm: not tiled) for one.
  * Types with a minimum (the dequantize-first prefill arithmetic) with the
  * GLU, the deferred residual and, at one position, several rows per
- * invocation with the kept input, and without flags; the rest share one
+ * invocation (the split variant's with the kept input), and without flags; the rest share one
  * path whatever the positions: the first case only. */
 static void rows_case(dev_ops *o, uint32_t t, uint32_t flags)
 {
