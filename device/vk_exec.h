@@ -110,9 +110,9 @@ typedef struct vk_exec_config {
                              through; no products, no head, no decode pass. Needs head (the batch's), no
                              embed and weights (HINGE_ERR_INVALID otherwise); vk_exec_run/_run_hidden refuse
                              it (the edge's sessions: a fraction of the memory and creation time) */
-    bool few_rows;        /* prefill products also shaped for 1, 2 and 4 rows (dev_ops_config.few): a batch
+    bool few_rows;        /* prefill products also shaped for 1, 2, 4 ... rows (dev_ops_config.few): a batch
                              executor's, whose batches are often a row or a few (a session alone); costs
-                             about as many pipeline builds again at creation */
+                             more pipeline builds at creation (CPU devices: five more per product) */
 } vk_exec_config;
 hinge_status vk_exec_create_range(dev_ctx *c, const model *m, const vk_exec_config *cfg, vk_exec **out, char *err,
                                   size_t errlen);

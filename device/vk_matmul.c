@@ -28,6 +28,15 @@ static void rows_shape(const dev_weight *w, uint32_t flags, uint32_t spec[OPS_SP
         spec[1] = w->cols / HK_CHUNK;
 }
 
+/* matmul_rows.comp (prefill on CPU devices): two rows per invocation share
+ * each shuffled vec4 of x where there are rows enough; a gated product has
+ * its W2 row for that already (two rows of each: slower, measured). */
+static uint32_t prefill_rpl(const dev_weight *w, uint32_t flags)
+{
+    uint32_t rows = w->part_rows < w->rows ? w->part_rows : w->rows;
+    return (flags & (HK_F_SWIGLU | HK_F_GEGLU)) || rows < 4u * HK_WG ? 1 : 2;
+}
+
 /* matvec.comp (GPUs): the workgroup stages the normed input in shared
  * memory once for its rows (constant 1: its chunks) where it fits. */
 static void split_shape(const dev_ops *o, const dev_weight *w, uint32_t flags, uint32_t spec[OPS_SPEC_IDS])
@@ -38,17 +47,23 @@ static void split_shape(const dev_ops *o, const dev_weight *w, uint32_t flags, u
 }
 
 /* Prefill with few rows (one session's step on the edge: a batch of one
- * row): the pipelines of 1, 2 and 4 positions per workgroup (constant 3),
- * the one position shaped as decode (rows per invocation, the kept input),
- * so that m rows cost about m positions' arithmetic, not HK_MM_POS. */
+ * row): the pipelines of 1, 2, 4 ... positions per workgroup (constant 3)
+ * below the full count (matmul.comp's 8: 1, 2, 4; matmul_rows.comp's 32:
+ * up to 16), so that m rows cost about m positions' arithmetic, not
+ * pos_per_group. On CPU devices the one position takes decode's rows per
+ * invocation (matmul_rows.comp shares each chunk of the input among its
+ * rows: no kept input, constant 1). */
 static hinge_status few_positions(dev_ops *o, struct dev_kernel *k, const dev_weight *w,
                                   const uint32_t spec[OPS_SPEC_IDS], dev_op *op)
 {
     hinge_status s = HINGE_OK;
-    for (uint32_t i = 0; s == HINGE_OK && i < DEV_OP_FEW; i++) {
-        uint32_t v[OPS_SPEC_IDS] = {spec[0], 0, 0, 1u << i};
-        if (i == 0 && o->rows_sg)
+    for (uint32_t i = 0; s == HINGE_OK && i < DEV_OP_FEW && 1u << i < op->pos_per_group; i++) {
+        uint32_t v[OPS_SPEC_IDS] = {spec[0], 0, spec[2], 1u << i};
+        if (i == 0 && o->rows_sg) {
+            v[2] = 0;
             rows_shape(w, spec[0], v);
+            v[1] = 0;
+        }
         s = ops_pipeline_spec(o, k, v, &op->few_pipe[i]);
         op->few_rows[i] = HK_WG * (v[2] ? v[2] : 1);
     }
@@ -139,6 +154,8 @@ static hinge_status prepare(dev_ops *o, const dev_mm_args *a, dev_op *op, bool d
     uint32_t spec[OPS_SPEC_IDS] = {a->flags | ops_sub_flags(w->type, w->type)};
     if (decode && o->rows_sg)
         rows_shape(w, a->flags, spec);
+    else if (o->rows_sg && !tiled)
+        spec[2] = prefill_rpl(w, a->flags);
     else if (decode && o->mv != DEV_MV_ROWS)
         split_shape(o, w, a->flags, spec);
     VkPipeline pipe;
@@ -177,7 +194,7 @@ static hinge_status prepare(dev_ops *o, const dev_mm_args *a, dev_op *op, bool d
         op->max_m = 1;
     } else {
         op->at_m = offsetof(mm_push, m) / 4;
-        op->pos_per_group = tiled ? HK_MT_POS : HK_MM_POS;
+        op->pos_per_group = tiled ? HK_MT_POS : o->rows_sg ? HK_MR_POS : HK_MM_POS;
         op->max_m = cap;
         if (!tiled && o->few)
             s = few_positions(o, k, w, spec, op);

@@ -60,8 +60,8 @@ typedef struct dev_ops_config {
      * item's executor (vk_exec_config.batch_item), whose products run in
      * the batch's: fewer pipelines to build per session. */
     bool attention_only;
-    /* Prefill products also get pipelines of 1, 2 and 4 positions per
-     * workgroup (dev_op.few_pipe), for batches of a row or a few (the
+    /* Prefill products also get pipelines of 1, 2, 4 ... positions per
+     * workgroup below the full count (dev_op.few_pipe), for batches of a row or a few (the
      * edge's batch executor): each prefill product's pipelines are built
      * about twice over at prepare (seconds per executor on lavapipe). */
     bool few;
@@ -136,7 +136,7 @@ typedef enum dev_op_kind {
     DEV_OP_LAYER,
 } dev_op_kind;
 
-enum { DEV_OP_MAX_PARTS = 16, DEV_OP_PUSH_WORDS = 20, DEV_PUSH_NONE = 0xFF, DEV_OP_FEW = 3 };
+enum { DEV_OP_MAX_PARTS = 16, DEV_OP_PUSH_WORDS = 20, DEV_PUSH_NONE = 0xFF, DEV_OP_FEW = 5 };
 
 /* One prepared dispatch site: caller storage, filled by a dev_prepare_*
  * function; read-only afterwards. Its descriptor sets belong to the
@@ -156,9 +156,9 @@ typedef struct dev_op {
     uint32_t groups_x;
     uint32_t pos_per_group;     /* grid y = ceil(m / pos_per_group); 0: grid y = 1 */
     /* Prefill products (not tiled): the pipelines of 1 << i positions per
-     * workgroup, which dev_op_record takes for m <= 1 << i (the smallest
-     * that holds m), few_rows[i] rows per workgroup; pipe (pos_per_group)
-     * for more. Each row's result is the same in all (the positions
+     * workgroup (those below pos_per_group), which dev_op_record takes for
+     * m <= 1 << i (the smallest that holds m), few_rows[i] rows per
+     * workgroup; pipe (pos_per_group) for more. Each row's result is the same in all (the positions
      * contract of shaders/rows_dot.glsl): a batch of one row costs one
      * position, not pos_per_group. NULL (dev_ops_config.few off): pipe at
      * every m. */
@@ -192,8 +192,9 @@ typedef struct dev_mm_args {
  * Record with m = 1. */
 hinge_status dev_prepare_matvec(dev_ops *o, const dev_mm_args *a, dev_op *op);
 /* Prefill: y = W x for m positions (any m <= the buffers' capacity), each
- * chunk of W decoded once per HK_MM_POS positions (per 1, 2 or 4 for fewer
- * with dev_ops_config.few); a position's result does not depend on m. */
+ * chunk of W decoded once per HK_MM_POS positions (HK_MR_POS on CPU devices;
+ * per 1, 2, 4 ... for fewer with dev_ops_config.few: dev_op.few_pipe); a
+ * position's result does not depend on m. */
 hinge_status dev_prepare_matmul(dev_ops *o, const dev_mm_args *a, dev_op *op);
 
 /* ---- the embedding ---- */

@@ -62,7 +62,7 @@ struct dev_ops {
     bool attention_only;                /* dev_ops_config's: no glu, add (nor matrix kernels: types 0) */
     struct dev_kernel matmul1[OPS_NTYPES]; /* matmul.comp MM_POS=1: rows matvec */
     struct dev_kernel matmuln[OPS_NTYPES]; /* matmul.comp: prefill (positions: constant 3) */
-    struct dev_kernel matmulr[OPS_NTYPES]; /* matvec_rows.comp ROWS_PREFILL: prefill with rows_sg */
+    struct dev_kernel matmulr[OPS_NTYPES]; /* matmul_rows.comp: prefill with rows_sg (positions: constant 3) */
     struct dev_kernel matmult[OPS_NTYPES]; /* matmul_tiled.comp: prefill with v.tiled */
     struct dev_kernel matvec[OPS_NTYPES];  /* matvec.comp sg or sh, or matvec_rows.comp, per mv */
     struct dev_kernel embed[OPS_NTYPES];

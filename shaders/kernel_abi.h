@@ -44,6 +44,11 @@
 #define HK_MV_LANES 8
 /* Positions one invocation carries in matmul's prefill variant. */
 #define HK_MM_POS 8
+/* Positions per invocation of matmul_rows.comp (prefill on CPU devices). */
+#define HK_MR_POS 32
+/* ... and its rows per invocation at most (specialization constant 2;
+ * decode's most, vk_matmul.c's rows_shape, for one position). */
+#define HK_MR_MAX_RPL 8
 /* matmul_tiled.comp (prefill on GPUs): a workgroup's tile of weight rows x
  * positions (HK_WG = HK_MT_ROWS / 2 * HK_MT_POS / 4 = 4 * HK_MT_POS), and
  * its shared memory in bytes. */

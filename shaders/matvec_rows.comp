@@ -4,10 +4,8 @@
 #extension GL_KHR_shader_subgroup_shuffle : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 // hinge: y = W x for CPU devices (lavapipe): one weight row per invocation,
-// each carrying MM_POS positions (1: decode; with ROWS_PREFILL, prefill:
-// specialization constant 3, HK_MM_POS by default, 1, 2 or 4 for fewer
-// rows, in prefill's arithmetic whatever the count: rows_dot.glsl's
-// positions contract), as matmul.comp computes it, shaped for llvmpipe.
+// each carrying MM_POS positions (1: decode; prefill is matmul_rows.comp's),
+// as matmul.comp computes it, shaped for llvmpipe.
 //
 // llvmpipe runs a subgroup as one SIMD register, and a storage-buffer load
 // whose address is not a push-constant expression becomes a loop over the
@@ -35,13 +33,6 @@
 // qkv_rope.comp).
 #include "common.glsl"
 
-#ifdef ROWS_PREFILL
-// (a specialization constant, not a define: one module for every count;
-// llvmpipe unrolls the positions once the pipeline's value is known, and
-// prefill measured no slower than with the define)
-layout(constant_id = 3) const uint MM_POS_SPEC = HK_MM_POS;
-#define MM_POS MM_POS_SPEC
-#endif
 #ifndef MM_POS
 #define MM_POS 1
 #endif

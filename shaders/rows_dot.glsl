@@ -4,18 +4,18 @@
 // buffers, x shared through the subgroup (see matvec_rows.comp for why).
 //
 // The includer defines MM_POS (a number, or a specialization constant:
-// matvec_rows.comp's prefill), declares the push block `p` with at least
+// matmul_rows.comp), declares the push block `p` with at least
 // ncols, m, x_off, x_stride (floats) and eps, and includes common.glsl
 // first.
 //
-// The positions contract: a position's result never depends on MM_POS, nor
-// on which of the MM_POS slots it takes: each position's arithmetic is the
-// same sequence of operations on its own input, the weights' share done
-// once for all of them. The arithmetic is chosen by ROWS_PREFILL (defined:
-// prefill's, the weights dequantized first; else decode's), never by
-// MM_POS, so that a prefill kernel may be built for any positions count and
-// the host may pick the count by the rows it runs (vk_matmul.c: 1, 2, 4 or
-// HK_MM_POS) while every row's bits stay those of any other count: a
+// The positions contract: a prefill product's result for a position never
+// depends on MM_POS, nor on which of the MM_POS slots it takes: each
+// position's arithmetic is the same sequence of operations on its own
+// input, the weights' share done once for all of them (matmul_rows.comp,
+// the prefill product on CPU devices; matmul.comp elsewhere), so that a
+// prefill kernel may be built for any positions count and the host may
+// pick the count by the rows it runs (vk_matmul.c: 1, 2, 4 ... or the full
+// count) while every row's bits stay those of any other count: a
 // session's logits are the same alone and in any batch (test_vk_exec's
 // batch test, test_vk_ops's test_matmul_rows). A kernel that shares this
 // file or joins that choice keeps to the same contract. (The source keeps
@@ -207,31 +207,6 @@ void prologue(uint j0)
 // ma[k/4]), and acc2[t] the same for W2, for every position t.
 void accum(uint c, vec4 qa[8], vec2 sa, vec2 ma, vec4 qb[8], vec2 sb, vec2 mb)
 {
-#if defined(ROWS_MIN) && defined(ROWS_PREFILL)
-    // Prefill: the weights dequantized once for the MM_POS positions (32
-    // FMAs), rather than the minimum's sum of x in every position (28 adds
-    // each): the positions' share of the arithmetic, not the weights', sets
-    // prefill's pace (a third faster on q4_k, measured). Also with one
-    // position (the positions contract at the top): a row's sums are the
-    // same at every positions count.
-    [[unroll]] for (uint k = 0u; k < 8u; k++) {
-        qa[k] = qa[k] * sa[k >> 2] + ma[k >> 2];
-        if (GLU)
-            qb[k] = qb[k] * sb[k >> 2] + mb[k >> 2];
-    }
-    [[unroll]] for (uint t = 0u; t < MM_POS; t++) {
-        vec4 mine = XC > 0u ? xc[c] : input4(t, c * 8u + lane);
-        vec4 xv[8];
-        [[unroll]] for (uint k = 0u; k < 8u; k++)
-            xv[k] = SHARE8(mine, k);
-        acc[t] += dot(qa[0], xv[0]) + dot(qa[1], xv[1]) + dot(qa[2], xv[2]) + dot(qa[3], xv[3]) +
-                  dot(qa[4], xv[4]) + dot(qa[5], xv[5]) + dot(qa[6], xv[6]) + dot(qa[7], xv[7]);
-        if (GLU)
-            acc2[t] += dot(qb[0], xv[0]) + dot(qb[1], xv[1]) + dot(qb[2], xv[2]) + dot(qb[3], xv[3]) +
-                       dot(qb[4], xv[4]) + dot(qb[5], xv[5]) + dot(qb[6], xv[6]) + dot(qb[7], xv[7]);
-    }
-    return;
-#endif
     [[unroll]] for (uint t = 0u; t < MM_POS; t++) {
         vec4 mine = XC > 0u ? xc[c] : input4(t, c * 8u + lane);
         vec4 xv[8];

@@ -715,8 +715,8 @@ enum { B_SESS = 7, B_STEPS = 4, B_CTX = 64 };
  * (3) all seven together: every session's logits bitwise equal in the
  * three (batch invariance: a row's products, norms, attention and head do
  * not depend on the batch's other rows). The products' m ranges over the
- * pipelines dev_op_record picks by m (few_rows: 1, 2, 4 or HK_MM_POS
- * positions per workgroup): alone 1 to 3 rows; the stories cuts give 1, 2,
+ * pipelines dev_op_record picks by m (few_rows: 1, 2, 4 ... up to the full
+ * count of positions per workgroup): alone 1 to 3 rows; the stories cuts give 1, 2,
  * 4, 5, 6, 7 rows by layer in the seven's decode steps, 7, 9 and 10 in
  * their prompt step, 7 at the batch's head. With ref, the alone run's logits
  * are also checked against the CPU's fwd_layers [cut, N) + fwd_head.

@@ -194,7 +194,7 @@ static void mm_type(uint32_t t, uint32_t m)
 
 /* The last five are read in sub-layouts of q4_1, q4_k, q6_k and q4_0's
  * kernels: the same kernels, other decoders (prefill: one m, past one
- * position block and one tile, for the test's time). */
+ * position block of every kernel and one tile, for the test's time). */
 static const uint32_t all_types[] = {QT_F32,    QT_F16,  QT_Q8_0, QT_Q4_0, QT_Q5_0, QT_Q4_1, QT_Q4_K,
                                      QT_Q6_K,   QT_Q5_1, QT_Q5_K, QT_Q3_K, QT_Q2_K, QT_IQ4_NL};
 enum { N_OWN_TYPES = 8 };
@@ -211,7 +211,7 @@ static void test_matmul(void **state)
 {
     (void)state;
     fx_need_device();
-    static const uint32_t ms[] = {1, 5, 17};
+    static const uint32_t ms[] = {1, 5, 33}; /* 33: past HK_MR_POS */
     for (size_t i = 0; i < sizeof all_types / sizeof all_types[0]; i++)
         for (size_t j = i < N_OWN_TYPES ? 0 : 2; j < 3; j++)
             mm_type(all_types[i], ms[j]);
@@ -219,7 +219,8 @@ static void test_matmul(void **state)
 
 /* Batch invariance: a prefill product over m positions gives each of them
  * bitwise what it gets among more (with dev_ops_config.few, dev_op_record
- * takes pipelines of 1, 2, 4 or HK_MM_POS positions per workgroup by m,
+ * takes pipelines of 1, 2, 4 ... positions per workgroup by m, up to the
+ * full count: HK_MM_POS, or HK_MR_POS for the rows variant's matmul_rows.comp,
  * and the edge's batches rely on a row's result not depending on its
  * batch). The fixture's kernel sets have no few-row pipelines (they would
  * double test_matmul's pipeline builds): sets of their own here, the rows
@@ -227,12 +228,12 @@ static void test_matmul(void **state)
  * norm: not tiled) for one.
  * Types with a minimum (the dequantize-first prefill arithmetic) with the
  * GLU, the deferred residual and, at one position, several rows per
- * invocation with the kept input, and without flags; the rest share one
+ * invocation (the split variant's with the kept input), and without flags; the rest share one
  * path whatever the positions: the first case only. */
 static void rows_case(dev_ops *o, uint32_t t, uint32_t flags)
 {
-    enum { M = 2 * HK_MM_POS + 1 };
-    static const uint32_t ms[] = {1, 2, 3, 4, 5, HK_MM_POS, HK_MM_POS + 1};
+    enum { M = HK_MR_POS + 1 }; /* (two blocks of the full count in either variant) */
+    static const uint32_t ms[] = {1, 2, 3, 4, 5, 8, 9, 16, 17, HK_MR_POS};
     bool k = quant_block_elems(t) == QK_K;
     uint32_t rows = k ? 640 : 2048, cols = k ? 1024 : 640;
     bool glu = flags & (HK_F_SWIGLU | HK_F_GEGLU), res = flags & HK_F_RESNORM;
