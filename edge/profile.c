@@ -59,7 +59,9 @@ static bool measure_vk(hinge_edge *e, const float *h, float *logits)
 {
     const model_hparams *hp = &e->m->hp;
     uint32_t n = hp->n_layer;
-    vk_exec_config c = {.end = n, .head = true, .ctx = MEASURE_CTX, .max_batch = MEASURE_CTX, .no_selftest = true};
+    /* the default model's weights, uploaded at start-up (vk.c): borrowed, not uploaded again */
+    vk_exec_config c = {.end = n, .head = true, .ctx = MEASURE_CTX, .max_batch = MEASURE_CTX,
+                        .weights = e->models[0].vw, .no_selftest = true};
     vk_exec *x = NULL;
     double *lt = calloc(n + 2, sizeof *lt), *per = calloc((size_t)(n + 1) * MEASURE_REPS, sizeof *per);
     double wall[MEASURE_REPS], gpu[MEASURE_REPS];

@@ -12,10 +12,9 @@
  * head, no command buffers), borrowing those weights; a private head J's
  * is a full executor for [cut, N - J) with hidden rows out (the batch
  * copies them out through its buffers). Its tail (tail.h) keeps only the
- * sampler and the logit row. The
- * device KV cache is taken whole from the edge's --kv-budget when the
- * session opens (refused with 503 when it does not fit), so no step fails
- * for it later.
+ * sampler and the logit row. The device KV cache is taken whole from the
+ * edge's --kv-budget when the session opens (refused with 503 when it does
+ * not fit), so no step fails for it later.
  *
  * Steps run batched: each model also has a batch executor ([0, N) + head,
  * the same weights, activations for BATCH_EXTRA more rows than a session's
@@ -211,8 +210,7 @@ void edge_vk_model_drop(hinge_edge *e, edge_model *em)
 {
     if (!e->vk || !em->vw)
         return;
-    edge_vk *v = e->vk;
-    pthread_mutex_lock(&v->lock);
+    pthread_mutex_lock(&e->vk->lock);
     vk_exec_destroy(em->vbx); /* it borrows the weights: first */
     em->vbx = NULL;
     vk_model_destroy(em->vw);
